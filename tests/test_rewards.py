@@ -12,7 +12,7 @@ from gpgrl.rewards import get_reward, list_rewards, register_reward
 from gpgrl.rewards import registry as registry_module
 from gpgrl.rewards.math_rewards import cosine_scaled
 
-BUILTIN = ["accuracy", "cosine", "format", "length", "reasoning_steps", "repetition_penalty", "tag_count"]
+BUILTIN = ["accuracy", "cosine", "format", "length", "reasoning_steps", "repetition_penalty", "tag_count", "think_close"]
 
 
 def _with_length(answer: str, length: int) -> str:
@@ -29,6 +29,16 @@ def _with_length(answer: str, length: int) -> str:
 
 def test_list_rewards() -> None:
     assert list_rewards() == BUILTIN
+
+
+def test_an_alias_gives_the_registered_reward_under_its_own_name() -> None:
+    from gpgrl.rewards import reward_aliases
+
+    assert reward_aliases()["format_v2"] == "think_close"
+    fn = get_reward("format_v2")
+    assert fn.__name__ == "think_close"  # logged as reward/think_close, whatever the recipe called it
+    # "\n</think>\n" exactly once -> 1; twice or never -> 0
+    assert fn(["a\n</think>\nb", "a\n</think>\n\n</think>\n", "<think>a</think>"]) == [1.0, 0.0, 0.0]
 
 
 def test_returned_functions_are_named_for_metrics() -> None:

@@ -9,13 +9,13 @@ looked up by name (or as ``"package.module:function"`` for your own) with :func:
     [1.0, 0.0]
 
 Built-in rewards (open-r1 semantics, see ``docs/rewards.md``): ``accuracy``, ``format``, ``tag_count``,
-``reasoning_steps``, ``cosine``, ``repetition_penalty``, ``length``. :func:`grade_answer` decides whether
+``reasoning_steps``, ``cosine``, ``repetition_penalty``, ``length``, ``think_close``. :func:`grade_answer` decides whether
 a model output's final answer equals a gold answer, with a time limit, never raising.
 """
 
 from gpgrl.rewards import format_rewards, math_rewards  # noqa: F401  (registers the built-in rewards)
 from gpgrl.rewards.math_grader import answers_equivalent, extract_answer, grade_answer, normalize_answer
-from gpgrl.rewards.registry import RewardFn, get_reward, list_rewards, register_reward
+from gpgrl.rewards.registry import RewardFn, get_reward, list_rewards, register_reward, reward_aliases
 
 __all__ = [
     "RewardFn",
@@ -26,4 +26,5 @@ __all__ = [
     "list_rewards",
     "normalize_answer",
     "register_reward",
+    "reward_aliases",
 ]

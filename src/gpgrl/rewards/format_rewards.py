@@ -43,6 +43,25 @@ def make_format(lenient: bool = False) -> RewardFn:
     return format
 
 
+@register_reward("think_close", aliases=("format_v2",))
+def make_think_close() -> RewardFn:
+    r"""``think_close``: 1.0 if ``"\n</think>\n"`` occurs exactly once in the completion, else 0.0.
+
+    For models whose chat template already opens ``<think>`` in the prompt (DeepSeek-R1-Distill), so
+    the completion only has to close it once. This is the format reward of the original GPG code's
+    DeepSeek-R1-Distill-Qwen-1.5B runs (open-rs): ``format_reward_v2`` in its open-r1 fork (accepted
+    here as ``format_v2``), and the function that its open-rs fork registers as ``format``.
+
+    >>> make_think_close()(["so 2+2=4.\n</think>\n\nThe final answer is \\boxed{4}.", "<think>\nx\n</think>\n</think>\n"])
+    [1.0, 0.0]
+    """
+
+    def think_close(completions: list[Any], **columns: Any) -> list[float | None]:
+        return [1.0 if completion_text(c).count("\n</think>\n") == 1 else 0.0 for c in completions]
+
+    return think_close
+
+
 _TAGS = ("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>")
 
 

@@ -28,7 +28,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["RewardFactory", "RewardFn", "get_reward", "list_rewards", "register_reward"]
+__all__ = ["RewardFactory", "RewardFn", "get_reward", "list_rewards", "register_reward", "reward_aliases"]
 
 
 class RewardFn(Protocol):
@@ -40,27 +40,37 @@ class RewardFn(Protocol):
 RewardFactory = Callable[..., RewardFn]
 
 _REGISTRY: dict[str, RewardFactory] = {}
+#: Other names a reward is known by (the original code's name for it) -> its registered name.
+_ALIASES: dict[str, str] = {}
 
 
-def register_reward(name: str) -> Callable[[RewardFactory], RewardFactory]:
-    """Register ``make(**params) -> RewardFn`` under ``name``.
+def register_reward(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[RewardFactory], RewardFactory]:
+    """Register ``make(**params) -> RewardFn`` under ``name`` (and under each of ``aliases``).
 
     The factory's keyword arguments (with defaults) are the reward's hyperparameters; the returned
-    function is named ``name`` so that metrics can be logged as ``reward/<name>``.
+    function is named ``name`` so that metrics can be logged as ``reward/<name>``, also when it was
+    looked up by an alias.
     """
 
     def decorator(factory: RewardFactory) -> RewardFactory:
-        if name in _REGISTRY:
-            raise ValueError(f"a reward named {name!r} is already registered")
+        for key in (name, *aliases):
+            if key in _REGISTRY or key in _ALIASES:
+                raise ValueError(f"a reward named {key!r} is already registered")
         _REGISTRY[name] = factory
+        _ALIASES.update({alias: name for alias in aliases})
         return factory
 
     return decorator
 
 
 def list_rewards() -> list[str]:
-    """Names of the registered rewards, sorted."""
+    """Names of the registered rewards, sorted (aliases not included)."""
     return sorted(_REGISTRY)
+
+
+def reward_aliases() -> dict[str, str]:
+    """``{alias: registered name}``, e.g. the original GPG code's ``format_v2``."""
+    return dict(_ALIASES)
 
 
 def _valid_params(factory: RewardFactory) -> list[str]:
@@ -106,8 +116,9 @@ def get_reward(name_or_path: str, **params: Any) -> RewardFn:
     >>> get_reward("nope")
     Traceback (most recent call last):
     ...
-    ValueError: unknown reward 'nope'; valid names: accuracy, cosine, format, length, reasoning_steps, repetition_penalty, tag_count; or give your own function as 'package.module:function'
+    ValueError: unknown reward 'nope'; valid names: accuracy, cosine, format, length, reasoning_steps, repetition_penalty, tag_count, think_close; or give your own function as 'package.module:function'
     """
+    name_or_path = _ALIASES.get(name_or_path, name_or_path)
     if name_or_path in _REGISTRY:
         factory = _REGISTRY[name_or_path]
         valid = _valid_params(factory)
