@@ -52,7 +52,7 @@ def make_think_close() -> RewardFn:
     DeepSeek-R1-Distill-Qwen-1.5B runs (open-rs): ``format_reward_v2`` in its open-r1 fork (accepted
     here as ``format_v2``), and the function that its open-rs fork registers as ``format``.
 
-    >>> make_think_close()(["so 2+2=4.\n</think>\n\nThe final answer is \\boxed{4}.", "<think>\nx\n</think>\n</think>\n"])
+    >>> make_think_close()(["so 2+2=4.\n</think>\n\nThe final answer is \\boxed{4}.", "x\n</think>\n\n</think>\n"])
     [1.0, 0.0]
     """
 
