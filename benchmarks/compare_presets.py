@@ -102,7 +102,7 @@ def run_preset(seed: int, preset: str, ws: dict[str, Any], out: Path, *, steps: 
     # A fresh copy of the same SFT weights for every preset (the reference model, if any, is loaded by
     # the trainer from the same folder).
     model = load_policy(str(ws["sft_dir"]), dtype="float32")
-    trainer = Trainer(cfg, model=model, tokenizer=tok)
+    trainer = Trainer.from_config(cfg, model=model, tokenizer=tok)
     # The logged `reward/accuracy` is that of the trained batch, from which threshold resampling (DAPO,
     # and GPG when it draws again) has dropped groups without a signal; `reward/sampled_mean` averages
     # every answer drawn in the step, which is the fair number to compare presets with.

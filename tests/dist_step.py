@@ -16,15 +16,20 @@ from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
 from gpgrl.train.trainer import Trainer
 from helpers import ScriptedEngine, tiny_config
 
-out = Path(sys.argv[1])
-cfg = tiny_config(out, rewards=[{"name": "helpers:has_one"}],
-                  algorithm={"preset": "gpg", "resample_threshold": 0.0},
-                  train={"steps": 1, "prompts_per_step": 8, "micro_batch_size": 3},
-                  optim={"lr": 1e-2, "adam_eps": 1e-3})
-tok = build_char_tokenizer()
-trainer = Trainer(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok, engine=ScriptedEngine(tok))
-(metrics,) = trainer.train()
-if trainer.acc.is_main_process:
-    params = {k: v.detach().cpu() for k, v in trainer.acc.unwrap_model(trainer.model).state_dict().items()}
-    torch.save({"params": params, "metrics": metrics, "world": trainer.acc.num_processes}, out / "result.pt")
-trainer.acc.end_training()  # destroy the process group before exit
+
+def main(out: Path) -> None:
+    cfg = tiny_config(out, rewards=[{"name": "helpers:has_one"}],
+                      algorithm={"preset": "gpg", "resample_threshold": 0.0},
+                      train={"steps": 1, "prompts_per_step": 8, "micro_batch_size": 3},
+                      optim={"lr": 1e-2, "adam_eps": 1e-3})
+    tok = build_char_tokenizer()
+    trainer = Trainer.from_config(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok, engine=ScriptedEngine(tok))
+    (metrics,) = trainer.train()
+    if trainer.acc.is_main_process:
+        params = {k: v.detach().cpu() for k, v in trainer.acc.unwrap_model(trainer.model).state_dict().items()}
+        torch.save({"params": params, "metrics": metrics, "world": trainer.acc.num_processes}, out / "result.pt")
+    trainer.acc.end_training()  # destroy the process group before exit
+
+
+if __name__ == "__main__":  # a script, not a test module: pytest's doctest collection imports it
+    main(Path(sys.argv[1]))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from gpgrl.config import from_dict
-from gpgrl.rollout.engine import Rollout, left_pad, mask_after_eos
+from gpgrl.rollout import RolloutBatch
+from gpgrl.rollout.engine import RolloutEngine, as_prompts, left_pad, mask_after_eos
 
 
 def count_sevens(completions, **_):
@@ -18,8 +19,13 @@ def has_one(completions, **_):
 
 
 def infinite(completions, **_):
-    """A broken reward that makes the loss non-finite."""
+    """A broken reward: +inf for every other answer (non-finite rewards count as failures)."""
     return [float("inf") if i % 2 else 0.0 for i in range(len(completions))]
+
+
+def overflowing(completions, **_):
+    """Finite rewards whose group sum overflows to inf in float64, so the loss is not finite."""
+    return [1.7e308 if i % 2 else 0.0 for i in range(len(completions))]
 
 
 def raises(completions, **_):
@@ -45,7 +51,7 @@ def tiny_config(tmp_path, **sections):
     return from_dict(raw)
 
 
-class ScriptedEngine:
+class ScriptedEngine(RolloutEngine):
     """A deterministic stand-in for sampling: answer j to a prompt is chosen from the prompt's ids.
 
     Groups whose prompt-id sum is divisible by 3 get G identical answers (degenerate); the others
@@ -56,6 +62,7 @@ class ScriptedEngine:
         self.tok = tokenizer
 
     def generate(self, prompts, params, num_samples):
+        prompts = [p.ids for p in as_prompts(prompts)]
         texts = []
         for p in prompts:
             for j in range(num_samples):
@@ -69,4 +76,4 @@ class ScriptedEngine:
         width = max(len(c) for c in comp)
         ids = torch.tensor([c + [self.tok.pad_token_id] * (width - len(c)) for c in comp])
         ids, mask, truncated = mask_after_eos(ids, [self.tok.eos_token_id], self.tok.pad_token_id)
-        return Rollout(prompt_ids, prompt_mask, ids, mask, texts, truncated)
+        return RolloutBatch(prompt_ids, prompt_mask, ids, mask, truncated, texts)

@@ -73,7 +73,7 @@ def test_train_help_lists_every_option():
 
 def _trainer(cfg):
     tok = build_char_tokenizer()
-    return Trainer(cfg, model=build_tiny_model(tok), tokenizer=tok)
+    return Trainer.from_config(cfg, model=build_tiny_model(tok), tokenizer=tok)
 
 
 def test_missing_dataset_column_is_named(tmp_path):
@@ -106,7 +106,7 @@ def test_unknown_reward_lists_valid_names(tmp_path):
 def test_missing_model_path(tmp_path):
     cfg = tiny_config(tmp_path, model={"name_or_path": str(tmp_path / "no-such-model")})
     with pytest.raises(FileNotFoundError, match=r"no-such-model.*does not exist"):
-        Trainer(cfg)
+        Trainer.from_config(cfg)
 
 
 def test_prompts_per_step_must_split_over_processes(tmp_path):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA
-from gpgrl.data.datasets import check_columns, get_field, load_records
-from gpgrl.data.prompts import encode_prompt, format_prompt
+from gpgrl.data.datasets import DatasetError, check_columns, get_field, load_records
+from gpgrl.data.prompts import PromptBuilder, resolve_prompt
 from gpgrl.data.samplers import PromptSampler
 from gpgrl.models.logprobs import completion_logprobs
 from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
@@ -16,13 +16,78 @@ from gpgrl.rollout.engine import left_pad
 
 def test_chat_template_with_system_prompt_and_plain_text():
     tok = build_char_tokenizer()
-    chat = format_prompt(tok, "1+2", system_prompt="Add.", template="{question}=")
-    assert chat == "<|system|>Add.<|end|><|user|>1+2=<|end|><|assistant|>"
-    assert format_prompt(tok, "1+2", chat_template=False, template="Q: {question}\nA:") == "Q: 1+2\nA:"
-    ids, cut = encode_prompt(tok, chat, chat_template=True, max_length=5)
-    assert cut
-    assert tok.convert_ids_to_tokens(ids) == ["+", "2", "=", "<|end|>", "<|assistant|>"]  # the end is kept
-    assert encode_prompt(tok, chat, chat_template=True, max_length=512) == (tok(chat)["input_ids"], False)
+    chat = PromptBuilder(tok, resolve_prompt("plain", system_prompt="Add.", template="{question}="))
+    assert chat.text("1+2") == "<|system|>Add.<|end|><|user|>1+2=<|end|><|assistant|>"
+    plain = PromptBuilder(tok, resolve_prompt("plain", chat_template=False, template="Q: {question}\nA:"))
+    assert plain.text("1+2") == "Q: 1+2\nA:"
+    # plain text keeps the system prompt: system, blank line, question (training and eval share this)
+    with_system = PromptBuilder(tok, resolve_prompt("plain", system_prompt="Add.", chat_template=False))
+    assert with_system.text("1+2") == "Add.\n\n1+2"
+    cut = PromptBuilder(tok, chat.preset, max_length=5)
+    prompt, truncated = cut.build("1+2")
+    assert truncated
+    assert tok.convert_ids_to_tokens(prompt.ids) == ["+", "2", "=", "<|end|>", "<|assistant|>"]  # the end is kept
+    whole, truncated = chat.build("1+2")
+    assert (whole.ids, truncated) == (tok(chat.text("1+2"))["input_ids"], False)
+    assert whole.text == chat.text("1+2")
+
+
+def test_train_and_eval_build_the_same_prompt(tmp_path):
+    """The trainer's prompts and gpgrl eval's come from one builder: same preset, same ids."""
+    from gpgrl.config import from_dict
+    from gpgrl.eval import evaluate
+    from gpgrl.eval.benchmarks import Problem
+    from gpgrl.train.trainer import Trainer
+    from helpers import ScriptedEngine
+
+    tok = build_char_tokenizer()
+    cfg = from_dict({"model": {"name_or_path": "tiny"}, "data": {"dataset": "builtin:arithmetic", "prompt": "qwen_boxed",
+                                                                 "chat_template": False},
+                     "rewards": [{"name": "accuracy"}], "rollout": {"group_size": 2, "max_completion_length": 4},
+                     "train": {"steps": 1, "prompts_per_step": 2, "output_dir": str(tmp_path / "run")},
+                     "log": {"progress": False, "report_to": []}})
+    trainer = Trainer.from_config(cfg, model=build_tiny_model(tok), tokenizer=tok, engine=ScriptedEngine(tok))
+    question = trainer.records[0]["question"]
+    train_prompt = trainer._prompt(0)
+    assert train_prompt.text.startswith("You are a helpful assistant.\n\n" + question)
+    seen = []
+
+    class Recording(ScriptedEngine):
+        def generate(self, prompts, params, num_samples):
+            seen.extend(prompts)
+            return super().generate(prompts, params, num_samples)
+
+    evaluate(None, tok, {"t": [Problem("t", "0", question, "1")]}, engine=Recording(tok),
+             prompt=cfg.data.prompt_preset(), max_new_tokens=4, show_progress=False)
+    assert seen[0].ids == train_prompt.ids and seen[0].text == train_prompt.text
+
+
+def test_jsonl_errors_name_the_file_and_line(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(DatasetError, match=r"empty\.jsonl has no records \(the file is empty\)"):
+        load_records(str(empty))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "1+1", "answer": "2"}\n{"question": "2+2", answer: 4}\n')
+    with pytest.raises(DatasetError, match=r"bad\.jsonl:2: not valid JSON"):
+        load_records(str(bad))
+    listed = tmp_path / "list.jsonl"
+    listed.write_text('["1+1", "2"]\n')
+    with pytest.raises(DatasetError, match=r"list\.jsonl:1: a JSON list, not an object"):
+        load_records(str(listed))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_records(str(tmp_path / "missing.jsonl"))
+
+
+def test_builtin_datasets_come_from_a_registry_with_settings():
+    rows = load_records("builtin:arithmetic", split="test", digits=3, num_train=5, num_test=4)
+    assert len(rows) == 4
+    a, b = rows[0]["question"].split("+")
+    assert len(a) == len(b) == 3 and int(rows[0]["answer"]) == int(a) + int(b)
+    with pytest.raises(DatasetError, match="unknown built-in dataset 'builtin:nope'; valid: builtin:arithmetic"):
+        load_records("builtin:nope")
+    with pytest.raises(DatasetError, match="does not take these settings"):
+        load_records("builtin:arithmetic", colour="red")
 
 
 def test_load_jsonl_and_parquet_with_nested_columns():

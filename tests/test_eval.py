@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gpgrl.data.prompts import PromptBuilder
 from gpgrl.eval import (
     BENCHMARKS,
     PRESETS,
@@ -27,9 +28,9 @@ from gpgrl.eval import (
     summarize,
     vote_key,
 )
-from gpgrl.eval.evaluator import build_prompt
 from gpgrl.models.tiny import build_char_tokenizer
-from gpgrl.rollout.engine import Rollout, SamplingParams
+from gpgrl.rollout import RolloutBatch
+from gpgrl.rollout.engine import RolloutEngine, SamplingParams, as_prompts
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared benchmark data not found at {DATA}")
@@ -211,19 +212,19 @@ def test_prompt_presets():
 
 def test_build_prompt_with_and_without_chat_template():
     tok = build_char_tokenizer()
-    chat = build_prompt(tok, "1+1?", resolve_prompt("qwen_math_cot"))
+    chat = PromptBuilder(tok, resolve_prompt("qwen_math_cot")).text("1+1?")
     assert chat == (
         "<|system|>Please reason step by step, and put your final answer within \\boxed{}.<|end|>"
         "<|user|>1+1?<|end|><|assistant|>"
     )
-    plain = build_prompt(tok, "1+1?", resolve_prompt("qwen_math_cot", chat_template=False))
+    plain = PromptBuilder(tok, resolve_prompt("qwen_math_cot", chat_template=False)).text("1+1?")
     assert plain == "Please reason step by step, and put your final answer within \\boxed{}.\n\n1+1?"
 
 
 # --- the loop, with a deterministic engine ---------------------------------------------------------------
 
 
-class ScriptedEngine:
+class ScriptedEngine(RolloutEngine):
     """Implements RolloutEngine.generate: the completion of each (prompt, sample) comes from ``script``."""
 
     def __init__(self, golds_by_prompt: dict[tuple[int, ...], tuple[int, str]], script):
@@ -231,10 +232,10 @@ class ScriptedEngine:
         self.script = script  # (position, sample index, gold) -> (completion, truncated)
         self.calls: list[int] = []
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams, num_samples: int) -> Rollout:
+    def generate(self, prompts, params: SamplingParams, num_samples: int) -> RolloutBatch:
         torch.rand(1)  # consumes random state, as sampling does
         texts, trunc = [], []
-        for ids in prompts:
+        for ids in (p.ids for p in as_prompts(prompts)):
             position, gold = self.golds_by_prompt[tuple(ids)]
             for s in range(num_samples):
                 text, t = self.script(position, s, gold)
@@ -243,18 +244,16 @@ class ScriptedEngine:
         self.calls.append(len(texts))
         n, width = len(texts), max(len(t) for t in texts)
         mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in texts])  # length = characters
-        return Rollout(torch.zeros(n, 1, dtype=torch.long), torch.ones(n, 1, dtype=torch.long),
-                       torch.zeros(n, width, dtype=torch.long), mask, texts, torch.tensor(trunc))
+        return RolloutBatch(torch.zeros(n, 1, dtype=torch.long), torch.ones(n, 1, dtype=torch.long),
+                            torch.zeros(n, width, dtype=torch.long), mask, torch.tensor(trunc), texts)
 
 
 def _engine_for(tok, problems_by_bench, script, preset="qwen_math_cot"):
-    from gpgrl.data.prompts import encode_prompt
-
-    p = resolve_prompt(preset)
+    builder = PromptBuilder(tok, resolve_prompt(preset))
     golds = {}
     for problems in problems_by_bench.values():
         for i, problem in enumerate(problems):
-            ids = encode_prompt(tok, build_prompt(tok, problem.question, p), chat_template=True)[0]
+            ids = builder.build(problem.question)[0].ids
             assert tuple(ids) not in golds
             golds[tuple(ids)] = (i, problem.gold)
     return ScriptedEngine(golds, script)

@@ -1,28 +1,33 @@
-"""The ``gpgrl`` command.
-
-Usage::
-
-    gpgrl quickstart [--output DIR] [--seed N]      # CPU demo: a tiny model learns addition with GPG
-    gpgrl train --config RECIPE.yaml [--section.key value ...]
-    gpgrl eval --model PATH_OR_ID --benchmarks math500,aime24 [...]
-    gpgrl presets                                    # print the algorithm presets' settings
-    gpgrl rewards                                    # list the registered reward functions
-
-``gpgrl train --help`` lists every option with its default; any of them can be set on the command
-line as ``--section.key value`` (e.g. ``--train.steps 50 --algorithm.preset grpo``), overriding the
-recipe. Short forms: --model, --dataset, --preset, --output_dir, --steps, --lr, --seed, --resume,
---group_size, --rewards accuracy,format.
-"""
+"""The ``gpgrl`` command: train, evaluate and inspect Group Policy Gradient runs."""
 
 from __future__ import annotations
 
 import sys
 
+USAGE = """usage: gpgrl COMMAND [options]
+
+Group Policy Gradient (GPG) for reasoning models, with GRPO / Dr. GRPO / DAPO presets.
+
+commands:
+  quickstart   CPU demo, no download: a tiny model learns 2-digit addition with GPG (a few minutes)
+  train        train a model from a YAML recipe:  gpgrl train --config RECIPE.yaml [--section.key VALUE ...]
+  eval         evaluate a model on math benchmarks:  gpgrl eval --model PATH_OR_ID --benchmarks math500
+  presets      print the settings of the algorithm presets (gpg, grpo, dr_grpo, dapo)
+  rewards      list the reward functions with their parameters and defaults
+
+`gpgrl COMMAND --help` explains each command; `gpgrl train --help` lists every recipe option with its
+default. Documentation: README.md and docs/ in the source repository.
+"""
+
 TRAIN_USAGE = """usage: gpgrl train [--config RECIPE.yaml] [--section.key VALUE ...]
 
-Train a model with GPG (or another preset). Values on the command line override the recipe.
-Example:
+Train a model with GPG (or another preset). Values on the command line override the recipe; short
+forms: --model, --dataset, --preset, --output_dir, --steps, --lr, --seed, --resume, --group_size,
+--rewards accuracy,format.
+
+examples:
   gpgrl train --config recipes/quickstart_cpu.yaml --train.steps 20 --algorithm.preset grpo
+  gpgrl train --config RECIPE.yaml --resume                      # continue the run in its output_dir
   accelerate launch --num_processes 8 -m gpgrl.cli train --config recipes/qwen2.5-math-7b_gpg.yaml
 
 options:
@@ -36,7 +41,7 @@ def _parse_overrides(args: list[str]) -> tuple[str | None, dict[str, str]]:
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--"):
-            raise SystemExit(f"gpgrl train: unexpected argument {arg!r}; options look like --section.key value")
+            raise ValueError(f"unexpected argument {arg!r}; options look like --section.key value (gpgrl train --help)")
         key, eq, value = arg[2:].partition("=")
         if not eq:
             if i + 1 < len(args) and not args[i + 1].startswith("--"):
@@ -66,41 +71,61 @@ def cmd_train(args: list[str]) -> int:
         print(train_help())
         return 0
     from gpgrl.config import ConfigError, load_config
+    from gpgrl.runtime import error, is_main_process
 
     try:
         path, overrides = _parse_overrides(args)
         cfg = load_config(path, overrides)
-        from gpgrl.train.trainer import Trainer, TrainingError
+    except (ConfigError, ValueError) as e:
+        error("train", str(e))
+        return 2
+    from gpgrl.train.trainer import Trainer, TrainingError
 
-        trainer = Trainer(cfg)
-    except (ConfigError, ValueError, FileNotFoundError, OSError, RuntimeError) as e:
-        print(f"gpgrl train: error: {e}", file=sys.stderr)
+    try:
+        trainer = Trainer.from_config(cfg)
+    except (ValueError, FileNotFoundError, OSError, ImportError) as e:
+        error("train", str(e))
         return 2
     try:
         trainer.train()
     except TrainingError as e:
-        print(f"gpgrl train: stopped: {e}", file=sys.stderr)
+        if is_main_process():
+            print(f"gpgrl train: stopped: {e}", file=sys.stderr)
         return 1
-    print(f"done: {trainer.step} steps; checkpoints and metrics.jsonl in {cfg.train.output_dir}")
+    if trainer.acc.is_main_process:
+        print(f"done: {trainer.step} steps; checkpoints and metrics.jsonl in {cfg.train.output_dir}")
     return 0
 
 
-def cmd_presets(_: list[str]) -> int:
+def cmd_presets(args: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in args):
+        print("usage: gpgrl presets\n\nPrint every algorithm preset's settings (override any with --algorithm.KEY).")
+        return 0
     import yaml
 
-    from gpgrl.algorithms import PRESETS
+    from gpgrl.algorithms.presets import PRESETS
 
     for name, cfg in PRESETS.items():
         print(f"# {name}\n" + yaml.safe_dump({k: v for k, v in cfg.to_dict().items() if k != "name"}, sort_keys=False))
     return 0
 
 
-def cmd_rewards(_: list[str]) -> int:
-    from gpgrl.rewards import get_reward, list_rewards
+def cmd_rewards(args: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in args):
+        print("usage: gpgrl rewards\n\nList the registered reward functions: a one-line summary and each parameter\n"
+              "with its default (set them in a recipe: rewards: [{name: cosine, params: {max_len: 1000}}]).")
+        return 0
+    from gpgrl.rewards.registry import describe_reward, list_rewards, reward_aliases
 
+    aliases: dict[str, list[str]] = {}
+    for alias, name in reward_aliases().items():
+        aliases.setdefault(name, []).append(alias)
     for name in list_rewards():
-        doc = (get_reward(name).__doc__ or "").strip().splitlines()
-        print(f"{name:<20} {doc[0] if doc else ''}")
+        summary, params = describe_reward(name)
+        also = f" (also: {', '.join(aliases[name])})" if name in aliases else ""
+        print(f"{name}{also}\n    {summary}")
+        for param, default in params:
+            print(f"    {param} = {default!r}")
     return 0
 
 
@@ -121,9 +146,14 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "quickstart": cmd_quickstart, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gpgrl.runtime import close_process_group
+
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
+    if not argv:
+        print(USAGE, file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
         return 0
     if argv[0] in ("-V", "--version"):
         from gpgrl import __version__
@@ -141,14 +171,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         close_process_group()
-
-
-def close_process_group() -> None:
-    """Tear down torch.distributed before exit: a live gloo/NCCL group at interpreter shutdown can abort."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

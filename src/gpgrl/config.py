@@ -26,6 +26,7 @@ from typing import Any, Literal
 import yaml
 
 from gpgrl.algorithms.presets import AlgorithmConfig, get_preset
+from gpgrl.data.prompts import PromptPreset, resolve_prompt
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -51,18 +52,25 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     dataset: str = _f("", "HF dataset id, local .jsonl/.json/.parquet/.csv file or folder, or builtin:arithmetic")
+    dataset_kwargs: dict[str, Any] = _f({}, "settings of a builtin: dataset (e.g. {digits: 3}), else load_dataset kwargs")
     split: str = _f("train", "dataset split")
     subset: str | None = _f(None, "dataset configuration name (e.g. 'main' for openai/gsm8k)")
     prompt_column: str = _f("question", "column with the question (a string, or a list of chat messages)")
     answer_column: str = _f("answer", "column with the gold answer, passed to rewards as 'answer' (dotted paths ok)")
-    system_prompt: str | None = _f(None, "system prompt put before each question when chat_template is true")
-    chat_template: bool = _f(True, "format prompts with the tokenizer's chat template; false = plain text")
-    template: str = _f("{question}", "text around the question, e.g. '{question} Answer in \\\\boxed{{}}.'")
+    prompt: str = _f("plain", "prompt preset: plain, qwen_math_cot, qwen_boxed, r1_distill, r1_think, open_r1")
+    system_prompt: str | None = _f(None, "system prompt; default: the preset's ('' = none)")
+    template: str | None = _f(None, "text around the question, e.g. '{question} Answer in \\boxed{{}}.'; default: the preset's")
+    chat_template: bool | None = _f(None, "use the tokenizer's chat template (false = plain text); default: the preset's")
     max_prompt_length: int = _f(512, "prompt tokens kept (longer prompts lose their beginning; counted in metrics)")
     max_samples: int | None = _f(None, "use only the first N records")
     sample_strategy: Literal["uniform", "hard", "soft", "medium"] = _f(
-        "uniform", "prompt sampler: uniform epochs, or a curriculum weighted by each prompt's past accuracy"
+        "uniform", "prompt sampler: uniform epochs, or a curriculum weighted by each prompt's past rewards"
     )
+
+    def prompt_preset(self) -> PromptPreset:
+        """The prompt preset named by ``prompt`` with this section's overrides applied."""
+        return resolve_prompt(self.prompt, system_prompt=self.system_prompt, template=self.template,
+                              chat_template=self.chat_template)
 
 
 @dataclass
@@ -72,8 +80,17 @@ class RolloutConfig:
     temperature: float = _f(1.0, "sampling temperature")
     top_p: float = _f(1.0, "nucleus sampling")
     top_k: int = _f(0, "top-k sampling; 0 = off")
-    engine: Literal["hf"] = _f("hf", "rollout engine: hf (transformers generate)")
-    generation_batch_size: int | None = _f(None, "most rows per generate call; default: all of a process's rows")
+    engine: Literal["hf", "vllm", "vllm_server"] = _f(
+        "hf", "rollout engine: hf (transformers generate), vllm (colocated, one per GPU), vllm_server (vllm serve)"
+    )
+    generation_batch_size: int | None = _f(None, "hf engine: most rows per generate call; default: all of a process's rows")
+    vllm_server_url: str = _f("http://127.0.0.1:8000", "vllm_server: base URL of the `vllm serve` process")
+    vllm_timeout: float = _f(600.0, "vllm_server: seconds any request or weight transfer may take before it is an error")
+    vllm_gpu_memory_utilization: float = _f(0.3, "vllm: share of each GPU's memory the colocated engine may take")
+    vllm_sleep: bool = _f(True, "vllm: free the engine's memory (sleep mode) while the trainer updates the model")
+    importance_cap: float | None = _f(
+        None, "truncated importance sampling: weight tokens by min(pi_train/pi_engine, cap); null = off"
+    )
 
 
 @dataclass
@@ -106,11 +123,16 @@ class TrainConfig:
     micro_batch_size: int = _f(8, "answers per forward/backward on each process (gradient accumulation)")
     seed: int = _f(42, "random seed (sampling, prompts, model init of tiny models)")
     output_dir: str = _f("runs/gpgrl", "folder for checkpoints, metrics.jsonl, samples, TensorBoard")
+    overwrite: bool = _f(False, "start afresh in a non-empty output_dir, deleting the old run's files")
     save_every: int = _f(0, "save a checkpoint every N steps (0 = only at the end)")
     save_total_limit: int = _f(2, "checkpoints kept (oldest deleted first)")
-    resume: bool = _f(False, "continue from the newest checkpoint in output_dir")
+    resume: bool = _f(False, "continue from the newest checkpoint in output_dir (its settings must match)")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = _f("auto", "auto = bf16 on a GPU that has it, else no")
+    num_threads: int | None = _f(None, "CPU threads for torch; default: 1 on a CPU-only machine, torch's choice on GPUs")
     max_nan_steps: int = _f(5, "stop after this many non-finite losses in a row (each such step is skipped)")
+    max_reward_failure_steps: int = _f(
+        3, "stop when a reward function fails for every answer this many steps in a row (a bug, not bad luck)"
+    )
     eval_every: int = _f(0, "run gpgrl eval every N steps (0 = never)")
     eval_benchmarks: list[str] = _f([], "benchmarks for eval_every, e.g. [math500, aime24]")
     eval_data_dir: str | None = _f(None, "local benchmark folder (layout of shared/data/math); default: HF ids")
@@ -126,7 +148,7 @@ class LogConfig:
     report_to: list[str] = _f(["jsonl", "tensorboard"], "metric sinks: jsonl, tensorboard, wandb")
     wandb_project: str = _f("gpgrl", "wandb project")
     run_name: str | None = _f(None, "run name for wandb / TensorBoard")
-    progress: bool = _f(True, "show a progress bar")
+    progress: bool | None = _f(None, "progress bar; default: in a terminal, else one plain line per log_every steps")
 
 
 @dataclass
@@ -161,6 +183,7 @@ class Config:
             "train.steps": self.train.steps, "train.prompts_per_step": self.train.prompts_per_step,
             "train.micro_batch_size": self.train.micro_batch_size, "train.max_nan_steps": self.train.max_nan_steps,
             "data.max_prompt_length": self.data.max_prompt_length,
+            "train.max_reward_failure_steps": self.train.max_reward_failure_steps,
         }
         for key, value in positive.items():
             if value < 1:
@@ -170,6 +193,11 @@ class Config:
         bad_sinks = set(self.log.report_to) - {"jsonl", "tensorboard", "wandb"}
         if bad_sinks:
             raise ValueError(f"log.report_to has unknown sink(s) {sorted(bad_sinks)}; valid: jsonl, tensorboard, wandb")
+        if self.train.num_threads is not None and self.train.num_threads < 1:
+            raise ValueError(f"train.num_threads must be >= 1 (or null for the default), got {self.train.num_threads}")
+        if self.rollout.importance_cap is not None and not self.rollout.importance_cap > 0:
+            raise ValueError(f"rollout.importance_cap must be > 0 (or null = off), got {self.rollout.importance_cap}")
+        self.data.prompt_preset()  # raises on an unknown preset or a bad template
         self.resolved_algorithm()  # raises on an unknown preset or a bad setting
         return self
 
@@ -380,8 +408,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, str] | None
     return from_dict(apply_overrides(raw, overrides or {}))
 
 
+def to_yaml(cfg: Config) -> str:
+    """The config as a YAML recipe (``load_config`` reads it back to an equal config)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    Path(path).write_text(to_yaml(cfg))
 
 
 def help_rows() -> list[tuple[str, str, str]]:

@@ -56,7 +56,8 @@ def policy_loss(
     Args:
         logp: [B, T] log-probs of the completion tokens under the policy (with grad).
         mask: [B, T] 1 on completion tokens, 0 on padding.
-        advantages: [B] one advantage per answer (from :func:`group_advantages`).
+        advantages: [B] one advantage per answer (from :func:`group_advantages`), or [B, T] one per
+            token (e.g. an answer's advantage times a per-token importance weight).
         preset: a preset name (``gpg``, ``grpo``, ``dr_grpo``, ``dapo``) or an :class:`AlgorithmConfig`.
         num_tokens: completion tokens in the whole global batch (``token_mean``); default: ``mask.sum()``.
         num_sequences: answers in the whole global batch (``seq_mean_token_mean``, ``seq_sum_constant``);
@@ -83,10 +84,12 @@ def policy_loss(
     cfg = get_preset(preset)
     if logp.shape != mask.shape or logp.dim() != 2:
         raise ValueError(f"logp {tuple(logp.shape)} and mask {tuple(mask.shape)} must both be [B, T]")
-    if advantages.shape != logp.shape[:1]:
-        raise ValueError(f"advantages must be [B]={logp.shape[0]}, got {tuple(advantages.shape)}")
+    if advantages.shape not in (logp.shape[:1], logp.shape):
+        raise ValueError(f"advantages must be [B]={logp.shape[0]} or [B, T]={tuple(logp.shape)}, "
+                         f"got {tuple(advantages.shape)}")
     mask = mask.to(logp.dtype)
-    adv = advantages.to(logp.dtype).unsqueeze(1)  # [B, 1]
+    adv = advantages.to(logp.dtype)
+    adv = adv.unsqueeze(1) if adv.dim() == 1 else adv  # [B, 1] or [B, T]
 
     metrics: dict[str, float] = {"num_tokens": float(mask.sum())}
     if cfg.ratio:

@@ -1,44 +1,222 @@
-"""Turning a dataset's question into prompt token ids: chat template or plain text."""
+r"""How a dataset question becomes the prompt a model sees: one builder for training and evaluation.
+
+A :class:`PromptPreset` is a system prompt (or none), a user-turn template and whether the tokenizer's
+chat template is applied. Templates are Python format strings with one field, ``{question}``; write a
+literal brace as ``{{`` / ``}}`` (so ``\\boxed{{}}`` gives ``\\boxed{}``). A recipe picks a preset with
+``data.prompt`` and may override its fields (``data.system_prompt``, ``data.template``,
+``data.chat_template``); ``gpgrl eval --prompt`` takes the same names. Training and evaluation build
+prompts with the same :class:`PromptBuilder`, so a model is evaluated exactly as it was trained.
+
+Presets (the prompts the paper's models were trained and evaluated with):
+
+* ``plain``: the question alone, in the chat template when the tokenizer has one (the default).
+* ``qwen_math_cot``: the Qwen2.5-Math chain-of-thought system prompt (the CoT prompt of the Qwen2.5-Math
+  evaluation harness).
+* ``qwen_boxed``: simpleRL-Zoo's prompt, the one in the paper's Qwen2.5-Math-7B training data
+  (``simplelr_qwen``, MATH level 3-5): system "You are a helpful assistant.", the ``\boxed{}``
+  instruction after the question.
+* ``r1_distill``: DeepSeek-R1-Distill models' recommended prompt: no system prompt, the instruction at
+  the end of the user turn.
+* ``r1_think``: the ``<think>``/``<answer>`` system prompt of the open-rs recipes that the GPG
+  repository's DeepSeek-R1-Distill-Qwen-1.5B runs (GPG-Open-RS1) train with.
+* ``open_r1``: the original R1-Zero / open-r1 ``<think>``/``<answer>`` system prompt, without ``\boxed{}``.
+
+Without a chat template (base models) the text is the system prompt, a blank line, then the templated
+question; with one, the system prompt is the system turn and the templated question the user turn, and
+the assistant turn is opened. A question that is already a list of chat messages (verl-style parquet
+files) goes through the chat template as is.
+
+>>> p = resolve_prompt("r1_distill")
+>>> p.template.format(question="1+1?")
+'1+1?\nPlease reason step by step, and put your final answer within \\boxed{}.'
+>>> resolve_prompt("qwen_math_cot", system_prompt="").system_prompt is None
+True
+"""
 
 from __future__ import annotations
 
-from transformers import PreTrainedTokenizerBase
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from gpgrl.rollout.engine import Prompt
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+R1_ZERO_SYSTEM_PROMPT = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
+    "The assistant first thinks about the reasoning process in the mind and then provides the user with "
+    "the answer. The reasoning process and answer are enclosed within <think> </think> and <answer> "
+    "</answer> tags, respectively, i.e., <think> reasoning process here </think><answer> answer here "
+    "</answer>"
+)
+
+# open-rs recipes/grpo.yaml (the setup of the GPG repository's open-rs experiments).
+R1_THINK_SYSTEM_PROMPT = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
+    "The assistant first thinks about the reasoning process in the mind and then provides the user with "
+    "the answer, and put your final answer within \\boxed{} . The reasoning process and answer are "
+    "enclosed within <think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning "
+    "process here </think> <answer> answer here </answer>. Note that respond by English, NOT use other "
+    "languages."
+)
 
 
-def format_prompt(
-    tokenizer: PreTrainedTokenizerBase,
-    question: str,
+def check_template(template: str) -> None:
+    """Raise ValueError unless ``template`` is a format string whose only field is ``{question}``."""
+    try:
+        text = template.format(question="\x00")
+    except (KeyError, IndexError, ValueError) as e:
+        raise ValueError(
+            f"invalid prompt template {template!r} ({type(e).__name__}: {e}); the only field is {{question}} "
+            "and literal braces are written doubled, e.g. '{question} Put the answer in \\\\boxed{{}}.'"
+        ) from None
+    if "\x00" not in text:
+        raise ValueError(f"prompt template {template!r} has no {{question}} field")
+
+
+@dataclass(frozen=True)
+class PromptPreset:
+    """How a question becomes a prompt. ``system_prompt`` None = no system turn."""
+
+    name: str
+    system_prompt: str | None
+    template: str
+    chat_template: bool = True
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        check_template(self.template)
+
+
+PRESETS: dict[str, PromptPreset] = {
+    p.name: p
+    for p in [
+        PromptPreset("plain", None, "{question}", description="the question alone"),
+        PromptPreset(
+            "qwen_math_cot",
+            BOXED_INSTRUCTION,
+            "{question}",
+            description="Qwen2.5-Math CoT: system 'Please reason step by step, ... \\boxed{}.'",
+        ),
+        PromptPreset(
+            "qwen_boxed",
+            "You are a helpful assistant.",
+            "{question}\n" + BOXED_INSTRUCTION.replace("{}", "{{}}"),
+            description="simpleRL-Zoo / the paper's Qwen2.5-Math-7B data: system 'You are a helpful "
+            "assistant.', the \\boxed{} instruction after the question",
+        ),
+        PromptPreset(
+            "r1_distill",
+            None,
+            "{question}\n" + BOXED_INSTRUCTION.replace("{}", "{{}}"),
+            description="DeepSeek-R1-Distill: no system prompt; the \\boxed{} instruction after the question",
+        ),
+        PromptPreset(
+            "r1_think",
+            R1_THINK_SYSTEM_PROMPT,
+            "{question}",
+            description="GPG / open-rs <think>...</think><answer>...</answer> system prompt with \\boxed{}",
+        ),
+        PromptPreset(
+            "open_r1",
+            R1_ZERO_SYSTEM_PROMPT,
+            "{question}",
+            description="R1-Zero / open-r1 <think>...</think><answer>...</answer> system prompt",
+        ),
+    ]
+}
+
+
+def apply_overrides(
+    preset: PromptPreset,
     *,
     system_prompt: str | None = None,
-    chat_template: bool = True,
-    template: str = "{question}",
-) -> str:
-    """The prompt text the model sees.
+    template: str | None = None,
+    chat_template: bool | None = None,
+) -> PromptPreset:
+    """``preset`` with the given fields replaced (None = keep; ``system_prompt=""`` = no system prompt)."""
+    changes: dict[str, object] = {}
+    if system_prompt is not None:
+        changes["system_prompt"] = system_prompt or None
+    if template is not None:
+        changes["template"] = template
+    if chat_template is not None:
+        changes["chat_template"] = chat_template
+    return replace(preset, **changes) if changes else preset
 
-    ``template`` wraps the question first (e.g. ``"{question}\\nPut your final answer in \\\\boxed{{}}."``);
-    with ``chat_template`` the result becomes the user turn (after an optional system turn) and the
-    assistant turn is opened; without, the text is used as is (base models, R1-Zero style templates).
+
+def resolve_prompt(
+    preset: str | PromptPreset = "plain",
+    *,
+    system_prompt: str | None = None,
+    template: str | None = None,
+    chat_template: bool | None = None,
+) -> PromptPreset:
+    """A preset (by name, or as is) with optional overrides; ``system_prompt=""`` removes its system prompt."""
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"unknown prompt preset {preset!r}; choose from {', '.join(PRESETS)}")
+        preset = PRESETS[preset]
+    return apply_overrides(preset, system_prompt=system_prompt, template=template, chat_template=chat_template)
+
+
+class PromptBuilder:
+    """Formats and tokenizes questions the same way for training, evaluation and warm-starts.
+
+    Args:
+        tokenizer: the policy's tokenizer.
+        preset: a :class:`PromptPreset` or a preset name.
+        max_length: prompt tokens kept; longer prompts lose their *beginning* (the question's tail and the
+            opened assistant turn are what the model continues). None = no limit.
+
+    >>> from gpgrl.models.tiny import build_char_tokenizer
+    >>> b = PromptBuilder(build_char_tokenizer(), resolve_prompt("plain", system_prompt="Add."))
+    >>> b.text("1+2")
+    '<|system|>Add.<|end|><|user|>1+2<|end|><|assistant|>'
+    >>> PromptBuilder(b.tokenizer, resolve_prompt("plain", system_prompt="Add.", chat_template=False)).text("1+2")
+    'Add.\\n\\n1+2'
     """
-    text = template.format(question=question)
-    if not chat_template:
-        return text
-    if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError(
-            "the tokenizer has no chat template; set data.chat_template: false to use prompts as plain text"
-        )
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    messages.append({"role": "user", "content": text})
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, preset: PromptPreset | str = "plain", *,
+                 max_length: int | None = None):
+        self.tokenizer = tokenizer
+        self.preset = resolve_prompt(preset) if isinstance(preset, str) else preset
+        self.max_length = max_length
+        if self.preset.chat_template and getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError(
+                "the tokenizer has no chat template (a base model?): set data.chat_template: false in the "
+                "recipe (gpgrl eval: --no-chat-template) to use plain-text prompts"
+            )
 
-def encode_prompt(
-    tokenizer: PreTrainedTokenizerBase, prompt: str, *, chat_template: bool, max_length: int | None = None
-) -> tuple[list[int], bool]:
-    """Token ids of a formatted prompt and whether it was cut to ``max_length`` (keeping its end).
+    def text(self, question: str | Sequence[dict[str, Any]]) -> str:
+        """The prompt text of one question (a string, or a list of chat messages used as they are)."""
+        if not isinstance(question, str):
+            return self.tokenizer.apply_chat_template(list(question), tokenize=False, add_generation_prompt=True)
+        p = self.preset
+        body = p.template.format(question=question)
+        if not p.chat_template:
+            return f"{p.system_prompt}\n\n{body}" if p.system_prompt else body
+        messages = [{"role": "system", "content": p.system_prompt}] if p.system_prompt else []
+        messages.append({"role": "user", "content": body})
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    A chat-templated prompt already holds its special tokens (BOS included), so none are added again.
-    """
-    ids = tokenizer(prompt, add_special_tokens=not chat_template)["input_ids"]
-    if max_length is not None and len(ids) > max_length:
-        return ids[-max_length:], True  # keep the end: the question's tail and the assistant turn
-    return ids, False
+    def encode(self, text: str, *, chat: bool | None = None) -> tuple[list[int], bool]:
+        """Token ids of a formatted prompt and whether it was cut to ``max_length`` (keeping its end).
+
+        A chat-templated prompt already holds its special tokens (BOS included), so none are added again.
+        """
+        chat = self.preset.chat_template if chat is None else chat
+        ids = self.tokenizer(text, add_special_tokens=not chat)["input_ids"]
+        if self.max_length is not None and len(ids) > self.max_length:
+            return ids[-self.max_length :], True
+        return ids, False
+
+    def build(self, question: str | Sequence[dict[str, Any]]) -> tuple[Prompt, bool]:
+        """``(Prompt(ids, text), truncated)`` for one question."""
+        text = self.text(question)
+        ids, cut = self.encode(text, chat=self.preset.chat_template or not isinstance(question, str))
+        return Prompt(ids=ids, text=text), cut

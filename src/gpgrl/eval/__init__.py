@@ -4,6 +4,7 @@
 calls it every N steps). See ``docs/eval.md``.
 """
 
+from gpgrl.data.prompts import PRESETS, PromptPreset, resolve_prompt
 from gpgrl.eval.benchmarks import (
     BENCHMARKS,
     PAPER_BENCHMARKS,
@@ -27,7 +28,6 @@ from gpgrl.eval.metrics import (
     summarize,
     vote_key,
 )
-from gpgrl.eval.prompts import PRESETS, PromptPreset, resolve_prompt
 
 __all__ = [
     "BENCHMARKS",

@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gpgrl.data.prompts import PRESETS, resolve_prompt
 from gpgrl.eval.benchmarks import PAPER_BENCHMARKS, BenchmarkDownloadError, load_benchmarks
-from gpgrl.eval.prompts import PRESETS, resolve_prompt
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -133,12 +133,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from gpgrl.eval.evaluator import check_prompt_setup, evaluate
+    from gpgrl.data.prompts import PromptBuilder
+    from gpgrl.eval.evaluator import evaluate
     from gpgrl.models import load_policy, load_tokenizer
 
     try:
         tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
-        check_prompt_setup(tokenizer, preset)
+        PromptBuilder(tokenizer, preset)  # fails now, with the fix, if the preset needs a missing chat template
         model = load_policy(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
         model.to(device)
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from gpgrl.cli import close_process_group
+    from gpgrl.runtime import close_process_group
 
     try:
         code = main()

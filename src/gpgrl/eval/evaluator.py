@@ -19,12 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
-from gpgrl.data.prompts import encode_prompt, format_prompt
+from gpgrl.data.prompts import PromptBuilder, PromptPreset, apply_overrides, resolve_prompt
 from gpgrl.eval.benchmarks import Problem, load_benchmarks
 from gpgrl.eval.metrics import compute_metrics, extract_final_answer, summarize
-from gpgrl.eval.prompts import PromptPreset, apply_overrides, resolve_prompt
 from gpgrl.rollout.engine import HFGenerateEngine, RolloutEngine, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -33,37 +31,9 @@ GradeFn = Callable[[str, str], bool]
 
 
 def _default_grader() -> GradeFn:
-    try:
-        from gpgrl.rewards import grade_answer
-    except ImportError:  # the rewards package may not re-export it
-        from gpgrl.rewards.math_grader import grade_answer
+    from gpgrl.rewards.math_grader import grade_answer
+
     return grade_answer
-
-
-# --- prompts --------------------------------------------------------------------------------------------
-
-
-def check_prompt_setup(tokenizer: PreTrainedTokenizerBase, preset: PromptPreset) -> None:
-    """Fail early, with the fix, when a preset needs a chat template the tokenizer lacks."""
-    if preset.chat_template and getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError(
-            "the tokenizer has no chat template (a base model?): pass --no-chat-template "
-            "(chat_template=False) to use plain-text prompts"
-        )
-
-
-def build_prompt(tokenizer: PreTrainedTokenizerBase, question: str, preset: PromptPreset) -> str:
-    """The prompt text of one question. Without a chat template a system prompt goes first, then a blank line."""
-    text = format_prompt(
-        tokenizer,
-        question,
-        system_prompt=preset.system_prompt,
-        chat_template=preset.chat_template,
-        template=preset.template,
-    )
-    if not preset.chat_template and preset.system_prompt:
-        text = f"{preset.system_prompt}\n\n{text}"
-    return text
 
 
 # --- files ----------------------------------------------------------------------------------------------
@@ -153,7 +123,7 @@ def _seeded(seed: int | None, rank: int) -> Iterator[None]:
 
 def evaluate(
     model: torch.nn.Module | None,
-    tokenizer: PreTrainedTokenizerBase,
+    tokenizer: Any,
     benchmarks: str | Sequence[str] | Mapping[str, Sequence[Problem]],
     *,
     samples: int = 1,
@@ -224,7 +194,7 @@ def evaluate(
     preset = apply_overrides(
         preset, system_prompt=system_prompt, template=template, chat_template=chat_template
     )
-    check_prompt_setup(tokenizer, preset)
+    builder = PromptBuilder(tokenizer, preset)  # the trainer's prompt builder: evaluated as trained
 
     if isinstance(benchmarks, Mapping):
         problems_by_bench = {name: list(ps)[:limit] if limit else list(ps) for name, ps in benchmarks.items()}
@@ -249,8 +219,7 @@ def evaluate(
     grade = grade_fn or _default_grader()
     extract = extract_fn or extract_final_answer
 
-    prompts = [build_prompt(tokenizer, p.question, preset) for _, _, p in mine]
-    prompt_ids = [encode_prompt(tokenizer, text, chat_template=preset.chat_template)[0] for text in prompts]
+    prompts = [builder.build(p.question)[0] for _, _, p in mine]
     per_call = max(1, batch_size // samples)
     batches = _chunks(list(range(len(mine))), per_call)
 
@@ -267,7 +236,7 @@ def evaluate(
     with progress, _seeded(seed, rank):
         task = progress.add_task(f"{len(items)} problems x {samples} samples", total=len(batches))
         for batch in batches:
-            rollout = engine.generate([prompt_ids[j] for j in batch], params, samples)
+            rollout = engine.generate([prompts[j] for j in batch], params, samples)
             lengths = rollout.lengths.tolist()
             truncated = rollout.truncated.tolist()
             for row, text in enumerate(rollout.texts):
@@ -279,7 +248,7 @@ def evaluate(
                         "problem_id": problem.id,
                         "problem_index": index,
                         "sample_index": row % samples,
-                        "prompt": prompts[j],
+                        "prompt": prompts[j].text,
                         "completion": text,
                         "extracted_answer": extract(text),
                         "gold": problem.gold,

@@ -28,7 +28,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["RewardFactory", "RewardFn", "get_reward", "list_rewards", "register_reward", "reward_aliases"]
+__all__ = ["RewardFactory", "RewardFn", "describe_reward", "get_reward", "list_rewards", "register_reward",
+           "reward_aliases"]
 
 
 class RewardFn(Protocol):
@@ -79,6 +80,20 @@ def _valid_params(factory: RewardFactory) -> list[str]:
         for p in inspect.signature(factory).parameters.values()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     ]
+
+
+def describe_reward(name: str) -> tuple[str, list[tuple[str, Any]]]:
+    """``(summary, [(parameter, default), ...])`` of a registered reward (or alias), for ``gpgrl rewards``.
+
+    >>> describe_reward("reasoning_steps")[1]
+    [('min_steps', 3)]
+    """
+    factory = _REGISTRY[_ALIASES.get(name, name)]
+    doc = " ".join((factory.__doc__ or "").strip().split("\n\n")[0].split())
+    summary = doc.replace("``", "")
+    params = [(p.name, p.default) for p in inspect.signature(factory).parameters.values()
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return summary, params
 
 
 def _load_user_function(path: str) -> Callable[..., list[float | None]]:

@@ -1,23 +1,37 @@
 """Rollout engines: sample G completions per prompt behind one small interface.
 
-An engine takes tokenized prompts and returns padded completions with their masks. The transformers
-``generate`` engine is the reference; a faster one (vLLM) only has to implement :class:`RolloutEngine`.
+An engine takes prompts (token ids, plus extra model inputs such as processed images) and returns a
+:class:`~gpgrl.rollout.batch.RolloutBatch`. The transformers ``generate`` engine here is the reference;
+the vLLM engines (:mod:`gpgrl.rollout.vllm`) implement the same interface.
 
 Conventions (the trainer and the evaluator rely on them):
 
 * the output holds ``len(prompts) * num_samples`` rows, group by group: rows ``g*G .. g*G+G-1`` are the
   G samples of prompt g;
 * ``completion_mask`` is 1 up to and including the first EOS, 0 after it; tokens after the first EOS are
-  replaced by the pad token; a completion with no EOS within ``max_new_tokens`` is ``truncated``.
+  replaced by the pad token; a completion with no EOS within ``max_new_tokens`` is ``truncated``;
+* ``sampling_logprobs`` [N, T] are the log-probs of the sampled tokens under the distribution the engine
+  sampled from, where the engine reports them (vLLM does; transformers ``generate`` gives None);
+* after every optimizer step the trainer calls :meth:`RolloutEngine.update_weights`, and around the
+  update :meth:`RolloutEngine.sleep` / :meth:`RolloutEngine.wake_up` (engines that hold their own copy
+  of the weights free their memory there; the in-process engine has nothing to do).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import PreTrainedTokenizerBase
+
+from gpgrl.rollout.batch import RolloutBatch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,26 +54,47 @@ class SamplingParams:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
 
 
-@dataclass
-class Rollout:
-    """Padded prompts and completions, N = num_prompts * num_samples rows, group by group."""
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt as an engine takes it.
 
-    prompt_ids: torch.Tensor  # [N, P] left-padded
-    prompt_mask: torch.Tensor  # [N, P]
-    completion_ids: torch.Tensor  # [N, T] right-padded
-    completion_mask: torch.Tensor  # [N, T] 1 up to and including the first EOS
-    texts: list[str]  # decoded completions (special tokens dropped)
-    truncated: torch.Tensor  # [N] bool: no EOS within max_new_tokens
+    ``ids`` are the prompt's token ids (chat template applied). ``model_inputs`` are extra inputs the
+    model needs with these ids (a vision model's processed ``pixel_values`` and ``image_grid_thw``);
+    ``images`` the raw images, for engines that process images themselves (vLLM).
+    """
 
-    @property
-    def lengths(self) -> torch.Tensor:  # [N]
-        return self.completion_mask.sum(dim=1)
+    ids: list[int]
+    text: str = ""
+    model_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    images: tuple = ()
 
 
-class RolloutEngine(Protocol):
-    """What the trainer and the evaluator need from a generator."""
+def as_prompts(prompts: Sequence[Prompt | Sequence[int]]) -> list[Prompt]:
+    """Accept bare token-id lists where a :class:`Prompt` is expected."""
+    return [p if isinstance(p, Prompt) else Prompt(list(p)) for p in prompts]
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams, num_samples: int) -> Rollout: ...
+
+class RolloutEngine:
+    """What the trainer and the evaluator need from a generator (subclass and implement ``generate``)."""
+
+    #: Longest sequence (prompt + completion) the engine can handle; None = unknown.
+    max_model_len: int | None = None
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams, num_samples: int) -> RolloutBatch:
+        """``num_samples`` completions of every prompt, group by group (see the module docstring)."""
+        raise NotImplementedError
+
+    def update_weights(self, model: torch.nn.Module) -> None:
+        """Make the engine sample from ``model``'s current weights (called after each optimizer step)."""
+
+    def sleep(self) -> None:
+        """Free the engine's memory while the trainer updates the model (optional)."""
+
+    def wake_up(self) -> None:
+        """Undo :meth:`sleep` before the next generation (optional)."""
+
+    def close(self) -> None:
+        """Release the engine's resources (processes, connections)."""
 
 
 def mask_after_eos(completion_ids: torch.Tensor, eos_ids: list[int], pad_id: int):
@@ -95,7 +130,24 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
-def eos_token_ids(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+def right_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token lists into ([N, T] ids, [N, T] mask), at least one column wide.
+
+    >>> ids, mask = right_pad([[3, 4], [5]], pad_id=0)
+    >>> ids.tolist(), mask.tolist()
+    ([[3, 4], [5, 0]], [[1, 1], [1, 0]])
+    """
+    width = max(1, max((len(s) for s in seqs), default=0))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def eos_token_ids(model: torch.nn.Module | None, tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """The EOS ids generation stops at: the generation config's (int or list) plus the tokenizer's."""
     ids: set[int] = set()
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -110,11 +162,53 @@ def eos_token_ids(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) ->
     return sorted(ids)
 
 
-class HFGenerateEngine:
-    """Samples with transformers ``generate``, ``batch_size`` rows at a time.
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The tokenizer's pad token id, or its EOS id when it has none."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise ValueError("the tokenizer has neither a pad token nor an EOS token; set tokenizer.pad_token")
+    return int(pad)
+
+
+def model_context_length(model: torch.nn.Module) -> int | None:
+    """The longest sequence the model was built for (``max_position_embeddings``), if it says."""
+    config = getattr(model, "config", None)
+    for cfg in (config, getattr(config, "text_config", None)):
+        value = getattr(cfg, "max_position_embeddings", None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def budget_for(prompt_tokens: int, max_new_tokens: int, context: int | None) -> int:
+    """New tokens allowed after a prompt of ``prompt_tokens``: ``max_new_tokens``, capped by the context.
+
+    >>> budget_for(100, 3072, 512), budget_for(100, 64, 512), budget_for(100, 64, None)
+    (412, 64, 64)
+    >>> budget_for(512, 8, 512)
+    Traceback (most recent call last):
+    ...
+    ValueError: a prompt of 512 tokens leaves no room to generate in the model's context of 512 tokens; shorten the prompts (data.max_prompt_length)
+    """
+    if context is None:
+        return max_new_tokens
+    room = context - prompt_tokens
+    if room < 1:
+        raise ValueError(
+            f"a prompt of {prompt_tokens} tokens leaves no room to generate in the model's context of {context} "
+            "tokens; shorten the prompts (data.max_prompt_length)"
+        )
+    return min(max_new_tokens, room)
+
+
+class HFGenerateEngine(RolloutEngine):
+    """Samples with transformers ``generate``, ``batch_size`` rows at a time, in this process.
+
+    Generation is capped at the model's context (``max_position_embeddings``) minus the prompt; the
+    first time that shortens ``max_new_tokens`` a warning says so.
 
     Args:
-        model: the policy (unwrapped from DDP; for FSDP / ZeRO-3 pass a model with gathered parameters).
+        model: the policy (unwrapped from DDP; under FSDP / ZeRO-3 the caller gathers the parameters).
         tokenizer: its tokenizer (for the pad token and decoding).
         batch_size: most rows (prompt x sample) per ``generate`` call; None = all at once.
     """
@@ -123,11 +217,18 @@ class HFGenerateEngine:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = pad_token_id(tokenizer)
         self.eos_ids = eos_token_ids(model, tokenizer)
+        self.max_model_len = model_context_length(model)
+        self._warned_cap = False
+
+    def update_weights(self, model: torch.nn.Module) -> None:
+        self.model = model  # the same module the optimizer updates: nothing to copy
 
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]], params: SamplingParams, num_samples: int) -> Rollout:
+    def generate(self, prompts: Sequence[Prompt | Sequence[int]], params: SamplingParams,
+                 num_samples: int) -> RolloutBatch:
+        prompts = as_prompts(prompts)
         rows = [p for p in prompts for _ in range(num_samples)]  # group by group
         step = self.batch_size or len(rows)
         device = next(self.model.parameters()).device
@@ -136,13 +237,16 @@ class HFGenerateEngine:
         chunks = []
         try:
             for start in range(0, len(rows), step):
-                ids, mask = left_pad(rows[start : start + step], self.pad_id)
+                part = rows[start : start + step]
+                ids, mask = left_pad([p.ids for p in part], self.pad_id)
                 ids, mask = ids.to(device), mask.to(device)
+                max_new = self._budget(ids.shape[1], params.max_new_tokens)
+                extra = _collate(part, device)
                 greedy = params.temperature == 0
                 out = self.model.generate(
                     input_ids=ids,
                     attention_mask=mask,
-                    max_new_tokens=params.max_new_tokens,
+                    max_new_tokens=max_new,
                     do_sample=not greedy,
                     temperature=None if greedy else params.temperature,
                     top_p=None if greedy else params.top_p,
@@ -150,25 +254,38 @@ class HFGenerateEngine:
                     pad_token_id=self.pad_id,
                     eos_token_id=self.eos_ids,
                     use_cache=True,
+                    **extra,
                 )
-                chunks.append((ids, mask, out[:, ids.shape[1] :]))
+                chunks.append(out[:, ids.shape[1] :].cpu())
         finally:
             self.model.train(was_training)
-        return self._assemble(chunks)
+        completions = [row.tolist() for chunk in chunks for row in chunk]
+        return self._assemble(rows, completions)
 
-    def _assemble(self, chunks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> Rollout:
-        P = max(c[0].shape[1] for c in chunks)
-        T = max(max(c[2].shape[1] for c in chunks), 1)
-        p_ids, p_mask, c_ids = [], [], []
-        for ids, mask, comp in chunks:
-            p_ids.append(torch.nn.functional.pad(ids, (P - ids.shape[1], 0), value=self.pad_id))
-            p_mask.append(torch.nn.functional.pad(mask, (P - mask.shape[1], 0), value=0))
-            c_ids.append(torch.nn.functional.pad(comp, (0, T - comp.shape[1]), value=self.pad_id))
-        completion_ids = torch.cat(c_ids)
-        if completion_ids.shape[1] == 0:
-            completion_ids = torch.full((completion_ids.shape[0], 1), self.pad_id, device=completion_ids.device)
+    def _budget(self, prompt_tokens: int, max_new_tokens: int) -> int:
+        budget = budget_for(prompt_tokens, max_new_tokens, self.max_model_len)
+        if budget < max_new_tokens and not self._warned_cap:
+            self._warned_cap = True
+            logger.warning("generation capped at %d new tokens (asked for %d): the model's context is %d tokens "
+                           "and prompts take %d", budget, max_new_tokens, self.max_model_len, prompt_tokens)
+        return budget
+
+    def _assemble(self, rows: list[Prompt], completions: list[list[int]]) -> RolloutBatch:
+        completion_ids, _ = right_pad(completions, self.pad_id)
         completion_ids, completion_mask, truncated = mask_after_eos(completion_ids, self.eos_ids, self.pad_id)
+        prompt_ids, prompt_mask = left_pad([p.ids for p in rows], self.pad_id)
         texts = self.tokenizer.batch_decode(
             [row[m.bool()] for row, m in zip(completion_ids, completion_mask)], skip_special_tokens=True
         )
-        return Rollout(torch.cat(p_ids), torch.cat(p_mask), completion_ids, completion_mask, texts, truncated)
+        model_inputs = [p.model_inputs for p in rows] if any(p.model_inputs for p in rows) else None
+        return RolloutBatch(prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, texts,
+                            prompts=[p.text for p in rows] if any(p.text for p in rows) else [],
+                            model_inputs=model_inputs).trim()
+
+
+def _collate(rows: Sequence[Prompt], device: torch.device) -> dict[str, torch.Tensor]:
+    """The extra model inputs of several prompts' rows, concatenated along dimension 0."""
+    if not any(p.model_inputs for p in rows):
+        return {}
+    keys = rows[0].model_inputs.keys()
+    return {k: torch.cat([p.model_inputs[k] for p in rows]).to(device) for k in keys}

@@ -75,11 +75,12 @@ def rl_config(output_dir: str | Path = "runs/quickstart", *, seed: int = 0, step
 
 def heldout_accuracy(model: torch.nn.Module, tokenizer: Any, records: list[dict[str, str]]) -> float:
     """Greedy pass@1: share of ``records`` whose greedy answer gets ``accuracy`` reward 1."""
-    from gpgrl.data.prompts import encode_prompt, format_prompt
+    from gpgrl.data.prompts import PromptBuilder
     from gpgrl.rewards import get_reward
     from gpgrl.rollout.engine import HFGenerateEngine, SamplingParams
 
-    prompts = [encode_prompt(tokenizer, format_prompt(tokenizer, r["question"]), chat_template=True)[0] for r in records]
+    builder = PromptBuilder(tokenizer, "plain")  # the RL recipe's prompt (data.prompt: plain)
+    prompts = [builder.build(r["question"])[0] for r in records]
     out = HFGenerateEngine(model, tokenizer).generate(
         prompts, SamplingParams(max_new_tokens=MAX_NEW_TOKENS, temperature=0.0), num_samples=1
     )
@@ -211,7 +212,7 @@ def _run(out: Path, *, seed: int, steps: int, sft_steps: int, eval_every: int, e
     raw["log"] = {"report_to": [], "sample_every": 0, "progress": False}
     cfg = from_dict(raw)
     t_rl = time.perf_counter()
-    trainer = Trainer(cfg, model=model, tokenizer=tok)
+    trainer = Trainer.from_config(cfg, model=model, tokenizer=tok)
     eval_records = test_records[:EVAL_SIZE_DURING_RL]
     evals: list[tuple[int, float]] = [(0, heldout_accuracy(model, tok, eval_records))]
     train_rows: list[dict[str, float]] = []

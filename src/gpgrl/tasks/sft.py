@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from gpgrl.data.prompts import encode_prompt, format_prompt
+from gpgrl.data.prompts import PromptBuilder
 
 IGNORE_INDEX = -100  # labels with this value add nothing to the loss (torch cross_entropy's default)
 
@@ -48,9 +48,10 @@ def build_sft_batch(
         raise ValueError(f"{len(questions)} questions but {len(completions)} completions")
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    builder = PromptBuilder(tokenizer, "plain")
     rows: list[tuple[list[int], list[int]]] = []
     for question, completion in zip(questions, completions):
-        prompt_ids, _ = encode_prompt(tokenizer, format_prompt(tokenizer, question), chat_template=True)
+        prompt_ids = builder.build(question)[0].ids
         completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [eos]
         rows.append((prompt_ids, completion_ids))
     width = max(len(p) + len(c) for p, c in rows)

@@ -4,7 +4,8 @@ Layout of ``OUTPUT/checkpoints/step-000010/``:
 
 * ``model/``: the policy and tokenizer in Hugging Face format (``from_pretrained`` loads it as is);
 * ``state/``: Accelerate's state (model, optimizer, scheduler, every process's RNG), for ``--resume``;
-* ``trainer_state.pt``: step, prompt sampler, counters.
+* ``trainer_state.pt``: step, prompt sampler, counters;
+* ``config.yaml``: the run's settings, checked against the resuming run's (:func:`math_differences`).
 
 A rename of a folder is atomic on POSIX file systems, so a crash while saving leaves at most a
 ``.tmp-step-*`` folder behind, which :func:`latest_checkpoint` ignores: the previous checkpoint stays
@@ -13,12 +14,28 @@ the newest complete one.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
+
+#: Settings that change what a run computes. A resumed run must match the checkpoint's on all of them;
+#: the others (train.steps, micro-batching, logging, evaluation, output) may change between sessions.
+MATH_KEYS = (
+    "model.name_or_path", "model.tokenizer", "model.lora_r", "model.lora_alpha", "model.lora_dropout",
+    "model.lora_target_modules", "data.dataset", "data.dataset_kwargs", "data.split", "data.subset",
+    "data.prompt_column", "data.answer_column", "data.prompt", "data.system_prompt", "data.template",
+    "data.chat_template", "data.max_prompt_length", "data.max_samples", "data.sample_strategy",
+    "rollout.group_size", "rollout.max_completion_length", "rollout.temperature", "rollout.top_p",
+    "rollout.top_k", "rollout.importance_cap", "rewards", "algorithm", "optim", "train.prompts_per_step",
+    "train.seed", "train.mixed_precision",
+)
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
@@ -58,3 +75,147 @@ def commit(output_dir: str | Path, step: int, keep: int) -> Path:
     for stale in list_checkpoints(output_dir)[: max(0, len(list_checkpoints(output_dir)) - max(keep, 1))]:
         shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key not in ("algorithm", "data.dataset_kwargs") and k != "params":
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def math_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``"key: saved -> current"`` for every setting in :data:`MATH_KEYS` that differs.
+
+    Both are ``Config.to_dict()`` dicts, with ``algorithm`` already resolved to the preset's full settings.
+
+    >>> math_differences({"rollout": {"group_size": 8, "top_k": 0}}, {"rollout": {"group_size": 4, "top_k": 0}})
+    ['rollout.group_size: 8 -> 4']
+    """
+    a, b = _flatten(saved), _flatten(current)
+    diffs = []
+    for key in MATH_KEYS:
+        prefix = key + "."
+        keys = sorted({k for k in (*a, *b) if k == key or k.startswith(prefix)})
+        for k in keys:
+            if a.get(k) != b.get(k):
+                diffs.append(f"{k}: {a.get(k)!r} -> {b.get(k)!r}")
+    return diffs
+
+
+def check_resumable(ckpt: Path, cfg: Any) -> None:
+    """Raise ValueError, naming every difference, if ``ckpt`` was written with other settings than ``cfg``
+    on anything that changes the maths (:data:`MATH_KEYS`). Presets are compared by their full settings."""
+    import yaml
+
+    from gpgrl.config import from_dict
+
+    saved = ckpt / "config.yaml"
+    if not saved.is_file():
+        return
+    old = from_dict(yaml.safe_load(saved.read_text()) or {})
+    resolved = [{**c.to_dict(), "algorithm": c.resolved_algorithm().to_dict()} for c in (old, cfg)]
+    diffs = math_differences(*resolved)
+    if diffs:
+        raise ValueError(
+            f"--resume: the checkpoint {ckpt} was trained with other settings: {'; '.join(diffs)}. Resume with "
+            "the run's own settings (its config.yaml), or start a new run in another output_dir."
+        )
+
+
+class _DropExpectedSaveNoise(logging.Filter):
+    """Accelerate warns on every save that tied weights (``lm_head.weight``) were de-duplicated; that is
+    expected for tied embeddings and says nothing the user can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_saving() -> Iterator[None]:
+    """No per-save noise: the shared-tensor notice and transformers' shard-writing progress bars."""
+    from transformers.utils import logging as hf_logging
+
+    noise = _DropExpectedSaveNoise()
+    loggers = [logging.getLogger(n) for n in ("accelerate", "accelerate.accelerator", "accelerate.utils.other",
+                                               "accelerate.checkpointing")]
+    for lg in loggers:
+        lg.addFilter(noise)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(noise)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def save(accelerator, model, tokenizer, output_dir: str | Path, step: int, trainer_state: dict[str, Any],
+         config_yaml: str, keep: int) -> Path:
+    """Write ``checkpoints/step-N`` atomically from every process (collective); returns its path."""
+    import torch
+
+    tmp = temp_dir(output_dir, step)
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    with quiet_saving():
+        accelerator.save_state(str(tmp / "state"))
+        state_dict = accelerator.get_state_dict(model)
+        if accelerator.is_main_process:
+            accelerator.unwrap_model(model).save_pretrained(str(tmp / "model"), state_dict=state_dict)
+            tokenizer.save_pretrained(str(tmp / "model"))
+            torch.save(trainer_state, tmp / "trainer_state.pt")
+            (tmp / "config.yaml").write_text(config_yaml)
+    accelerator.wait_for_everyone()
+    final = checkpoint_dir(output_dir) / f"step-{step:06d}"
+    if accelerator.is_main_process:
+        final = commit(output_dir, step, keep)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load(accelerator, ckpt: Path) -> dict[str, Any]:
+    """Restore Accelerate's state from ``ckpt`` (collective); returns the saved trainer state."""
+    import torch
+
+    accelerator.load_state(str(ckpt / "state"))
+    return torch.load(ckpt / "trainer_state.pt", weights_only=False)
+
+
+#: What a run writes into its output folder (a folder holding any of these holds a run).
+RUN_FILES = ("checkpoints", "metrics.jsonl", "samples.jsonl", "config.yaml", "tensorboard", "eval")
+
+
+def existing_run_files(output_dir: str | Path) -> list[str]:
+    """The names of :data:`RUN_FILES` in ``output_dir`` that hold results (a checkpoint, a logged step, an
+    evaluation). A run that stopped before its first step leaves only empty files and its config.yaml:
+    nothing to lose, so those do not count."""
+    out = Path(output_dir)
+    found = []
+    for name in RUN_FILES:
+        path = out / name
+        if name == "config.yaml" or not path.exists():
+            continue
+        if (path.is_dir() and not any(path.iterdir())) or (path.is_file() and path.stat().st_size == 0):
+            continue
+        found.append(name)
+    return found
+
+
+def clear_run(output_dir: str | Path) -> None:
+    """Delete a previous run's files (:data:`RUN_FILES`) from ``output_dir``; other files stay."""
+    out = Path(output_dir)
+    for name in RUN_FILES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()

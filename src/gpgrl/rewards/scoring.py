@@ -1,0 +1,178 @@
+"""Scoring a batch of completions with several weighted reward functions, validating what they return.
+
+:func:`score_batch` calls every reward function once on the whole batch and returns the weighted total
+and each function's rewards as float64 tensors (rewards are later compared by exact equality, so every
+bit the functions gave is kept). A value that cannot be used becomes NaN, which the algorithm core reads
+as "could not be computed" (the answer leaves its group's mean and gets advantage 0), and the problem is
+recorded in :class:`Scores` with the function's name and an example, so that the trainer can say what
+went wrong:
+
+* the function raised: every answer of the batch gets NaN, the exception is kept;
+* it returned something that is not a sequence of one value per completion (a scalar, the wrong
+  length): every answer gets NaN;
+* an item is ``None`` (the function's way to say "no reward for this one"): NaN;
+* an item is not a number (e.g. the string ``'yes'``), or is ``inf`` / ``NaN``: NaN, named.
+
+The total is ``sum_f weight_f * r_f``; it is NaN when any function's value is NaN.
+
+>>> from gpgrl.rewards import get_reward
+>>> fns = as_reward_functions([("tag_count", 1.0), (lambda completions, **_: [0.5] * len(completions), 2.0)])
+>>> s = score_batch(fns, ["<think>\\nx\\n</think>\\n<answer>\\n1\\n</answer>"], [{}])
+>>> s.total.tolist(), s.per_fn.tolist(), s.problems
+([2.0], [[1.0, 0.5]], {})
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gpgrl.rewards.registry import RewardFn, get_reward
+
+
+@dataclass(frozen=True)
+class RewardFunction:
+    """A reward function with the name it is logged under (``reward/<name>``) and its weight."""
+
+    name: str
+    fn: RewardFn
+    weight: float = 1.0
+
+
+def as_reward_functions(items: Sequence[Any]) -> list[RewardFunction]:
+    """Normalise rewards given in any of the accepted forms into :class:`RewardFunction` objects.
+
+    Accepted: a registered name or ``"module:function"`` (``"accuracy"``), a callable, a
+    ``(name_or_callable, weight)`` pair, a :class:`RewardFunction`, or an object with ``name``,
+    ``weight`` and ``params`` attributes (a recipe's reward entry).
+    """
+    out: list[RewardFunction] = []
+    for item in items:
+        weight = 1.0
+        params: dict[str, Any] = {}
+        if isinstance(item, RewardFunction):
+            out.append(item)
+            continue
+        if isinstance(item, tuple):
+            if len(item) != 2:
+                raise ValueError(f"a reward given as a tuple must be (name_or_function, weight), got {item!r}")
+            item, weight = item
+        elif hasattr(item, "name") and hasattr(item, "weight"):
+            item, weight, params = item.name, item.weight, dict(getattr(item, "params", {}) or {})
+        if isinstance(item, str):
+            fn = get_reward(item, **params)
+            name = getattr(fn, "__name__", item)
+        elif callable(item):
+            fn, name = item, getattr(item, "__name__", type(item).__name__)
+        else:
+            raise ValueError(f"cannot use {item!r} as a reward: give a name, 'module:function' or a callable")
+        if not isinstance(weight, numbers.Real) or not math.isfinite(float(weight)):
+            raise ValueError(f"reward {name!r}: weight must be a finite number, got {weight!r}")
+        out.append(RewardFunction(_unique(name, out), fn, float(weight)))
+    if not out:
+        raise ValueError("at least one reward is needed, e.g. rewards: [{name: accuracy}]")
+    return out
+
+
+def _unique(name: str, taken: list[RewardFunction]) -> str:
+    names = {r.name for r in taken}
+    if name not in names:
+        return name
+    k = 2
+    while f"{name}_{k}" in names:
+        k += 1
+    return f"{name}_{k}"
+
+
+@dataclass
+class Scores:
+    """The rewards of N completions under F functions, and what went wrong, by function name."""
+
+    total: torch.Tensor  # [N] float64, NaN where any function's value is unusable
+    per_fn: torch.Tensor  # [N, F] float64
+    problems: dict[str, str] = field(default_factory=dict)  # name -> first problem seen in this call
+    failed_all: list[str] = field(default_factory=list)  # functions that gave no usable value at all
+
+
+def _as_float(value: Any) -> float | str:
+    """A float, or a description of why ``value`` is not a usable reward."""
+    if value is None:
+        return "None"
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, (bool, numbers.Real)) and not isinstance(value, complex):
+        x = float(value)
+        return x if math.isfinite(x) else f"the non-finite value {x!r}"
+    return f"{type(value).__name__} {value!r:.40}"
+
+
+def _validate(out: Any, n: int) -> tuple[list[float], str | None]:
+    """Per-item floats (NaN where unusable) and a description of the first problem, if any."""
+    if hasattr(out, "tolist") and not isinstance(out, (list, tuple)):  # a tensor or numpy array
+        out = out.tolist()
+    if not isinstance(out, (list, tuple)):
+        return [math.nan] * n, (f"returned {type(out).__name__} {out!r:.40}; a reward must return a list with "
+                                f"one float (or None) per completion ({n} here)")
+    values = list(out)
+    if len(values) != n:
+        return [math.nan] * n, f"returned {len(values)} values for {n} completions"
+    floats: list[float] = []
+    problem = None
+    for i, v in enumerate(values):
+        x = _as_float(v)
+        if isinstance(x, str):
+            floats.append(math.nan)
+            if problem is None and v is not None:
+                problem = f"returned {x} for completion {i}; rewards must be finite numbers (or None)"
+        else:
+            floats.append(x)
+    return floats, problem
+
+
+def score_batch(rewards: Sequence[RewardFunction], completions: list[str], records: Sequence[dict[str, Any]], *,
+                prompts: Sequence[str] | None = None, answer: Sequence[Any] | None = None) -> Scores:
+    """Score ``completions`` with every reward (see the module docstring for the validation rules).
+
+    Args:
+        rewards: the weighted reward functions (:func:`as_reward_functions`).
+        completions: N completion texts.
+        records: N dataset records (dicts); their columns are passed to the functions as lists, each
+            function reading the ones it needs (``answer``, ``solution``, ...).
+        prompts: N prompt texts, passed as ``prompts``.
+        answer: N gold answers, passed as ``answer`` (overrides a record column of that name).
+    """
+    n = len(completions)
+    if len(records) != n:
+        raise ValueError(f"score_batch: {len(records)} records for {n} completions")
+    keys: dict[str, None] = {}
+    for r in records:
+        keys.update(dict.fromkeys(r))
+    columns: dict[str, list[Any]] = {k: [r.get(k) for r in records] for k in keys}
+    if answer is not None:
+        columns["answer"] = list(answer)
+    if prompts is not None:
+        columns["prompts"] = list(prompts)
+    per_fn = torch.full((n, len(rewards)), math.nan, dtype=torch.float64)
+    problems: dict[str, str] = {}
+    failed_all: list[str] = []
+    for j, reward in enumerate(rewards):
+        try:
+            out = reward.fn(completions=completions, **columns)
+            values, problem = _validate(out, n)
+        except Exception as e:  # a broken reward must not stop the step: its answers get NaN
+            values, problem = [math.nan] * n, f"raised {type(e).__name__}: {e}"
+        per_fn[:, j] = torch.tensor(values, dtype=torch.float64)
+        if problem is not None:
+            problems[reward.name] = problem
+        if n and bool(torch.isnan(per_fn[:, j]).all()):
+            failed_all.append(reward.name)
+            problems.setdefault(reward.name, "returned None for every completion")
+    weights = torch.tensor([r.weight for r in rewards], dtype=torch.float64)
+    total = (per_fn * weights).sum(dim=1) if rewards else torch.zeros(n, dtype=torch.float64)
+    return Scores(total, per_fn, problems, failed_all)
+

@@ -1,0 +1,103 @@
+"""Building a run's parts from a config: accelerator, threads, dataset, rewards, models, schedule, engine.
+
+:func:`build_parts` is what :meth:`gpgrl.train.trainer.Trainer.from_config` calls; the trainer itself
+takes ready objects, so a Python user can pass their own dataset, reward callables or model instead.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from gpgrl.config import Config
+from gpgrl.rollout.engine import RolloutEngine
+
+
+def _has_accelerator() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available()) or bool(xpu and xpu.is_available())
+
+
+def make_accelerator(cfg: Config) -> Accelerator:
+    """An Accelerator for this machine and ``train.mixed_precision``."""
+    mp = cfg.train.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    # cpu=True on a machine without an accelerator lets `accelerate launch --multi_gpu` (torchrun) start
+    # several CPU processes that talk over gloo; Accelerate only picks MULTI_CPU when asked for the CPU.
+    return Accelerator(mixed_precision=mp, cpu=not _has_accelerator())
+
+
+def set_num_threads(num_threads: int | None) -> None:
+    """``train.num_threads``, or the default: one thread per process on a CPU-only machine.
+
+    On a CPU, torch's default (one thread per core) is slower for the small matrices of RL rollouts
+    and collapses when several processes or other programs share the cores; see
+    ``benchmarks/results/threads.md`` for the measurements behind the default.
+    """
+    if num_threads is None:
+        if _has_accelerator():
+            return
+        num_threads = 1
+    torch.set_num_threads(num_threads)
+
+
+def make_scheduler(cfg: Config, optimizer: torch.optim.Optimizer):
+    """transformers' learning-rate schedule named by ``optim.lr_scheduler`` over ``train.steps``."""
+    from transformers import get_scheduler
+
+    warmup = cfg.optim.warmup_steps or math.ceil(cfg.optim.warmup_ratio * cfg.train.steps)
+    extra = {"min_lr_rate": cfg.optim.min_lr_rate} if cfg.optim.lr_scheduler == "cosine_with_min_lr" else None
+    return get_scheduler(cfg.optim.lr_scheduler, optimizer, num_warmup_steps=warmup,
+                         num_training_steps=cfg.train.steps, scheduler_specific_kwargs=extra)
+
+
+def make_engine(cfg: Config, accelerator: Accelerator, model: torch.nn.Module, tokenizer: Any) -> RolloutEngine:
+    """The rollout engine ``rollout.engine`` names (``model`` is the prepared, possibly wrapped, policy)."""
+    r = cfg.rollout
+    if r.engine == "hf":
+        from gpgrl.rollout.engine import HFGenerateEngine
+
+        return HFGenerateEngine(accelerator.unwrap_model(model), tokenizer, batch_size=r.generation_batch_size)
+    from gpgrl.rollout import vllm
+
+    return vllm.make_engine(cfg, accelerator, model, tokenizer)
+
+
+def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
+    """The trainer's parts that ``cfg`` names and ``parts`` does not give: ``accelerator``, ``dataset``
+    (records, ``data.max_samples`` applied), ``rewards``, ``tokenizer``, ``model`` (activation
+    checkpointing and LoRA applied as configured) and ``ref_model`` (only when the preset has a KL term).
+    """
+    from gpgrl.data.datasets import load_records
+    from gpgrl.models.loading import apply_lora, enable_activation_checkpointing, load_policy, load_tokenizer
+    from gpgrl.rewards.scoring import as_reward_functions
+
+    set_num_threads(cfg.train.num_threads)
+    out = dict(parts)
+    if out.get("accelerator") is None:
+        out["accelerator"] = make_accelerator(cfg)  # before loading: ZeRO-3 shards the model as it loads
+    m, d = cfg.model, cfg.data
+    if out.get("dataset") is None:  # data first: a bad dataset should fail before a large model is loaded
+        records = load_records(d.dataset, split=d.split, subset=d.subset, **d.dataset_kwargs)
+        out["dataset"] = records[: d.max_samples] if d.max_samples else records
+    if out.get("rewards") is None:
+        out["rewards"] = as_reward_functions(cfg.rewards)
+    if out.get("tokenizer") is None:
+        out["tokenizer"] = load_tokenizer(m.tokenizer or m.name_or_path, trust_remote_code=m.trust_remote_code)
+    load = dict(dtype=m.dtype, trust_remote_code=m.trust_remote_code, attn_implementation=m.attn_implementation)
+    if out.get("model") is None:
+        out["model"] = load_policy(m.name_or_path, **load)
+    if m.gradient_checkpointing:
+        enable_activation_checkpointing(out["model"])
+    if m.lora_r > 0:
+        targets = m.lora_target_modules
+        out["model"] = apply_lora(out["model"], m.lora_r, m.lora_alpha, m.lora_dropout,
+                                  targets if targets == "all-linear" else [t.strip() for t in targets.split(",")])
+    if out.get("ref_model") is None and cfg.resolved_algorithm().beta > 0:  # only when a KL term needs one
+        out["ref_model"] = load_policy(m.name_or_path, **load)
+    return out
