@@ -105,7 +105,7 @@ def test_unknown_reward_lists_valid_names(tmp_path):
 
 def test_missing_model_path(tmp_path):
     cfg = tiny_config(tmp_path, model={"name_or_path": str(tmp_path / "no-such-model")})
-    with pytest.raises(FileNotFoundError, match=r"no-such-model.*does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"no such model folder: '.*no-such-model'"):
         Trainer.from_config(cfg)
 
 
@@ -124,7 +124,7 @@ def test_cli_errors_exit_2_with_a_message(tmp_path):
     assert proc.returncode == 2
     assert "unknown config key 'train.stepz'" in proc.stderr and "Traceback" not in proc.stderr
     proc = _gpgrl("train", "--model", str(tmp_path / "missing"), "--dataset", "builtin:arithmetic")
-    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert proc.returncode == 2 and "no such model folder" in proc.stderr and "Traceback" not in proc.stderr
     proc = _gpgrl("fly")
     assert proc.returncode == 2 and "valid: train, eval, quickstart" in proc.stderr
 
@@ -143,3 +143,18 @@ def test_cli_trains_a_local_model_end_to_end(tmp_path):
     assert (out / "checkpoints" / "step-000001" / "model" / "config.json").exists()
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["data"]["prompt_column"] == "problem" and saved["train"]["steps"] == 1
+
+
+def test_cli_usage_help_and_reward_listing(capsys):
+    from gpgrl.cli import main
+
+    assert main([]) == 2  # no command: usage on stderr, an error status
+    usage = capsys.readouterr().err
+    assert usage.startswith("usage: gpgrl COMMAND") and "``" not in usage and "Usage::" not in usage
+    assert main(["--help"]) == 0
+    assert "quickstart" in capsys.readouterr().out
+    assert main(["rewards"]) == 0
+    listing = capsys.readouterr().out
+    assert "think_close (also: format_v2)" in listing
+    assert "    min_steps = 3" in listing and "    max_len = " in listing  # every parameter with its default
+    assert "``" not in listing

@@ -98,7 +98,7 @@ def test_cli_help_and_bad_input(tmp_path, capsys):
     (tmp_path / "gsm8k" / "test.jsonl").write_text(json.dumps({"question": "1+1?", "answer": "#### 2"}) + "\n")
     assert main(["--model", str(tmp_path / "missing"), "--data-dir", str(tmp_path), "--benchmarks", "gsm8k"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "model path" in err and "does not exist" in err
+    assert err.count("\n") == 1 and "no such model folder" in err
     assert "Traceback" not in err
 
     assert main(["--model", "x", "--samples", "0"]) == 2

@@ -15,9 +15,26 @@ def is_main_process() -> bool:
 
 
 def error(command: str, message: str) -> None:
-    """Print ``gpgrl COMMAND: error: MESSAGE`` to stderr, from the main process only."""
-    if is_main_process():
-        print(f"gpgrl {command}: error: {message}", file=sys.stderr, flush=True)
+    """Report ``gpgrl COMMAND: error: MESSAGE`` once: on stderr from the main process only.
+
+    Under ``torchrun`` / ``accelerate launch`` the launcher prints its own failure report when the
+    processes exit with an error; the main process also writes the message into the launcher's error
+    file (``TORCHELASTIC_ERROR_FILE``), so that the report's "Root Cause" shows it instead of a link.
+    """
+    if not is_main_process():
+        return
+    text = f"gpgrl {command}: error: {message}"
+    print(text, file=sys.stderr, flush=True)
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if error_file:
+        import json
+        import time
+
+        try:
+            with open(error_file, "w") as f:
+                json.dump({"message": text, "timestamp": int(time.time())}, f)
+        except OSError:
+            pass  # the report then shows its generic line; the message is on stderr already
 
 
 def close_process_group() -> None:

@@ -176,3 +176,27 @@ def score_batch(rewards: Sequence[RewardFunction], completions: list[str], recor
     total = (per_fn * weights).sum(dim=1) if rewards else torch.zeros(n, dtype=torch.float64)
     return Scores(total, per_fn, problems, failed_all)
 
+
+
+class FailureTracker:
+    """Counts, per reward function, the steps in a row in which it gave no usable value for any answer.
+
+    One such step is bad luck or a flaky service; several in a row are a bug that would otherwise waste
+    the run (every update skipped). :meth:`end_step` returns the functions that reached ``limit``.
+
+    >>> t = FailureTracker(["a", "b"], limit=2)
+    >>> t.end_step({"a"}), t.end_step({"a", "b"}), t.end_step({"b"})
+    ([], ['a'], ['b'])
+    """
+
+    def __init__(self, names: Sequence[str], limit: int):
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        self.limit = limit
+        self.steps = dict.fromkeys(names, 0)
+
+    def end_step(self, failed: set[str]) -> list[str]:
+        """Record one step in which the functions in ``failed`` gave nothing usable; the ones over the limit."""
+        for name in self.steps:
+            self.steps[name] = self.steps[name] + 1 if name in failed else 0
+        return [name for name, n in self.steps.items() if n >= self.limit]

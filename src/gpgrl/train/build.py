@@ -46,6 +46,16 @@ def set_num_threads(num_threads: int | None) -> None:
     torch.set_num_threads(num_threads)
 
 
+def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters (all of them, or LoRA's), with ``optim``'s settings."""
+    o = cfg.optim
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
+    return torch.optim.AdamW(params, lr=o.lr, betas=(o.adam_beta1, o.adam_beta2), eps=o.adam_eps,
+                             weight_decay=o.weight_decay)
+
+
 def make_scheduler(cfg: Config, optimizer: torch.optim.Optimizer):
     """transformers' learning-rate schedule named by ``optim.lr_scheduler`` over ``train.steps``."""
     from transformers import get_scheduler
@@ -74,7 +84,13 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
     checkpointing and LoRA applied as configured) and ``ref_model`` (only when the preset has a KL term).
     """
     from gpgrl.data.datasets import load_records
-    from gpgrl.models.loading import apply_lora, enable_activation_checkpointing, load_policy, load_tokenizer
+    from gpgrl.models.loading import (
+        apply_lora,
+        check_model_path,
+        enable_activation_checkpointing,
+        load_policy,
+        load_tokenizer,
+    )
     from gpgrl.rewards.scoring import as_reward_functions
 
     set_num_threads(cfg.train.num_threads)
@@ -87,6 +103,8 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
         out["dataset"] = records[: d.max_samples] if d.max_samples else records
     if out.get("rewards") is None:
         out["rewards"] = as_reward_functions(cfg.rewards)
+    if out.get("model") is None:
+        check_model_path(m.name_or_path)  # the folder the user named, before its tokenizer is looked for there
     if out.get("tokenizer") is None:
         out["tokenizer"] = load_tokenizer(m.tokenizer or m.name_or_path, trust_remote_code=m.trust_remote_code)
     load = dict(dtype=m.dtype, trust_remote_code=m.trust_remote_code, attn_implementation=m.attn_implementation)

@@ -81,7 +81,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and key not in ("algorithm", "data.dataset_kwargs") and k != "params":
+        if isinstance(v, dict) and key != "data.dataset_kwargs" and k != "params":
             out.update(_flatten(v, key + "."))
         else:
             out[key] = v
@@ -97,6 +97,8 @@ def math_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str
     ['rollout.group_size: 8 -> 4']
     """
     a, b = _flatten(saved), _flatten(current)
+    for d in (a, b):
+        d.pop("algorithm.name", None)  # the label of the preset a run started from; its settings are compared
     diffs = []
     for key in MATH_KEYS:
         prefix = key + "."
@@ -219,3 +221,20 @@ def clear_run(output_dir: str | Path) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+
+
+def prepare_output_dir(output_dir: str | Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix runs: a folder holding another run's results needs ``resume`` or ``overwrite``.
+
+    With ``overwrite`` the old run's files are deleted (:func:`clear_run`); with ``resume`` they are kept
+    (the checkpoint's settings are checked by :func:`check_resumable`). Call on the main process only.
+    """
+    found = existing_run_files(output_dir)
+    if not found or resume:
+        return
+    if not overwrite:
+        raise ValueError(
+            f"train.output_dir {str(output_dir)!r} already holds a run ({', '.join(found)}). Pass --resume to "
+            "continue it, --train.overwrite true to delete it and start afresh, or choose another --output_dir."
+        )
+    clear_run(output_dir)

@@ -47,13 +47,14 @@ from gpgrl.data.datasets import check_columns, get_field
 from gpgrl.data.prompts import PromptBuilder
 from gpgrl.data.samplers import PromptSampler
 from gpgrl.models.logprobs import completion_logprobs
-from gpgrl.rewards.scoring import RewardFunction, as_reward_functions, score_batch
+from gpgrl.rewards.scoring import FailureTracker, RewardFunction, as_reward_functions, score_batch
 from gpgrl.rollout.batch import RolloutBatch
 from gpgrl.rollout.engine import Prompt, RolloutEngine, SamplingParams, pad_token_id
 from gpgrl.train import checkpoint
-from gpgrl.train.build import make_accelerator, make_engine, make_scheduler
+from gpgrl.train.build import make_accelerator, make_engine, make_optimizer, make_scheduler
 from gpgrl.train.distributed import gathered_for_generation
 from gpgrl.train.logging import MetricsLogger
+from gpgrl.train.metrics import rollout_metrics
 
 
 class TrainingError(RuntimeError):
@@ -98,11 +99,11 @@ class Trainer:
         self.tokenizer = tokenizer
         self.prompts = PromptBuilder(tokenizer, cfg.data.prompt_preset(), max_length=cfg.data.max_prompt_length)
         self.pad_id = pad_token_id(tokenizer)
-        self._check_output_dir()
+        if self.acc.is_main_process:  # a folder holding another run is never appended to silently
+            checkpoint.prepare_output_dir(self.output_dir, resume=cfg.train.resume, overwrite=cfg.train.overwrite)
+        self.acc.wait_for_everyone()
 
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=(cfg.optim.adam_beta1, cfg.optim.adam_beta2),
-                                      eps=cfg.optim.adam_eps, weight_decay=cfg.optim.weight_decay)
+        optimizer = make_optimizer(cfg, model)
         self.model, self.optimizer, self.scheduler = self.acc.prepare(model, optimizer, make_scheduler(cfg, optimizer))
         self.ref_model = ref_model.to(self.acc.device).eval().requires_grad_(False) if ref_model is not None else None
         self.engine = engine or make_engine(cfg, self.acc, self.model, tokenizer)
@@ -112,7 +113,7 @@ class Trainer:
                                        top_k=cfg.rollout.top_k)
         self.step = 0
         self.counters = {"resample_budget_exhausted": 0, "nan_steps_in_a_row": 0, "prompts_truncated": 0}
-        self._reward_failure_steps = dict.fromkeys((r.name for r in self.rewards), 0)
+        self.failures = FailureTracker([r.name for r in self.rewards], cfg.train.max_reward_failure_steps)
         self._last_problem: dict[str, str] = {}
         self._failed_now: set[str] = set()  # reward functions that gave nothing usable in this step
         self._prompt_cache: dict[int, tuple[Prompt, bool]] = {}
@@ -140,22 +141,6 @@ class Trainer:
         return cls(cfg, **build_parts(cfg, **parts))
 
     # ------------------------------------------------------------------------------------------ setup
-    def _check_output_dir(self) -> None:
-        """A folder holding another run is never appended to silently: --resume, overwrite, or refuse."""
-        found = checkpoint.existing_run_files(self.output_dir)
-        t = self.cfg.train
-        if not found or t.resume:
-            return
-        if not t.overwrite:
-            raise ValueError(
-                f"train.output_dir {str(self.output_dir)!r} already holds a run ({', '.join(found)}). Pass --resume "
-                "to continue it, --train.overwrite true to delete it and start afresh, or choose another "
-                "--output_dir."
-            )
-        if self.acc.is_main_process:
-            checkpoint.clear_run(self.output_dir)
-        self.acc.wait_for_everyone()
-
     def _warn_once(self, key: str, text: str) -> None:
         """Print ``[gpgrl] warning: text`` once per ``key``, from the main process, above the progress bar."""
         if key in self._warned:
@@ -252,18 +237,17 @@ class Trainer:
 
     def _check_rewards(self) -> None:
         """Stop when a reward function has failed for every answer ``max_reward_failure_steps`` steps in a row."""
-        names = [r.name for r in self.rewards]
+        names = list(self.failures.steps)
         failed = torch.tensor([float(n in self._failed_now) for n in names], device=self.acc.device)
         failed = self.acc.reduce(failed, reduction="sum").tolist()  # every process decides the same
-        limit = self.cfg.train.max_reward_failure_steps
-        for name, count in zip(names, failed):
-            self._reward_failure_steps[name] = self._reward_failure_steps[name] + 1 if count else 0
-            if self._reward_failure_steps[name] >= limit:
-                raise TrainingError(
-                    f"reward {name!r} gave no usable value for any answer in {limit} steps in a row (step {self.step}); "
-                    f"its last problem: {self._last_problem.get(name, 'it failed on another process')}. Fix the "
-                    "reward function (train.max_reward_failure_steps sets how many steps to allow)."
-                )
+        broken = self.failures.end_step({n for n, count in zip(names, failed) if count})
+        if broken:
+            name = broken[0]
+            raise TrainingError(
+                f"reward {name!r} gave no usable value for any answer in {self.failures.limit} steps in a row "
+                f"(step {self.step + 1}); its last problem: {self._last_problem.get(name, 'it failed on another process')}. "
+                "Fix the reward function (train.max_reward_failure_steps sets how many steps to allow)."
+            )
 
     # ----------------------------------------------------------------------------------------- update
     def train_step(self) -> dict[str, float]:
@@ -369,24 +353,10 @@ class Trainer:
 
     def _rollout_metrics(self, batch: RolloutBatch, global_r: torch.Tensor, stats: dict[str, float],
                          num_tokens: int) -> dict[str, float]:
-        lengths = self.acc.gather(batch.lengths.float())
-        truncated = self.acc.gather(batch.truncated.float())
-        per_fn = self.acc.gather(batch.rewards_per_fn)
-        m = {f"adv/{k}": v for k, v in stats.items() if not k.startswith("reward_")}
-        m["reward/mean"] = stats["reward_mean"]
-        m["reward/std"] = stats["reward_std"]
-        for j, reward in enumerate(self.rewards):
-            col = per_fn[:, j]
-            finite = col[~torch.isnan(col)]
-            m[f"reward/{reward.name}"] = float(finite.mean()) if finite.numel() else float("nan")
-        m["reward/failures"] = float(torch.isnan(global_r).sum())
-        m["rollout/completion_length"] = float(lengths.mean())
-        m["rollout/completion_length_max"] = float(lengths.max())
-        m["rollout/truncation_rate"] = float(truncated.mean())
-        m["rollout/num_tokens"] = float(num_tokens)
-        m["rollout/resample_budget_exhausted"] = float(self.counters["resample_budget_exhausted"])
-        m["rollout/prompts_truncated"] = float(self.counters["prompts_truncated"])
-        m["train/epoch"] = float(self.sampler.epoch)
+        m = rollout_metrics(self.acc.gather(batch.lengths.float()), self.acc.gather(batch.truncated.float()),
+                            self.acc.gather(batch.rewards_per_fn), [r.name for r in self.rewards], global_r, stats)
+        m.update({"rollout/num_tokens": float(num_tokens), "train/epoch": float(self.sampler.epoch),
+                  **{f"rollout/{k}": float(v) for k, v in self.counters.items() if k != "nan_steps_in_a_row"}})
         return m
 
     # ------------------------------------------------------------------------------------------- loop
@@ -458,7 +428,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Write a checkpoint atomically (see :mod:`gpgrl.train.checkpoint`)."""
         state = {"step": self.step, "sampler": self.sampler.state_dict(), "counters": dict(self.counters),
-                 "reward_failure_steps": dict(self._reward_failure_steps)}
+                 "reward_failure_steps": dict(self.failures.steps)}
         return checkpoint.save(self.acc, self.model, self.tokenizer, self.output_dir, self.step, state,
                                to_yaml(self.cfg), self.cfg.train.save_total_limit)
 
@@ -473,7 +443,7 @@ class Trainer:
         self.step = int(state["step"])
         self.sampler.load_state_dict(state["sampler"])
         self.counters.update(state["counters"])
-        self._reward_failure_steps.update(state.get("reward_failure_steps", {}))
+        self.failures.steps.update(state.get("reward_failure_steps", {}))
         self.acc.print(f"[gpgrl] resumed from {ckpt} at step {self.step}")
 
 

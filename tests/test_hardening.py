@@ -1,0 +1,188 @@
+"""Bad input and faults a user hits: each gets a clear message, and a deterministic bug does not waste a run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
+from gpgrl.rewards.scoring import as_reward_functions, score_batch
+from gpgrl.train import checkpoint
+from gpgrl.train.trainer import Trainer, TrainingError
+from helpers import ScriptedEngine, tiny_config
+
+
+def _trainer(cfg, engine=True):
+    tok = build_char_tokenizer()
+    return Trainer.from_config(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok,
+                               engine=ScriptedEngine(tok) if engine else None)
+
+
+# --- reward output validation (pure) ---------------------------------------------------------------------
+
+def strings(completions, **_):
+    return ["yes"] * len(completions)
+
+
+def one_short(completions, **_):
+    return [1.0] * (len(completions) - 1)
+
+
+def scalar(completions, **_):
+    return 1.0
+
+
+def infinities(completions, **_):
+    return [math.inf, -math.inf, 0.5, None]
+
+
+@pytest.mark.parametrize(("fn", "problem"), [
+    (strings, "returned str 'yes' for completion 0; rewards must be finite numbers (or None)"),
+    (one_short, "returned 3 values for 4 completions"),
+    (scalar, "returned float 1.0; a reward must return a list with one float (or None) per completion (4 here)"),
+])
+def test_unusable_reward_output_is_named_and_becomes_nan(fn, problem):
+    rewards = as_reward_functions([fn, ("tag_count", 2.0)])
+    s = score_batch(rewards, ["a", "b", "c", "d"], [{}] * 4)
+    assert s.problems == {fn.__name__: problem}
+    assert s.failed_all == [fn.__name__]
+    assert torch.isnan(s.per_fn[:, 0]).all() and torch.isnan(s.total).all()  # any NaN makes the total NaN
+    assert s.per_fn[:, 1].tolist() == [0.0] * 4  # the other reward is untouched
+
+
+def test_non_finite_rewards_are_failures_not_losses():
+    s = score_batch(as_reward_functions([infinities]), ["a", "b", "c", "d"], [{}] * 4)
+    assert s.per_fn[:, 0].tolist()[2] == 0.5
+    assert [math.isnan(x) for x in s.total.tolist()] == [True, True, False, True]
+    assert s.problems == {"infinities": "returned the non-finite value inf for completion 0; rewards must be finite "
+                                        "numbers (or None)"}
+    assert s.failed_all == []  # one usable value: a partial failure, not a broken function
+
+
+def test_a_raising_reward_keeps_its_exception():
+    def broken(completions, **_):
+        raise KeyError("solution")
+
+    s = score_batch(as_reward_functions([broken]), ["a"], [{}])
+    assert s.problems == {"broken": "raised KeyError: 'solution'"} and s.failed_all == ["broken"]
+
+
+# --- the trainer stops on a reward that never works --------------------------------------------------------
+
+def test_a_reward_that_always_fails_stops_the_run_naming_it(tmp_path, capsys):
+    cfg = tiny_config(tmp_path, rewards=[{"name": "helpers:count_sevens"}, {"name": "helpers:raises"}],
+                      algorithm={"preset": "gpg", "max_resample_draws": 2},
+                      train={"steps": 10, "prompts_per_step": 4, "max_reward_failure_steps": 3})
+    trainer = _trainer(cfg)
+    with pytest.raises(TrainingError, match=r"reward 'raises' gave no usable value for any answer in 3 steps in a row "
+                                            r"\(step 3\); its last problem: raised RuntimeError: this reward is broken"):
+        trainer.train()
+    assert trainer.step == 2  # steps 1 and 2 ran (and were logged); step 3 stopped before its update
+    err = capsys.readouterr().err
+    assert err.count("reward 'raises' raised RuntimeError") == 1  # warned once, not every step
+
+
+def test_infinite_rewards_are_counted_as_failures(tmp_path):
+    cfg = tiny_config(tmp_path, rewards=[{"name": "helpers:infinite"}],
+                      algorithm={"preset": "gpg", "resample_threshold": 0.0}, train={"steps": 1, "prompts_per_step": 4})
+    trainer = _trainer(cfg)
+    (m,) = trainer.train()
+    assert m["reward/failures"] == 8.0 and m["adv/num_nan_rewards"] == 8.0  # every other answer of 16
+    assert trainer.counters["nan_steps_in_a_row"] == 0  # not a non-finite loss: the NaN answers left their groups
+
+
+# --- output folders and resume ----------------------------------------------------------------------------
+
+def test_a_used_output_dir_needs_resume_or_overwrite(tmp_path):
+    cfg = tiny_config(tmp_path, train={"steps": 1, "prompts_per_step": 4})
+    _trainer(cfg).train()
+    with pytest.raises(ValueError, match=r"already holds a run \(checkpoints, metrics.jsonl\)\. Pass --resume"):
+        _trainer(cfg)
+    cfg.train.overwrite = True
+    fresh = _trainer(cfg)
+    assert checkpoint.list_checkpoints(tmp_path / "run") == []  # the old run is gone
+    assert not (tmp_path / "run" / "metrics.jsonl").read_text()
+    fresh.train()
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [1]
+
+
+def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path):
+    cfg = tiny_config(tmp_path, train={"steps": 2, "prompts_per_step": 4})
+    _trainer(cfg).train()
+    other = tiny_config(tmp_path, rollout={"group_size": 2, "max_completion_length": 6},
+                        algorithm={"preset": "gpg", "age": False}, train={"steps": 4, "prompts_per_step": 4,
+                                                                           "resume": True})
+    with pytest.raises(ValueError, match=r"other settings: rollout\.group_size: 4 -> 2; algorithm\.age: True -> False"):
+        _trainer(other)
+    longer = tiny_config(tmp_path, train={"steps": 4, "prompts_per_step": 4, "resume": True, "micro_batch_size": 2})
+    assert _trainer(longer).step == 2  # more steps and other micro-batching do not change the maths
+
+
+def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path):
+    """A kill after step 3 was logged but before its checkpoint: the resumed run logs step 3 once."""
+    cfg = tiny_config(tmp_path, train={"steps": 4, "prompts_per_step": 4, "save_every": 2})
+    first = _trainer(cfg)
+    first.train(stop_at_step=3)
+    first.close()
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    assert [json.loads(r)["step"] for r in metrics.read_text().splitlines()] == [1, 2, 3]
+    with metrics.open("a") as f:
+        f.write('{"step": 4, "reward/me')  # a line cut by the kill
+    cfg.train.resume = True
+    second = _trainer(cfg)
+    assert second.step == 2
+    second.train()
+    assert [json.loads(r)["step"] for r in metrics.read_text().splitlines()] == [1, 2, 3, 4]
+
+
+# --- generation within the model's context ----------------------------------------------------------------
+
+def test_generation_is_capped_at_the_models_context(caplog):
+    from gpgrl.rollout.engine import HFGenerateEngine, SamplingParams
+
+    tok = build_char_tokenizer()
+    model = build_tiny_model(tok, max_positions=24)
+    engine = HFGenerateEngine(model, tok)
+    prompt = tok("12+34=")["input_ids"]  # 6 tokens
+    with caplog.at_level("WARNING"):
+        out = engine.generate([prompt], SamplingParams(max_new_tokens=100, temperature=1.0), num_samples=2)
+        engine.generate([prompt], SamplingParams(max_new_tokens=100, temperature=1.0), num_samples=2)
+    assert out.completion_ids.shape[1] <= 24 - 6
+    warnings = [r.getMessage() for r in caplog.records if "generation capped" in r.getMessage()]
+    assert warnings == ["generation capped at 18 new tokens (asked for 100): the model's context is 24 tokens and "
+                        "prompts take 6"]  # once
+
+
+# --- model paths --------------------------------------------------------------------------------------------
+
+def test_a_mistyped_local_model_path_fails_at_once(tmp_path, monkeypatch):
+    from gpgrl.models.loading import load_policy
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    for name in ("runs/nomodel", "runs/x/checkpoints/step-10/model", "./sft", "/nonexistent/model"):
+        with pytest.raises(FileNotFoundError, match=f"no such model folder: '{name}'"):
+            load_policy(name)
+
+
+def test_an_uncached_hub_id_offline_fails_once_with_the_fix(monkeypatch):
+    from gpgrl.models.loading import load_tokenizer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="'nobody/no-such-model' is not in the local Hugging Face cache and HF_HUB_OFFLINE"):
+        load_tokenizer("nobody/no-such-model")
+
+
+# --- console ------------------------------------------------------------------------------------------------
+
+def test_outside_a_terminal_progress_is_one_plain_line_per_logged_step(tmp_path, capsys):
+    cfg = tiny_config(tmp_path, train={"steps": 2, "prompts_per_step": 4}, log={"progress": None, "report_to": [],
+                                                                             "sample_every": 0})
+    _trainer(cfg).train()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+    assert "reward" in lines[0] and "alpha" in lines[0]
