@@ -40,7 +40,7 @@ def run_seed(seed: int, output: Path) -> dict:
         raise SystemExit(f"seed {seed} failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     summary = json.loads((output / "summary.json").read_text())
     summary["process_seconds"] = wall
-    print(proc.stdout.strip().splitlines()[-1], flush=True)
+    print(next(line for line in reversed(proc.stdout.splitlines()) if "before GPG" in line), flush=True)
     return summary
 
 

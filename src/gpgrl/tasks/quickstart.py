@@ -68,8 +68,8 @@ def rl_config(output_dir: str | Path = "runs/quickstart", *, seed: int = 0, step
         "algorithm": {"preset": "gpg"},
         "optim": {"lr": 5e-4, "lr_scheduler": "cosine", "warmup_steps": 10, "max_grad_norm": 1.0},
         "train": {"steps": steps, "prompts_per_step": 32, "micro_batch_size": 128, "seed": seed,
-                  "output_dir": str(out / "rl"), "mixed_precision": "no"},
-        "log": {"report_to": ["jsonl", "tensorboard"], "sample_every": 20, "progress": True},
+                  "output_dir": str(out / "rl"), "mixed_precision": "no", "overwrite": True},
+        "log": {"report_to": ["jsonl", "tensorboard"], "sample_every": 20},
     }
 
 
@@ -171,6 +171,7 @@ def _run(out: Path, *, seed: int, steps: int, sft_steps: int, eval_every: int, e
     from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
     from gpgrl.tasks.arithmetic import ArithmeticTask
     from gpgrl.tasks.sft import SFTConfig, supervised_warm_start
+    from gpgrl.train.checkpoint import quiet_saving
     from gpgrl.train.trainer import Trainer
 
     def say(text: str) -> None:
@@ -197,8 +198,9 @@ def _run(out: Path, *, seed: int, steps: int, sft_steps: int, eval_every: int, e
         model, tok, [r["question"] for r in sft_records], [task.solution(r["question"]) for r in sft_records],
         sft_cfg, check=lambda: heldout_accuracy(model, tok, val_records), log=None if quiet else say,
     )
-    model.save_pretrained(str(out / "sft"))
-    tok.save_pretrained(str(out / "sft"))
+    with quiet_saving():
+        model.save_pretrained(str(out / "sft"))
+        tok.save_pretrained(str(out / "sft"))
     seconds_sft = time.perf_counter() - t_start
 
     # 2. held-out accuracy before RL
@@ -257,7 +259,9 @@ def _run(out: Path, *, seed: int, steps: int, sft_steps: int, eval_every: int, e
     _plot(out / "quickstart.png", train_rows, evals, before, after, cfg.rollout.temperature)
     print(f"[quickstart] held-out accuracy (greedy, {len(test_records)} test questions): before GPG {before:.1%} "
           f"-> after GPG {after:.1%} ({(after - before) * 100:+.1f} points) in {trainer.step} steps, "
-          f"{seconds:.0f}s; results in {out}", flush=True)
+          f"{seconds:.0f}s", flush=True)
+    print(f"[quickstart] plot: {out / 'quickstart.png'}  summary: {out / 'summary.json'}  "
+          f"RL metrics: {out / 'metrics.jsonl'}", flush=True)
     return summary
 
 

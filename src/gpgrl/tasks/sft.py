@@ -128,7 +128,8 @@ def supervised_warm_start(
             model.train()
         history.append(metrics)
         if log is not None and "sft/check" in metrics:
-            log(f"sft step {step:4d}  loss {metrics['sft/loss']:.3f}  check {metrics['sft/check']:.3f}")
+            log(f"warm-start step {step:4d}  training loss {metrics['sft/loss']:.3f}  "
+                f"validation accuracy {metrics['sft/check']:.0%}")
         if cfg.target_accuracy is not None and metrics.get("sft/check", -1.0) >= cfg.target_accuracy:
             break
     model.eval()
