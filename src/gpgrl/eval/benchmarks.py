@@ -24,12 +24,13 @@ The Hub sources (checked against their dataset cards) are listed in :data:`BENCH
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from gpgrl.data.datasets import read_jsonl
 
 
 class UnknownBenchmarkError(ValueError):
@@ -302,30 +303,17 @@ def parse_benchmarks(names: str | Iterable[str]) -> list[str]:
     return out
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
-    return rows
-
-
 def _read_hub(spec: BenchmarkSpec) -> list[dict[str, Any]]:
-    try:
-        from datasets import load_dataset
+    from gpgrl.data.datasets import DatasetError, load_records
 
-        ds = load_dataset(spec.hub_id, spec.hub_config, split=spec.hub_split)
-    except Exception as e:  # network, auth, renamed dataset: all mean "use a local copy"
+    try:
+        return load_records(spec.hub_id, split=spec.hub_split, subset=spec.hub_config)
+    except DatasetError as e:  # network, auth, renamed dataset: all mean "use a local copy"
         raise BenchmarkDownloadError(
             f"{spec.name}: could not load {spec.hub_id} (split {spec.hub_split}) from the Hugging Face Hub "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
-            f"Offline, pass --data-dir DIR with {spec.local_dir}/test.jsonl inside."
+            f"({str(e).split(': ', 1)[-1].split('. Pass')[0]}). Offline, pass --data-dir DIR with "
+            f"{spec.local_dir}/test.jsonl inside."
         ) from e
-    return [dict(row) for row in ds]
 
 
 def load_benchmark(
@@ -337,7 +325,7 @@ def load_benchmark(
         raise ValueError(f"limit must be >= 1, got {limit}")
     if data_dir is not None:
         path = spec.local_path(data_dir)
-        rows, q_field, gold_fn, source = _read_jsonl(path), spec.local_question, spec.local_gold, str(path)
+        rows, q_field, gold_fn, source = read_jsonl(path), spec.local_question, spec.local_gold, str(path)
     else:
         rows, q_field, gold_fn, source = _read_hub(spec), spec.hub_question, spec.hub_gold, spec.hub_id
     if limit is not None:
