@@ -362,7 +362,7 @@ def test_hub_source_and_offline_error(monkeypatch):
     def fake_load_dataset(path, name=None, split=None):
         calls.append((path, name, split))
         if path == "math-ai/olympiadbench":
-            return [{"id": 1, "question": "Q?", "final_answer": ["$\\frac{1}{2}$"]}]
+            return datasets.Dataset.from_list([{"id": 1, "question": "Q?", "final_answer": ["$\\frac{1}{2}$"]}])
         raise ConnectionError("no network")
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)

@@ -56,6 +56,9 @@ class DataConfig:
     split: str = _f("train", "dataset split")
     subset: str | None = _f(None, "dataset configuration name (e.g. 'main' for openai/gsm8k)")
     prompt_column: str = _f("question", "column with the question (a string, or a list of chat messages)")
+    image_column: str | None = _f(None, "column with the record's image(s) (a path, a list of paths or images); "
+                                  "set for vision-language models")
+    image_dir: str | None = _f(None, "folder that relative image paths are read from")
     answer_column: str = _f("answer", "column with the gold answer, passed to rewards as 'answer' (dotted paths ok)")
     prompt: str = _f("plain", "prompt preset: plain, qwen_math_cot, qwen_boxed, r1_distill, r1_think, open_r1")
     system_prompt: str | None = _f(None, "system prompt; default: the preset's ('' = none)")

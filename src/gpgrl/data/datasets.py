@@ -108,7 +108,7 @@ def _read_local_file(path: Path) -> list[dict[str, Any]]:
     except Exception as e:  # pyarrow / json errors: name the file and the reason
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DatasetError(f"could not read {path} as {suffix[1:]}: {reason}") from e
-    rows = [dict(r) for r in ds]
+    rows = [dict(r) for r in _undecoded_images(ds)]
     if not rows:
         raise DatasetError(f"{path} has no records")
     return rows
@@ -139,7 +139,22 @@ def load_records(dataset: str, *, split: str = "train", subset: str | None = Non
             "Pass a local .jsonl/.parquet file, a folder, or a reachable Hugging Face dataset id "
             "(offline: HF_DATASETS_OFFLINE=1 with the dataset in the cache)."
         ) from e
-    return [dict(r) for r in ds]
+    return [dict(r) for r in _undecoded_images(ds)]
+
+
+def _undecoded_images(ds: Any) -> Any:
+    """The dataset with its image columns left undecoded (``{"path", "bytes"}``): images are opened only
+    when a prompt is built (:mod:`gpgrl.data.images`), never all at once."""
+    from datasets import Image, Sequence
+
+    for name, feature in ds.features.items():
+        if isinstance(feature, Image) and feature.decode:
+            ds = ds.cast_column(name, Image(decode=False))
+        elif isinstance(feature, (list, Sequence)):
+            inner = feature[0] if isinstance(feature, list) else feature.feature
+            if isinstance(inner, Image) and inner.decode:
+                ds = ds.cast_column(name, [Image(decode=False)] if isinstance(feature, list) else Sequence(Image(decode=False)))
+    return ds
 
 
 def check_columns(records: list[dict[str, Any]], columns: dict[str, str], dataset: str) -> None:

@@ -168,10 +168,13 @@ class PromptBuilder:
     """Formats and tokenizes questions the same way for training, evaluation and warm-starts.
 
     Args:
-        tokenizer: the policy's tokenizer.
+        tokenizer: the policy's tokenizer, or a vision-language model's processor (then questions may come
+            with images: each image is a ``{"type": "image"}`` item before the question's text in the user
+            turn, and the processor expands it into the model's image tokens and pixel inputs).
         preset: a :class:`PromptPreset` or a preset name.
-        max_length: prompt tokens kept; longer prompts lose their *beginning* (the question's tail and the
-            opened assistant turn are what the model continues). None = no limit.
+        max_length: prompt tokens kept; longer text prompts lose their *beginning* (the question's tail and
+            the opened assistant turn are what the model continues); a prompt with images is never cut
+            (that would cut image tokens) and is an error instead. None = no limit.
 
     >>> from gpgrl.models.tiny import build_char_tokenizer
     >>> b = PromptBuilder(build_char_tokenizer(), resolve_prompt("plain", system_prompt="Add."))
@@ -181,31 +184,41 @@ class PromptBuilder:
     'Add.\\n\\n1+2'
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, preset: PromptPreset | str = "plain", *,
+    def __init__(self, tokenizer: PreTrainedTokenizerBase | Any, preset: PromptPreset | str = "plain", *,
                  max_length: int | None = None):
-        self.tokenizer = tokenizer
+        self.processor = tokenizer if hasattr(tokenizer, "image_processor") else None
+        self.tokenizer = tokenizer.tokenizer if self.processor is not None else tokenizer
         self.preset = resolve_prompt(preset) if isinstance(preset, str) else preset
         self.max_length = max_length
-        if self.preset.chat_template and getattr(tokenizer, "chat_template", None) is None:
+        template_owner = self.processor if self.processor is not None else self.tokenizer
+        if self.preset.chat_template and getattr(template_owner, "chat_template", None) is None:
             raise ValueError(
                 "the tokenizer has no chat template (a base model?): set data.chat_template: false in the "
                 "recipe (gpgrl eval: --no-chat-template) to use plain-text prompts"
             )
 
-    def text(self, question: str | Sequence[dict[str, Any]]) -> str:
+    def text(self, question: str | Sequence[dict[str, Any]], num_images: int = 0) -> str:
         """The prompt text of one question (a string, or a list of chat messages used as they are)."""
+        owner = self.processor if self.processor is not None else self.tokenizer
         if not isinstance(question, str):
-            return self.tokenizer.apply_chat_template(list(question), tokenize=False, add_generation_prompt=True)
+            return owner.apply_chat_template(list(question), tokenize=False, add_generation_prompt=True)
         p = self.preset
         body = p.template.format(question=question)
+        if num_images and (self.processor is None or not p.chat_template):
+            raise ValueError("a question with images needs a vision-language model's processor and its chat template "
+                             "(data.chat_template must not be false)")
         if not p.chat_template:
             return f"{p.system_prompt}\n\n{body}" if p.system_prompt else body
-        messages = [{"role": "system", "content": p.system_prompt}] if p.system_prompt else []
-        messages.append({"role": "user", "content": body})
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        messages: list[dict[str, Any]] = [{"role": "system", "content": p.system_prompt}] if p.system_prompt else []
+        if num_images:
+            content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": body}]
+            messages.append({"role": "user", "content": content})
+        else:
+            messages.append({"role": "user", "content": body})
+        return owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def encode(self, text: str, *, chat: bool | None = None) -> tuple[list[int], bool]:
-        """Token ids of a formatted prompt and whether it was cut to ``max_length`` (keeping its end).
+        """Token ids of a formatted text prompt and whether it was cut to ``max_length`` (keeping its end).
 
         A chat-templated prompt already holds its special tokens (BOS included), so none are added again.
         """
@@ -215,8 +228,20 @@ class PromptBuilder:
             return ids[-self.max_length :], True
         return ids, False
 
-    def build(self, question: str | Sequence[dict[str, Any]]) -> tuple[Prompt, bool]:
-        """``(Prompt(ids, text), truncated)`` for one question."""
-        text = self.text(question)
-        ids, cut = self.encode(text, chat=self.preset.chat_template or not isinstance(question, str))
-        return Prompt(ids=ids, text=text), cut
+    def build(self, question: str | Sequence[dict[str, Any]], images: Sequence[Any] = ()) -> tuple[Prompt, bool]:
+        """``(Prompt(ids, text, model_inputs, images), truncated)`` for one question and its images."""
+        text = self.text(question, num_images=len(images))
+        if not images:
+            ids, cut = self.encode(text, chat=self.preset.chat_template or not isinstance(question, str))
+            return Prompt(ids=ids, text=text), cut
+        enc = self.processor(text=[text], images=list(images), return_tensors="pt")
+        ids = enc["input_ids"][0].tolist()
+        if self.max_length is not None and len(ids) > self.max_length:
+            raise ValueError(f"a prompt with images is {len(ids)} tokens long, more than data.max_prompt_length="
+                             f"{self.max_length}; raise it (image prompts are never cut) or use smaller images")
+        width = enc["input_ids"].shape[1]
+        # per-image inputs (pixel_values, image_grid_thw, ...) travel with the prompt; token-aligned ones
+        # (attention_mask, mm_token_type_ids) are rebuilt from the padded ids where the model needs them
+        per_image = {k: v for k, v in enc.items() if k != "input_ids" and hasattr(v, "shape")
+                     and not (v.dim() == 2 and v.shape[0] == 1 and v.shape[1] == width)}
+        return Prompt(ids=ids, text=text, model_inputs=per_image, images=tuple(images)), False

@@ -221,6 +221,9 @@ class HFGenerateEngine(RolloutEngine):
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.max_model_len = model_context_length(model)
         self._warned_cap = False
+        from gpgrl.models.vision import placeholder_token_ids
+
+        self.suppress = placeholder_token_ids(model)  # a vision model must not sample image placeholders
 
     def update_weights(self, model: torch.nn.Module) -> None:
         self.model = model  # the same module the optimizer updates: nothing to copy
@@ -242,6 +245,10 @@ class HFGenerateEngine(RolloutEngine):
                 ids, mask = ids.to(device), mask.to(device)
                 max_new = self._budget(ids.shape[1], params.max_new_tokens)
                 extra = _collate(part, device)
+                if extra:  # a vision model: the token types its positions are computed from
+                    from gpgrl.models.vision import token_type_inputs
+
+                    extra.update(token_type_inputs(self.model, ids))
                 greedy = params.temperature == 0
                 out = self.model.generate(
                     input_ids=ids,
@@ -254,6 +261,7 @@ class HFGenerateEngine(RolloutEngine):
                     pad_token_id=self.pad_id,
                     eos_token_id=self.eos_ids,
                     use_cache=True,
+                    suppress_tokens=self.suppress or None,
                     **extra,
                 )
                 chunks.append(out[:, ids.shape[1] :].cpu())

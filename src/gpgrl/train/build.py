@@ -72,7 +72,8 @@ def make_engine(cfg: Config, accelerator: Accelerator, model: torch.nn.Module, t
     if r.engine == "hf":
         from gpgrl.rollout.engine import HFGenerateEngine
 
-        return HFGenerateEngine(accelerator.unwrap_model(model), tokenizer, batch_size=r.generation_batch_size)
+        tok = tokenizer.tokenizer if hasattr(tokenizer, "image_processor") else tokenizer  # a processor's own
+        return HFGenerateEngine(accelerator.unwrap_model(model), tok, batch_size=r.generation_batch_size)
     from gpgrl.rollout import vllm
 
     return vllm.make_engine(cfg, accelerator, model, tokenizer)
@@ -91,6 +92,7 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
         load_policy,
         load_tokenizer,
     )
+    from gpgrl.models.vision import load_processor, load_vision_policy, require_vision
     from gpgrl.rewards.scoring import as_reward_functions
 
     set_num_threads(cfg.train.num_threads)
@@ -105,11 +107,16 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
         out["rewards"] = as_reward_functions(cfg.rewards)
     if out.get("model") is None:
         check_model_path(m.name_or_path)  # the folder the user named, before its tokenizer is looked for there
+    vision = d.image_column is not None
+    if vision:
+        require_vision()  # a vision recipe without the extra fails now, with the install line
     if out.get("tokenizer") is None:
-        out["tokenizer"] = load_tokenizer(m.tokenizer or m.name_or_path, trust_remote_code=m.trust_remote_code)
+        name = m.tokenizer or m.name_or_path
+        out["tokenizer"] = load_processor(name, trust_remote_code=m.trust_remote_code) if vision else \
+            load_tokenizer(name, trust_remote_code=m.trust_remote_code)
     load = dict(dtype=m.dtype, trust_remote_code=m.trust_remote_code, attn_implementation=m.attn_implementation)
     if out.get("model") is None:
-        out["model"] = load_policy(m.name_or_path, **load)
+        out["model"] = (load_vision_policy if vision else load_policy)(m.name_or_path, **load)
     if m.gradient_checkpointing:
         enable_activation_checkpointing(out["model"])
     if m.lora_r > 0:
@@ -117,5 +124,5 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
         out["model"] = apply_lora(out["model"], m.lora_r, m.lora_alpha, m.lora_dropout,
                                   targets if targets == "all-linear" else [t.strip() for t in targets.split(",")])
     if out.get("ref_model") is None and cfg.resolved_algorithm().beta > 0:  # only when a KL term needs one
-        out["ref_model"] = load_policy(m.name_or_path, **load)
+        out["ref_model"] = (load_vision_policy if vision else load_policy)(m.name_or_path, **load)
     return out

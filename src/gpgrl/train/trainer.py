@@ -44,9 +44,11 @@ from gpgrl.algorithms.importance import truncated_is_weights
 from gpgrl.algorithms.resampling import enough_signal, kept_with_signal, select_groups
 from gpgrl.config import Config, to_yaml
 from gpgrl.data.datasets import check_columns, get_field
+from gpgrl.data.images import load_images
 from gpgrl.data.prompts import PromptBuilder
 from gpgrl.data.samplers import PromptSampler
 from gpgrl.models.logprobs import completion_logprobs
+from gpgrl.models.vision import is_vision_model
 from gpgrl.rewards.scoring import FailureTracker, RewardFunction, as_reward_functions, score_batch
 from gpgrl.rollout.batch import RolloutBatch
 from gpgrl.rollout.engine import Prompt, RolloutEngine, SamplingParams, pad_token_id
@@ -96,9 +98,10 @@ class Trainer:
         self.rewards: list[RewardFunction] = as_reward_functions(rewards)
         if self.algo.beta > 0 and ref_model is None:
             raise ValueError(f"the {self.algo.name} preset has a KL term (beta={self.algo.beta}) and needs ref_model")
-        self.tokenizer = tokenizer
+        self.tokenizer = tokenizer  # or a vision-language model's processor
+        self._vision = is_vision_model(model)  # positions are the model's own (Qwen2-VL's 3-D rotary ones)
         self.prompts = PromptBuilder(tokenizer, cfg.data.prompt_preset(), max_length=cfg.data.max_prompt_length)
-        self.pad_id = pad_token_id(tokenizer)
+        self.pad_id = pad_token_id(self.prompts.tokenizer)
         if self.acc.is_main_process:  # a folder holding another run is never appended to silently
             checkpoint.prepare_output_dir(self.output_dir, resume=cfg.train.resume, overwrite=cfg.train.overwrite)
         self.acc.wait_for_everyone()
@@ -155,6 +158,10 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------- rollout
     def _prompt(self, index: int) -> Prompt:
+        d = self.cfg.data
+        if d.image_column:  # images are read when used (once per prompt per draw), never all up front
+            question = get_field(self.records[index], d.prompt_column)
+            return self.prompts.build(str(question), load_images(self.records[index], d.image_column, d.image_dir))[0]
         if index not in self._prompt_cache:
             question = get_field(self.records[index], self.cfg.data.prompt_column)
             self._prompt_cache[index] = self.prompts.build(question if isinstance(question, list) else str(question))
@@ -175,7 +182,7 @@ class Trainer:
             raise TrainingError(f"the rollout engine returned {len(batch)} answers for {len(indices)} prompts x G={G}")
         rows = [i for i in indices for _ in range(G)]
         batch.records = [self.records[i] for i in rows]
-        batch.prompts = [self._prompt_cache[i][0].text for i in rows]
+        batch.prompts = [p.text for p in prompts for _ in range(G)]
         batch.prompt_index = torch.tensor(rows, dtype=torch.long)
         answers = [_get(r, self.cfg.data.answer_column) for r in batch.records]
         scores = score_batch(self.rewards, batch.texts, batch.records, prompts=batch.prompts, answer=answers)
@@ -288,7 +295,8 @@ class Trainer:
 
     def _logp(self, model: torch.nn.Module, batch: RolloutBatch, sl: slice, with_entropy: bool):
         return completion_logprobs(model, batch.prompt_ids[sl], batch.prompt_mask[sl], batch.completion_ids[sl],
-                                   batch.completion_mask[sl], with_entropy=with_entropy)
+                                   batch.completion_mask[sl], with_entropy=with_entropy,
+                                   model_inputs=batch.model_inputs_for(sl), use_position_ids=not self._vision)
 
     def _update(self, batch: RolloutBatch, adv: torch.Tensor, num_tokens: int, num_sequences: int) -> dict[str, float]:
         """Micro-batched forward/backward of the preset's loss, then one optimizer step per iteration.
