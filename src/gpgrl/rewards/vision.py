@@ -18,7 +18,7 @@ string. Model output is untrusted, so every math-verify call here goes through o
 :func:`_mv_equal`, which runs it under a hard wall-clock limit (see :mod:`gpgrl.rewards._deadline`).
 
 >>> from gpgrl.rewards import get_reward
->>> get_reward("r1v_accuracy")(["<think>90 + 50</think> <answer>140°</answer>", "<answer>40°</answer>"],
+>>> get_reward("r1v_accuracy")(["<think>angle sum</think> <answer>140°</answer>", "<answer>40°</answer>"],
 ...                            answer=["140°", "140°"])
 [1.0, 0.0]
 """
@@ -145,8 +145,10 @@ def _text_reward(
     columns: dict[str, Any],
     timeout: float,
     score: Callable[[str, str], bool],
+    math_verify_first: bool = True,
 ) -> list[float | None]:
-    """1.0 if math-verify matches the whole completion to the gold, else ``score(answer, gold answer)``."""
+    """1.0 if math-verify matches the whole completion to the gold (when ``math_verify_first``), else
+    ``score(answer, gold answer)``; None where the gold is unusable."""
     golds = gold_answers(len(completions), columns)
     rewards: list[float | None] = []
     for completion, gold in zip(completions, golds, strict=True):
@@ -155,7 +157,7 @@ def _text_reward(
             rewards.append(None)
             continue
         text = completion_text(completion)
-        if _mv_equal(gold_text, text, timeout):
+        if math_verify_first and _mv_equal(gold_text, text, timeout):
             rewards.append(1.0)
         else:
             rewards.append(float(score(answer_content(text), answer_content(gold_text))))
@@ -233,7 +235,7 @@ def make_r1v_accuracy(timeout: float = 5.0) -> RewardFn:
 # ")" (or the end) after it. Lookarounds, so that neighbouring letters do not hide each other (the fork
 # consumes the delimiters, so in "A B" it only sees A).
 _OPTION_LETTER = re.compile(r"(?:^|(?<=[\s\[(]))([A-H])(?=[\s\])]|$)")
-_GOLD_LETTER = re.compile(r"\(?([A-H])\)?")
+_GOLD_LETTER = re.compile(r"([A-H])|\(([A-H])\)")  # "B" or "(B)"
 
 
 def multiple_choice_letter(answer: str) -> str | None:
@@ -274,7 +276,9 @@ def make_choice_accuracy(timeout: float = 5.0) -> RewardFn:
         if answer == gold:
             return True
         gold_letter = _GOLD_LETTER.fullmatch(gold)
-        return gold_letter is not None and multiple_choice_letter(answer) == gold_letter.group(1)
+        if gold_letter is None:
+            return False
+        return multiple_choice_letter(answer) == (gold_letter.group(1) or gold_letter.group(2))
 
     def choice_accuracy(completions: list[Any], **columns: Any) -> list[float | None]:
         return _text_reward(completions, columns, timeout, score)
@@ -300,8 +304,8 @@ def make_token_length(tokenizer: str = "Qwen/Qwen2-VL-2B-Instruct", per_token: f
     r"""``token_length`` (VisualThinker-R1-Zero's optional ``length`` reward): r = per_token * #tokens.
 
     The number of tokens of the completion text as ``tokenizer`` encodes it (``tokenizer(text)``, as the
-    fork calls it). Unbounded and independent of correctness: it pays for longer answers, which is what
-    that fork used it for (to encourage long reasoning). Its training script does not enable it.
+    fork calls it). Unbounded and independent of correctness: it pays for longer answers. The fork
+    registers it as ``length``; its SAT training script does not enable it.
 
     Args:
         tokenizer: hub id or local path, loaded on first use (the fork hard-codes Qwen2-VL-2B-Instruct's
@@ -325,19 +329,26 @@ def _squash(s: str) -> str:
 
 
 @register_reward("classification")
-def make_classification(timeout: float = 5.0, empty_answer_matches: bool = False) -> RewardFn:
+def make_classification(
+    empty_answer_matches: bool = False, math_verify_first: bool = False, timeout: float = 5.0
+) -> RewardFn:
     r"""``classification`` (Visual-RFT few-shot classification): 1.0 if the answer names the gold class.
 
-    r = 1 if math-verify matches the whole completion to the gold (as in ``r1v_accuracy``), else
-    1[g in a or a in g] with a, g the answer and gold answer (``<answer>`` content or whole text,
-    stripped) lower-cased with spaces and underscores removed; so "Boeing 737" is accepted for
-    "boeing_737". None when the gold answer is empty.
+    r = 1[g in a or a in g] with a, g the answer and the gold answer (``<answer>`` content or whole
+    text, stripped), lower-cased with spaces and underscores removed; so "Boeing 737" is accepted for
+    "boeing_737", and so is "boeing" (a part of the name). None when the gold answer is empty.
+
+    Visual-RFT's reward differs in two ways, both available for reproducing its runs exactly
+    (``empty_answer_matches=True, math_verify_first=True``):
 
     Args:
-        timeout: seconds allowed for the math-verify check of one completion; a timeout is "no match".
-        empty_answer_matches: the fork's behaviour: an empty answer (``<answer></answer>``, or one of
-            only spaces and underscores) is contained in every class name and scores 1.0. Off by
-            default (an empty answer scores 0.0); set it to reproduce Visual-RFT's runs exactly.
+        empty_answer_matches: an empty answer (``<answer></answer>``, or only spaces and underscores)
+            is contained in every class name, so the fork gives it 1.0. Off by default: it scores 0.0.
+        math_verify_first: the fork first runs math-verify on the whole completion against the gold
+            (as ``r1v_accuracy`` does) and gives 1.0 on a match. math-verify reads the numbers in class
+            names, so "Falcon 2000" matches the gold "Saab 2000" (36 such ordered pairs of different
+            classes among FGVC-Aircraft's and Stanford Cars' names); off by default.
+        timeout: seconds allowed for that math-verify check; a timeout is "no match".
 
     >>> cls = make_classification()
     >>> cls(["<answer>Boeing 737</answer>", "<answer>boeing</answer>", "<answer></answer>"], answer=["boeing_737"] * 3)
@@ -354,7 +365,7 @@ def make_classification(timeout: float = 5.0, empty_answer_matches: bool = False
         return g in a or a in g
 
     def classification(completions: list[Any], **columns: Any) -> list[float | None]:
-        return _text_reward(completions, columns, timeout, score)
+        return _text_reward(completions, columns, timeout, score, math_verify_first)
 
     return classification
 
@@ -387,10 +398,11 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     a, b = _spanned(a), _spanned(b)
     w = min(a[2], b[2]) - max(a[0], b[0])
     h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
+    inter = w * h if w > 0 and h > 0 else 0.0
+    if inter <= 0:  # also when w * h underflows to 0
         return 0.0
-    inter = w * h
-    return min(1.0, inter / (_area(a) + _area(b) - inter))  # min: float rounding only
+    union = _area(a) + _area(b) - inter
+    return min(1.0, inter / union) if union > 0 else 0.0  # min: float rounding only
 
 
 def generalized_iou(a: Sequence[float], b: Sequence[float]) -> float:
