@@ -13,6 +13,8 @@ from gpgrl.rewards import registry as registry_module
 from gpgrl.rewards.math_rewards import cosine_scaled
 
 BUILTIN = ["accuracy", "cosine", "format", "length", "reasoning_steps", "repetition_penalty", "tag_count", "think_close"]
+VISION = ["choice_accuracy", "classification", "detection_confidence", "detection_iou", "grounding_giou", "r1v_accuracy",
+          "token_length", "visual_format"]
 
 
 def _with_length(answer: str, length: int) -> str:
@@ -28,7 +30,7 @@ def _with_length(answer: str, length: int) -> str:
 
 
 def test_list_rewards() -> None:
-    assert list_rewards() == BUILTIN
+    assert list_rewards() == sorted(BUILTIN + VISION)
 
 
 def test_an_alias_gives_the_registered_reward_under_its_own_name() -> None:

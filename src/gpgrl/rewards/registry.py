@@ -131,7 +131,7 @@ def get_reward(name_or_path: str, **params: Any) -> RewardFn:
     >>> get_reward("nope")
     Traceback (most recent call last):
     ...
-    ValueError: unknown reward 'nope'; valid names: accuracy, cosine, format, length, reasoning_steps, repetition_penalty, tag_count, think_close; or give your own function as 'package.module:function'
+    ValueError: unknown reward 'nope'; valid names: accuracy, choice_accuracy, classification, cosine, detection_confidence, detection_iou, format, grounding_giou, length, r1v_accuracy, reasoning_steps, repetition_penalty, tag_count, think_close, token_length, visual_format; or give your own function as 'package.module:function'
     """
     name_or_path = _ALIASES.get(name_or_path, name_or_path)
     if name_or_path in _REGISTRY:
