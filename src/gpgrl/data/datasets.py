@@ -24,7 +24,8 @@ from typing import Any
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 #: ``builtin:NAME`` -> ``"module:factory"``; the factory's keyword arguments are ``data.dataset_kwargs``.
-BUILTIN_DATASETS: dict[str, str] = {"arithmetic": "gpgrl.tasks.arithmetic:ArithmeticTask"}
+BUILTIN_DATASETS: dict[str, str] = {"arithmetic": "gpgrl.tasks.arithmetic:ArithmeticTask",
+                                    "shapes": "gpgrl.tasks.shapes:ShapesTask"}
 
 
 class DatasetError(ValueError):

@@ -25,35 +25,42 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from gpgrl.data.prompts import PromptBuilder
+from gpgrl.models.vision import token_type_inputs
 
 IGNORE_INDEX = -100  # labels with this value add nothing to the loss (torch cross_entropy's default)
 
 
 def build_sft_batch(
-    tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], completions: Sequence[str]
+    tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], completions: Sequence[str],
+    images: Sequence[Sequence[Any]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids`` [N, L], ``attention_mask`` [N, L] and ``labels`` [N, L] for SFT.
 
     Each row is the chat-formatted prompt (the same text the trainer and the evaluation feed the
     model) followed by the completion's tokens and EOS. ``labels`` equal ``input_ids`` on completion
     tokens and :data:`IGNORE_INDEX` on the prompt and on padding (transformers shifts them inside
-    the model, so label t is predicted from tokens < t).
+    the model, so label t is predicted from tokens < t). With a vision model's processor as
+    ``tokenizer`` and ``images`` (a list of images per question), the image inputs are added too.
     """
     if len(questions) != len(completions):
         raise ValueError(f"{len(questions)} questions but {len(completions)} completions")
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     builder = PromptBuilder(tokenizer, "plain")
+    tok = builder.tokenizer  # a processor's own tokenizer
+    eos = tok.eos_token_id
+    pad = tok.pad_token_id if tok.pad_token_id is not None else eos
     rows: list[tuple[list[int], list[int]]] = []
-    for question, completion in zip(questions, completions):
-        prompt_ids = builder.build(question)[0].ids
-        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [eos]
-        rows.append((prompt_ids, completion_ids))
+    extra: list[dict[str, torch.Tensor]] = []
+    for i, (question, completion) in enumerate(zip(questions, completions)):
+        prompt = builder.build(question, images[i] if images is not None else ())[0]
+        extra.append(prompt.model_inputs)
+        completion_ids = tok(completion, add_special_tokens=False)["input_ids"] + [eos]
+        rows.append((prompt.ids, completion_ids))
     width = max(len(p) + len(c) for p, c in rows)
     input_ids = torch.full((len(rows), width), pad, dtype=torch.long)  # [N, L]
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # [N, L]
@@ -63,7 +70,10 @@ def build_sft_batch(
         input_ids[i, :n] = torch.tensor(p + c, dtype=torch.long)
         attention_mask[i, :n] = 1
         labels[i, len(p) : n] = torch.tensor(c, dtype=torch.long)  # completion tokens only
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    if any(extra):  # per-image inputs, concatenated in row order
+        batch.update({k: torch.cat([e[k] for e in extra]) for k in extra[0]})
+    return batch
 
 
 @dataclass
@@ -89,12 +99,14 @@ def supervised_warm_start(
     *,
     check: Callable[[], float] | None = None,
     log: Callable[[str], None] | None = None,
+    images: Sequence[Sequence[Any]] | None = None,
 ) -> list[dict[str, float]]:
     """Fine-tune ``model`` in place on (question, completion) pairs with AdamW; returns per-step metrics.
 
     Every ``cfg.check_every`` steps ``check()`` (e.g. greedy accuracy on a validation set) is called and
     recorded as ``sft/check``; training stops early once it reaches ``cfg.target_accuracy``. This is
-    how the quickstart stops "partly right" at a similar point whatever the seed.
+    how the quickstart stops "partly right" at a similar point whatever the seed. For a vision model,
+    ``tokenizer`` is its processor and ``images`` holds each question's images.
     """
     if not questions:
         raise ValueError("supervised_warm_start needs at least one example")
@@ -113,7 +125,9 @@ def supervised_warm_start(
             rng.shuffle(fresh)
             order += fresh
         idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
-        batch = build_sft_batch(tokenizer, [questions[i] for i in idx], [completions[i] for i in idx])
+        batch = build_sft_batch(tokenizer, [questions[i] for i in idx], [completions[i] for i in idx],
+                                [images[i] for i in idx] if images is not None else None)
+        batch.update(token_type_inputs(model, batch["input_ids"]) if images is not None else {})
         device = next(model.parameters()).device
         out = model(**{k: v.to(device) for k, v in batch.items()})  # mean CE over completion tokens
         out.loss.backward()

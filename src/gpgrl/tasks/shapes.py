@@ -1,0 +1,78 @@
+"""Coloured shapes: a generated-image task whose answer needs the image (``data.dataset: builtin:shapes``).
+
+Each image is a white square of ``size`` pixels with one filled shape (square, circle or triangle) of
+one of six colours, at a random place and size; the question asks for the shape's colour, and the
+answer is the colour's name in ``<answer>...</answer>``. A policy that ignores the image is right one
+time in six at best, so a rise in accuracy means the model reads the image. Records hold the images
+themselves (small PIL images, generated on demand and cached), so the task needs no files.
+
+>>> task = ShapesTask(num_train=4, num_test=2, seed=0)
+>>> r = task.records("train")[0]
+>>> sorted(r), r["image"].size, r["answer"] in COLOURS
+(['answer', 'image', 'question', 'shape'], (56, 56), True)
+>>> task.solution(r) == f"<answer>{r['answer']}</answer>"
+True
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40), "green": (40, 170, 60), "blue": (50, 80, 220),
+    "yellow": (235, 200, 30), "purple": (140, 60, 180), "orange": (245, 140, 30),
+}
+SHAPES = ("square", "circle", "triangle")
+QUESTION = "What colour is the shape? Answer with one word in <answer></answer>."
+
+
+def draw(shape: str, colour: str, box: tuple[int, int, int, int], size: int = 56):
+    """A white ``size`` x ``size`` RGB image with one filled ``shape`` of ``colour`` inside ``box``."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    pen = ImageDraw.Draw(img)
+    rgb = COLOURS[colour]
+    x0, y0, x1, y1 = box
+    if shape == "square":
+        pen.rectangle(box, fill=rgb)
+    elif shape == "circle":
+        pen.ellipse(box, fill=rgb)
+    elif shape == "triangle":
+        pen.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], fill=rgb)
+    else:
+        raise ValueError(f"unknown shape {shape!r}; valid: {', '.join(SHAPES)}")
+    return img
+
+
+@dataclass
+class ShapesTask:
+    num_train: int = 1000
+    num_test: int = 200
+    seed: int = 1234
+    size: int = 56
+    _cache: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def records(self, split: str = "train") -> list[dict[str, Any]]:
+        """``train`` and ``test`` come from one seeded stream (disjoint draws), the same for a given seed."""
+        if split not in ("train", "test"):
+            raise ValueError(f"the shapes task has splits 'train' and 'test', not {split!r}")
+        if not self._cache:
+            rng = random.Random(self.seed)
+            rows = []
+            for _ in range(self.num_train + self.num_test):
+                colour, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
+                side = rng.randint(self.size // 4, self.size * 3 // 4)
+                x0, y0 = rng.randint(0, self.size - side), rng.randint(0, self.size - side)
+                box = (x0, y0, x0 + side - 1, y0 + side - 1)
+                rows.append({"question": QUESTION, "image": draw(shape, colour, box, self.size), "answer": colour,
+                             "shape": shape})
+            self._cache = {"train": rows[: self.num_train], "test": rows[self.num_train :]}
+        return self._cache[split]
+
+    @staticmethod
+    def solution(record: dict[str, Any]) -> str:
+        """A correct completion: the colour's name in ``<answer>`` tags."""
+        return f"<answer>{record['answer']}</answer>"
