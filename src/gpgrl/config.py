@@ -47,6 +47,8 @@ class ModelConfig:
     lora_alpha: int = _f(32, "LoRA alpha")
     lora_dropout: float = _f(0.0, "LoRA dropout")
     lora_target_modules: str = _f("all-linear", "LoRA target modules: 'all-linear' or comma-separated names")
+    min_pixels: int | None = _f(None, "vision models: smallest image size in pixels the processor resizes to")
+    max_pixels: int | None = _f(None, "vision models: largest image size in pixels (the forks use 401408 = 512 x 28 x 28)")
 
 
 @dataclass

@@ -47,8 +47,13 @@ def is_vision_model(model: torch.nn.Module) -> bool:
     return is_vision_config(getattr(model, "config", None))
 
 
-def load_processor(name_or_path: str, *, trust_remote_code: bool = False):
-    """The model's processor (tokenizer + image processor), set up for batched generation (left padding)."""
+def load_processor(name_or_path: str, *, trust_remote_code: bool = False, min_pixels: int | None = None,
+                   max_pixels: int | None = None):
+    """The model's processor (tokenizer + image processor), set up for batched generation (left padding).
+
+    ``min_pixels`` / ``max_pixels`` bound the image sizes Qwen2-VL's processor resizes to (fewer pixels,
+    fewer image tokens); None keeps the processor's own.
+    """
     require_vision()
     from transformers import AutoProcessor
 
@@ -56,6 +61,11 @@ def load_processor(name_or_path: str, *, trust_remote_code: bool = False):
         processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except OSError as e:
         raise OSError(f"could not load a processor from {name_or_path!r}: {e}") from e
+    image_processor = getattr(processor, "image_processor", None)
+    if (min_pixels or max_pixels) and image_processor is not None:
+        size = image_processor.size  # Qwen2-VL: shortest_edge = min pixels, longest_edge = max pixels
+        image_processor.size = {"shortest_edge": min_pixels or size["shortest_edge"],
+                                "longest_edge": max_pixels or size["longest_edge"]}
     tok = processor.tokenizer
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

@@ -35,6 +35,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,59 @@ EVAL_SIZE_DURING_RL = 100
 MAX_NEW_TOKENS = 32  # the longest reference completion is 23 tokens (with EOS)
 
 
-def rl_config(output_dir: str | Path = "runs/quickstart", *, seed: int = 0, steps: int = DEFAULT_STEPS) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Setup:
+    """What differs between the text quickstart (2-digit addition) and the vision one (shapes' colours)."""
+
+    name: str
+    title: str
+    dataset: str  # the RL recipe's data.dataset
+    images: bool  # questions come with an image (data.image_column: image)
+    max_new_tokens: int
+    sft: dict[str, Any]
+    steps: int
+    rl: dict[str, Any]  # sections of the RL recipe that differ from the text one
+
+    def task(self) -> Any:
+        from gpgrl.data.datasets import builtin_task
+
+        return builtin_task(self.dataset.removeprefix("builtin:"))
+
+    def build(self, seed: int) -> tuple[torch.nn.Module, Any]:
+        """A fresh random model and its tokenizer (the vision one: its processor)."""
+        if self.images:
+            from gpgrl.models.tiny import build_tiny_vlm, build_vlm_processor
+
+            processor = build_vlm_processor()
+            return build_tiny_vlm(processor, seed=seed), processor
+        from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
+
+        tok = build_char_tokenizer()
+        return build_tiny_model(tok, seed=seed, **MODEL), tok
+
+    def solution(self, task: Any, record: dict[str, Any]) -> str:
+        """The reference completion the warm-start imitates."""
+        return task.solution(record) if self.images else task.solution(record["question"])
+
+
+TEXT = Setup("text", "tiny model, 2-digit addition", "builtin:arithmetic", False, MAX_NEW_TOKENS, SFT,
+             DEFAULT_STEPS, {})
+# Vision: a tiny Qwen2-VL names the colour of a generated shape (one of six: image-blind guessing gets 1/6).
+# Its warm-start jumps once the model starts reading the image, so it is checked every 5 steps; lr
+# 1.5e-3 with a cosine decay because 3e-3 collapses the policy onto one colour within 50 steps.
+VISION = Setup(
+    "vision", "tiny Qwen2-VL, colour of a generated shape", "builtin:shapes", True, 8,
+    {**SFT, "check_every": 5}, 120,
+    {"data": {"dataset": "builtin:shapes", "prompt_column": "question", "answer_column": "answer",
+              "image_column": "image"},
+     "rollout": {"group_size": 8, "max_completion_length": 8, "temperature": 1.0},
+     "optim": {"lr": 1.5e-3, "lr_scheduler": "cosine", "warmup_steps": 5, "max_grad_norm": 1.0},
+     "train": {"prompts_per_step": 16}},
+)
+
+
+def rl_config(output_dir: str | Path = "runs/quickstart", *, seed: int = 0, steps: int = DEFAULT_STEPS,
+              setup: Setup = TEXT) -> dict[str, Any]:
     """The RL stage's recipe as a raw dict (``recipes/quickstart_cpu.yaml`` holds the default one).
 
     >>> from gpgrl.config import from_dict
@@ -60,7 +113,7 @@ def rl_config(output_dir: str | Path = "runs/quickstart", *, seed: int = 0, step
     ({'preset': 'gpg'}, 8, 32, 'runs/quickstart/sft')
     """
     out = Path(output_dir)
-    return {
+    raw = {
         "model": {"name_or_path": str(out / "sft"), "dtype": "float32"},
         "data": {"dataset": "builtin:arithmetic", "prompt_column": "question", "answer_column": "answer"},
         "rollout": {"group_size": 8, "max_completion_length": MAX_NEW_TOKENS, "temperature": 0.7},
@@ -71,18 +124,21 @@ def rl_config(output_dir: str | Path = "runs/quickstart", *, seed: int = 0, step
                   "output_dir": str(out / "rl"), "mixed_precision": "no", "overwrite": True},
         "log": {"report_to": ["jsonl", "tensorboard"], "sample_every": 20},
     }
+    return _merge(raw, setup.rl)
 
 
-def heldout_accuracy(model: torch.nn.Module, tokenizer: Any, records: list[dict[str, str]]) -> float:
-    """Greedy pass@1: share of ``records`` whose greedy answer gets ``accuracy`` reward 1."""
+def heldout_accuracy(model: torch.nn.Module, tokenizer: Any, records: list[dict[str, Any]], *,
+                     images: bool = False, max_new_tokens: int = MAX_NEW_TOKENS) -> float:
+    """Greedy pass@1: share of ``records`` whose greedy answer gets ``accuracy`` reward 1 (prompted as in
+    the RL recipe, ``data.prompt: plain``; with ``images``, each record's ``image`` goes with its question)."""
     from gpgrl.data.prompts import PromptBuilder
     from gpgrl.rewards import get_reward
     from gpgrl.rollout.engine import HFGenerateEngine, SamplingParams
 
-    builder = PromptBuilder(tokenizer, "plain")  # the RL recipe's prompt (data.prompt: plain)
-    prompts = [builder.build(r["question"])[0] for r in records]
-    out = HFGenerateEngine(model, tokenizer).generate(
-        prompts, SamplingParams(max_new_tokens=MAX_NEW_TOKENS, temperature=0.0), num_samples=1
+    builder = PromptBuilder(tokenizer, "plain")
+    prompts = [builder.build(r["question"], [r["image"]] if images else ())[0] for r in records]
+    out = HFGenerateEngine(model, builder.tokenizer, batch_size=128).generate(
+        prompts, SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0), num_samples=1
     )
     scores = get_reward("accuracy")(out.texts, answer=[r["answer"] for r in records])
     return sum(s or 0.0 for s in scores) / len(records)
@@ -119,7 +175,7 @@ def _merge(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def _plot(path: Path, train_rows: list[dict[str, float]], evals: list[tuple[int, float]], before: float,
-          after: float, temperature: float) -> None:
+          after: float, temperature: float, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,16 +195,16 @@ def _plot(path: Path, train_rows: list[dict[str, float]], evals: list[tuple[int,
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("gpgrl quickstart: tiny model, 2-digit addition, GPG after a short SFT warm-start", fontsize=10)
+    ax.set_title(f"gpgrl quickstart: {title}, GPG after a short SFT warm-start", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def run(output: str | Path = "runs/quickstart", *, seed: int = 0, steps: int = DEFAULT_STEPS,
+def run(output: str | Path = "runs/quickstart", *, seed: int = 0, steps: int | None = None,
         sft_steps: int = SFT["max_steps"], eval_every: int = DEFAULT_EVAL_EVERY, eval_size: int | None = None,
-        quiet: bool = False, rl_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The whole quickstart; returns what it writes to ``summary.json``.
+        quiet: bool = False, rl_overrides: dict[str, Any] | None = None, vision: bool = False) -> dict[str, Any]:
+    """The whole quickstart (``vision``: the tiny vision-language one); returns what it writes to ``summary.json``.
 
     ``eval_size`` keeps only the first N test questions; ``rl_overrides`` changes sections of the RL
     recipe (e.g. ``{"train": {"prompts_per_step": 4}}``, for fast tests).
@@ -159,17 +215,16 @@ def run(output: str | Path = "runs/quickstart", *, seed: int = 0, steps: int = D
     torch.set_num_threads(1)
     try:
         with quiet_libraries(quiet):
-            return _run(Path(output), seed=seed, steps=steps, sft_steps=sft_steps, eval_every=eval_every,
-                        eval_size=eval_size, quiet=quiet, rl_overrides=rl_overrides or {})
+            setup = VISION if vision else TEXT
+            return _run(Path(output), setup, seed=seed, steps=steps or setup.steps, sft_steps=sft_steps,
+                        eval_every=eval_every, eval_size=eval_size, quiet=quiet, rl_overrides=rl_overrides or {})
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(out: Path, *, seed: int, steps: int, sft_steps: int, eval_every: int, eval_size: int | None,
+def _run(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int, eval_every: int, eval_size: int | None,
          quiet: bool, rl_overrides: dict[str, Any]) -> dict[str, Any]:
     from gpgrl.config import from_dict, save_config
-    from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
-    from gpgrl.tasks.arithmetic import ArithmeticTask
     from gpgrl.tasks.sft import SFTConfig, supervised_warm_start
     from gpgrl.train.checkpoint import quiet_saving
     from gpgrl.train.trainer import Trainer
@@ -181,22 +236,26 @@ def _run(out: Path, *, seed: int, steps: int, sft_steps: int, eval_every: int, e
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    task = ArithmeticTask()  # the same questions as data.dataset: builtin:arithmetic
+    task = setup.task()  # the same questions as the RL recipe's data.dataset
     train_records, test_records = task.records("train"), task.records("test")
     if eval_size is not None:
         test_records = test_records[:eval_size]
     sft_records, val_records = train_records[:-NUM_VALIDATION], train_records[-NUM_VALIDATION:]
-    tok = build_char_tokenizer()
-    model = build_tiny_model(tok, seed=seed, **MODEL)
+    model, tok = setup.build(seed)  # tok: the tokenizer, or the vision model's processor
+    sft = setup.sft
+
+    def accuracy(policy: torch.nn.Module, records: list[dict[str, Any]]) -> float:
+        return heldout_accuracy(policy, tok, records, images=setup.images, max_new_tokens=setup.max_new_tokens)
 
     # 1. supervised warm-start, stopped early ("partly right")
-    say(f"[quickstart] tiny model: {sum(p.numel() for p in model.parameters()) / 1e3:.0f}k parameters; "
-        f"SFT warm-start until {SFT['target_accuracy']:.0%} validation accuracy (at most {sft_steps} steps)")
-    sft_cfg = SFTConfig(steps=sft_steps, batch_size=SFT["batch_size"], lr=SFT["lr"], seed=seed,
-                        check_every=SFT["check_every"], target_accuracy=SFT["target_accuracy"])
+    say(f"[quickstart] {setup.title}: {sum(p.numel() for p in model.parameters()) / 1e3:.0f}k parameters; "
+        f"SFT warm-start until {sft['target_accuracy']:.0%} validation accuracy (at most {sft_steps} steps)")
+    sft_cfg = SFTConfig(steps=sft_steps, batch_size=sft["batch_size"], lr=sft["lr"], seed=seed,
+                        check_every=sft["check_every"], target_accuracy=sft["target_accuracy"])
     sft_hist = supervised_warm_start(
-        model, tok, [r["question"] for r in sft_records], [task.solution(r["question"]) for r in sft_records],
-        sft_cfg, check=lambda: heldout_accuracy(model, tok, val_records), log=None if quiet else say,
+        model, tok, [r["question"] for r in sft_records], [setup.solution(task, r) for r in sft_records],
+        sft_cfg, check=lambda: accuracy(model, val_records), log=None if quiet else say,
+        images=[[r["image"]] for r in sft_records] if setup.images else None,
     )
     with quiet_saving():
         model.save_pretrained(str(out / "sft"))
@@ -204,11 +263,11 @@ def _run(out: Path, *, seed: int, steps: int, sft_steps: int, eval_every: int, e
     seconds_sft = time.perf_counter() - t_start
 
     # 2. held-out accuracy before RL
-    before = heldout_accuracy(model, tok, test_records)
+    before = accuracy(model, test_records)
     say(f"[quickstart] held-out accuracy BEFORE GPG (greedy, {len(test_records)} test questions): {before:.1%}")
 
     # 3. GPG with the real trainer, held-out evaluations interleaved
-    raw = _merge(rl_config(out, seed=seed, steps=steps), rl_overrides)
+    raw = _merge(rl_config(out, seed=seed, steps=steps, setup=setup), rl_overrides)
     # The trainer closes its logger at the end of each train() call, and the quickstart calls it in
     # chunks: it keeps its own metrics.jsonl and progress lines instead of the trainer's sinks.
     raw["log"] = {"report_to": [], "sample_every": 0, "progress": False}
@@ -216,7 +275,7 @@ def _run(out: Path, *, seed: int, steps: int, sft_steps: int, eval_every: int, e
     t_rl = time.perf_counter()
     trainer = Trainer.from_config(cfg, model=model, tokenizer=tok)
     eval_records = test_records[:EVAL_SIZE_DURING_RL]
-    evals: list[tuple[int, float]] = [(0, heldout_accuracy(model, tok, eval_records))]
+    evals: list[tuple[int, float]] = [(0, accuracy(model, eval_records))]
     train_rows: list[dict[str, float]] = []
     with open(out / "metrics.jsonl", "w") as log:
         log.write(json.dumps({"step": 0, "eval/heldout_accuracy": evals[0][1]}) + "\n")
@@ -224,7 +283,7 @@ def _run(out: Path, *, seed: int, steps: int, sft_steps: int, eval_every: int, e
             rows = trainer.train(stop_at_step=min(trainer.step + eval_every, steps))
             train_rows += rows
             policy = trainer.acc.unwrap_model(trainer.model)
-            evals.append((trainer.step, heldout_accuracy(policy, tok, eval_records)))
+            evals.append((trainer.step, accuracy(policy, eval_records)))
             for r in rows:
                 log.write(json.dumps({"step": int(r["train/step"]), **_finite(r)}) + "\n")
             log.write(json.dumps({"step": trainer.step, "eval/heldout_accuracy": evals[-1][1]}) + "\n")
@@ -236,7 +295,7 @@ def _run(out: Path, *, seed: int, steps: int, sft_steps: int, eval_every: int, e
     seconds_rl = time.perf_counter() - t_rl
 
     # 4. held-out accuracy after RL, measured exactly as before
-    after = heldout_accuracy(trainer.acc.unwrap_model(trainer.model), tok, test_records)
+    after = accuracy(trainer.acc.unwrap_model(trainer.model), test_records)
     seconds = time.perf_counter() - t_start
     summary = {
         "accuracy_before": before,
@@ -249,14 +308,16 @@ def _run(out: Path, *, seed: int, steps: int, sft_steps: int, eval_every: int, e
         "seconds_rl": seconds_rl,
         "sft_steps": len(sft_hist),
         "seed": seed,
-        "model": dict(MODEL),
-        "sft": {**SFT, "max_steps": sft_steps},
+        "quickstart": setup.name,
+        "model": dict(MODEL) if not setup.images else {"kind": "qwen2_vl", **{k: getattr(model.config.text_config, k)
+                                                                            for k in ("hidden_size", "num_hidden_layers")}},
+        "sft": {**sft, "max_steps": sft_steps},
         "evals": [{"step": s, "heldout_accuracy": a} for s, a in evals],
         "config": cfg.to_dict(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     save_config(cfg, out / "config.yaml")
-    _plot(out / "quickstart.png", train_rows, evals, before, after, cfg.rollout.temperature)
+    _plot(out / "quickstart.png", train_rows, evals, before, after, cfg.rollout.temperature, setup.title)
     print(f"[quickstart] held-out accuracy (greedy, {len(test_records)} test questions): before GPG {before:.1%} "
           f"-> after GPG {after:.1%} ({(after - before) * 100:+.1f} points) in {trainer.step} steps, "
           f"{seconds:.0f}s", flush=True)
@@ -273,13 +334,18 @@ def _finite(row: dict[str, float]) -> dict[str, float | None]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="gpgrl quickstart",
-        description="CPU demo, about 2 minutes, no download: a tiny model gets a short supervised warm-start on "
-                    "2-digit addition, then GPG raises its held-out accuracy. Prints accuracy before and after and "
-                    "writes summary.json, metrics.jsonl and quickstart.png.",
+        description="CPU demo, a few minutes, no download: a tiny model gets a short supervised warm-start on "
+                    "2-digit addition (--vision: a tiny Qwen2-VL on naming the colour of a generated shape), then "
+                    "GPG raises its held-out accuracy. Prints accuracy before and after and writes summary.json, "
+                    "metrics.jsonl and quickstart.png.",
     )
-    parser.add_argument("--output", default="runs/quickstart", help="output folder (default: runs/quickstart)")
+    parser.add_argument("--vision", action="store_true",
+                        help="the vision-language quickstart (needs the vision extra: pip install 'gpgrl[vision]')")
+    parser.add_argument("--output", default=None,
+                        help="output folder (default: runs/quickstart, or runs/quickstart-vision with --vision)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model, the warm-start and RL (default: 0)")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"GPG steps (default: {DEFAULT_STEPS})")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"GPG steps (default: {TEXT.steps}; with --vision {VISION.steps})")
     parser.add_argument("--sft-steps", type=int, default=SFT["max_steps"],
                         help=f"most warm-start steps (default: {SFT['max_steps']}; it usually stops earlier)")
     parser.add_argument("--eval-every", type=int, default=DEFAULT_EVAL_EVERY,
@@ -288,13 +354,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="use only the first N test questions (default: all 200)")
     parser.add_argument("--quiet", action="store_true", help="print only the final result line")
     args = parser.parse_args(argv)
-    for name in ("steps", "sft_steps", "eval_every"):
-        if getattr(args, name) < 1:
+    for name in ("steps", "sft_steps", "eval_every", "eval_size"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.eval_size is not None and args.eval_size < 1:
-        parser.error("--eval-size must be >= 1")
-    run(args.output, seed=args.seed, steps=args.steps, sft_steps=args.sft_steps, eval_every=args.eval_every,
-        eval_size=args.eval_size, quiet=args.quiet)
+    if args.vision:
+        from gpgrl.models.vision import require_vision
+
+        try:
+            require_vision()
+        except ImportError as e:
+            parser.error(str(e))
+    output = args.output or ("runs/quickstart-vision" if args.vision else "runs/quickstart")
+    run(output, seed=args.seed, steps=args.steps, sft_steps=args.sft_steps, eval_every=args.eval_every,
+        eval_size=args.eval_size, quiet=args.quiet, vision=args.vision)
     return 0
 
 

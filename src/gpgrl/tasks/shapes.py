@@ -1,15 +1,17 @@
 """Coloured shapes: a generated-image task whose answer needs the image (``data.dataset: builtin:shapes``).
 
 Each image is a white square of ``size`` pixels with one filled shape (square, circle or triangle) of
-one of six colours, at a random place and size; the question asks for the shape's colour, and the
-answer is the colour's name in ``<answer>...</answer>``. A policy that ignores the image is right one
-time in six at best, so a rise in accuracy means the model reads the image. Records hold the images
+one of six colours, at a random place and size; the question asks for the shape's colour as a
+multiple choice (``A`` red ... ``F`` orange, CV-Bench style), and the answer is the letter in
+``<answer>...</answer>``. A policy that ignores the image is right one time in six at best, so a rise
+in accuracy means the model reads the image. (A one-letter answer keeps a tiny byte-level model's
+sampled answers free of misspellings, which would otherwise drown the reward.) Records hold the images
 themselves (small PIL images, generated on demand and cached), so the task needs no files.
 
 >>> task = ShapesTask(num_train=4, num_test=2, seed=0)
 >>> r = task.records("train")[0]
->>> sorted(r), r["image"].size, r["answer"] in COLOURS
-(['answer', 'image', 'question', 'shape'], (56, 56), True)
+>>> sorted(r), r["image"].size, r["answer"] in "ABCDEF", COLOURS[r["colour"]] == COLOURS[LETTERS[r["answer"]]]
+(['answer', 'colour', 'image', 'question', 'shape'], (56, 56), True, True)
 >>> task.solution(r) == f"<answer>{r['answer']}</answer>"
 True
 """
@@ -25,7 +27,9 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "yellow": (235, 200, 30), "purple": (140, 60, 180), "orange": (245, 140, 30),
 }
 SHAPES = ("square", "circle", "triangle")
-QUESTION = "What colour is the shape? Answer with one word in <answer></answer>."
+LETTERS = dict(zip("ABCDEF", COLOURS))
+QUESTION = ("What colour is the shape? " + " ".join(f"{k} {v}" for k, v in LETTERS.items())
+            + ". Answer with the letter in <answer></answer>.")
 
 
 def draw(shape: str, colour: str, box: tuple[int, int, int, int], size: int = 56):
@@ -64,15 +68,16 @@ class ShapesTask:
             rows = []
             for _ in range(self.num_train + self.num_test):
                 colour, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
-                side = rng.randint(self.size // 4, self.size * 3 // 4)
+                side = rng.randint(self.size // 2, self.size)
                 x0, y0 = rng.randint(0, self.size - side), rng.randint(0, self.size - side)
                 box = (x0, y0, x0 + side - 1, y0 + side - 1)
-                rows.append({"question": QUESTION, "image": draw(shape, colour, box, self.size), "answer": colour,
-                             "shape": shape})
+                letter = "ABCDEF"[list(COLOURS).index(colour)]
+                rows.append({"question": QUESTION, "image": draw(shape, colour, box, self.size), "answer": letter,
+                             "colour": colour, "shape": shape})
             self._cache = {"train": rows[: self.num_train], "test": rows[self.num_train :]}
         return self._cache[split]
 
     @staticmethod
     def solution(record: dict[str, Any]) -> str:
-        """A correct completion: the colour's name in ``<answer>`` tags."""
+        """A correct completion: the colour's letter in ``<answer>`` tags."""
         return f"<answer>{record['answer']}</answer>"

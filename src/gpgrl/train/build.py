@@ -112,7 +112,8 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
         require_vision()  # a vision recipe without the extra fails now, with the install line
     if out.get("tokenizer") is None:
         name = m.tokenizer or m.name_or_path
-        out["tokenizer"] = load_processor(name, trust_remote_code=m.trust_remote_code) if vision else \
+        out["tokenizer"] = load_processor(name, trust_remote_code=m.trust_remote_code, min_pixels=m.min_pixels,
+                                          max_pixels=m.max_pixels) if vision else \
             load_tokenizer(name, trust_remote_code=m.trust_remote_code)
     load = dict(dtype=m.dtype, trust_remote_code=m.trust_remote_code, attn_implementation=m.attn_implementation)
     if out.get("model") is None:
