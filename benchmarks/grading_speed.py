@@ -9,9 +9,10 @@ rollout group), a deterministic mix of
 * ``messy``           - ``<answer>`` tags without a box, a last-number fallback, a truncated box,
   or long repetitive text (10-30 KB),
 
-grades each against its gold (main thread, 5 s limit per answer) and prints a table of predictions
-per second, overall and per kind. ``--threaded`` grades from a worker thread instead (the killable
-child-process path). ``--write`` saves the table to ``benchmarks/results/grading_speed.md``.
+grades each against its gold (5 s hard limit per answer) and prints a table of predictions per second,
+overall and per kind, and the share decided in the calling process without sympy (the rest go to the
+killable grading worker process). ``--threaded`` grades from a non-main thread (the same path; kept
+to show it). ``--write`` saves the table to ``benchmarks/results/grading_speed.md``.
 
 Usage::
 
@@ -148,13 +149,18 @@ def main() -> None:
         times = run(predictions, args.timeout)
     wall = time.perf_counter() - start
 
+    from gpgrl.rewards.math_grader import _extract, _gold_to_str, _grade_without_sympy
+
+    extracted = [(_extract(pred), gold) for _, pred, gold in predictions]
+    in_process = sum(ans is None or _grade_without_sympy(ans, source, _gold_to_str(gold)) is not None
+                     for (ans, source), gold in extracted)
     n = len(predictions)
     command = "benchmarks/grading_speed.py" + (f" -n {args.n}" if args.n != 10_000 else "")
     command += " --threaded" if args.threaded else ""
     summary = (
         f"**{n / wall:,.0f} predictions / s** ({n:,} predictions in {wall:.1f} s, "
-        f"{'worker thread -> child process' if args.threaded else 'main thread, signal timer'}, "
-        f"limit {args.timeout:g} s per answer)"
+        f"{'from a worker thread' if args.threaded else 'from the main thread'}, hard limit {args.timeout:g} s "
+        f"per answer; {in_process / n:.0%} decided in process without sympy, the rest in the grading worker)"
     )
     text = (
         "# Grading speed\n\n"

@@ -317,7 +317,8 @@ def test_parser_errors_count_as_wrong() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Time limits (these tests time calls on purpose: they guard against hangs, they are not benchmarks)
+# Time limits (these tests time calls on purpose: they check that a limit was enforced, with margins
+# wide enough for a loaded machine; they are not benchmarks)
 # ---------------------------------------------------------------------------------------------------
 
 PATHOLOGICAL = [
@@ -334,7 +335,7 @@ def test_pathological_answers_are_graded_within_the_limit(prediction: str) -> No
     limit = 1.0
     start = time.monotonic()
     assert grade_answer(prediction, "2", timeout=limit) is False
-    assert time.monotonic() - start < 2 * limit
+    assert time.monotonic() - start < limit + 10.0  # bounded (the unbounded case takes minutes)
 
 
 def test_100kb_prediction_with_correct_box_is_still_correct() -> None:
@@ -342,7 +343,7 @@ def test_100kb_prediction_with_correct_box_is_still_correct() -> None:
     assert len(prediction) > 100_000
     start = time.monotonic()
     assert grade_answer(prediction, "0.5", timeout=1.0)
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 10.0
 
 
 def test_answers_over_the_length_cap_are_compared_as_strings_only() -> None:
@@ -352,10 +353,25 @@ def test_answers_over_the_length_cap_are_compared_as_strings_only() -> None:
 
 
 @pytest.mark.parametrize("answer", ["9^{9^{9^{9}}}", "10^{10^{10}}", "(1+x)^{1000}"])
-def test_expensive_sympy_work_hits_the_limit_in_the_main_thread(answer: str) -> None:
+def test_expensive_sympy_work_is_stopped_at_the_limit(answer: str) -> None:
+    grade_answer("\\boxed{x^2}", "x^2+0", timeout=30.0)  # the worker is up (its start-up is not timed)
+    handler, timer = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)
     start = time.monotonic()
     assert grade_answer("\\boxed{" + answer + "}", "(1+x)^{999}", timeout=0.5) is False
-    assert time.monotonic() - start < 1.0
+    # The worker is killed at the limit plus 0.5 s of grace whatever it is doing (in C code too); the
+    # margin only absorbs a loaded machine. Without the limit this takes minutes.
+    assert time.monotonic() - start < 10.0
+    # ...and this process armed no alarm that could fire later, in unrelated code
+    assert signal.getsignal(signal.SIGALRM) == handler and signal.getitimer(signal.ITIMER_REAL) == timer
+
+
+def test_answers_without_sympy_are_graded_in_process() -> None:
+    from gpgrl.rewards.math_grader import _grade_without_sympy
+
+    assert _grade_without_sympy("0.5", "boxed", "\\frac{1}{2}") is True  # numbers: exact, in process
+    assert _grade_without_sympy("3", "boxed", "2") is False
+    assert _grade_without_sympy("x^2+1", "boxed", "1+x^2") is None  # needs sympy: the worker decides
+    assert grade_answer("\\boxed{x^2+1}", "1+x^2", timeout=30.0) is True
 
 
 def test_limit_works_outside_the_main_thread() -> None:
@@ -374,7 +390,7 @@ def test_limit_works_outside_the_main_thread() -> None:
     assert not thread.is_alive()
     assert results["warm"] is True
     assert results["hang"] is False
-    assert results["hang_s"] < 2.0
+    assert results["hang_s"] < 10.0
     assert results["after"] is True
 
 
@@ -398,7 +414,7 @@ def test_worker_kills_a_call_that_ignores_the_signal(tmp_path: Path, monkeypatch
         assert worker.call((0.0,), limit=5.0) == "finished"
         start = time.monotonic()
         assert worker.call((30.0,), limit=0.5) is None
-        assert time.monotonic() - start < 2.0
+        assert time.monotonic() - start < 10.0  # killed, not waited for (30 s)
         assert worker.call((0.0,), limit=5.0) == "finished"  # a fresh worker took over
     finally:
         worker.close()

@@ -1,24 +1,22 @@
-"""Wall-clock limits for grading untrusted model output.
+"""Hard wall-clock limits for grading untrusted model output.
 
-Why this module exists: math-verify bounds its own work with ``signal.alarm``, which has whole-second
-resolution, re-arms per comparison (so a list of candidates can take N times the limit) and raises
-``ValueError`` outside the main thread. Training code may grade from a thread pool, and a single hung
-sympy call must never stall a training step. So the grader switches math-verify's own timeouts off and
-uses one of two mechanisms, chosen per call:
+Why this module exists: math-verify and sympy can spend unbounded time on a model's answer (``9^{9^{9^9}}``,
+``(1+x)^{1000}``), and much of that time is spent in C code (big integers, polynomial arithmetic) that a
+Python signal handler cannot interrupt: a ``SIGALRM``-based limit in the training process was measured
+at up to six times over, and its alarm could fire into unrelated code after the grading call (inside a
+garbage-collection callback). A reward that hangs stalls every process of a run, so the limit must be
+hard. Therefore:
 
-* **Main thread (POSIX)**: :func:`deadline` arms ``setitimer(ITIMER_REAL)`` (sub-second resolution) for
-  the *whole* grading call. The handler raises :class:`GradingTimeout`, a ``BaseException`` so that the
-  many ``except Exception`` blocks in math-verify and sympy cannot swallow it, and re-arms itself every
-  50 ms in case some library code swallows even that. Any timer already armed by the caller (e.g.
-  pytest-timeout) is saved and restored, shortened by the elapsed time.
-* **Any other thread, or no SIGALRM (Windows)**: :class:`GradingWorker` runs the grading call in a
-  persistent child process (a fresh interpreter, so it is safe next to CUDA and threads). The child
-  is a main thread, so it applies the timer above; if it still does not answer within the limit plus a
-  small grace period (a hang inside C code that signals cannot interrupt), the parent kills it and
-  starts a fresh one on the next call. Calls from several threads are serialised on one worker.
+* the sympy part of grading runs in a persistent child process (:class:`GradingWorker`): the parent
+  waits at most the limit plus a small grace period and then kills the child, whatever it is doing
+  (the next call starts a fresh one; that start-up, importing sympy, is not counted against a limit);
+* inside the child, :func:`deadline` (a ``setitimer`` signal timer) ends most over-long calls softly,
+  so the child usually survives and the next call pays no start-up;
+* the training process itself never arms a signal timer, so no alarm can fire outside a grading call.
 
-The first call that needs the worker pays its start-up (importing sympy, about a second); that start-up
-is not counted against the per-answer limit.
+Grading that needs no sympy (string and number comparisons) stays in the calling process, where it is
+fast and bounded (see :func:`gpgrl.rewards.math_grader.grade_answer`); ``benchmarks/grading_speed.py``
+measures both paths. :func:`limited_call` is the entry point for other modules (the vision rewards).
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,9 +39,8 @@ from typing import Any
 __all__ = [
     "GradingTimeout",
     "GradingWorker",
-    "can_use_signal_timer",
     "deadline",
-    "run_with_limit",
+    "limited_call",
     "worker_main",
 ]
 
@@ -63,16 +60,12 @@ class GradingTimeout(BaseException):
     """
 
 
-def can_use_signal_timer() -> bool:
-    """True when :func:`deadline` can interrupt the current thread (POSIX main thread)."""
-    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-
-
 @contextmanager
 def deadline(seconds: float) -> Iterator[None]:
     """Raise :class:`GradingTimeout` in the current (main) thread after ``seconds`` of wall time.
 
-    Must only be used where :func:`can_use_signal_timer` is true.
+    Used inside the grading worker process (a soft limit; the parent's kill is the hard one). Must only be
+    used in a POSIX main thread.
 
     >>> with deadline(1.0):
     ...     x = sum(range(1000))
@@ -215,10 +208,21 @@ def worker_main(target_path: str) -> None:
         replies.flush()
 
 
-def run_with_limit(func: Callable[..., Any], args: tuple[Any, ...], limit: float, default: Any) -> Any:
-    """Run ``func(*args)`` in this thread under :func:`deadline`; ``default`` on timeout."""
-    try:
-        with deadline(limit):
-            return func(*args)
-    except GradingTimeout:
-        return default
+_WORKERS: dict[str, GradingWorker] = {}
+_WORKERS_LOCK = threading.Lock()
+
+
+def limited_call(target: str, args: tuple[Any, ...], timeout: float, default: Any) -> Any:
+    """``target(*args)`` in a killable worker process, within ``timeout`` seconds; ``default`` on timeout,
+    error or a dead worker.
+
+    ``target`` is ``"module:function"``, importable in a fresh interpreter, taking JSON-serialisable
+    arguments and returning a JSON-serialisable result. One persistent worker per target; calls from
+    several threads are serialised on it.
+    """
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+    with _WORKERS_LOCK:
+        worker = _WORKERS.setdefault(target, GradingWorker(target))
+    result = worker.call(args, timeout)
+    return default if result is None else result

@@ -15,11 +15,13 @@ r"""Grade a model's final math answer against a dataset's gold answer.
    case-insensitively; everything else (expressions, tuples, intervals, sets, matrices, equations)
    by math-verify's ``parse`` + ``verify``.
 
-Safety: untrusted output must never hang or crash training. Every call runs under one wall-clock
-limit (``timeout``, default 5 s) for the whole grading, enforced as described in
-:mod:`gpgrl.rewards._deadline` (a signal timer in the main thread, a killable worker process
-elsewhere), answers longer than :data:`MAX_ANSWER_CHARS` are compared as strings only (no sympy),
-and any exception or timeout counts as a wrong answer: :func:`grade_answer` never raises.
+Safety: untrusted output must never hang or crash training. Grading first runs in the calling process
+with sympy switched off: extraction is linear in the text, answers longer than :data:`MAX_ANSWER_CHARS`
+are compared as strings only, and string and number comparisons are bounded, so most answers are
+decided there in microseconds. An answer that needs sympy (an expression, a set, an interval) is
+graded again in a killable worker process under a hard wall-clock limit (``timeout``, default 5 s; see
+:mod:`gpgrl.rewards._deadline`). Any exception or timeout counts as a wrong answer: :func:`grade_answer`
+never raises.
 
 >>> grade_answer("... so the answer is \\boxed{\\dfrac{1}{2}}", "\\frac{1}{2}")
 True
@@ -33,6 +35,7 @@ False
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import re
@@ -43,7 +46,7 @@ from functools import lru_cache
 from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-from gpgrl.rewards._deadline import GradingWorker, can_use_signal_timer, run_with_limit
+from gpgrl.rewards._deadline import limited_call
 
 __all__ = [
     "MAX_ANSWER_CHARS",
@@ -380,9 +383,22 @@ _LATEX_CONFIG = LatexExtractionConfig(
 _EXTRACTION = (_LATEX_CONFIG, ExprExtractionConfig())
 
 
+class _NeedsSympy(Exception):
+    """Raised by the math-verify helpers while grading in the calling process: hand over to the worker."""
+
+
+_SYMPY_OFF = contextvars.ContextVar("gpgrl_sympy_off", default=False)
+
+
+def _sympy_allowed() -> None:
+    if _SYMPY_OFF.get():
+        raise _NeedsSympy
+
+
 @lru_cache(maxsize=4096)
 def _mv_parse(answer: str) -> tuple:
     """math-verify parse of a bare answer string (cached: a gold answer is graded G times per step)."""
+    _sympy_allowed()
     return tuple(
         parse("\\boxed{" + answer + "}", extraction_config=_EXTRACTION, parsing_timeout=None)  # type: ignore[arg-type]
     )
@@ -391,10 +407,12 @@ def _mv_parse(answer: str) -> tuple:
 @lru_cache(maxsize=1024)
 def _mv_parse_text(text: str) -> tuple:
     """math-verify parse of free text (e.g. "The answer is $5$."), using its answer anchors."""
+    _sympy_allowed()
     return tuple(parse(text, parsing_timeout=None))  # type: ignore[arg-type]
 
 
 def _mv_equal(gold: tuple, pred: tuple) -> bool:
+    _sympy_allowed()
     if not gold or not pred:
         return False
     return bool(verify(list(gold), list(pred), timeout_seconds=None))
@@ -470,7 +488,20 @@ def _grade_extracted_safe(pred_answer: str, source: str, gold: str) -> bool:
         return False
 
 
-_WORKER = GradingWorker("gpgrl.rewards.math_grader:_grade_extracted_safe")
+def _grade_without_sympy(pred_answer: str, source: str, gold: str) -> bool | None:
+    """The verdict when no step needs sympy (exactly the verdict of the full grading), else None."""
+    token = _SYMPY_OFF.set(True)
+    try:
+        return _grade_extracted(pred_answer, source, gold)
+    except _NeedsSympy:
+        return None
+    except Exception:
+        return False
+    finally:
+        _SYMPY_OFF.reset(token)
+
+
+_TARGET = "gpgrl.rewards.math_grader:_grade_extracted_safe"
 
 
 def _gold_to_str(gold: object) -> str | None:
@@ -493,8 +524,9 @@ def grade_answer(prediction: str, gold: str, *, timeout: float | None = 5.0) -> 
             ``<answer>`` block, else the last number (see :func:`extract_answer`).
         gold: a dataset's answer string (bare LaTeX, ``$...$``-wrapped, a number with commas, ...).
             Ints and floats are accepted too (``27.0`` -> ``"27"``).
-        timeout: wall-clock limit in seconds for the whole call (``None``: no limit, trusted input
-            only). On timeout the answer counts as wrong.
+        timeout: hard wall-clock limit in seconds for the sympy part of the grading, which runs in a
+            worker process (``None``: no limit and no worker, trusted input only). On timeout the answer
+            counts as wrong.
 
     Never raises: malformed input, parser errors and timeouts all return ``False``.
 
@@ -515,9 +547,10 @@ def grade_answer(prediction: str, gold: str, *, timeout: float | None = 5.0) -> 
         args = (pred_answer, source, gold_str)
         if timeout is None:
             return _grade_extracted_safe(*args)
-        if can_use_signal_timer():
-            return bool(run_with_limit(_grade_extracted_safe, args, timeout, False))
-        return bool(_WORKER.call(args, timeout))
+        verdict = _grade_without_sympy(*args)  # bounded: no sympy
+        if verdict is not None:
+            return verdict
+        return bool(limited_call(_TARGET, args, timeout, False))  # sympy: a killable process, a hard limit
     except Exception:
         return False
 

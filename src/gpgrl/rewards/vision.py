@@ -35,7 +35,7 @@ from typing import Any
 from math_verify import parse, verify
 
 from gpgrl.rewards._common import completion_text, gold_answers
-from gpgrl.rewards._deadline import GradingWorker, can_use_signal_timer, run_with_limit
+from gpgrl.rewards._deadline import limited_call
 from gpgrl.rewards.registry import RewardFn, register_reward
 
 __all__ = [
@@ -82,20 +82,14 @@ def _mv_match(gold_text: str, pred_text: str) -> bool:
         return False
 
 
-_WORKER = GradingWorker("gpgrl.rewards.vision:_mv_match")
-
-
 def _mv_equal(gold_text: str, pred_text: str, timeout: float) -> bool:
     """Whether math-verify finds the same answer in ``pred_text`` as in ``gold_text``, within ``timeout`` s.
 
-    The single place where this module calls math-verify: a signal timer in the main thread, a killable
-    worker process elsewhere (as :func:`gpgrl.rewards.math_grader.grade_answer` does). A timeout, a
-    parser error or a dead worker count as "no match".
+    The single place where this module calls math-verify: in a killable worker process under a hard
+    limit (:func:`gpgrl.rewards._deadline.limited_call`). A timeout, a parser error or a dead worker
+    count as "no match".
     """
-    args = (gold_text, pred_text)
-    if can_use_signal_timer():
-        return bool(run_with_limit(_mv_match, args, timeout, False))
-    return bool(_WORKER.call(args, timeout))
+    return bool(limited_call("gpgrl.rewards.vision:_mv_match", (gold_text, pred_text), timeout, False))
 
 
 def _check_timeout(timeout: float) -> None:

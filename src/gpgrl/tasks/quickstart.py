@@ -93,11 +93,11 @@ TEXT = Setup("text", "tiny model, 2-digit addition", "builtin:arithmetic", False
 # Its warm-start jumps once the model starts reading the image, so it is checked every 5 steps; lr
 # 1.5e-3 with a cosine decay because 3e-3 collapses the policy onto one colour within 50 steps.
 VISION = Setup(
-    "vision", "tiny Qwen2-VL, colour of a generated shape", "builtin:shapes", True, 8,
+    "vision", "tiny Qwen2-VL, colour of a generated shape", "builtin:shapes", True, 12,
     {**SFT, "check_every": 5}, 120,
     {"data": {"dataset": "builtin:shapes", "prompt_column": "question", "answer_column": "answer",
               "image_column": "image"},
-     "rollout": {"group_size": 8, "max_completion_length": 8, "temperature": 1.0},
+     "rollout": {"group_size": 8, "max_completion_length": 12, "temperature": 1.0},
      "optim": {"lr": 1.5e-3, "lr_scheduler": "cosine", "warmup_steps": 5, "max_grad_norm": 1.0},
      "train": {"prompts_per_step": 16}},
 )

@@ -1,18 +1,19 @@
 """Coloured shapes: a generated-image task whose answer needs the image (``data.dataset: builtin:shapes``).
 
 Each image is a white square of ``size`` pixels with one filled shape (square, circle or triangle) of
-one of six colours, at a random place and size; the question asks for the shape's colour as a
-multiple choice (``A`` red ... ``F`` orange, CV-Bench style), and the answer is the letter in
-``<answer>...</answer>``. A policy that ignores the image is right one time in six at best, so a rise
-in accuracy means the model reads the image. (A one-letter answer keeps a tiny byte-level model's
-sampled answers free of misspellings, which would otherwise drown the reward.) Records hold the images
-themselves (small PIL images, generated on demand and cached), so the task needs no files.
+one of six colours, at a random place and size; the question asks for the shape's colour, and the
+answer is the colour's name (``answer="word"``) or its letter in a multiple choice (``answer="letter"``:
+``A`` red ... ``F`` orange, CV-Bench style) in ``<answer>...</answer>``. A policy that ignores the image
+is right one time in six at best, so a rise in accuracy means the model reads the image. Records hold
+the images themselves (small PIL images, generated on demand and cached), so the task needs no files.
 
 >>> task = ShapesTask(num_train=4, num_test=2, seed=0)
 >>> r = task.records("train")[0]
->>> sorted(r), r["image"].size, r["answer"] in "ABCDEF", COLOURS[r["colour"]] == COLOURS[LETTERS[r["answer"]]]
-(['answer', 'colour', 'image', 'question', 'shape'], (56, 56), True, True)
+>>> sorted(r), r["image"].size, r["answer"] == r["colour"]
+(['answer', 'colour', 'image', 'question', 'shape'], (56, 56), True)
 >>> task.solution(r) == f"<answer>{r['answer']}</answer>"
+True
+>>> ShapesTask(num_train=4, num_test=2, seed=0, answer="letter").records("train")[0]["answer"] == "ABCDEF"[list(COLOURS).index(r["colour"])]
 True
 """
 
@@ -28,8 +29,11 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES = ("square", "circle", "triangle")
 LETTERS = dict(zip("ABCDEF", COLOURS))
-QUESTION = ("What colour is the shape? " + " ".join(f"{k} {v}" for k, v in LETTERS.items())
-            + ". Answer with the letter in <answer></answer>.")
+QUESTIONS = {
+    "word": "What colour is the shape? Answer with one word in <answer></answer>.",
+    "letter": "What colour is the shape? " + " ".join(f"{k} {v}" for k, v in LETTERS.items())
+              + ". Answer with the letter in <answer></answer>.",
+}
 
 
 def draw(shape: str, colour: str, box: tuple[int, int, int, int], size: int = 56):
@@ -57,12 +61,15 @@ class ShapesTask:
     num_test: int = 200
     seed: int = 1234
     size: int = 56
+    answer: str = "word"
     _cache: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     def records(self, split: str = "train") -> list[dict[str, Any]]:
         """``train`` and ``test`` come from one seeded stream (disjoint draws), the same for a given seed."""
         if split not in ("train", "test"):
             raise ValueError(f"the shapes task has splits 'train' and 'test', not {split!r}")
+        if self.answer not in QUESTIONS:
+            raise ValueError(f"answer must be 'word' or 'letter', got {self.answer!r}")
         if not self._cache:
             rng = random.Random(self.seed)
             rows = []
@@ -71,13 +78,13 @@ class ShapesTask:
                 side = rng.randint(self.size // 2, self.size)
                 x0, y0 = rng.randint(0, self.size - side), rng.randint(0, self.size - side)
                 box = (x0, y0, x0 + side - 1, y0 + side - 1)
-                letter = "ABCDEF"[list(COLOURS).index(colour)]
-                rows.append({"question": QUESTION, "image": draw(shape, colour, box, self.size), "answer": letter,
-                             "colour": colour, "shape": shape})
+                gold = colour if self.answer == "word" else "ABCDEF"[list(COLOURS).index(colour)]
+                rows.append({"question": QUESTIONS[self.answer], "image": draw(shape, colour, box, self.size),
+                             "answer": gold, "colour": colour, "shape": shape})
             self._cache = {"train": rows[: self.num_train], "test": rows[self.num_train :]}
         return self._cache[split]
 
     @staticmethod
     def solution(record: dict[str, Any]) -> str:
-        """A correct completion: the colour's letter in ``<answer>`` tags."""
+        """A correct completion: the answer (colour name or letter) in ``<answer>`` tags."""
         return f"<answer>{record['answer']}</answer>"
