@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpgrl.rewards import answers_equivalent, extract_answer, grade_answer, normalize_answer
 from gpgrl.rewards._deadline import GradingTimeout, GradingWorker, deadline
@@ -433,3 +435,66 @@ def test_deadline_restores_an_outer_timer_and_handler() -> None:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Faithful to the original reward, and list answers that cannot be gamed
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("prediction", "gold"), [
+    ("\\boxed{21, 36, and 82}", "19, 46, and 82"),  # only the last item agrees
+    ("\\boxed{5}", "2, 3, and 5"),  # one item of the list
+    ("\\boxed{2, 3}", "2, 3, and 5"),  # a strict subset
+    ("\\boxed{82}", "19, 46, and 82"),
+])
+def test_a_list_answer_must_match_every_item(prediction: str, gold: str) -> None:
+    assert grade_answer(prediction, gold, timeout=None) is False
+    assert grade_answer(prediction, gold, timeout=10.0) is False
+
+
+@given(st.lists(st.integers(-50, 200), min_size=2, max_size=5, unique=True), st.data())
+@settings(max_examples=40, deadline=None)
+def test_no_strict_subset_of_a_list_gold_grades_correct(items: list[int], data: st.DataObject) -> None:
+    words = [str(i) for i in items]
+    gold = ", ".join(words[:-1]) + (", and " if data.draw(st.booleans()) else ", ") + words[-1]
+    subset = data.draw(st.lists(st.sampled_from(words), min_size=1, max_size=len(words) - 1, unique=True))
+    assert grade_answer("\\boxed{" + ", ".join(subset) + "}", gold, timeout=None) is False
+    assert grade_answer("\\boxed{" + subset[0] + "}", gold, timeout=None) is False
+    shuffled = data.draw(st.permutations(words))
+    assert grade_answer("\\boxed{" + ", ".join(shuffled) + "}", gold, timeout=None) is True
+
+
+def test_several_boxes_are_one_list_answer_for_the_training_reward() -> None:
+    text = "\\boxed{(2,2)} and \\boxed{(6,2)}"
+    assert grade_answer(text, "(2, 2), (6, 2)", timeout=None, boxes="all") is True  # the original's rule
+    assert grade_answer(text, "(2, 2), (6, 2)", timeout=None) is False  # evaluation's: the last box
+    assert grade_answer(text, "(6, 2)", timeout=None) is True
+    # an intermediate box followed by the final one is a two-item list under "all"
+    assert grade_answer("first \\boxed{3}, finally \\boxed{4}", "4", timeout=None, boxes="all") is False
+
+
+@pytest.mark.parametrize(("prediction", "gold", "expected"), [
+    ("$\\frac{1+\\sqrt5}{2}$", "2", False),  # the denominator is not the answer
+    ("$\\frac{1+\\sqrt5}{2}$", "\\frac{1+\\sqrt{5}}{2}", True),  # the whole expression is
+    ("The answer is $x=\\frac34$", "4", False),
+    ("The answer is $x=\\frac34$", "0.75", True),
+    ("$-[0,1)$", "1", False),
+    ("so we pay 1,250 dollars.", "1250", True),  # no LaTeX: the last number
+    ("$x = 2$, so the total is 17", "17", True),  # a number after the last expression
+])
+def test_the_fallback_takes_whole_expressions(prediction: str, gold: str, expected: bool) -> None:
+    assert grade_answer(prediction, gold, timeout=None) is expected
+
+
+def test_without_the_fallback_only_anchored_latex_counts() -> None:
+    assert grade_answer("so 42", "42", timeout=None, fallback=False) is False  # the original gives 0
+    assert grade_answer("The final answer is $42$.", "42", timeout=None, fallback=False) is True
+    assert grade_answer("\\boxed{42}", "42", timeout=None, fallback=False) is True
+
+
+def test_font_commands_keep_their_letters() -> None:
+    assert normalize_answer("1-\\frac{1}{\\mathrm{e}}") == "1-\\frac{1}{e}"
+    assert normalize_answer("\\mathbf{v}") == "v"
+    assert normalize_answer("3 \\mathrm{~cm}") == "3"  # a unit after a number still goes
+    assert grade_answer("\\boxed{1-\\frac{1}{\\mathrm{e}}}", "1 - e^{-1}", timeout=None) is True

@@ -119,6 +119,34 @@ def _last_boxed(text: str) -> str | None:
     return bare.group(1) if bare else None
 
 
+def _all_boxed(text: str) -> str | None:
+    """Every balanced ``\\boxed{}`` (the last :data:`_MAX_BOX_TRIES`), joined by ", ", in text order."""
+    starts = [m.end() - 1 for m in _BOX_OPEN.finditer(text)][-_MAX_BOX_TRIES:]
+    contents = [c.strip() for c in (_balanced_content(text, b) for b in starts) if c is not None and c.strip()]
+    return ", ".join(contents) if contents else _last_boxed(text)
+
+
+# Math segments of a prediction: $$...$$, $...$, \(...\), \[...\] (content in the named group).
+_MATH_SEGMENT = re.compile(r"\$\$(?P<a>[^$]+?)\$\$|(?<!\\)\$(?P<b>[^$]+?)(?<!\\)\$|\\\((?P<c>.+?)\\\)|\\\[(?P<d>.+?)\\\]",
+                           re.DOTALL)
+
+
+def _last_expression(text: str) -> str | None:
+    """The last-number fallback: the last LaTeX expression or the last number outside LaTeX, whichever
+    ends later. A number *inside* an expression is never taken alone (``$\\frac{1+\\sqrt5}{2}$`` is the
+    whole fraction, not its denominator)."""
+    math = _last_match(_MATH_SEGMENT, text)
+    spans = [m.span() for m in _MATH_SEGMENT.finditer(text)] if math else []
+    number = None
+    for m in _LAST_NUMBER.finditer(text):
+        if not any(a <= m.start() < b for a, b in spans):
+            number = m
+    if math is not None and (number is None or math.end() > number.end()):
+        content = next(g for g in math.groups() if g is not None).strip()
+        return content or None
+    return number.group(0) if number else None
+
+
 def _answer_block(text: str) -> str | None:
     start = text.rfind("<answer>")
     if start < 0:
@@ -128,22 +156,31 @@ def _answer_block(text: str) -> str | None:
     return content or None
 
 
-def _extract(text: str) -> tuple[str | None, str]:
-    """(answer, source) with source one of "boxed", "answer_tag", "last_number", "none"."""
-    boxed = _last_boxed(text)
+def _extract(text: str, *, boxes: str = "last", fallback: bool = True) -> tuple[str | None, str]:
+    """(answer, source) with source one of "boxed", "answer_tag", "last_number", "anchored_latex", "none".
+
+    ``boxes="all"`` joins every ``\\boxed{}`` (a list answer given one box per item); ``fallback``
+    takes the last expression or number when there is neither a box nor an ``<answer>`` block; without
+    it, a text with LaTeX is left to math-verify's anchored extraction ("the answer is $5$"), as the
+    original GPG / open-r1 accuracy reward does, and a text without LaTeX has no answer.
+    """
+    boxed = _all_boxed(text) if boxes == "all" else _last_boxed(text)
     if boxed is not None:
         return boxed.strip(), "boxed"
     block = _answer_block(text)
     if block is not None:
         return block, "answer_tag"
-    number = _last_match(_LAST_NUMBER, text)
-    if number is not None:
-        return number.group(0), "last_number"
+    if fallback:
+        last = _last_expression(text)
+        return (last, "last_number") if last is not None else (None, "none")
+    if _MATH_SEGMENT.search(text) and len(text) <= 20 * MAX_ANSWER_CHARS:
+        return text, "anchored_latex"
     return None, "none"
 
 
 def extract_answer(text: str) -> str | None:
-    r"""The final answer in a model's output: last ``\boxed{}``, else ``<answer>`` block, else last number.
+    r"""The final answer in a model's output: last ``\boxed{}``, else ``<answer>`` block, else the last
+    LaTeX expression or number (see :func:`_last_expression`).
 
     >>> extract_answer("First \\boxed{1}, then \\boxed{\\frac{1}{2}}.")
     '\\frac{1}{2}'
@@ -169,8 +206,11 @@ _THIN_SPACE_THOUSANDS = re.compile(r"(?<=\d),?\\[,!]\s*(?=\d{3}(?!\d))")
 _BRACE_COMMA = re.compile(r"\{,\}")
 _THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree\b|\\circ\b")
-_TEXT_GROUP = re.compile(r"\\(?:text|textbf|textit|mbox|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}")
+_TEXT_GROUP = re.compile(r"\\(?:text|textbf|textit|mbox)\s*\{([^{}]*)\}")
+# Font commands around symbols keep their letters: \mathrm{e} is Euler's e, \mathbf{v} a vector.
+_LETTER_WRAP = re.compile(r"\\(?:mathrm|mathbf|mathit|mathsf|boldsymbol|operatorname)\s*\{([^{}]*)\}")
 _AND_OR = re.compile(r"\\text\{\s*(?:and|or)\s*\}|\s+(?:and|or)\s+")
+_EMPTY_ITEMS = re.compile(r",(?:\s*,)+")  # "1, 2, and 3" -> "1, 2,, 3" -> "1, 2, 3"
 _TRAILING_WORDS = re.compile(r"(?<=[\d}).])\s+[A-Za-z]{2,}(?:\s+[A-Za-z]+)*\s*\.?$")
 _NP_PREFIX = re.compile(r"\bnp\.(?=[a-z])")
 _SQRT_DIGIT = re.compile(r"\\sqrt(\d)")
@@ -217,9 +257,11 @@ def normalize_answer(answer: str) -> str:
     s = _DOLLAR.sub("", s)
     s = _LEFT_RIGHT.sub("", s)
     s = _AND_OR.sub(", ", s)
+    s = _EMPTY_ITEMS.sub(",", s)
     s = _SPACING.sub(" ", s)
     s = _DEGREES.sub("", s)
     s = _NP_PREFIX.sub("\\\\", s)
+    s = _LETTER_WRAP.sub(lambda m: m.group(1).replace("~", " ").strip(), s)
     # \text{...}: units after a value are dropped, a whole-answer text is unwrapped.
     without_text = _TEXT_GROUP.sub("", s).strip()
     if without_text and without_text not in {",", "."} and _TEXT_GROUP.search(s):
@@ -411,6 +453,25 @@ def _mv_parse_text(text: str) -> tuple:
     return tuple(parse(text, parsing_timeout=None))  # type: ignore[arg-type]
 
 
+_ANCHORED = (
+    LatexExtractionConfig(
+        boxed_match_priority=0,
+        try_extract_without_anchor=False,
+        normalization_config=NormalizationConfig(
+            # the original also sets equations=True, which math-verify 0.9 ignores (its parser handles them)
+            basic_latex=True, units=True, malformed_operators=False, nits=False, boxed="all", equations=False
+        ),
+    ),
+)
+
+
+def _mv_parse_anchored(text: str) -> tuple:
+    """The original GPG / open-r1 accuracy reward's extraction: LaTeX after an answer anchor only."""
+    _sympy_allowed()
+    return tuple(parse(text, extraction_config=_ANCHORED, extraction_mode="first_match",  # type: ignore[arg-type]
+                       parsing_timeout=None))
+
+
 def _mv_equal(gold: tuple, pred: tuple) -> bool:
     _sympy_allowed()
     if not gold or not pred:
@@ -444,6 +505,9 @@ def _multiset_equivalent(gold_items: list[str], pred_items: list[str]) -> bool:
     return True
 
 
+_COLLECTION = re.compile(r"^(?:\\\{.*\\\}|\{.*\}|\(.*\)|\[.*\]|\[.*\)|\(.*\])$", re.DOTALL)
+
+
 def answers_equivalent(gold: str, pred: str) -> bool:
     r"""Whether two extracted answer strings are mathematically equivalent (no time limit: see
     :func:`grade_answer` for the safe, time-limited entry point).
@@ -466,12 +530,20 @@ def answers_equivalent(gold: str, pred: str) -> bool:
     # Several answers ("2, 3" or "x = 1 or x = -1"): the same multiset, in any order.
     if _multiset_equivalent(g_items, p_items):
         return True
+    # A list against one plain item can only match if that item is itself a collection ("\{1, 2\}" vs
+    # "1, 2"): never let one item of a list pass for the whole list.
+    for items in (g_items, p_items):
+        if len(items) == 1 and not _COLLECTION.match(items[0]):
+            return False
     # Otherwise let math-verify judge the whole (sets vs. sets, unions of intervals, ...).
     return _mv_equal(_mv_parse(g), _mv_parse(p))
 
 
 def _grade_extracted(pred_answer: str, source: str, gold: str) -> bool:
     """Grade an already extracted answer (runs under the caller's time limit)."""
+    if source == "anchored_latex":  # no box, no tag, no fallback: what math-verify finds after an anchor
+        gold_norm = normalize_answer(gold)
+        return bool(gold_norm) and _mv_equal(_mv_parse(gold_norm), _mv_parse_anchored(pred_answer))
     if answers_equivalent(gold, pred_answer):
         return True
     if source == "answer_tag" and len(pred_answer) <= MAX_ANSWER_CHARS:
@@ -516,7 +588,8 @@ def _gold_to_str(gold: object) -> str | None:
     return None
 
 
-def grade_answer(prediction: str, gold: str, *, timeout: float | None = 5.0) -> bool:
+def grade_answer(prediction: str, gold: str, *, timeout: float | None = 5.0, boxes: str = "last",
+                 fallback: bool = True) -> bool:
     r"""True if the final answer in ``prediction`` (a model's whole output) is equivalent to ``gold``.
 
     Args:
@@ -527,6 +600,11 @@ def grade_answer(prediction: str, gold: str, *, timeout: float | None = 5.0) -> 
         timeout: hard wall-clock limit in seconds for the sympy part of the grading, which runs in a
             worker process (``None``: no limit and no worker, trusted input only). On timeout the answer
             counts as wrong.
+        boxes: ``"last"`` (the default, evaluation's usual rule): the last ``\boxed{}`` is the answer;
+            ``"all"`` (the original GPG / open-r1 reward): every box, as a list.
+        fallback: with neither a box nor an ``<answer>`` block, take the last LaTeX expression or
+            number (the default, as evaluation toolkits do); ``False``: only LaTeX after an answer anchor
+            counts, as in the original reward (a policy cannot learn to game a bare trailing number).
 
     Never raises: malformed input, parser errors and timeouts all return ``False``.
 
@@ -541,7 +619,9 @@ def grade_answer(prediction: str, gold: str, *, timeout: float | None = 5.0) -> 
         gold_str = _gold_to_str(gold)
         if gold_str is None or not isinstance(prediction, str) or not gold_str.strip():
             return False
-        pred_answer, source = _extract(prediction)
+        if boxes not in ("last", "all"):
+            return False
+        pred_answer, source = _extract(prediction, boxes=boxes, fallback=fallback)
         if pred_answer is None:
             return False
         args = (pred_answer, source, gold_str)

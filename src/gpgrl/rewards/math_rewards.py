@@ -17,12 +17,19 @@ from gpgrl.rewards.math_grader import grade_answer, is_gradable_gold
 from gpgrl.rewards.registry import RewardFn, register_reward
 
 
-def _correctness(completions: list[Any], columns: dict[str, Any], timeout: float) -> list[bool | None]:
+def _correctness(completions: list[Any], columns: dict[str, Any], timeout: float, boxes: str,
+                 fallback: bool) -> list[bool | None]:
     gold = gold_answers(len(completions), columns)
     return [
-        grade_answer(completion_text(c), g, timeout=timeout) if is_gradable_gold(g) else None
+        grade_answer(completion_text(c), g, timeout=timeout, boxes=boxes, fallback=fallback)
+        if is_gradable_gold(g) else None
         for c, g in zip(completions, gold, strict=True)
     ]
+
+
+def _check_grading(boxes: str) -> None:
+    if boxes not in ("all", "last"):
+        raise ValueError(f"boxes must be 'all' (every \\boxed{{}}, the original's rule) or 'last', got {boxes!r}")
 
 
 def _check_timeout(timeout: float) -> None:
@@ -31,22 +38,32 @@ def _check_timeout(timeout: float) -> None:
 
 
 @register_reward("accuracy")
-def make_accuracy(timeout: float = 5.0) -> RewardFn:
+def make_accuracy(timeout: float = 5.0, boxes: str = "all", fallback: bool = False) -> RewardFn:
     r"""``accuracy``: 1.0 if the completion's final answer equals the gold answer, else 0.0.
 
-    r = 1[grade_answer(completion, answer)]; None when the gold answer is empty.
+    r = 1[grade_answer(completion, answer, boxes=boxes, fallback=fallback)]; None when the gold answer
+    is empty.
 
     Args:
         timeout: seconds allowed to grade one completion (default 5.0); a timeout counts as wrong.
+        boxes: "all" (default, the original GPG / open-r1 reward: every ``\boxed{}`` of the answer, as
+            a list) or "last" (only the last box, as evaluation does).
+        fallback: with neither a box nor an ``<answer>`` block, take the last expression or number
+            (evaluation's rule). Off by default, as the original (only LaTeX after an answer anchor
+            counts): a policy can learn to game a bare trailing number.
 
     >>> acc = make_accuracy()
     >>> acc(["so \\boxed{\\frac12}", "\\boxed{3}", "\\boxed{1}"], answer=["0.5", "2", ""])
     [1.0, 0.0, None]
+    >>> acc(["\\boxed{(2,2)} and \\boxed{(6,2)}", "so 7"], answer=["(2, 2), (6, 2)", "7"])
+    [1.0, 0.0]
     """
     _check_timeout(timeout)
+    _check_grading(boxes)
 
     def accuracy(completions: list[Any], **columns: Any) -> list[float | None]:
-        return [None if ok is None else float(ok) for ok in _correctness(completions, columns, timeout)]
+        return [None if ok is None else float(ok)
+                for ok in _correctness(completions, columns, timeout, boxes, fallback)]
 
     return accuracy
 
@@ -87,8 +104,10 @@ def make_cosine(
     min_value_correct: float = 0.5,
     max_value_correct: float = 1.0,
     max_len: int = 1000,
-    clip_len: bool = True,
+    clip_len: bool = False,
     timeout: float = 5.0,
+    boxes: str = "all",
+    fallback: bool = False,
 ) -> RewardFn:
     r"""``cosine``: correctness scaled by completion length on a cosine schedule (open-r1).
 
@@ -108,16 +127,17 @@ def make_cosine(
     (shorter wrong answers penalised more, open-r1's function-level defaults) is
     ``min_value_wrong=-1.0, max_value_wrong=-0.5``.
 
-    Difference from open-r1: with ``clip_len=True`` (default) lengths beyond ``max_len`` score as
-    ``max_len``; open-r1 does not clip, so its cosine turns back up past ``max_len`` (a completion of
-    2 * max_len scores like an empty one). ``clip_len=False`` reproduces that. Samples with an empty
-    gold answer give None (open-r1: 1.0).
+    ``clip_len=False`` (default) is the original's signal: lengths are not clipped, so past ``max_len``
+    the cosine turns back up (a completion of 2 * max_len scores like an empty one). ``clip_len=True``
+    scores every length beyond ``max_len`` as ``max_len`` (a monotone schedule). Correctness is graded
+    as in ``accuracy`` (``boxes``, ``fallback``). Samples with an empty gold answer give None.
 
     >>> cos = make_cosine(max_len=100)
     >>> cos(["\\boxed{7}" + "x" * 41, "\\boxed{8}" + "x" * 41], answer=["7", "7"])
     [0.75, -0.25]
     """
     _check_timeout(timeout)
+    _check_grading(boxes)
     if max_len <= 0:
         raise ValueError(f"cosine: max_len must be > 0, got {max_len}")
     bounds = dict(
@@ -130,7 +150,7 @@ def make_cosine(
     )
 
     def cosine(completions: list[Any], **columns: Any) -> list[float | None]:
-        correct = _correctness(completions, columns, timeout)
+        correct = _correctness(completions, columns, timeout, boxes, fallback)
         return [
             None if ok is None else cosine_scaled(len(completion_text(c)), ok, **bounds)
             for c, ok in zip(completions, correct, strict=True)
@@ -144,7 +164,7 @@ def _group_key(prompt: Any) -> Any:
 
 
 @register_reward("length")
-def make_length(timeout: float = 5.0) -> RewardFn:
+def make_length(timeout: float = 5.0, boxes: str = "all", fallback: bool = False) -> RewardFn:
     r"""``length``: Kimi 1.5 length reward (arXiv 2501.12599, sec. 2.3.3), as in open-r1's ``len_reward``.
 
     Within a group of completions of the same prompt, with lengths L_i in characters::
@@ -164,9 +184,10 @@ def make_length(timeout: float = 5.0) -> RewardFn:
     [0.5, 0.0, -0.5]
     """
     _check_timeout(timeout)
+    _check_grading(boxes)
 
     def length(completions: list[Any], **columns: Any) -> list[float | None]:
-        correct = _correctness(completions, columns, timeout)
+        correct = _correctness(completions, columns, timeout, boxes, fallback)
         prompts = columns.get("prompts")
         keys = [_group_key(p) for p in prompts] if prompts is not None else [0] * len(completions)
         if len(keys) != len(completions):

@@ -94,7 +94,7 @@ TEXT = Setup("text", "tiny model, 2-digit addition", "builtin:arithmetic", False
 # 1.5e-3 with a cosine decay because 3e-3 collapses the policy onto one colour within 50 steps.
 VISION = Setup(
     "vision", "tiny Qwen2-VL, colour of a generated shape", "builtin:shapes", True, 12,
-    {**SFT, "check_every": 5}, 120,
+    {**SFT, "check_every": 5, "target_accuracy": 0.4}, 120,
     {"data": {"dataset": "builtin:shapes", "prompt_column": "question", "answer_column": "answer",
               "image_column": "image"},
      "rollout": {"group_size": 8, "max_completion_length": 12, "temperature": 1.0},
