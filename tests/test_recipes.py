@@ -16,9 +16,13 @@ def test_there_are_recipes():
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_recipe_is_valid(path):
+    from gpgrl.rewards.scoring import as_reward_functions
+
     cfg = load_config(path)
     assert cfg.model.name_or_path and cfg.data.dataset
     assert cfg.resolved_algorithm().name in ("gpg", "grpo", "dr_grpo", "dapo")
+    assert as_reward_functions(cfg.rewards)  # every reward exists and takes the recipe's parameters
+    assert path.read_text().startswith("#")  # a header: what it reproduces, hardware, launch command
 
 
 @pytest.mark.parametrize("path", sorted((RECIPES[0].parent / "accelerate").glob("*.yaml")), ids=lambda p: p.name)

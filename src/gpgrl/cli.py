@@ -19,15 +19,18 @@ commands:
 default. Documentation: README.md and docs/ in the source repository.
 """
 
-TRAIN_USAGE = """usage: gpgrl train [--config RECIPE.yaml] [--section.key VALUE ...]
+TRAIN_USAGE = """usage: gpgrl train [--config RECIPE.yaml] [--section.key VALUE ...] [--dry-run [--num-processes N]]
 
 Train a model with GPG (or another preset). Values on the command line override the recipe; short
 forms: --model, --dataset, --preset, --output_dir, --steps, --lr, --seed, --resume, --group_size,
---rewards accuracy,format.
+--rewards accuracy,format. A recipe is gpgrl's YAML (recipes/) or the original GPG / open-r1 flat YAML,
+translated key by key (docs/recipes.md). --dry-run checks a recipe without loading a model (rewards,
+dataset columns, batch arithmetic for N processes) and prints the effective settings.
 
 examples:
   gpgrl train --config recipes/quickstart_cpu.yaml --train.steps 20 --algorithm.preset grpo
   gpgrl train --config RECIPE.yaml --resume                      # continue the run in its output_dir
+  gpgrl train --config config_simple_rl_gpg.yaml --dry-run --num-processes 8   # an original recipe, checked
   accelerate launch --num_processes 8 -m gpgrl.cli train --config recipes/qwen2.5-math-7b_gpg.yaml
 
 options:
@@ -35,7 +38,11 @@ options:
 
 
 def _parse_overrides(args: list[str]) -> tuple[str | None, dict[str, str]]:
-    """``--config F --a.b 1 --c=2 --flag`` -> ("F", {"a.b": "1", "c": "2", "flag": "true"})."""
+    """``--config F --a.b 1 --c=2 --flag`` -> ("F", {"a.b": "1", "c": "2", "flag": "true"}).
+
+    >>> _parse_overrides(["--config", "r.yaml", "--train.steps", "3", "--resume"])
+    ('r.yaml', {'train.steps': '3', 'resume': 'true'})
+    """
     config, overrides = None, {}
     i = 0
     while i < len(args):
@@ -70,12 +77,26 @@ def cmd_train(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(train_help())
         return 0
-    from gpgrl.config import ConfigError, load_config
+    import warnings
+
+    from gpgrl.config import ConfigError, load_recipe
     from gpgrl.runtime import error, is_main_process
 
     try:
         path, overrides = _parse_overrides(args)
-        cfg = load_config(path, overrides)
+        dry = overrides.pop("dry-run", overrides.pop("dry_run", "false")).lower() in ("true", "1", "yes")
+        processes = int(overrides.pop("num-processes", overrides.pop("num_processes", "1")))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if dry:
+                from gpgrl.dry_run import dry_run
+
+                print(dry_run(path, overrides, num_processes=processes))
+                return 0
+            cfg, _ = load_recipe(path, overrides)
+        for w in caught:
+            if is_main_process():
+                print(f"gpgrl train: warning: {w.message}", file=sys.stderr)
     except (ConfigError, ValueError) as e:
         error("train", str(e))
         return 2

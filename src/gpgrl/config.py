@@ -124,6 +124,7 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     steps: int = _f(100, "optimizer steps (one rollout batch each)")
+    epochs: float | None = _f(None, "passes over the dataset; set, it decides train.steps once the data is loaded")
     prompts_per_step: int = _f(16, "prompts per step over all processes; answers per step = this x group_size")
     micro_batch_size: int = _f(8, "answers per forward/backward on each process (gradient accumulation)")
     seed: int = _f(42, "random seed (sampling, prompts, model init of tiny models)")
@@ -398,7 +399,21 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, str]) -> dict[str,
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, str] | None = None) -> Config:
-    """Read a YAML recipe (or none) and apply command-line overrides."""
+    """Read a YAML recipe (or none) and apply command-line overrides.
+
+    An open-r1 / original-GPG style flat recipe is translated first (:mod:`gpgrl.openr1`); its keys with
+    no meaning here are named in one warning.
+    """
+    return load_recipe(path, overrides)[0]
+
+
+def load_recipe(path: str | Path | None = None, overrides: dict[str, str] | None = None, *,
+                num_processes: int | None = None) -> tuple[Config, Any]:
+    """:func:`load_config`, also returning the translation report of a flat recipe (None for a native one)."""
+    import warnings
+
+    from gpgrl.openr1 import TranslationError, is_flat_recipe, translate
+
     raw: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -410,7 +425,15 @@ def load_config(path: str | Path | None = None, overrides: dict[str, str] | None
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections (model:, data:, ...)")
-    return from_dict(apply_overrides(raw, overrides or {}))
+    report = None
+    if is_flat_recipe(raw):
+        try:
+            raw, report = translate(raw, num_processes=num_processes, native_keys=(*SECTIONS, "rewards", "algorithm"))
+        except TranslationError as e:
+            raise ConfigError(f"{path}: {e}") from None
+        if report.ignored:
+            warnings.warn(f"{path}: keys with no meaning in gpgrl, ignored: {', '.join(report.ignored)}", stacklevel=2)
+    return from_dict(apply_overrides(raw, overrides or {})), report
 
 
 def to_yaml(cfg: Config) -> str:

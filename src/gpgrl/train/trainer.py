@@ -49,6 +49,7 @@ from gpgrl.data.prompts import PromptBuilder
 from gpgrl.data.samplers import PromptSampler
 from gpgrl.models.logprobs import completion_logprobs
 from gpgrl.models.vision import is_vision_model
+from gpgrl.openr1 import steps_for_epochs
 from gpgrl.rewards.scoring import FailureTracker, RewardFunction, as_reward_functions, score_batch
 from gpgrl.rollout.batch import RolloutBatch
 from gpgrl.rollout.engine import Prompt, RolloutEngine, SamplingParams, pad_token_id
@@ -93,6 +94,8 @@ class Trainer:
                              f"of processes ({world}) so that every process gets whole groups")
         self.local_prompts = cfg.train.prompts_per_step // world
         self.records = list(dataset)
+        if cfg.train.epochs is not None:  # passes over the data decide the steps (and the schedule's length)
+            cfg.train.steps = steps_for_epochs(len(self.records), cfg.train.prompts_per_step, cfg.train.epochs)
         check_columns(self.records, {"data.prompt_column": cfg.data.prompt_column,
                                      "data.answer_column": cfg.data.answer_column}, cfg.data.dataset or "dataset")
         self.rewards: list[RewardFunction] = as_reward_functions(rewards)

@@ -1,0 +1,192 @@
+"""The original GPG code's flat YAML recipes, translated key by key; the dry run."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import yaml
+
+from gpgrl.config import ConfigError, load_config, load_recipe
+from gpgrl.openr1 import steps_for_epochs
+
+# Written in the style of the original's open-rs/recipes/gpg.yaml (GPG-RS1 on R1-Distill-1.5B)
+OPEN_RS = """
+model_name_or_path: models/DeepSeek-R1-Distill-Qwen-1.5B
+model_revision: main
+torch_dtype: bfloat16
+attn_implementation: flash_attention_2
+dataset_name: knoveleng/open-s1
+system_prompt: "Think, then answer within \\\\boxed{}."
+bf16: true
+use_vllm: false
+vllm_device: auto
+gradient_accumulation_steps: 4
+gradient_checkpointing: true
+gradient_checkpointing_kwargs: {use_reentrant: false}
+hub_model_id: OpenRS-GRPO
+learning_rate: 1.0e-06
+logging_steps: 1
+logging_strategy: steps
+lr_scheduler_type: cosine_with_min_lr
+lr_scheduler_kwargs: {min_lr_rate: 0.1}
+max_prompt_length: 512
+max_completion_length: 3584
+max_steps: 100
+num_generations: 6
+num_train_epochs: 1
+output_dir: data/OpenRS-GPG-RS1
+overwrite_output_dir: true
+per_device_train_batch_size: 6
+push_to_hub: false
+report_to: [tensorboard]
+reward_funcs: [format_v2, cosine]
+reward_weights: [1.0, 2.0]
+cosine_max_len: 3584
+save_strategy: "steps"
+save_steps: 50
+seed: 42
+temperature: 0.7
+warmup_ratio: 0.1
+"""
+
+# ...and of open-r1/recipes/Qwen2.5-Math-7B/grpo/config_simple_rl_gpg.yaml (the 7B run)
+OPEN_R1_7B = """
+model_name_or_path: Qwen/Qwen2.5-Math-7B
+torch_dtype: bfloat16
+dataset_name: DigitalLearningGmbH/MATH-lighteval
+dataset_config: default
+system_prompt: "Please reason step by step, and put your final answer within \\\\boxed{}."
+beta: 0.0
+bf16: true
+do_eval: true
+eval_strategy: epoch
+gradient_accumulation_steps: 4
+learning_rate: 2.0e-06
+lr_scheduler_type: constant_with_warmup
+max_prompt_length: 512
+max_completion_length: 1024
+max_steps: -1
+num_generations: 8
+num_train_epochs: 1
+per_device_train_batch_size: 16
+reward_funcs: [accuracy]
+reward_weights: [1.0]
+save_strategy: epoch
+save_total_limit: 1
+seed: 42
+warmup_ratio: 0.1
+scale_rewards: false
+adjust_gd: true
+min_inverse_alpha: 0.5
+"""
+
+
+def _recipe(tmp_path, text, name="r.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_the_open_rs_recipe_means_the_same_here(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "16")  # as accelerate launch --num_processes 16 sets it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg, report = load_recipe(_recipe(tmp_path, OPEN_RS))
+    assert cfg.model.name_or_path == "models/DeepSeek-R1-Distill-Qwen-1.5B" and cfg.model.dtype == "bfloat16"
+    assert cfg.model.gradient_checkpointing and cfg.model.attn_implementation == "flash_attention_2"
+    assert (cfg.data.dataset, cfg.data.prompt_column, cfg.data.answer_column) == ("knoveleng/open-s1", "problem", "solution")
+    assert cfg.data.system_prompt.startswith("Think, then answer")
+    assert (cfg.rollout.group_size, cfg.rollout.max_completion_length, cfg.rollout.temperature) == (6, 3584, 0.7)
+    assert (cfg.optim.lr, cfg.optim.lr_scheduler, cfg.optim.min_lr_rate, cfg.optim.warmup_ratio) == (
+        1e-6, "cosine_with_min_lr", 0.1, 0.1)
+    # 6 answers per device x 16 processes x 4 accumulation steps = 384 answers = 64 groups of 6
+    assert (cfg.train.prompts_per_step, cfg.train.micro_batch_size, cfg.train.steps) == (64, 6, 100)
+    assert (cfg.train.save_every, cfg.train.overwrite, cfg.train.mixed_precision, cfg.train.seed) == (50, True, "bf16", 42)
+    assert [(r.name, r.weight, r.params) for r in cfg.rewards] == [("format_v2", 1.0, {}),
+                                                                    ("cosine", 2.0, {"max_len": 3584})]
+    assert cfg.log.report_to == ["jsonl", "tensorboard"] and cfg.log.log_every == 1
+    algo = cfg.resolved_algorithm()  # keys left out take the original's defaults
+    assert (algo.scale, algo.age, algo.beta, algo.resample_threshold) == ("group", False, 0.04, 0.5)
+    assert "beta" in report.defaults and report.defaults["scale_rewards"] is True
+    assert report.ignored == ["gradient_checkpointing_kwargs", "hub_model_id", "logging_strategy", "model_revision",
+                              "push_to_hub", "vllm_device"]
+    assert [str(w.message).split(": ", 1)[1] for w in caught] == [
+        "keys with no meaning in gpgrl, ignored: " + ", ".join(report.ignored)]  # one warning
+
+
+@pytest.mark.parametrize(("processes", "prompts"), [(1, 8), (8, 64)])
+def test_the_7b_recipe_and_its_batch_arithmetic(tmp_path, processes, prompts):
+    cfg, report = load_recipe(_recipe(tmp_path, OPEN_R1_7B), num_processes=processes)
+    # 16 answers per device x processes x 4 accumulation steps / 8 answers per prompt
+    assert cfg.train.prompts_per_step == prompts == 16 * processes * 4 // 8
+    assert cfg.train.epochs == 1.0  # max_steps -1: the dataset's size decides
+    assert cfg.train.save_every == 0 and cfg.train.save_total_limit == 1
+    algo = cfg.resolved_algorithm()
+    assert (algo.name, algo.scale, algo.age, algo.beta, algo.resample_threshold) == ("gpg", "none", True, 0.0, 0.5)
+    assert cfg.data.subset is None  # "default" means the dataset's one configuration
+    assert {"do_eval", "eval_strategy"} <= set(report.ignored)
+    grpo = load_config(_recipe(tmp_path, OPEN_R1_7B), {"preset": "grpo"})  # the algorithm comes from the command line
+    assert grpo.resolved_algorithm().ratio and grpo.resolved_algorithm().beta == 0.0  # the recipe's beta wins
+
+
+def test_translation_errors_name_the_key_and_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'learning_rat'.*did you mean 'learning_rate'"):
+        load_config(_recipe(tmp_path, OPEN_RS + "learning_rat: 1e-6\n"))
+    with pytest.raises(ConfigError, match=r"6 x 1 processes x .* = 18 answers per step, not a multiple of num_generations 4"):
+        load_recipe(_recipe(tmp_path, OPEN_RS.replace("num_generations: 6", "num_generations: 4")
+                            .replace("gradient_accumulation_steps: 4", "gradient_accumulation_steps: 3")), num_processes=1)
+    with pytest.raises(ConfigError, match="mixes open-r1 style keys with gpgrl sections"):
+        load_config(_recipe(tmp_path, OPEN_RS + "train: {steps: 3}\n"))
+    with pytest.raises(ConfigError, match="code execution"):
+        load_config(_recipe(tmp_path, OPEN_RS.replace("[format_v2, cosine]", "[code, cosine]")))
+
+
+def test_steps_for_epochs():
+    # 8,523 questions, 32 per step: 266 whole steps per epoch; 5 epochs = 1,330; 0.5 epochs = 133
+    assert steps_for_epochs(8523, 32, 5) == 1330
+    assert steps_for_epochs(8523, 32, 0.5) == 133
+    assert steps_for_epochs(20, 32, 3) == 3  # fewer records than a step: one step per epoch
+    with pytest.raises(ValueError):
+        steps_for_epochs(10, 2, 0)
+
+
+def test_epochs_decide_the_steps_once_the_data_is_loaded(tmp_path):
+    from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
+    from gpgrl.train.trainer import Trainer
+    from helpers import tiny_config
+
+    cfg = tiny_config(tmp_path, train={"epochs": 1.5, "prompts_per_step": 4})
+    tok = build_char_tokenizer()
+    records = [{"question": f"{i}+1", "answer": str(i + 1)} for i in range(10)]
+    trainer = Trainer(cfg, model=build_tiny_model(tok), tokenizer=tok, dataset=records, rewards=["accuracy"])
+    assert trainer.cfg.train.steps == 3  # 10 // 4 = 2 steps per epoch, x 1.5
+
+
+def test_dry_run_checks_without_loading_a_model(tmp_path):
+    from gpgrl.cli import main
+
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"problem": "1+1", "solution": "2"}\n' * 10)
+    recipe = _recipe(tmp_path, OPEN_R1_7B.replace("DigitalLearningGmbH/MATH-lighteval", str(data)))
+    assert main(["train", "--config", str(recipe), "--dry-run", "--num-processes", "2"]) == 0
+    bad = _recipe(tmp_path, OPEN_R1_7B.replace("DigitalLearningGmbH/MATH-lighteval", str(data))
+                  .replace("reward_funcs: [accuracy]", "reward_funcs: [acuracy]"), "bad.yaml")
+    assert main(["train", "--config", str(bad), "--dry-run"]) == 2
+    wrong_column = _recipe(tmp_path, "model: {name_or_path: m}\ndata: {dataset: " + str(data) + "}\n", "col.yaml")
+    assert main(["train", "--config", str(wrong_column), "--dry-run"]) == 2
+
+
+def test_dry_run_report(tmp_path, capsys):
+    from gpgrl.cli import main
+
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"problem": "1+1", "solution": "2"}\n' * 100)
+    recipe = _recipe(tmp_path, OPEN_R1_7B.replace("DigitalLearningGmbH/MATH-lighteval", str(data)))
+    assert main(["train", "--config", str(recipe), "--dry-run", "--num-processes", "2"]) == 0
+    out = capsys.readouterr().out
+    # 16 x 2 x 4 / 8 = 16 prompts per step; 100 records / 16 = 6 whole steps for 1 epoch
+    assert "per_device_train_batch_size      -> train.micro_batch_size = 16; train.prompts_per_step = 16 x 2 processes" in out
+    assert "train.epochs 1 -> train.steps 6" in out
+    assert "batch: 16 prompts x G=8 = 128 answers per step over 2 process(es): 64 per process" in out
+    assert yaml.safe_load(out[out.index("effective settings:") + 19 : out.index("dry run OK")])["train"]["steps"] == 6
