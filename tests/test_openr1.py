@@ -131,7 +131,7 @@ def test_the_7b_recipe_and_its_batch_arithmetic(tmp_path, processes, prompts):
 
 
 def test_translation_errors_name_the_key_and_the_fix(tmp_path):
-    with pytest.raises(ConfigError, match="unknown key 'learning_rat'.*did you mean 'learning_rate'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'learning_rat'.*did you mean 'learning_rate'"):
         load_config(_recipe(tmp_path, OPEN_RS + "learning_rat: 1e-6\n"))
     with pytest.raises(ConfigError, match=r"6 x 1 processes x .* = 18 answers per step, not a multiple of num_generations 4"):
         load_recipe(_recipe(tmp_path, OPEN_RS.replace("num_generations: 6", "num_generations: 4")
