@@ -20,6 +20,7 @@ True
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,19 +63,22 @@ class ShapesTask:
     seed: int = 1234
     size: int = 56
     answer: str = "word"
+    colours: int = 6  # the first N of COLOURS
     _cache: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     def records(self, split: str = "train") -> list[dict[str, Any]]:
         """``train`` and ``test`` come from one seeded stream (disjoint draws), the same for a given seed."""
         if split not in ("train", "test"):
             raise ValueError(f"the shapes task has splits 'train' and 'test', not {split!r}")
+        if not 2 <= self.colours <= len(COLOURS):
+            raise ValueError(f"colours must be 2 to {len(COLOURS)}, got {self.colours}")
         if self.answer not in QUESTIONS:
             raise ValueError(f"answer must be 'word' or 'letter', got {self.answer!r}")
         if not self._cache:
             rng = random.Random(self.seed)
             rows = []
             for _ in range(self.num_train + self.num_test):
-                colour, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
+                colour, shape = rng.choice(list(COLOURS)[: self.colours]), rng.choice(SHAPES)
                 side = rng.randint(self.size // 2, self.size)
                 x0, y0 = rng.randint(0, self.size - side), rng.randint(0, self.size - side)
                 box = (x0, y0, x0 + side - 1, y0 + side - 1)
@@ -88,3 +92,18 @@ class ShapesTask:
     def solution(record: dict[str, Any]) -> str:
         """A correct completion: the answer (colour name or letter) in ``<answer>`` tags."""
         return f"<answer>{record['answer']}</answer>"
+
+
+_ANSWER_ONLY = re.compile(r"\s*<answer>[^<>]*</answer>\s*")
+
+
+def answer_only(completions: list[str], **_: Any) -> list[float]:
+    """1.0 when the completion is exactly one ``<answer>...</answer>`` block, else 0.0.
+
+    The quickstart's format reward (``gpgrl.tasks.shapes:answer_only``): without it a policy learns
+    that repeating ``<answer>B<answer>B...`` still has a last answer block to grade.
+
+    >>> answer_only(["<answer>B</answer>", "<answer>B<answer>B", "x <answer>B</answer>"])
+    [1.0, 0.0, 0.0]
+    """
+    return [1.0 if _ANSWER_ONLY.fullmatch(c) else 0.0 for c in completions]
