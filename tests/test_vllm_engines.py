@@ -164,7 +164,7 @@ def test_server_groups_logprobs_and_eos(server):
 
 def test_a_prompt_over_the_context_is_refused_before_sending(server):
     engine = VLLMServerEngine(server.url, TOK, timeout=60, transport=server.transport)
-    with pytest.raises(EngineError, match="a prompt of 70 tokens does not fit vllm_server .* context of 64 tokens"):
+    with pytest.raises(EngineError, match=r"a prompt of 70 tokens does not fit vllm_server .* context of 64 tokens"):
         engine.generate([[5] * 70], SamplingParams(max_new_tokens=4), num_samples=2)
     assert not any(path == "/v1/completions" for path, _ in server.calls)
 
