@@ -31,8 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_seed(seed: int, output: Path) -> dict:
+def run_seed(seed: int, output: Path, vision: bool = False) -> dict:
     cmd = [sys.executable, "-m", "gpgrl.cli", "quickstart", "--output", str(output), "--seed", str(seed), "--quiet"]
+    cmd += ["--vision"] if vision else []
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
@@ -59,11 +60,19 @@ def machine() -> str:
             f"torch {torch.__version__}, {platform.system()}")
 
 
-def write_table(path: Path, rows: list[dict], command: str, notes: str) -> None:
+TASKS = {
+    False: ("`gpgrl quickstart`", "the built-in 2-digit addition task", "tiny model, 2-digit addition"),
+    True: ("`gpgrl quickstart --vision`", "the built-in coloured-shapes task (a tiny Qwen2-VL names the shape's "
+           "colour, A-D; the answer must be exactly one `<answer>` block)", "tiny Qwen2-VL, colour of a shape"),
+}
+
+
+def write_table(path: Path, rows: list[dict], command: str, notes: str, vision: bool = False) -> None:
+    name, task, _ = TASKS[vision]
     lines = [
-        "# `gpgrl quickstart` across seeds",
+        f"# {name} across seeds",
         "",
-        "Held-out accuracy = greedy pass@1 on the 200 test questions of the built-in 2-digit addition task (never",
+        f"Held-out accuracy = greedy pass@1 on the 200 test questions of {task} (never",
         "trained on), graded by the `accuracy` reward, before and after GPG. \"seconds\" is the quickstart's own",
         "wall-clock time (SFT warm-start + evaluations + GPG); \"process s\" adds Python and library imports.",
         "",
@@ -83,7 +92,8 @@ def write_table(path: Path, rows: list[dict], command: str, notes: str) -> None:
     cfg = rows[0]["config"]
     lines += [
         "",
-        f"Settings (defaults of `gpgrl quickstart`, RL stage = `recipes/quickstart_cpu.yaml`): model {rows[0]['model']}; "
+        f"Settings (defaults of {name}" + ("" if vision else ", RL stage = `recipes/quickstart_cpu.yaml`")
+        + f"): model {rows[0]['model']}; "
         f"SFT {rows[0]['sft']}; GPG: preset {cfg['algorithm']['preset']}, rewards "
         f"{[r['name'] for r in cfg['rewards']]}, G={cfg['rollout']['group_size']}, "
         f"{cfg['train']['prompts_per_step']} prompts/step, temperature {cfg['rollout']['temperature']}, "
@@ -97,7 +107,7 @@ def write_table(path: Path, rows: list[dict], command: str, notes: str) -> None:
     path.write_text("\n".join(lines))
 
 
-def write_plot(path: Path, rows: list[dict]) -> None:
+def write_plot(path: Path, rows: list[dict], vision: bool = False) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,7 +125,7 @@ def write_plot(path: Path, rows: list[dict]) -> None:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8, title="lines: first 100 test questions; squares: all 200", title_fontsize=8)
-    ax.set_title("gpgrl quickstart across seeds (tiny model, 2-digit addition)", fontsize=10)
+    ax.set_title(f"gpgrl quickstart across seeds ({TASKS[vision][2]})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -124,24 +134,27 @@ def write_plot(path: Path, rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run gpgrl quickstart for several seeds and write a results table.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    parser.add_argument("--vision", action="store_true",
+                        help="the vision quickstart (default results file: benchmarks/results/quickstart_vision_seeds.md)")
     parser.add_argument("--output", default="runs/quickstart_seeds", help="folder for the runs (one per seed)")
-    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "quickstart_seeds.md"),
+    parser.add_argument("--results", default=None,
                         help="markdown file to write (default: benchmarks/results/quickstart_seeds.md)")
     parser.add_argument("--notes", default="", help="free text added after the machine line (e.g. the load)")
     parser.add_argument("--min-delta", type=float, default=0.20, help="least accepted accuracy gain (default 0.20)")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="most accepted seconds per run (default 300)")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    rows = [run_seed(seed, Path(args.output) / f"seed{seed}") for seed in args.seeds]
+    rows = [run_seed(seed, Path(args.output) / f"seed{seed}", args.vision) for seed in args.seeds]
     shown = list(argv)  # --notes only adds text to the file, so the command shown leaves it out
     if "--notes" in shown:
         i = shown.index("--notes")
         del shown[i : i + 2]
     shown = [a for a in shown if not a.startswith("--notes=")]
     command = shlex.join(["python", "benchmarks/quickstart_seeds.py", *shown])
-    results = Path(args.results)
-    write_table(results, rows, command, args.notes)
-    write_plot(results.with_suffix(".png"), rows)
+    default = "quickstart_vision_seeds.md" if args.vision else "quickstart_seeds.md"
+    results = Path(args.results or ROOT / "benchmarks" / "results" / default)
+    write_table(results, rows, command, args.notes, args.vision)
+    write_plot(results.with_suffix(".png"), rows, args.vision)
     print(f"wrote {results} and {results.with_suffix('.png')}")
     bad = [r["seed"] for r in rows
            if r["accuracy_after"] - r["accuracy_before"] < args.min_delta or r["seconds"] > args.max_seconds]

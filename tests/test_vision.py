@@ -101,3 +101,22 @@ def test_gpg_learns_to_use_the_image(tmp_path):
     reloaded = load_processor(str(saved))
     assert reloaded.tokenizer.convert_tokens_to_ids("<|image_pad|>") == trainer.model.config.image_token_id
     assert type(load_vision_policy(str(saved))).__name__ == "Qwen2VLForConditionalGeneration"
+
+
+def test_vision_quickstart_runs_end_to_end(tmp_path):
+    """A short `gpgrl quickstart --vision`: every stage runs and writes its files (the full run and its
+    gains across seeds are benchmarks/quickstart_seeds.py --vision)."""
+    import json
+
+    from gpgrl.tasks.quickstart import main
+
+    out = tmp_path / "qs"
+    assert main(["--vision", "--output", str(out), "--steps", "2", "--sft-steps", "10", "--eval-every", "2",
+                 "--eval-size", "8", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["quickstart"] == "vision" and summary["steps"] == 2
+    assert 0.0 <= summary["accuracy_before"] <= 1.0 and 0.0 <= summary["accuracy_after"] <= 1.0
+    assert summary["config"]["data"]["image_column"] == "image"
+    assert (out / "quickstart.png").stat().st_size > 0 and (out / "sft" / "processor_config.json").exists()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval/heldout_accuracy" in r] == [0, 2]

@@ -97,10 +97,10 @@ TEXT = Setup("text", "tiny model, 2-digit addition", "builtin:arithmetic", False
 # per prompt and lr 3e-3 (1e-3 barely moves the tiny vision tower in 100 steps).
 VISION = Setup(
     "vision", "tiny Qwen2-VL, colour of a generated shape", "builtin:shapes", True, 8,
-    {**SFT, "check_every": 5, "target_accuracy": 0.4}, 60,
+    {**SFT, "check_every": 5, "target_accuracy": 0.4, "min_steps": 100}, 60,
     {"data": {"dataset": "builtin:shapes", "dataset_kwargs": {"colours": 4, "answer": "letter"},
               "prompt_column": "question", "answer_column": "answer", "image_column": "image"},
-     "rollout": {"group_size": 16, "max_completion_length": 8, "temperature": 1.0},
+     "rollout": {"group_size": 16, "max_completion_length": 8, "temperature": 0.7},
      "rewards": [{"name": "accuracy", "weight": 1.0}, {"name": "gpgrl.tasks.shapes:answer_only", "weight": 0.5}],
      "optim": {"lr": 3e-3, "lr_scheduler": "cosine", "warmup_steps": 5, "max_grad_norm": 1.0},
      "train": {"prompts_per_step": 16}},
@@ -260,7 +260,8 @@ def _run(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int, eval
     say(f"[quickstart] {setup.title}: {sum(p.numel() for p in model.parameters()) / 1e3:.0f}k parameters; "
         f"SFT warm-start until {sft['target_accuracy']:.0%} validation accuracy (at most {sft_steps} steps)")
     sft_cfg = SFTConfig(steps=sft_steps, batch_size=sft["batch_size"], lr=sft["lr"], seed=seed,
-                        check_every=sft["check_every"], target_accuracy=sft["target_accuracy"])
+                        check_every=sft["check_every"], target_accuracy=sft["target_accuracy"],
+                        min_steps=sft.get("min_steps", 0))
     sft_hist = supervised_warm_start(
         model, tok, [r["question"] for r in sft_records], [setup.solution(task, r) for r in sft_records],
         sft_cfg, check=lambda: accuracy(model, val_records), log=None if quiet else say,

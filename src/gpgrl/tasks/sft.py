@@ -87,7 +87,8 @@ class SFTConfig:
     max_grad_norm: float = 1.0
     seed: int = 0  # order of the examples
     check_every: int = 10  # steps between calls of ``check`` (if given)
-    target_accuracy: float | None = None  # stop as soon as ``check`` returns at least this
+    target_accuracy: float | None = None  # stop as soon as ``check`` returns at least this...
+    min_steps: int = 0  # ...but not before this many steps (the answer format settles first)
 
 
 def supervised_warm_start(
@@ -144,7 +145,7 @@ def supervised_warm_start(
         if log is not None and "sft/check" in metrics:
             log(f"warm-start step {step:4d}  training loss {metrics['sft/loss']:.3f}  "
                 f"validation accuracy {metrics['sft/check']:.0%}")
-        if cfg.target_accuracy is not None and metrics.get("sft/check", -1.0) >= cfg.target_accuracy:
+        if cfg.target_accuracy is not None and step >= cfg.min_steps and metrics.get("sft/check", -1.0) >= cfg.target_accuracy:
             break
     model.eval()
     return history
