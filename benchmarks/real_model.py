@@ -280,14 +280,30 @@ def report(output: Path, results: Path = RESULTS) -> None:
     plt.close(fig)
 
     lines = ["| run | seed | held-out before | after | change | steps | train min | s/step (mean, max) "
-             "| generation s/step | peak RSS MB | draws/step | mean alpha | threads |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| generation s/step | peak RSS MB | draws/step | mean alpha | threads | 1-min load (mean) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in runs:
+        load = s["loadavg_1min_during"]
         lines.append(
             f"| {s['label']} | {s['seed']} | {s['accuracy_before']:.1%} | {s['accuracy_after']:.1%} | "
             f"{100 * s['accuracy_delta']:+.1f} pts | {s['steps']} | {s['seconds_train'] / 60:.1f} | "
-            f"{s['seconds_per_step_mean']:.1f}, {s['seconds_per_step_max']:.1f} | {s['generation_seconds_mean']:.1f} | "
-            f"{s['peak_rss_mb_max']:.0f} | {s['draws_mean']:.2f} | {s['alpha_mean']:.2f} | {s['threads']} |")
+            f"{s['seconds_per_step_mean']:.0f}, {s['seconds_per_step_max']:.0f} | {s['generation_seconds_mean']:.0f} | "
+            f"{s['peak_rss_mb_max']:.0f} | {s['draws_mean']:.2f} | {s['alpha_mean']:.2f} | {s['threads']} | "
+            f"{sum(load) / max(len(load), 1):.1f} |")
+    lines += ["", f"Held-out greedy accuracy on the first {runs[0]['eval_size']} test questions, by step:", ""]
+    for s in runs:
+        lines.append(f"- {s['label']}, seed {s['seed']}: " + ", ".join(f"{int(k)}: {a:.0%}" for k, a in s["evals"]))
+    lines += ["", "Per-step time and peak memory (resident set of the process during that step, MB):", ""]
+    for s in runs:
+        lines.append(f"- {s['label']}, seed {s['seed']}: " + ", ".join(
+            f"{r['perf/step_seconds']:.0f}s/{r['perf/peak_rss_mb']:.0f}" for r in s["rows"]))
+    samples = results / "real_model"
+    for s in runs:  # the before/after answers, kept next to the report
+        for when in ("before", "after"):
+            src = output / f"{s['run']}-seed{s['seed']}" / f"eval_{when}" / "samples.jsonl"
+            if src.is_file():
+                (samples / f"{s['run']}-seed{s['seed']}").mkdir(parents=True, exist_ok=True)
+                (samples / f"{s['run']}-seed{s['seed']}" / f"arithmetic_{when}.jsonl").write_text(src.read_text())
     (results / "real_model_table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
