@@ -10,6 +10,10 @@ Each benchmark loads either from its public Hugging Face dataset (the default) o
     DIR/olympiadbench/test.jsonl    question, final_answer (a list, usually of one item)
     DIR/gsm8k/test.jsonl            question; gold = the text after "####" in answer
 
+``arithmetic`` is the held-out ``test`` split of the built-in 2-digit addition task (``builtin:arithmetic``,
+200 questions such as ``23+48``; gold = its ``answer`` column). It is generated, so it needs neither
+``--data-dir`` nor the Hub.
+
 For minerva_math and olympiadbench another ``*.jsonl`` file in the folder is used when there is no
 ``test.jsonl`` (e.g. the 20-record ``sample20.jsonl`` files used by this project's tests).
 
@@ -17,7 +21,7 @@ The Hub sources (checked against their dataset cards) are listed in :data:`BENCH
 ``docs/eval.md``. Unknown names raise :class:`UnknownBenchmarkError`, which lists the valid ones.
 
 >>> [spec.name for spec in BENCHMARKS.values()]
-['math500', 'aime24', 'amc23', 'minerva', 'olympiadbench', 'gsm8k']
+['math500', 'aime24', 'amc23', 'minerva', 'olympiadbench', 'gsm8k', 'arithmetic']
 >>> parse_benchmarks("math500, gsm8k,minerva_math")
 ['math500', 'gsm8k', 'minerva']
 """
@@ -160,6 +164,11 @@ class BenchmarkSpec:
     id_field: str | None = None  # a stable id column when the data has one; else the row index
     any_jsonl: bool = False  # fall back to any *.jsonl in the folder when test.jsonl is missing
 
+    @property
+    def builtin(self) -> bool:
+        """A generated ``builtin:`` dataset: read with ``load_records`` whatever ``data_dir`` says."""
+        return self.hub_id.startswith("builtin:")
+
     def local_path(self, data_dir: str | Path) -> Path:
         """The file read under ``data_dir`` (raises FileNotFoundError naming what was expected)."""
         folder = Path(data_dir).expanduser() / self.local_dir
@@ -260,6 +269,18 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             local_gold=lambda row: gsm8k_gold(row["answer"]),
             id_field="idx",
         ),
+        BenchmarkSpec(
+            name="arithmetic",
+            description="2-digit addition, the held-out test split of builtin:arithmetic (200 questions)",
+            hub_id="builtin:arithmetic",
+            hub_split="test",
+            hub_config=None,
+            hub_question="question",
+            hub_gold=_field("answer"),
+            local_dir="arithmetic",  # unused: a builtin dataset is generated, never read from data_dir
+            local_question="question",
+            local_gold=_field("answer"),
+        ),
     ]
 }
 
@@ -271,6 +292,7 @@ ALIASES = {
     "minerva_math": "minerva",
     "olympiad_bench": "olympiadbench",
     "olympiad": "olympiadbench",
+    "addition": "arithmetic",
 }
 
 # The five benchmarks of the paper's text results (GSM8K is extra).
@@ -323,7 +345,12 @@ def load_benchmark(
     spec = get_benchmark(name)
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
-    if data_dir is not None:
+    if spec.builtin:
+        from gpgrl.data.datasets import load_records
+
+        rows, q_field, gold_fn, source = (load_records(spec.hub_id, split=spec.hub_split), spec.hub_question,
+                                          spec.hub_gold, spec.hub_id)
+    elif data_dir is not None:
         path = spec.local_path(data_dir)
         rows, q_field, gold_fn, source = read_jsonl(path), spec.local_question, spec.local_gold, str(path)
     else:

