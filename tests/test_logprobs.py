@@ -228,3 +228,171 @@ def test_head_logprobs_shape_errors(shapes, match):
     with pytest.raises(ValueError, match=match):
         head_logprobs(torch.zeros(h), torch.zeros(w), None if b is None else torch.zeros(b),
                       torch.zeros(t, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------------------------------
+# completion_logprobs on tiny real transformers models: fused == plain
+# ---------------------------------------------------------------------------------------------
+
+V, HIDDEN = 61, 32  # V appears in no other dimension of these models, so a [..., V] tensor is a logits tensor
+ARCHS = ("llama", "llama_tied", "qwen2", "olmo2", "mistral", "qwen3", "gemma3", "phi")
+
+
+def tiny_causal_lm(arch: str, seed: int = 0, dtype: torch.dtype = torch.float32, **overrides):
+    """A 2-layer causal LM of the given transformers architecture with random weights."""
+    import transformers
+
+    common = dict(vocab_size=V, hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    common.update(overrides)
+    config = {
+        "llama": lambda: transformers.LlamaConfig(**common),
+        "llama_tied": lambda: transformers.LlamaConfig(tie_word_embeddings=True, **common),
+        "qwen2": lambda: transformers.Qwen2Config(**common),  # q/k/v biases
+        "olmo2": lambda: transformers.Olmo2Config(**common),
+        "mistral": lambda: transformers.MistralConfig(**common),
+        "qwen3": lambda: transformers.Qwen3Config(head_dim=8, **common),
+        "gemma3": lambda: transformers.Gemma3TextConfig(head_dim=8, **common),  # tied; no soft-capping by default
+        "phi": lambda: transformers.PhiConfig(**common),  # lm_head has a bias
+        "gemma2": lambda: transformers.Gemma2Config(head_dim=8, **common),  # final_logit_softcapping = 30
+        "granite": lambda: transformers.GraniteConfig(logits_scaling=4.0, **common),
+        "cohere": lambda: transformers.CohereConfig(**common),  # logit_scale = 0.0625
+    }[arch]()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    return model.to(dtype)
+
+
+def rollout_batch(seed: int = 0, B: int = 3, P: int = 5, T: int = 6):
+    """Left-padded prompts of lengths P, P-2, P-4 and right-padded completions of lengths T, T-3, 1."""
+    g = torch.Generator().manual_seed(seed)
+    prompt_ids = torch.randint(3, V, (B, P), generator=g)
+    completion_ids = torch.randint(3, V, (B, T), generator=g)
+    prompt_mask = (torch.arange(P) >= torch.tensor([0, 2, 4])[:B, None]).long()  # [B, P]
+    completion_mask = (torch.arange(T) < torch.tensor([T, T - 3, 1])[:B, None]).long()  # [B, T]
+    prompt_ids = torch.where(prompt_mask.bool(), prompt_ids, torch.zeros_like(prompt_ids))  # pad id 0
+    completion_ids = torch.where(completion_mask.bool(), completion_ids, torch.zeros_like(completion_ids))
+    weights = torch.randn(B, T, generator=g)
+    return prompt_ids, prompt_mask, completion_ids, completion_mask, weights
+
+
+def logprobs_and_grads(model, batch, **kwargs):
+    """Log-probs, entropy and every parameter's gradient of sum(w * logp) over the completion tokens."""
+    prompt_ids, prompt_mask, completion_ids, completion_mask, weights = batch
+    model.zero_grad(set_to_none=True)
+    from gpgrl.models import completion_logprobs
+
+    logp, entropy = completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                                        with_entropy=True, **kwargs)
+    (logp * weights * completion_mask).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return logp, entropy, grads
+
+
+def assert_same_logprobs(fused, plain, mask, *, rtol=1e-5, atol=1e-6, grad_rel=1e-5):
+    (lp_f, ent_f, g_f), (lp_p, ent_p, g_p) = fused, plain
+    m = mask.bool()
+    torch.testing.assert_close(lp_f[m], lp_p[m], rtol=rtol, atol=atol)
+    torch.testing.assert_close(ent_f[m], ent_p[m], rtol=rtol, atol=atol)
+    assert g_f.keys() == g_p.keys() and len(g_f) > 0
+    for name in g_p:
+        assert max_rel(g_f[name], g_p[name]) < grad_rel, name
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fused_equals_plain_on_real_models(arch):
+    from gpgrl.models import fusable_head
+
+    model = tiny_causal_lm(arch)
+    head, reason = fusable_head(model)
+    assert head is model.get_output_embeddings() and reason is None
+    if arch in ("llama_tied", "gemma3"):
+        assert head.weight is model.get_input_embeddings().weight  # tied: one parameter, two gradients
+    if arch == "phi":
+        assert head.bias is not None
+    batch = rollout_batch()
+    fused = logprobs_and_grads(model, batch, fused=True, chunk_tokens=4)  # 4 does not divide B * T = 18
+    plain = logprobs_and_grads(model, batch, fused=False)
+    assert_same_logprobs(fused, plain, batch[3])
+    assert len(fused[2]) == len(list(model.parameters()))  # every parameter got its gradient
+    auto = logprobs_and_grads(model, batch, chunk_tokens=64)  # auto: fused; one chunk larger than B * T
+    assert_same_logprobs(auto, plain, batch[3])
+
+
+def test_fused_equals_plain_in_bfloat16():
+    model = tiny_causal_lm("llama", dtype=torch.bfloat16)
+    batch = rollout_batch(1)
+    fused = logprobs_and_grads(model, batch, fused=True, chunk_tokens=5)
+    plain = logprobs_and_grads(model, batch, fused=False)
+    # the same bf16 logits on both paths, then float32; gradients to a few bf16 steps (module docstring)
+    assert_same_logprobs(fused, plain, batch[3], rtol=0, atol=1e-5, grad_rel=2e-2)
+
+
+class LogitsRecorder(torch.overrides.TorchFunctionMode):
+    """Records, over every torch call, the most rows a tensor whose last dimension is V had, and the
+    shapes of the [B, L, V] ones (a causal LM's logits; the fused kernel's chunks are [rows, V])."""
+
+    def __init__(self):
+        super().__init__()
+        self.max_rows, self.logits_shapes = 0, set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, tuple) else (out,):
+            if isinstance(t, torch.Tensor) and t.dim() >= 2 and t.shape[-1] == V:
+                self.max_rows = max(self.max_rows, t.numel() // V)
+                if t.dim() == 3:
+                    self.logits_shapes.add(tuple(t.shape))
+        return out
+
+
+def test_fused_path_never_makes_the_whole_logits():
+    """Forward and backward: no [.., V] tensor has more than chunk_tokens rows (the plain path's has
+    B * (T + 1)), and the model's own logits are [B, 0, V]."""
+    model = tiny_causal_lm("llama_tied")
+    batch = rollout_batch()
+    B, T = batch[2].shape
+    recorded = {}
+    for fused in (True, False):
+        with LogitsRecorder() as rec:
+            logprobs_and_grads(model, batch, fused=fused, chunk_tokens=4)
+        recorded[fused] = rec.max_rows, rec.logits_shapes
+    assert recorded[True] == (4, {(B, 0, V)})
+    assert recorded[False][0] == B * (T + 1) and (B, T + 1, V) in recorded[False][1]
+
+
+def test_hooked_head_falls_back():
+    """A forward hook on the head (offloading, a user's probe) could change what it returns: plain path."""
+    from gpgrl.models import fusable_head
+
+    model = tiny_causal_lm("llama")
+    model.get_output_embeddings().register_forward_hook(lambda m, i, o: o)
+    assert "forward hooks" in fusable_head(model)[1]
+
+
+@pytest.mark.parametrize(("arch", "overrides", "why"), [
+    ("gemma2", {"final_logit_softcapping": 0.5}, "final_logit_softcapping=0.5"),  # a cap the tiny logits feel
+    ("granite", {}, "logits_scaling=4.0"),
+    ("cohere", {}, "logit_scale=0.0625"),
+])
+def test_models_that_edit_their_logits_fall_back(arch, overrides, why):
+    """Soft-capped or scaled logits: auto takes the plain path, whose log-probs are the model's own."""
+    from gpgrl.models import completion_logprobs, fusable_head
+
+    model = tiny_causal_lm(arch, **overrides).eval()
+    head, reason = fusable_head(model)
+    assert head is None and why in reason
+    prompt_ids, prompt_mask, completion_ids, completion_mask, _ = rollout_batch(B=1)
+    with torch.no_grad():
+        logp, _ = completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+        own = torch.log_softmax(model(torch.cat([prompt_ids, completion_ids], 1)).logits.float(), -1)
+        own = own[0, prompt_ids.shape[1] - 1 : -1].gather(-1, completion_ids[0, :, None]).squeeze(-1)
+        # ... and they differ from what the head alone would give: the fall-back matters
+        hidden = model(torch.cat([prompt_ids, completion_ids], 1), output_hidden_states=True).hidden_states[-1]
+        head_only, _ = head_logprobs(hidden[:, prompt_ids.shape[1] - 1 : -1], model.get_output_embeddings().weight,
+                                     None, completion_ids)
+    torch.testing.assert_close(logp[0], own, rtol=1e-5, atol=1e-5)
+    assert (head_only[0] - own).abs().max() > 1e-3
+    with pytest.raises(ValueError, match=f"fused=True, but .*{why}"):
+        completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask, fused=True)

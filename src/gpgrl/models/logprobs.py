@@ -114,7 +114,7 @@ def fusable_head(model: torch.nn.Module) -> tuple[torch.nn.Linear | None, str | 
         return None, "the model has no output head (get_output_embeddings() is None)"
     if type(head).forward is not torch.nn.Linear.forward or not isinstance(head, torch.nn.Linear):
         return None, f"the output head is a {type(head).__module__}.{type(head).__name__}, not a plain nn.Linear"
-    if head._forward_hooks or head._forward_pre_hooks or hasattr(head, "_hf_hook"):
+    if head._forward_hooks or head._forward_pre_hooks or hasattr(head, "_hf_hook") or "forward" in vars(head):
         return None, "the output head has forward hooks (offloading or another wrapper acts on it)"
     if _is_sharded(model, head):
         return None, "the parameters are sharded outside the forward pass (FSDP or DeepSpeed ZeRO-3)"
