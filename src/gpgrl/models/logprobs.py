@@ -71,9 +71,14 @@ def _is_sharded(model: torch.nn.Module, head: torch.nn.Module) -> bool:
         except ImportError:  # torch < 2.5
             from torch.distributed._tensor import DTensor
 
-        if isinstance(weight, DTensor):  # FSDP2 (fully_shard) and tensor parallelism
+        try:
+            from torch.distributed.fsdp import FSDPModule  # FSDP2 (fully_shard), torch >= 2.6
+        except ImportError:
+            FSDPModule = FullyShardedDataParallel  # noqa: N806
+        if isinstance(weight, DTensor):  # FSDP2 and tensor parallelism, between forward passes
             return True
-        return any(isinstance(m, FullyShardedDataParallel) for m in model.modules())
+        # The module classes say it even while FSDP2 holds the parameters unsharded (after the root's forward)
+        return any(isinstance(m, (FullyShardedDataParallel, FSDPModule)) for m in model.modules())
     return False
 
 
