@@ -10,7 +10,7 @@ maximum resident set size (ru_maxrss), so it includes allocator slack; on CUDA i
 
 Variants:
   naive    torch.log_softmax(logits.float()).gather(...)   (a float32 [B, T, V] copy, kept for backward)
-  gpgrl    gpgrl.algorithms.token_logprobs                  (float32 a chunk at a time; recomputed in backward)
+  gpgrl    gpgrl.models.token_logprobs                      (float32 a chunk at a time; recomputed in backward)
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ t0 = time.perf_counter()
 if variant == "naive":
     logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 else:
-    from gpgrl.algorithms import token_logprobs
+    from gpgrl.models import token_logprobs
     logp = token_logprobs(logits, tokens)
 (logp * weights).sum().backward()
 if device == "cuda":

@@ -1,4 +1,4 @@
-"""``policy_loss`` and friends: exact gradients, micro-batch invariance, clipping, KL, log-probs."""
+"""``policy_loss`` and friends: exact gradients, micro-batch invariance, clipping, KL."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from gpgrl.algorithms import (
     masked_mean,
     masked_sum,
     policy_loss,
-    token_entropy,
-    token_logprobs,
 )
 
 # Six answers with varied lengths, T = 7: 22 completion tokens in the batch.
@@ -363,7 +361,7 @@ def test_unknown_preset_raises():
 
 
 # ---------------------------------------------------------------------------------------------
-# masked helpers, token log-probs and entropy
+# masked helpers (the log-prob kernels are tested in test_logprobs.py)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -373,65 +371,3 @@ def test_masked_helpers_ignore_inf_padding():
     assert masked_sum(x, mask).item() == 8.0
     assert masked_mean(x, mask, dim=1).tolist() == [1.0, 3.5, 0.0]  # empty row -> 0
     assert masked_mean(x, mask).item() == pytest.approx(8.0 / 3, rel=1e-6)
-
-
-@pytest.mark.parametrize("chunk_size", [1, 2, 4, 100])
-def test_token_logprobs_matches_log_softmax(chunk_size):
-    g = torch.Generator().manual_seed(1)
-    logits = torch.randn(5, 3, 11, generator=g) * 4  # B = 5 is not a multiple of 2 or 4
-    tokens = torch.randint(0, 11, (5, 3), generator=g)
-    expected = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    out = token_logprobs(logits, tokens, chunk_size)  # positional: the chunk argument's name may change
-    assert out.shape == (5, 3) and out.dtype == torch.float32
-    assert torch.allclose(out, expected, rtol=1e-5, atol=1e-5)
-
-
-def test_token_logprobs_gradient_matches_log_softmax():
-    g = torch.Generator().manual_seed(2)
-    logits = torch.randn(3, 4, 7, generator=g, dtype=torch.float64)
-    tokens = torch.randint(0, 7, (3, 4), generator=g)
-    w = torch.randn(3, 4, generator=g, dtype=torch.float64)
-    a = logits.clone().requires_grad_()
-    b = logits.clone().requires_grad_()
-    (token_logprobs(a, tokens, 2) * w).sum().backward()
-    (torch.log_softmax(b, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).float() * w).sum().backward()
-    assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-6)
-
-
-def test_token_logprobs_bf16():
-    g = torch.Generator().manual_seed(3)
-    logits = (torch.randn(6, 5, 32, generator=g) * 3).to(torch.bfloat16)
-    tokens = torch.randint(0, 32, (6, 5), generator=g)
-    out = token_logprobs(logits, tokens)
-    assert out.dtype == torch.float32
-    # Computed in float32 from the (exactly representable) bf16 values:
-    exact = torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    assert torch.allclose(out, exact, rtol=1e-5, atol=1e-5)
-    # ... and close to a bf16 log_softmax, up to bf16's ~3 significant digits.
-    in_bf16 = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).float()
-    assert torch.allclose(out, in_bf16, rtol=2e-2, atol=5e-2)
-    # The gradient w.r.t. bf16 logits is bf16 and matches the float32 reference up to bf16 rounding.
-    w = torch.randn(6, 5, generator=g)
-    x = logits.clone().requires_grad_()
-    (token_logprobs(x, tokens) * w).sum().backward()
-    ref = logits.float().requires_grad_()
-    (torch.log_softmax(ref, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1) * w).sum().backward()
-    assert x.grad.dtype == torch.bfloat16
-    assert torch.allclose(x.grad.float(), ref.grad, rtol=2e-2, atol=1e-2)
-
-
-def test_token_entropy():
-    g = torch.Generator().manual_seed(4)
-    logits = torch.randn(5, 3, 9, generator=g) * 2
-    p = torch.softmax(logits, -1)
-    direct = -(p * torch.log(p)).sum(-1)
-    ent = token_entropy(logits, 2)
-    assert ent.shape == (5, 3)
-    assert torch.allclose(ent, direct, rtol=1e-5, atol=1e-6)
-    assert torch.allclose(token_entropy(torch.zeros(1, 2, 8)), torch.full((1, 2), math.log(8)))
-    peaked = torch.tensor([[[100.0, 0.0, 0.0]]])
-    assert token_entropy(peaked).item() == pytest.approx(0.0, abs=1e-6)
-    assert not token_entropy(logits.requires_grad_()).requires_grad
-    ent_bf16 = token_entropy(logits.detach().to(torch.bfloat16))
-    assert ent_bf16.dtype == torch.float32
-    assert torch.allclose(ent_bf16, direct, rtol=2e-2, atol=2e-2)

@@ -1,10 +1,41 @@
-"""Per-token log-probs of completions under a causal LM, without a full [B, T, V] float32 copy."""
+"""Per-token log-probs of completions under a causal LM, without the [B, T, V] logits where possible.
+
+Two paths give the same numbers (to float rounding):
+
+- fused (:func:`~gpgrl.models.kernels.head_logprobs`): the model's forward returns the final hidden states
+  and no logits (``logits_to_keep`` = an empty index), and the output head + log-softmax run a chunk of
+  positions at a time, recomputed in backward: neither the logits nor their gradient exist whole.
+- plain (:func:`~gpgrl.models.kernels.token_logprobs`): the model makes the [B, T + 1, V] logits of the
+  completion positions (``logits_to_keep``) and the float32 log-softmax is taken a chunk at a time.
+
+``fused=None`` (auto) takes the fused path where it is exact, as decided by :func:`fusable_head`: the head
+must be a plain ``nn.Linear`` applied to the last hidden state and nothing else done to the logits, and
+its parameters must be whole outside the forward pass (not FSDP / DeepSpeed ZeRO-3 shards).
+"""
 
 from __future__ import annotations
 
+import inspect
+import warnings
+
 import torch
 
-from gpgrl.algorithms.losses import token_entropy, token_logprobs
+from gpgrl.models.kernels import DEFAULT_CHUNK_TOKENS, head_logprobs, token_entropy, token_logprobs
+
+# Config fields of transformers models whose forward changes the logits after the head (soft-capping,
+# scaling, vocabulary trimming) or the hidden state before it. The fused path would skip that: fall back.
+# Found by reading every modeling_*.py of transformers 5.23 for code between the decoder and `lm_head`
+# and after it (Gemma 2/3/3n/4, VaultGemma, Nanochat, Mistral-Large-4, T5Gemma, PaliGemma: softcapping;
+# RecurrentGemma: logits_soft_cap; Cohere 1/2: logit_scale; Granite family: logits_scaling; MiniCPM3:
+# logits_scaling (hidden / scale); Falcon-H1: lm_head_multiplier; Muse: output_multiplier; Inkling:
+# logits_mup_width_multiplier, unpadded_vocab_size; MPT: logit_scale).
+SOFTCAP_FIELDS = ("final_logit_softcapping", "logits_soft_cap")
+SCALE_FIELDS = ("logit_scale", "logits_scaling", "lm_head_multiplier", "output_multiplier",
+                "logits_mup_width_multiplier")
+VOCAB_FIELDS = ("unpadded_vocab_size",)
+# Model types whose forward edits the logits without a config field saying so (Chameleon masks its image
+# tokens out of the softmax).
+LOGIT_EDITING_MODEL_TYPES = frozenset({"chameleon"})
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -14,6 +45,93 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     [[0, 0, 0, 1, 2]]
     """
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside DDP / DeepSpeed / FSDP / ``torch.compile`` wrappers (a peft model stays one).
+
+    Only for reading its config, head and signature: the forward pass must still go through the wrapper
+    (DDP syncs gradients from it).
+    """
+    from accelerate.utils import extract_model_from_parallel
+
+    return extract_model_from_parallel(model, keep_fp32_wrapper=True)
+
+
+def _is_sharded(model: torch.nn.Module, head: torch.nn.Module) -> bool:
+    """Whether parameters are shards outside the forward pass (FSDP 1/2, DeepSpeed ZeRO-3)."""
+    weight = head.weight
+    if hasattr(weight, "ds_id") or weight.dim() != 2 or weight.numel() == 0:  # ZeRO-3 keeps an empty stub
+        return True
+    if torch.distributed.is_available():
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        try:
+            from torch.distributed.tensor import DTensor
+        except ImportError:  # torch < 2.5
+            from torch.distributed._tensor import DTensor
+
+        try:
+            from torch.distributed.fsdp import FSDPModule  # FSDP2 (fully_shard), torch >= 2.6
+        except ImportError:
+            FSDPModule = FullyShardedDataParallel  # noqa: N806
+        if isinstance(weight, DTensor):  # FSDP2 and tensor parallelism, between forward passes
+            return True
+        # The module classes say it even while FSDP2 holds the parameters unsharded (after the root's forward)
+        return any(isinstance(m, (FullyShardedDataParallel, FSDPModule)) for m in model.modules())
+    return False
+
+
+def _config_edits_logits(config, head: torch.nn.Linear) -> str | None:
+    configs = [config]
+    if hasattr(config, "get_text_config"):
+        configs.append(config.get_text_config())
+    for cfg in configs:
+        if getattr(cfg, "model_type", None) in LOGIT_EDITING_MODEL_TYPES:
+            return f"{cfg.model_type} models edit their logits in the forward pass"
+        for field in SOFTCAP_FIELDS:
+            if getattr(cfg, field, None) is not None:
+                return f"the config sets {field}={getattr(cfg, field)} (soft-capped logits)"
+        for field in SCALE_FIELDS:
+            if getattr(cfg, field, None) not in (None, 1, 1.0):
+                return f"the config sets {field}={getattr(cfg, field)} (scaled logits)"
+        for field in VOCAB_FIELDS:
+            if getattr(cfg, field, None) not in (None, head.out_features):
+                return f"the config sets {field}={getattr(cfg, field)} (logits trimmed after the head)"
+    return None
+
+
+def fusable_head(model: torch.nn.Module) -> tuple[torch.nn.Linear | None, str | None]:
+    """``(head, None)`` when the fused log-prob path is exact for ``model``, else ``(None, reason)``.
+
+    Exact means: the model's forward takes ``logits_to_keep``; its output head
+    (``get_output_embeddings()``, tied to the input embeddings or not) is a plain ``torch.nn.Linear``
+    with no hooks (not LoRA-wrapped, quantised, offloaded); the config neither soft-caps, scales nor
+    trims the logits (:data:`SOFTCAP_FIELDS`, :data:`SCALE_FIELDS`, :data:`VOCAB_FIELDS`,
+    :data:`LOGIT_EDITING_MODEL_TYPES`); and the parameters are whole outside the forward pass (not
+    FSDP / DeepSpeed ZeRO-3 shards, whose gathering happens inside it). ``model`` may be wrapped (DDP,
+    DeepSpeed, ``torch.compile``, peft).
+    """
+    inner = unwrap_model(model)
+    get_head = getattr(inner, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if head is None:
+        return None, "the model has no output head (get_output_embeddings() is None)"
+    if type(head).forward is not torch.nn.Linear.forward or not isinstance(head, torch.nn.Linear):
+        return None, f"the output head is a {type(head).__module__}.{type(head).__name__}, not a plain nn.Linear"
+    if head._forward_hooks or head._forward_pre_hooks or hasattr(head, "_hf_hook") or "forward" in vars(head):
+        return None, "the output head has forward hooks (offloading or another wrapper acts on it)"
+    if _is_sharded(model, head):
+        return None, "the parameters are sharded outside the forward pass (FSDP or DeepSpeed ZeRO-3)"
+    if head.weight.device.type == "meta":
+        return None, "the output head's weight is on the meta device (offloaded)"
+    base = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # peft: the wrapped model
+    if "logits_to_keep" not in inspect.signature(base.forward).parameters:
+        return None, f"{type(base).__name__}.forward takes no logits_to_keep"
+    reason = _config_edits_logits(getattr(inner, "config", None), head)
+    if reason is not None:
+        return None, reason
+    return head, None
 
 
 def completion_logprobs(
@@ -26,14 +144,22 @@ def completion_logprobs(
     with_entropy: bool = False,
     model_inputs: dict[str, torch.Tensor] | None = None,
     use_position_ids: bool = True,
+    fused: bool | None = None,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(o_t | q, o_<t) for each completion token: [B, T] float32, plus the entropy [B, T] if asked.
 
-    ``prompt_ids`` [B, P] are left-padded, ``completion_ids`` [B, T] right-padded. Only the last T + 1
-    positions' logits are computed where the model supports ``logits_to_keep`` (all recent transformers
-    causal LMs do), and the log-softmax is taken a few rows at a time in float32. ``model_inputs`` are
+    ``prompt_ids`` [B, P] are left-padded, ``completion_ids`` [B, T] right-padded. ``model_inputs`` are
     extra inputs (a vision model's ``pixel_values`` / ``image_grid_thw``); ``use_position_ids=False`` lets a
     model that computes its own positions (Qwen2-VL's 3-D rotary positions) do so.
+
+    ``fused``: True = the fused path (hidden states -> head -> log-softmax a chunk of ``chunk_tokens``
+    positions at a time; an error if :func:`fusable_head` says it would not be exact); False = the plain
+    path (the model makes the [B, T + 1, V] logits); None = fused where exact, else plain. Either way the
+    forward pass goes through ``model`` itself (a DDP wrapper syncs gradients from it), and the head runs
+    in the weights' dtype, or in autocast's when the caller has autocast on: call this under the same
+    autocast as the model's forward (``accelerator.autocast()``) for the fused path to round as the
+    plain one does.
     """
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # [B, P+T]
     attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)  # [B, P+T]
@@ -42,9 +168,35 @@ def completion_logprobs(
     if extra:  # a vision model: its image inputs, and the token types its positions are computed from
         from gpgrl.models.vision import token_type_inputs
 
-        extra.update(token_type_inputs(model, input_ids))
+        extra.update(token_type_inputs(unwrap_model(model), input_ids))  # unwrapped: DDP has no .config
     if use_position_ids:
         extra["position_ids"] = position_ids_from_mask(attention_mask)
+
+    head = None
+    if fused is not False:
+        head, reason = fusable_head(model)
+        if head is None and fused:
+            raise ValueError(f"fused=True, but the fused log-prob path would not be exact: {reason}. "
+                             "Pass fused=None (auto) or fused=False.")
+    if head is not None:
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            logits_to_keep=torch.empty(0, dtype=torch.long, device=input_ids.device),  # no logits at all
+            output_hidden_states=-1,  # transformers >= 5.2x keeps only the last; older ones keep all
+            use_cache=False,
+            **extra,
+        )
+        hidden = _final_hidden(out, input_ids.shape)
+        if hidden is not None:
+            return head_logprobs(hidden[:, -(T + 1) : -1], head.weight, head.bias, completion_ids,  # [B, T, H]
+                                 chunk_tokens=chunk_tokens, with_entropy=with_entropy)
+        problem = (f"{type(unwrap_model(model)).__name__} returned no [B, L, H] final hidden state with empty "
+                   "logits (output_hidden_states / logits_to_keep not honoured)")
+        if fused:
+            raise RuntimeError(f"fused=True: {problem}; pass fused=False")
+        warnings.warn(f"{problem}: computing log-probs on the plain path", stacklevel=2)
+
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -53,6 +205,21 @@ def completion_logprobs(
         **extra,
     )
     logits = out.logits[:, -(T + 1) : -1, :]  # [B, T, V]: the logits that predict each completion token
-    logp = token_logprobs(logits, completion_ids)  # [B, T]
-    entropy = token_entropy(logits) if with_entropy else None
+    logp = token_logprobs(logits, completion_ids, chunk_tokens)  # [B, T]
+    entropy = token_entropy(logits, chunk_tokens) if with_entropy else None
     return logp, entropy
+
+
+def _final_hidden(out, ids_shape: torch.Size) -> torch.Tensor | None:
+    """The post-norm final hidden state [B, L, H] of a forward run with empty logits, or None.
+
+    transformers sets ``hidden_states[-1]`` to the decoder's ``last_hidden_state`` (after the final norm),
+    which is what the causal LM feeds its head. None where the model did not honour the request: its
+    logits are not [B, 0, V] (so they were made after all) or the last hidden state is missing or sliced.
+    """
+    states = getattr(out, "hidden_states", None)
+    logits = getattr(out, "logits", None)
+    if not states or states[-1] is None or logits is None or logits.shape[:2] != (ids_shape[0], 0):
+        return None
+    hidden = states[-1]
+    return hidden if hidden.dim() == 3 and hidden.shape[:2] == ids_shape else None
