@@ -74,7 +74,7 @@ def _is_sharded(model: torch.nn.Module, head: torch.nn.Module) -> bool:
         try:
             from torch.distributed.fsdp import FSDPModule  # FSDP2 (fully_shard), torch >= 2.6
         except ImportError:
-            FSDPModule = FullyShardedDataParallel  # noqa: N806
+            FSDPModule = FullyShardedDataParallel
         if isinstance(weight, DTensor):  # FSDP2 and tensor parallelism, between forward passes
             return True
         # The module classes say it even while FSDP2 holds the parameters unsharded (after the root's forward)
