@@ -1,16 +1,22 @@
-"""Peak memory and time of per-token log-probs: gpgrl's chunked kernel vs a full float32 log-softmax.
+"""Peak memory and time of per-token log-probs from the final hidden states, three ways.
 
     python benchmarks/logprob_memory.py                      # CPU, writes benchmarks/results/logprob_memory.md
     python benchmarks/logprob_memory.py --device cuda        # on a GPU (peak from torch.cuda.max_memory_allocated)
 
-Each variant runs in a fresh subprocess: bf16 logits [B, T, V] are allocated (they exist in training
-anyway, as the model's output), then log-probs of the sampled tokens are computed and backpropagated.
-The figure is the peak memory *beyond* the logits themselves. On CPU the peak is the process's
-maximum resident set size (ru_maxrss), so it includes allocator slack; on CUDA it is exact.
+Each variant runs in a fresh subprocess: bf16 final hidden states [B, T, H] and a bf16 output head
+[V, H] are allocated (they exist in training anyway), then the log-probs of sampled tokens are computed
+and ``sum(w * logp)`` is backpropagated into both. The figure is the peak memory *beyond* those inputs.
+On CPU the peak is the process's maximum resident set size (ru_maxrss), so it includes allocator slack;
+on CUDA it is exact.
 
 Variants:
-  naive    torch.log_softmax(logits.float()).gather(...)   (a float32 [B, T, V] copy, kept for backward)
-  gpgrl    gpgrl.models.token_logprobs                      (float32 a chunk at a time; recomputed in backward)
+  naive    logits = head(hidden); torch.log_softmax(logits.float()).gather(...)  (whole bf16 logits, a
+           float32 copy kept for backward, and the logits' gradient)
+  chunked  logits = head(hidden); gpgrl.models.token_logprobs(logits, ...)         (whole bf16 logits and
+           their gradient; float32 a chunk at a time: gpgrl's path before the fused kernel, and its
+           fall-back today for models whose logits cannot be fused)
+  fused    gpgrl.models.head_logprobs(hidden, weight, ...)                       (hidden -> head ->
+           log-softmax a chunk at a time, recomputed in backward: no whole logits or logits gradient)
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time, torch
-variant, B, T, V, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+from gpgrl.models import head_logprobs, token_logprobs  # imported before the baseline, for every variant
+variant, B, T, V, H, device = sys.argv[1], *map(int, sys.argv[2:6]), sys.argv[6]
 torch.manual_seed(0)
-logits = torch.empty(B, T, V, device=device, dtype=torch.bfloat16).normal_().requires_grad_()  # no fp32 temporary
+hidden = torch.empty(B, T, H, device=device, dtype=torch.bfloat16).normal_().requires_grad_()
+weight = torch.empty(V, H, device=device, dtype=torch.bfloat16).normal_(std=H ** -0.5).requires_grad_()
 tokens = torch.randint(0, V, (B, T), device=device)
 weights = torch.randn(B, T, device=device)
 def rss_mb():
@@ -37,10 +45,12 @@ else:
     base = rss_mb()
 t0 = time.perf_counter()
 if variant == "naive":
+    logits = hidden @ weight.T
     logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+elif variant == "chunked":
+    logp = token_logprobs(hidden @ weight.T, tokens)
 else:
-    from gpgrl.models import token_logprobs
-    logp = token_logprobs(logits, tokens)
+    logp, _ = head_logprobs(hidden, weight, None, tokens)
 (logp * weights).sum().backward()
 if device == "cuda":
     torch.cuda.synchronize(); peak = torch.cuda.max_memory_allocated() / 2**20
@@ -49,9 +59,11 @@ else:
 print(json.dumps({"extra_mb": peak - base, "seconds": time.perf_counter() - t0}))
 """
 
+VARIANTS = ("naive", "chunked", "fused")
 
-def run(variant: str, B: int, T: int, V: int, device: str) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", CHILD, variant, str(B), str(T), str(V), device],
+
+def run(variant: str, B: int, T: int, V: int, H: int, device: str) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", CHILD, variant, str(B), str(T), str(V), str(H), device],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -61,32 +73,46 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--shapes", default="4x1024x32000,8x2048x32000,4x1024x151936",
                         help="comma-separated BxTxV shapes")
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "logprob_memory.md"))
+    parser.add_argument("--hidden", type=int, default=896, help="hidden size H (896: Qwen2.5-0.5B)")
+    parser.add_argument("--output", default=None,
+                        help="default: benchmarks/results/logprob_memory.md (logprob_memory_DEVICE.md off the CPU)")
     args = parser.parse_args()
+    import torch
+
+    suffix = "" if args.device == "cpu" else f"_{args.device}"
+    output = Path(args.output or Path(__file__).parent / "results" / f"logprob_memory{suffix}.md")
+    device_name = (torch.cuda.get_device_name() if args.device == "cuda"
+                   else platform.processor() or platform.machine())
     rows = []
     for shape in args.shapes.split(","):
         B, T, V = (int(x) for x in shape.split("x"))
         logits_mb = B * T * V * 2 / 2**20
-        naive, ours = run("naive", B, T, V, args.device), run("gpgrl", B, T, V, args.device)
-        rows.append((shape, logits_mb, naive, ours))
-        print(f"{shape}: logits {logits_mb:.0f} MB | naive +{naive['extra_mb']:.0f} MB {naive['seconds']:.2f}s | "
-              f"gpgrl +{ours['extra_mb']:.0f} MB {ours['seconds']:.2f}s")
+        results = {v: run(v, B, T, V, args.hidden, args.device) for v in VARIANTS}
+        rows.append((shape, logits_mb, results))
+        print(f"{shape}: bf16 logits would be {logits_mb:.0f} MB | " + " | ".join(
+            f"{v} +{r['extra_mb']:.0f} MB {r['seconds']:.2f}s" for v, r in results.items()))
     lines = [
-        "# Per-token log-probs: extra peak memory beyond the bf16 logits",
+        "# Per-token log-probs from the final hidden states: extra peak memory",
         "",
-        f"`python benchmarks/logprob_memory.py --device {args.device}` on {platform.processor() or platform.machine()}, "
-        f"torch {__import__('torch').__version__}. Forward + backward of `sum(w * logp)`.",
+        f"`python benchmarks/logprob_memory.py --device {args.device} --hidden {args.hidden}` on {device_name}, "
+        f"torch {torch.__version__}. bf16 hidden states [B, T, {args.hidden}] and head [V, {args.hidden}]; "
+        "forward + backward of `sum(w * logp)` into both. Extra = peak beyond those inputs (their gradients "
+        "included, which every variant needs).",
         "",
-        "| B x T x V | bf16 logits (MB) | naive fp32 log_softmax: extra MB | seconds | gpgrl token_logprobs: extra MB | seconds |",
-        "|---|---|---|---|---|---|",
+        "| B x T x V | bf16 logits (MB) | naive: extra MB | s | chunked (logits, then token_logprobs): extra MB | s "
+        "| fused head_logprobs: extra MB | s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for shape, logits_mb, naive, ours in rows:
-        lines.append(f"| {shape} | {logits_mb:.0f} | {naive['extra_mb']:.0f} | {naive['seconds']:.2f} | "
-                     f"{ours['extra_mb']:.0f} | {ours['seconds']:.2f} |")
-    lines += ["", "Extra memory includes the gradient of the logits (same size as the logits, needed by any method)."]
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.output}")
+    for shape, logits_mb, r in rows:
+        lines.append(f"| {shape} | {logits_mb:.0f} | " + " | ".join(
+            f"{r[v]['extra_mb']:.0f} | {r[v]['seconds']:.2f}" for v in VARIANTS) + " |")
+    lines += ["", "naive = a float32 log-softmax of whole logits; chunked = gpgrl's kernel over whole bf16 logits "
+              "(its fall-back path); fused = hidden -> head -> log-softmax a chunk of positions at a time, "
+              "recomputed in backward (the trainer's default path). The first call of each variant in its "
+              "process includes one-time kernel set-up in its seconds."]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(lines) + "\n")
+    print(f"wrote {output}")
 
 
 if __name__ == "__main__":

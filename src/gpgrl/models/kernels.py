@@ -172,6 +172,7 @@ class _HeadLogprob(torch.autograd.Function):
                 elif need_w:
                     torch.mm(g_h.T, x[s], out=product)
                     grad_w += product
+        del product  # freed before the cast below allocates the gradient in the weight's dtype
         return (grad_x, None if grad_w is None else grad_w.to(weight.dtype),
                 None if grad_b is None else grad_b.to(bias.dtype), None, None, None, None)
 
