@@ -169,6 +169,53 @@ def test_missing_image_folder_is_named(tmp_path):
         load_vision_benchmark("flowers102", source=str(src))
 
 
+def _cvbench_parquet(path: Path) -> Path:
+    """Two CV-Bench-shaped records with their images as PNG bytes (a Hugging Face ``Image`` column)."""
+    import io
+
+    import datasets
+    from PIL import Image
+
+    images = []
+    for colour in ((200, 0, 0), (0, 0, 200)):
+        buf = io.BytesIO()
+        Image.new("RGB", (56, 28), colour).save(buf, format="PNG")
+        images.append({"bytes": buf.getvalue(), "path": None})
+    ds = datasets.Dataset.from_dict({
+        "idx": [0, 1], "prompt": ["How many?\n(A) 1\n(B) 2", "Which is closer?\n(A) x\n(B) y"],
+        "answer": ["(A)", "(B)"], "task": ["Count", "Depth"], "image": images,
+    }).cast_column("image", datasets.Image())
+    ds.to_parquet(str(path))
+    return path
+
+
+def test_images_are_opened_one_batch_at_a_time(tiny_vlm, tmp_path, monkeypatch):
+    """Loading only looks files up (no image is opened); evaluate opens a batch's images just before
+    generating that batch."""
+    import PIL.Image
+
+    import gpgrl.eval.evaluator as evaluator
+    from gpgrl.models.vision import load_processor, load_vision_policy
+    from gpgrl.rollout.engine import HFGenerateEngine
+
+    names = _images(tmp_path / "img", 5)
+    src = _jsonl(tmp_path / "cls.jsonl", [{"image": n, "class_name": "rose"} for n in names])
+    real_open = PIL.Image.open
+    monkeypatch.setattr(PIL.Image, "open", lambda *a, **k: pytest.fail("an image was opened while loading"))
+    problems = load_benchmarks("flowers102", sources={"flowers102": str(src)}, image_dir=tmp_path / "img")
+    monkeypatch.setattr(PIL.Image, "open", real_open)
+
+    events: list[str] = []
+    real_images, real_generate = evaluator.open_images, HFGenerateEngine.generate
+    monkeypatch.setattr(evaluator, "open_images", lambda p: events.append("open") or real_images(p))
+    monkeypatch.setattr(HFGenerateEngine, "generate", lambda self, *a, **k: events.append("gen") or
+                        real_generate(self, *a, **k))
+    metrics = evaluator.evaluate(load_vision_policy(str(tiny_vlm)), load_processor(str(tiny_vlm)), problems,
+                                 batch_size=2, max_new_tokens=2, show_progress=False)
+    assert events == ["open", "open", "gen", "open", "open", "gen", "open", "gen"]
+    assert 0.0 <= metrics["eval/flowers102/pass@1"] <= 1.0
+
+
 # --- the command end to end on a tiny Qwen2-VL -------------------------------------------------------------
 
 
@@ -200,28 +247,31 @@ def test_cli_vision_end_to_end(tiny_vlm, tmp_path, capsys):
                                      "class_name": ["abyssinian", "beagle"][i % 2]} for i, n in enumerate(names)])
     lisa = _jsonl(tmp_path / "lisa.jsonl", [{"image": f"Geo170K/images/test/{n}", "instruction": "the sky",
                                              "boxes": [[0, 0, 28, 14]]} for n in names[:2]])
+    cv = _cvbench_parquet(tmp_path / "cv.parquet")  # images as bytes inside the file, as on the Hub
     out = tmp_path / "eval"
-    args = ["--model", str(tiny_vlm), "--benchmarks", "geoqa,pets37,lisa", "--data-dir", str(data),
-            "--image-dir", str(tmp_path / "images"), "--source", f"lisa={lisa}", "--samples", "2",
+    args = ["--model", str(tiny_vlm), "--benchmarks", "geoqa,pets37,lisa,cvbench", "--data-dir", str(data),
+            "--image-dir", str(tmp_path / "images"), "--source", f"lisa={lisa}", "--source", f"cvbench={cv}",
+            "--samples", "2",
             "--temperature", "1.0", "--max-new-tokens", "6", "--batch-size", "4", "--output", str(out),
             "--quiet", "--seed", "1"]
     assert main(args) == 0
     console = capsys.readouterr().out
-    for word in ("geoqa", "pets37", "lisa", "gIoU", "cIoU", "pass@1", "maj@2"):
+    for word in ("geoqa", "pets37", "lisa", "cvbench", "gIoU", "cIoU", "pass@1", "maj@2"):
         assert word in console
 
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"metrics", "per_benchmark", "config"}
     cfg = results["config"]
-    assert cfg["benchmarks"] == ["geoqa", "pets37", "lisa"] and cfg["problems"] == {"geoqa": 3, "pets37": 3, "lisa": 2}
-    assert cfg["image_dir"] == str(tmp_path / "images") and cfg["sources"] == {"lisa": str(lisa)}
+    assert cfg["benchmarks"] == ["geoqa", "pets37", "lisa", "cvbench"]
+    assert cfg["problems"] == {"geoqa": 3, "pets37": 3, "lisa": 2, "cvbench": 2}
+    assert cfg["image_dir"] == str(tmp_path / "images") and cfg["sources"] == {"lisa": str(lisa), "cvbench": str(cv)}
     assert cfg["prompts"]["geoqa"]["preset"] == "r1v_geoqa" and cfg["prompts"]["lisa"]["preset"] == "visual_rft_lisa"
     assert cfg["prompt"]["preset"] == "r1v_geoqa" and "r1v_accuracy" in cfg["graders"]["geoqa"]
     per = results["per_benchmark"]
     assert per["lisa"]["problems"] == 2 and {"gIoU", "cIoU"} <= set(per["lisa"]) and "gIoU" not in per["geoqa"]
 
     rows = [json.loads(line) for line in (out / "samples.jsonl").open()]
-    assert len(rows) == (3 + 3 + 2) * 2
+    assert len(rows) == (3 + 3 + 2 + 2) * 2
     for r in rows:
         assert {"benchmark", "problem_id", "sample_index", "prompt", "completion", "extracted_answer", "gold",
                 "correct", "score", "length", "truncated", "images"} <= set(r)
@@ -232,7 +282,10 @@ def test_cli_vision_end_to_end(tiny_vlm, tmp_path, capsys):
     m = results["metrics"]
     giou, ciou = grounding_ious((r["intersection"], r["union"]) for r in lisa_rows)
     assert m["eval/lisa/gIoU"] == pytest.approx(giou) and m["eval/lisa/cIoU"] == pytest.approx(ciou)
-    for bench in ("geoqa", "pets37", "lisa"):
+    assert {r["category"] for r in rows if r["benchmark"] == "cvbench"} == {"Count", "Depth"}
+    assert {"pass@1/Count", "pass@1/Depth"} <= set(per["cvbench"])
+    assert all(r["images"] == ["<bytes>"] for r in rows if r["benchmark"] == "cvbench")
+    for bench in ("geoqa", "pets37", "lisa", "cvbench"):
         mine = [r for r in rows if r["benchmark"] == bench]
         assert m[f"eval/{bench}/pass@1"] == pytest.approx(sum(r["correct"] for r in mine) / len(mine))
     assert [r["gold"] for r in rows if r["benchmark"] == "pets37"][::2] == ["abyssinian", "beagle", "abyssinian"]
