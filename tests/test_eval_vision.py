@@ -56,6 +56,16 @@ def test_lisa_grading_scales_the_answer_box_to_the_image():
     assert (none["iou"], none["intersection"], none["union"], none["pred_box"]) == (0.0, 0.0, 5000, None)
 
 
+def test_cvbench_grading():
+    from gpgrl.eval.vision import _grade_cvbench
+
+    p = Problem("cvbench", "0", "How many?", "(B)", meta={"option": "2"})
+    grades = [_grade_cvbench(t, p, [])["correct"] for t in (
+        "<think>two</think><answer>(B)</answer>", "<answer>B</answer>", "<answer>The answer is B</answer>",
+        "<answer>2</answer>", "<answer>(A)</answer>", "<answer>B.</answer>", "<answer>3</answer>")]
+    assert grades == [True, True, True, True, False, False, False]
+
+
 def test_summary_adds_giou_ciou_and_categories():
     recs = [dict(benchmark="lisa", problem_index=p, sample_index=0, correct=i / u > 0.5, extracted_answer=None,
                  length=5, truncated=False, intersection=i, union=u) for p, (i, u) in enumerate([(90, 100), (1, 10)])]
@@ -146,7 +156,8 @@ def test_cvbench_and_lisa_from_generated_files(tmp_path):
     ])
     problems = load_vision_benchmark("cvbench", data_dir=tmp_path / "data", image_dir=tmp_path / "img")
     assert [p.id for p in problems] == ["7", "1"] and [p.gold for p in problems] == ["(B)", "(A)"]
-    assert problems[1].question == "Which is closer?\n(A) cup\n(B) box" and problems[1].meta == {"category": "Depth"}
+    assert problems[1].question == "Which is closer?\n(A) cup\n(B) box"
+    assert problems[1].meta == {"category": "Depth", "option": "cup"} and problems[0].meta == {"category": "Count"}
     assert load_vision_benchmark("cvbench", source=str(cv), image_dir=tmp_path / "img")[0].question.startswith("How")
 
     # LISA as Visual-RFT's gen_box_ann.py writes it (a JSON list; paths from another machine: found by name)

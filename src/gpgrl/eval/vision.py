@@ -195,6 +195,18 @@ def _text_grade(reward: str) -> Callable[[str, Problem, Sequence[tuple[int, int]
     return grade
 
 
+def _grade_cvbench(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """``choice_accuracy``; also right when the answer is the gold option's text (``<answer>2</answer>`` for
+    ``(B) 2``), which VisualThinker's CV-Bench script accepts too."""
+    from gpgrl.rewards.vision import answer_content
+
+    out = _text_grade("choice_accuracy")(text, problem, sizes)
+    option = problem.meta.get("option")
+    if not out["correct"] and option and answer_content(text).lower() == str(option).strip().lower():
+        out.update(correct=True, score=1.0)
+    return out
+
+
 def box_overlap(pred: Sequence[float] | None, gold: Sequence[float]) -> tuple[float, float]:
     """``(intersection, union)`` areas of a predicted and a gold box ``(x1, y1, x2, y2)`` (corners in any
     order); no prediction: ``(0, area of gold)``.
@@ -309,7 +321,11 @@ def _cvbench_rows(rows: list[dict[str, Any]], source: str, name: str) -> list[Ro
         if len(gold) == 1 and gold.isalpha():
             gold = f"({gold.upper()})"
         image = _get(r, ("image", "image_path"), source, i)
-        meta = {"category": str(r["task"])} if r.get("task") else {}
+        meta: dict[str, Any] = {"category": str(r["task"])} if r.get("task") else {}
+        choices = r.get("choices")
+        letter = ord(gold[1]) - 65 if len(gold) == 3 and gold[0] == "(" and gold[2] == ")" else -1
+        if isinstance(choices, (list, tuple)) and 0 <= letter < len(choices):
+            meta["option"] = str(choices[letter])  # the gold option's text
         out.append((str(r.get("idx", i)), question, gold, [image], meta))
     return out
 
@@ -389,8 +405,9 @@ VISION_BENCHMARKS: dict[str, VisionBenchmarkSpec] = {
         VisionBenchmarkSpec(
             name="cvbench", description="CV-Bench (2638 multiple-choice questions: Count, Relation, Depth, Distance)",
             preset=CVBENCH_PRESET, local_files=("cvbench/test.parquet", "cvbench/test.jsonl"), rows=_cvbench_rows,
-            grade=_text_grade("choice_accuracy"), extract=_answer_or_math, hub_id="nyu-visionx/CV-Bench",
-            grader="choice_accuracy reward (math-verify, exact answer, or the last standalone letter A-H)",
+            grade=_grade_cvbench, extract=_answer_or_math, hub_id="nyu-visionx/CV-Bench",
+            grader="choice_accuracy reward (math-verify, exact answer, or the last standalone letter A-H), or the "
+            "answer is the gold option's text",
             original="VisualThinker-R1-Zero src/eval/evaluate_Qwen2_VL_CVBench.py",
         ),
         VisionBenchmarkSpec(
