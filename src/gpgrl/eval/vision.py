@@ -149,7 +149,7 @@ def resolve_images(name: str, refs: list[list[Any]], image_dir: str | Path | Non
             path = Path(ref).expanduser()
             if path.is_absolute():
                 found = path if path.is_file() else None
-                first = path
+                looked = path
             elif folder is None:
                 raise MissingImagesError(
                     f"{name}: its images are files ({str(ref)!r}, ...) relative to an image folder: pass "
@@ -157,9 +157,9 @@ def resolve_images(name: str, refs: list[list[Any]], image_dir: str | Path | Non
             else:
                 tried = list(_candidates(str(ref), folder, subdirs))
                 found = next((p for p in tried if p.is_file()), None)
-                first = tried[0]
+                looked = tried[0]
             if found is None:
-                missing.append((str(ref), str(first)))
+                missing.append((str(ref), str(looked)))
                 resolved.append(None)
             else:
                 resolved.append(str(found))
