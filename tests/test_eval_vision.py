@@ -66,6 +66,32 @@ def test_cvbench_grading():
     assert grades == [True, True, True, True, False, False, False]
 
 
+def test_original_scripts_grading():
+    """grading="original": what each fork's evaluation script counts as right, where it differs."""
+    from gpgrl.eval.vision import VISION_BENCHMARKS as V
+
+    def both(bench, text, problem, sizes=()):
+        return V[bench].grade(text, problem, sizes)["correct"], V[bench].script_grade(text, problem, sizes)["correct"]
+
+    pet = Problem("pets37", "0", "q", "american_bulldog")
+    assert both("pets37", "<answer>American Bulldog</answer>", pet) == (True, True)
+    assert both("pets37", "<answer></answer>", pet) == (False, True)  # the script's empty-answer match
+    assert both("pets37", "it is an american bulldog", pet) == (True, False)  # the script needs <answer>
+    assert both("pets37", "<answer>\namerican bulldog\n</answer>", pet) == (True, False)  # ... on one line
+    geo = Problem("geoqa", "0", "q", "140°")
+    # math-verify reads no number in a bare "<answer>140°</answer>": the script counts it wrong
+    assert both("geoqa", "<think>x</think><answer>140°</answer>", geo) == (True, False)
+    assert both("geoqa", "<think>x</think><answer>$140^\\circ$</answer>", geo) == (True, True)
+    assert both("geoqa", "the angle is 140.", geo) == (True, True)
+    assert both("geoqa", "<answer>40°</answer>", geo) == (False, False)
+    cv = Problem("cvbench", "0", "q", "(B)", meta={"option": "2", "choices": ["3", "2"]})
+    assert both("cvbench", "<answer>(B)</answer>", cv) == (True, True)
+    assert both("cvbench", "<answer>2</answer>", cv) == (True, True)
+    assert both("cvbench", "<answer>(A)</answer>", cv) == (False, False)
+    lisa = Problem("lisa", "0", "q", "(0,0),(100,50)", meta={"box": [0, 0, 100, 50]})
+    assert both("lisa", "box (0,0),(500,500) <answer>none</answer>", lisa, [(200, 100)]) == (False, True)
+
+
 def test_summary_adds_giou_ciou_and_categories():
     recs = [dict(benchmark="lisa", problem_index=p, sample_index=0, correct=i / u > 0.5, extracted_answer=None,
                  length=5, truncated=False, intersection=i, union=u) for p, (i, u) in enumerate([(90, 100), (1, 10)])]
@@ -157,7 +183,8 @@ def test_cvbench_and_lisa_from_generated_files(tmp_path):
     problems = load_vision_benchmark("cvbench", data_dir=tmp_path / "data", image_dir=tmp_path / "img")
     assert [p.id for p in problems] == ["7", "1"] and [p.gold for p in problems] == ["(B)", "(A)"]
     assert problems[1].question == "Which is closer?\n(A) cup\n(B) box"
-    assert problems[1].meta == {"category": "Depth", "option": "cup"} and problems[0].meta == {"category": "Count"}
+    assert problems[1].meta == {"category": "Depth", "option": "cup", "choices": ["cup", "box"]}
+    assert problems[0].meta == {"category": "Count"}
     assert load_vision_benchmark("cvbench", source=str(cv), image_dir=tmp_path / "img")[0].question.startswith("How")
 
     # LISA as Visual-RFT's gen_box_ann.py writes it (a JSON list; paths from another machine: found by name)
@@ -327,3 +354,9 @@ def test_cli_vision_errors(tiny_vlm, tmp_path, capsys):
     assert "need a vision-language model" in capsys.readouterr().err
     assert main(["--model", str(tiny_vlm), *base, "--image-dir", str(tmp_path / "img"), "--source", "lisa=x"]) == 2
     assert "--source names lisa" in capsys.readouterr().err
+
+    out = tmp_path / "orig"  # and a run graded as R1-V's script grades
+    assert main(["--model", str(tiny_vlm), *base, "--image-dir", str(tmp_path / "img"), "--grading", "original",
+                 "--max-new-tokens", "4", "--output", str(out)]) == 0
+    cfg = json.loads((out / "results.json").read_text())["config"]
+    assert cfg["grading"] == "original" and cfg["graders"]["geoqa"].startswith("R1-V's script")

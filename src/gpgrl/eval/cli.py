@@ -107,6 +107,13 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
         action="store_true",
         help="plain-text prompts (base models): the system prompt, a blank line, then the templated question",
     )
+    add(
+        "--grading",
+        default="reward",
+        choices=("reward", "original"),
+        help="vision benchmarks: 'reward' = the registered rewards (r1v_accuracy, classification, choice_accuracy); "
+        "'original' = what each fork's evaluation script counts as right (default: %(default)s)",
+    )
     add("--min-pixels", type=int, default=None, help="vision: smallest image size in pixels (default: processor's)")
     add("--max-pixels", type=int, default=None, help="vision: largest image size in pixels (default: processor's)")
     add("--dtype", default="auto", choices=DTYPES, help="model weights dtype (default: %(default)s)")
@@ -225,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         limit=args.limit,
         image_dir=args.image_dir,
         sources=args.source,
+        grading=args.grading,
         output_dir=args.output,
         show_progress=not args.quiet,
         show_table=True,

@@ -144,6 +144,7 @@ def evaluate(
     limit: int | None = None,
     image_dir: str | Path | None = None,
     sources: Mapping[str, str] | Sequence[str] | None = None,
+    grading: str = "reward",
     output_dir: str | Path | None = None,
     accelerator: Any = None,
     show_progress: bool = True,
@@ -175,6 +176,8 @@ def evaluate(
         limit: first N problems of each benchmark.
         image_dir: the folder vision benchmarks' image paths are relative to.
         sources: ``{benchmark: file or Hub id}`` (or ``["lisa=FILE"]``) to read instead of ``data_dir``.
+        grading: vision benchmarks: ``"reward"`` (the registered rewards, see ``docs/eval.md``) or
+            ``"original"`` (what each fork's evaluation script counts as right, to compare with its numbers).
         output_dir: where ``results.json`` and ``samples.jsonl`` go (main process only); None = no files.
         accelerator: an ``accelerate.Accelerator`` to shard problems over processes (all must call this).
         show_progress: a rich progress bar over generation batches (main process).
@@ -207,6 +210,8 @@ def evaluate(
     else:
         problems_by_bench = load_benchmarks(benchmarks, data_dir=data_dir, limit=limit, image_dir=image_dir,
                                             sources=sources)
+    if grading not in ("reward", "original"):
+        raise ValueError(f"grading must be 'reward' or 'original', got {grading!r}")
     visions = {bench: spec for bench in problems_by_bench if (spec := vision_spec(bench)) is not None}
     if visions and not hasattr(tokenizer, "image_processor"):
         raise ValueError(f"{', '.join(visions)}: a vision benchmark needs a vision-language model and its processor "
@@ -250,7 +255,8 @@ def evaluate(
     def grade_row(bench: str, problem: Problem, text: str, sizes: list[tuple[int, int]]) -> dict[str, Any]:
         if bench in visions:
             spec = visions[bench]
-            out = {"extracted_answer": spec.extract(text), **spec.grade(text, problem, sizes)}
+            grader = spec.script_grade if grading == "original" and spec.script_grade else spec.grade
+            out = {"extracted_answer": spec.extract(text), **grader(text, problem, sizes)}
             out["correct"] = bool(out["correct"])
             if problem.meta.get("category") is not None:
                 out["category"] = problem.meta["category"]
@@ -330,7 +336,9 @@ def evaluate(
             },
             "prompt": describe(first),  # the first benchmark's; every benchmark's is in "prompts"
             "prompts": {bench: describe(p) for bench, p in presets.items()},
-            "graders": {bench: spec.grader for bench, spec in visions.items()},
+            "grading": grading if visions else None,
+            "graders": {bench: spec.script_grader if grading == "original" else spec.grader
+                        for bench, spec in visions.items()},
             "data_dir": str(data_dir) if data_dir is not None else None,
             "image_dir": str(image_dir) if image_dir is not None else None,
             "sources": parse_sources(sources),

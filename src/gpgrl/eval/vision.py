@@ -207,6 +207,76 @@ def _grade_cvbench(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]
     return out
 
 
+# --- the original scripts' grading (``grading="original"``) -----------------------------------------------
+
+_SCRIPT_TIMEOUT = 5.0  # seconds for one math-verify check, as the rewards' default
+
+
+def _script_geoqa(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """R1-V's script: math-verify on the whole output against the ground truth, nothing else."""
+    from gpgrl.rewards.vision import _mv_equal
+
+    ok = _mv_equal(problem.gold, text, _SCRIPT_TIMEOUT)
+    return {"correct": ok, "score": float(ok)}
+
+
+def _script_classification(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """Visual-RFT's script: an ``<answer>...</answer>`` on one line is required (else wrong); then the
+    squashed class name and answer are right if either contains the other (an empty answer is right)."""
+    import re
+
+    match = re.search(r"<answer>(.*?)</answer>", text)  # no DOTALL, as the script
+    if match is None:
+        return {"correct": False, "score": 0.0}
+    answer = match.group(1).replace(" ", "").replace("_", "").lower()
+    gold = problem.gold.replace(" ", "").replace("_", "").lower()
+    ok = gold in answer or answer in gold
+    return {"correct": ok, "score": float(ok)}
+
+
+_LETTERS = ("A", "B", "C", "D", "E", "F", "a", "b", "c", "d", "e", "f", "(a)", "(b)", "(c)", "(d)", "(e)", "(f)",
+            "(A)", "(B)", "(C)", "(D)", "(E)", "(F)")
+
+
+def _cvbench_script_match(answer: str, choices: list[str], gold: str) -> bool:
+    """VisualThinker's CV-Bench check (run in a grading worker under a time limit): math-verify parses the
+    answer with LaTeX, expression and string extraction (the option letters and texts), and compares it
+    with the gold option's text (and lower-cased), its letter, and ``(B)`` in both cases."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig, parse, verify
+
+    try:
+        config = [LatexExtractionConfig(), ExprExtractionConfig(),
+                  StringExtractionConfig(strings=_LETTERS + tuple(str(c) for c in choices))]
+        parsed = parse(answer, extraction_config=config, parsing_timeout=None)  # type: ignore[arg-type]
+        golds = [gold[1], gold[1].lower(), gold.lower(), gold]
+        index = ord(gold[1]) - 65
+        if 0 <= index < len(choices):
+            golds = [str(choices[index]).lower(), str(choices[index]), *golds]
+        return bool(verify(target=parsed, gold=golds, timeout_seconds=None))  # type: ignore[arg-type]
+    except Exception:  # math-verify/sympy errors on odd input: not a match
+        return False
+
+
+def _script_cvbench(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """VisualThinker's script: the ``<answer>`` content (one line), else the whole output, matched by
+    :func:`_cvbench_script_match`."""
+    import re
+
+    from gpgrl.rewards._deadline import limited_call
+
+    match = re.search(r"<answer>\s*(.*?)\s*</answer>", text)
+    answer = match.group(1) if match and match.group(1) else text
+    gold = problem.gold if len(problem.gold) == 3 else f"({problem.gold[:1]})"
+    ok = bool(limited_call("gpgrl.eval.vision:_cvbench_script_match",
+                           (answer, list(problem.meta.get("choices", [])), gold), _SCRIPT_TIMEOUT, False))
+    return {"correct": ok, "score": float(ok)}
+
+
+def _script_lisa(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """Visual-RFT's script: the first ``(x1,y1),(x2,y2)`` anywhere in the output, inside ``<answer>`` or not."""
+    return _grade_lisa(text, problem, sizes, anywhere=True)
+
+
 def box_overlap(pred: Sequence[float] | None, gold: Sequence[float]) -> tuple[float, float]:
     """``(intersection, union)`` areas of a predicted and a gold box ``(x1, y1, x2, y2)`` (corners in any
     order); no prediction: ``(0, area of gold)``.
@@ -236,12 +306,14 @@ def grounding_ious(pairs: Iterable[tuple[float, float]]) -> tuple[float, float]:
     return giou, (sum(i for i, _ in pairs) / total_union if total_union > 0 else 0.0)
 
 
-def _grade_lisa(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
-    """IoU of the answer's first box (0-1000 scale of the image) with the gold box (pixels)."""
+def _grade_lisa(text: str, problem: Problem, sizes: Sequence[tuple[int, int]], anywhere: bool = False
+                ) -> dict[str, Any]:
+    """IoU of the answer's first box (0-1000 scale of the image) with the gold box (pixels); ``anywhere``:
+    the first box in the whole text instead of in the ``<answer>`` block."""
     from gpgrl.rewards.vision import answer_content, first_grounding_box
 
     width, height = sizes[0]
-    box = first_grounding_box(answer_content(text))
+    box = first_grounding_box(text if anywhere else answer_content(text))
     pred = None if box is None else [box[0] * width / 1000, box[1] * height / 1000,
                                      box[2] * width / 1000, box[3] * height / 1000]
     inter, union = box_overlap(pred, problem.meta["box"])
@@ -324,8 +396,10 @@ def _cvbench_rows(rows: list[dict[str, Any]], source: str, name: str) -> list[Ro
         meta: dict[str, Any] = {"category": str(r["task"])} if r.get("task") else {}
         choices = r.get("choices")
         letter = ord(gold[1]) - 65 if len(gold) == 3 and gold[0] == "(" and gold[2] == ")" else -1
-        if isinstance(choices, (list, tuple)) and 0 <= letter < len(choices):
-            meta["option"] = str(choices[letter])  # the gold option's text
+        if isinstance(choices, (list, tuple)):
+            meta["choices"] = [str(c) for c in choices]
+            if 0 <= letter < len(choices):
+                meta["option"] = str(choices[letter])  # the gold option's text
         out.append((str(r.get("idx", i)), question, gold, [image], meta))
     return out
 
@@ -359,7 +433,8 @@ class VisionBenchmarkSpec:
     ``local_files`` are tried in order under ``--data-dir``; ``hub_id`` is the default source when there is
     no ``--data-dir`` (None: there is none, the data must be given). ``rows`` turns records into
     ``(id, question, gold, image refs, meta)``; ``grade(text, problem, image sizes)`` returns at least
-    ``correct`` and ``score``; ``extract`` gives the answer that votes in maj@K.
+    ``correct`` and ``score``; ``script_grade`` does the same as the fork's evaluation script
+    (``grading="original"``); ``extract`` gives the answer that votes in maj@K.
     """
 
     name: str
@@ -368,12 +443,14 @@ class VisionBenchmarkSpec:
     local_files: tuple[str, ...]
     rows: Callable[[list[dict[str, Any]], str, str], list[Row]]
     grade: Callable[[str, Problem, Sequence[tuple[int, int]]], dict[str, Any]]
+    script_grade: Callable[[str, Problem, Sequence[tuple[int, int]]], dict[str, Any]] | None = None
     extract: Callable[[str], str | None] = _answer_or_none
     hub_id: str | None = None
     hub_split: str = "test"
     image_subdirs: tuple[str, ...] = ()
     grader: str = ""  # in words, for docs and results.json
     original: str = ""  # the fork's script this follows
+    script_grader: str = ""  # grading="original", in words
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -382,8 +459,10 @@ def _classification_spec(name: str, title: str) -> VisionBenchmarkSpec:
     return VisionBenchmarkSpec(
         name=name, description=f"{title}: Visual-RFT's validation set, {{image, label, class_name}} + class list",
         preset=CLASSIFICATION_PRESET, local_files=(f"visual_rft_classification/{stem}_val.jsonl",),
-        rows=_classification_rows, grade=_text_grade("classification"), image_subdirs=(subdir,),
+        rows=_classification_rows, grade=_text_grade("classification"), script_grade=_script_classification,
+        image_subdirs=(subdir,),
         grader="classification reward (default: empty answer scores 0, no math-verify)",
+        script_grader="Visual-RFT's script: <answer> on one line required; containment; empty answer right",
         original="Visual-RFT classification/Qwen2_VL_classification_infere.py", extra={"classes": f"{stem}.txt"},
     )
 
@@ -394,8 +473,9 @@ VISION_BENCHMARKS: dict[str, VisionBenchmarkSpec] = {
         VisionBenchmarkSpec(
             name="geoqa", description="GEOQA test (754 geometry questions), R1-V's prompts file",
             preset=GEOQA_PRESET, local_files=("geoqa/geoqa_test_prompts.jsonl",), rows=_geoqa_rows,
-            grade=_text_grade("r1v_accuracy"), extract=_answer_or_math,
+            grade=_text_grade("r1v_accuracy"), script_grade=_script_geoqa, extract=_answer_or_math,
             grader="r1v_accuracy reward (math-verify on the whole text, else exact <answer> match)",
+            script_grader="R1-V's script: math-verify on the whole text only",
             original="R1-V src/eval/test_qwen2vl_geoqa.py",
         ),
         _classification_spec("flowers102", "Oxford Flowers-102"),
@@ -405,16 +485,18 @@ VISION_BENCHMARKS: dict[str, VisionBenchmarkSpec] = {
         VisionBenchmarkSpec(
             name="cvbench", description="CV-Bench (2638 multiple-choice questions: Count, Relation, Depth, Distance)",
             preset=CVBENCH_PRESET, local_files=("cvbench/test.parquet", "cvbench/test.jsonl"), rows=_cvbench_rows,
-            grade=_grade_cvbench, extract=_answer_or_math, hub_id="nyu-visionx/CV-Bench",
+            grade=_grade_cvbench, script_grade=_script_cvbench, extract=_answer_or_math, hub_id="nyu-visionx/CV-Bench",
             grader="choice_accuracy reward (math-verify, exact answer, or the last standalone letter A-H), or the "
             "answer is the gold option's text",
+            script_grader="VisualThinker's script: math-verify string extraction vs the letter and option text",
             original="VisualThinker-R1-Zero src/eval/evaluate_Qwen2_VL_CVBench.py",
         ),
         VisionBenchmarkSpec(
             name="lisa", description="LISA ReasonSeg grounding: box from the answer vs the gold box (gIoU, cIoU)",
             preset=LISA_PRESET, local_files=("lisa/test.jsonl", "lisa/test.json", "lisa/test.parquet"),
-            rows=_lisa_rows, grade=_grade_lisa,
+            rows=_lisa_rows, grade=_grade_lisa, script_grade=_script_lisa,
             grader="box IoU; correct = IoU > 0.5; gIoU = mean IoU, cIoU = sum intersections / sum unions",
+            script_grader="as the default, with the first box anywhere in the output (Visual-RFT's script)",
             original="Visual-RFT lisa_evaluation/Qwen2_VL_lisa_infere.py (box IoU; the paper's masks come from SAM)",
         ),
     ]
