@@ -360,3 +360,34 @@ def test_cli_vision_errors(tiny_vlm, tmp_path, capsys):
                  "--max-new-tokens", "4", "--output", str(out)]) == 0
     cfg = json.loads((out / "results.json").read_text())["config"]
     assert cfg["grading"] == "original" and cfg["graders"]["geoqa"].startswith("R1-V's script")
+
+
+def test_trainer_evaluates_a_vision_benchmark(tmp_path):
+    """train.eval_benchmarks may name vision benchmarks: images from train.eval_image_dir (default:
+    data.image_dir), the policy's processor and the training prompt."""
+    from gpgrl.config import from_dict
+    from gpgrl.models.tiny import build_tiny_vlm, build_vlm_processor
+    from gpgrl.train.trainer import Trainer
+
+    names = _images(tmp_path / "img", 2)
+    cls = tmp_path / "data" / "visual_rft_classification"
+    cls.mkdir(parents=True)
+    (cls / "pets.txt").write_text("abyssinian\nbeagle\n")
+    _jsonl(cls / "pets_val.jsonl", [{"image": n, "label": i, "class_name": ""} for i, n in enumerate(names)])
+    records = [{"question": "Colour?", "image": n, "answer": "blue"} for n in names]
+    cfg = from_dict({"model": {"name_or_path": "tiny-vlm"},
+                     "data": {"dataset": "mine", "image_column": "image", "image_dir": str(tmp_path / "img")},
+                     "rollout": {"group_size": 2, "max_completion_length": 3},
+                     "algorithm": {"preset": "gpg"},
+                     "train": {"steps": 1, "prompts_per_step": 2, "micro_batch_size": 4, "eval_every": 1,
+                               "eval_benchmarks": ["pets37"], "eval_data_dir": str(tmp_path / "data"),
+                               "output_dir": str(tmp_path / "run")},
+                     "log": {"progress": False, "report_to": ["jsonl"], "sample_every": 0}})
+    processor = build_vlm_processor()
+    trainer = Trainer(cfg, model=build_tiny_vlm(processor, seed=0), tokenizer=processor, dataset=records,
+                      rewards=[lambda completions, **_: [0.0] * len(completions)])
+    trainer.train()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval/pets37/pass@1" in r for r in rows)
+    samples = (tmp_path / "run" / "eval" / "step-000001" / "samples.jsonl").read_text().splitlines()
+    assert [json.loads(line)["gold"] for line in samples] == ["abyssinian", "beagle"]
