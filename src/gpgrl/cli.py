@@ -11,7 +11,7 @@ Group Policy Gradient (GPG) for reasoning models, with GRPO / Dr. GRPO / DAPO pr
 commands:
   quickstart   CPU demo, no download: a tiny model learns 2-digit addition with GPG (a few minutes)
   train        train a model from a YAML recipe:  gpgrl train --config RECIPE.yaml [--section.key VALUE ...]
-  eval         evaluate a model on math benchmarks:  gpgrl eval --model PATH_OR_ID --benchmarks math500
+  eval         evaluate a model on math and vision benchmarks:  gpgrl eval --model PATH_OR_ID --benchmarks math500
   presets      print the settings of the algorithm presets (gpg, grpo, dr_grpo, dapo)
   rewards      list the reward functions with their parameters and defaults
 

@@ -1,4 +1,4 @@
-"""Benchmark evaluation: pass@1 over K samples, maj@K, length and truncation on math benchmarks.
+"""Benchmark evaluation: pass@1 over K samples, maj@K, length and truncation on math and vision benchmarks.
 
 ``gpgrl eval`` (:mod:`gpgrl.eval.cli`) for the command line; :func:`evaluate` from Python (the trainer
 calls it every N steps). See ``docs/eval.md``.
@@ -12,10 +12,13 @@ from gpgrl.eval.benchmarks import (
     BenchmarkSpec,
     Problem,
     UnknownBenchmarkError,
+    all_benchmark_names,
     get_benchmark,
+    is_vision_benchmark,
     load_benchmark,
     load_benchmarks,
     parse_benchmarks,
+    parse_sources,
 )
 from gpgrl.eval.evaluator import evaluate, render_table, write_outputs
 from gpgrl.eval.metrics import (
@@ -28,25 +31,40 @@ from gpgrl.eval.metrics import (
     summarize,
     vote_key,
 )
+from gpgrl.eval.vision import (
+    VISION_BENCHMARKS,
+    MissingImagesError,
+    VisionBenchmarkSpec,
+    grounding_ious,
+    load_vision_benchmark,
+)
 
 __all__ = [
     "BENCHMARKS",
     "PAPER_BENCHMARKS",
     "PRESETS",
+    "VISION_BENCHMARKS",
     "BenchmarkDownloadError",
     "BenchmarkSpec",
+    "MissingImagesError",
     "Problem",
     "PromptPreset",
     "UnknownBenchmarkError",
+    "VisionBenchmarkSpec",
+    "all_benchmark_names",
     "compute_metrics",
     "evaluate",
     "extract_final_answer",
     "get_benchmark",
+    "grounding_ious",
+    "is_vision_benchmark",
     "load_benchmark",
     "load_benchmarks",
+    "load_vision_benchmark",
     "maj_at_k",
     "majority_correct",
     "parse_benchmarks",
+    "parse_sources",
     "pass_at_1",
     "pass_at_k",
     "render_table",

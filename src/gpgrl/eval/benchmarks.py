@@ -18,7 +18,8 @@ For minerva_math and olympiadbench another ``*.jsonl`` file in the folder is use
 ``test.jsonl`` (e.g. the 20-record ``sample20.jsonl`` files used by this project's tests).
 
 The Hub sources (checked against their dataset cards) are listed in :data:`BENCHMARKS` and in
-``docs/eval.md``. Unknown names raise :class:`UnknownBenchmarkError`, which lists the valid ones.
+``docs/eval.md``. Vision benchmarks (GEOQA, the Visual-RFT classification sets, CV-Bench, LISA) are in
+:mod:`gpgrl.eval.vision`; the functions here load both kinds. Unknown names raise :class:`UnknownBenchmarkError`, which lists the valid ones.
 
 >>> [spec.name for spec in BENCHMARKS.values()]
 ['math500', 'aime24', 'amc23', 'minerva', 'olympiadbench', 'gsm8k', 'arithmetic']
@@ -29,8 +30,8 @@ The Hub sources (checked against their dataset cards) are listed in :data:`BENCH
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,19 @@ class BenchmarkDownloadError(RuntimeError):
 
 @dataclass(frozen=True)
 class Problem:
-    """One benchmark problem: ``gold`` is the bare reference answer (no ``\\boxed{}``)."""
+    """One benchmark problem: ``gold`` is the bare reference answer (no ``\\boxed{}``).
+
+    Vision benchmarks (:mod:`gpgrl.eval.vision`) add ``images``: file paths (already checked to exist) or
+    image bytes, opened only when the prompt is built; and ``meta``: what their grading needs (a gold box,
+    a CV-Bench task name as ``category``).
+    """
 
     benchmark: str
     id: str
     question: str
     gold: str
+    images: tuple[Any, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 # --- gold-answer helpers (pure) ----------------------------------------------------------------------
@@ -299,13 +307,36 @@ ALIASES = {
 PAPER_BENCHMARKS = ("math500", "aime24", "amc23", "minerva", "olympiadbench")
 
 
+def all_benchmark_names() -> list[str]:
+    """Every benchmark ``gpgrl eval`` knows: the math ones, then the vision ones."""
+    from gpgrl.eval.vision import VISION_BENCHMARKS
+
+    return [*BENCHMARKS, *VISION_BENCHMARKS]
+
+
+def canonical_name(name: str) -> str:
+    """The canonical name of a math or vision benchmark (case-insensitive, aliases); raises
+    :class:`UnknownBenchmarkError` listing the valid names."""
+    from gpgrl.eval.vision import vision_spec
+
+    spec = vision_spec(name)
+    return spec.name if spec is not None else get_benchmark(name).name
+
+
+def is_vision_benchmark(name: str) -> bool:
+    """Whether ``name`` is a vision benchmark (see :mod:`gpgrl.eval.vision`)."""
+    from gpgrl.eval.vision import vision_spec
+
+    return vision_spec(name) is not None
+
+
 def get_benchmark(name: str) -> BenchmarkSpec:
-    """The spec of ``name`` (case-insensitive, a few aliases such as ``minerva_math``)."""
+    """The spec of math benchmark ``name`` (case-insensitive, a few aliases such as ``minerva_math``)."""
     key = name.strip().lower()
     key = ALIASES.get(key, key)
     if key not in BENCHMARKS:
         raise UnknownBenchmarkError(
-            f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)} (comma-separated)"
+            f"unknown benchmark {name!r}; choose from {', '.join(all_benchmark_names())} (comma-separated)"
         )
     return BENCHMARKS[key]
 
@@ -317,11 +348,11 @@ def parse_benchmarks(names: str | Iterable[str]) -> list[str]:
     for item in items:
         if not item.strip():
             continue
-        name = get_benchmark(item).name
+        name = canonical_name(item)
         if name not in out:
             out.append(name)
     if not out:
-        raise UnknownBenchmarkError(f"no benchmark given; choose from {', '.join(BENCHMARKS)}")
+        raise UnknownBenchmarkError(f"no benchmark given; choose from {', '.join(all_benchmark_names())}")
     return out
 
 
@@ -338,13 +369,47 @@ def _read_hub(spec: BenchmarkSpec) -> list[dict[str, Any]]:
         ) from e
 
 
+def parse_sources(sources: Mapping[str, str] | Iterable[str] | None) -> dict[str, str]:
+    """``{canonical name: file or Hub id}`` from a mapping or ``"NAME=PATH_OR_ID"`` strings (``--source``).
+
+    >>> parse_sources(["cv-bench=data/cvbench.parquet"])
+    {'cvbench': 'data/cvbench.parquet'}
+    """
+    if not sources:
+        return {}
+    if isinstance(sources, Mapping):
+        return {canonical_name(name): str(where).strip() for name, where in sources.items()}
+    out: dict[str, str] = {}
+    for item in sources:
+        name, sep, where = item.partition("=")
+        if not sep or not name.strip() or not where.strip():
+            raise ValueError(f"--source {item!r}: write NAME=PATH_OR_ID, e.g. lisa=data/lisa_test.jsonl")
+        out[canonical_name(name)] = where.strip()
+    return out
+
+
 def load_benchmark(
-    name: str, *, data_dir: str | Path | None = None, limit: int | None = None
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    limit: int | None = None,
+    image_dir: str | Path | None = None,
+    source: str | None = None,
 ) -> list[Problem]:
-    """The problems of one benchmark, from ``data_dir`` if given, else from the Hub; first ``limit`` only."""
-    spec = get_benchmark(name)
+    """The problems of one benchmark, from ``data_dir`` if given, else from the Hub; first ``limit`` only.
+
+    Vision benchmarks also take ``image_dir`` (the folder their image paths are relative to) and
+    ``source`` (a file or Hub id to read instead), see :func:`gpgrl.eval.vision.load_vision_benchmark`.
+    """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
+    if is_vision_benchmark(name):
+        from gpgrl.eval.vision import load_vision_benchmark
+
+        return load_vision_benchmark(name, data_dir=data_dir, image_dir=image_dir, source=source, limit=limit)
+    spec = get_benchmark(name)
+    if source is not None:
+        raise ValueError(f"--source is for vision benchmarks; {spec.name} reads --data-dir or {spec.hub_id}")
     if spec.builtin:
         from gpgrl.data.datasets import load_records
 
@@ -369,8 +434,23 @@ def load_benchmark(
 
 
 def load_benchmarks(
-    names: str | Sequence[str], *, data_dir: str | Path | None = None, limit: int | None = None
+    names: str | Sequence[str],
+    *,
+    data_dir: str | Path | None = None,
+    limit: int | None = None,
+    image_dir: str | Path | None = None,
+    sources: Mapping[str, str] | Iterable[str] | None = None,
 ) -> dict[str, list[Problem]]:
-    """``{name: problems}`` for several benchmarks (validates every name before loading any)."""
+    """``{name: problems}`` for several benchmarks (validates every name before loading any).
+
+    ``sources`` maps a benchmark to a file or Hub id to read instead (``{"lisa": "lisa_test.jsonl"}`` or
+    ``["lisa=lisa_test.jsonl"]``); ``image_dir`` is where vision benchmarks' image paths point.
+    """
     canonical = parse_benchmarks(names)
-    return {name: load_benchmark(name, data_dir=data_dir, limit=limit) for name in canonical}
+    where = parse_sources(sources)
+    unused = [n for n in where if n not in canonical]
+    if unused:
+        raise ValueError(f"--source names {', '.join(unused)}, which is not among the benchmarks "
+                         f"({', '.join(canonical)})")
+    return {name: load_benchmark(name, data_dir=data_dir, limit=limit, image_dir=image_dir, source=where.get(name))
+            for name in canonical}

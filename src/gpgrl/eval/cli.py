@@ -1,10 +1,11 @@
-"""gpgrl eval: pass@1 (over K samples), maj@K, length and truncation of a model on math benchmarks.
+"""gpgrl eval: pass@1 (over K samples), maj@K, length and truncation of a model on math and vision benchmarks.
 
 Usage:
     gpgrl eval --model PATH_OR_ID [--benchmarks math500,aime24,amc23,minerva,olympiadbench[,gsm8k]]
                [--samples K] [--temperature T] [--top-p P] [--top-k N] [--max-new-tokens N]
-               [--batch-size N] [--data-dir DIR] [--output DIR] [--limit N] [--prompt PRESET]
-               [--system-prompt TEXT] [--template TEXT] [--no-chat-template] [--dtype D] [--seed S]
+               [--batch-size N] [--data-dir DIR] [--image-dir DIR] [--source NAME=PATH_OR_ID]
+               [--output DIR] [--limit N] [--prompt PRESET] [--system-prompt TEXT] [--template TEXT]
+               [--no-chat-template] [--min-pixels N] [--max-pixels N] [--dtype D] [--seed S]
 
 Example (the paper's five text benchmarks, Qwen2.5-Math prompt, greedy):
     gpgrl eval --model Qwen/Qwen2.5-Math-7B --data-dir ../shared/data/math --output runs/eval-qwen
@@ -13,7 +14,14 @@ Example (a DeepSeek-R1-Distill model, 8 samples per problem, local copy of the d
     gpgrl eval --model deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B --prompt r1_distill --samples 8 \\
         --temperature 0.6 --top-p 0.95 --max-new-tokens 8192 --data-dir DIR --output runs/eval-r1
 
-Without --data-dir each benchmark is loaded from its Hugging Face dataset (see docs/eval.md).
+Example (a vision-language model on GEOQA and a Visual-RFT classification set; images from your folders):
+    gpgrl eval --model Qwen/Qwen2.5-VL-3B-Instruct --benchmarks geoqa --data-dir ../shared/data/vision \
+        --image-dir DIR_WITH_Geo170K --max-new-tokens 1024 --output runs/eval-geoqa
+    gpgrl eval --model Qwen/Qwen2-VL-2B-Instruct --benchmarks pets37 --data-dir ../shared/data/vision \
+        --image-dir PETS_IMAGES --max-new-tokens 1024 --output runs/eval-pets
+
+Without --data-dir each benchmark is loaded from its Hugging Face dataset (see docs/eval.md); vision
+benchmarks: geoqa, flowers102, pets37, fgvc_aircraft, cars196, cvbench, lisa (docs/eval.md, "Vision").
 Also runs as ``python -m gpgrl.eval.cli``. Exit codes: 0 done, 2 bad input (the message says the fix).
 """
 
@@ -22,8 +30,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gpgrl.data.prompts import PRESETS, resolve_prompt
-from gpgrl.eval.benchmarks import PAPER_BENCHMARKS, BenchmarkDownloadError, load_benchmarks
+from gpgrl.data.prompts import PRESETS, apply_overrides, check_template, resolve_prompt
+from gpgrl.eval.benchmarks import (
+    PAPER_BENCHMARKS,
+    BenchmarkDownloadError,
+    is_vision_benchmark,
+    load_benchmarks,
+)
+from gpgrl.eval.vision import vision_spec
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -41,7 +55,8 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
     add(
         "--benchmarks",
         default=",".join(PAPER_BENCHMARKS),
-        help="comma-separated: math500, aime24, amc23, minerva, olympiadbench, gsm8k (default: %(default)s)",
+        help="comma-separated: math500, aime24, amc23, minerva, olympiadbench, gsm8k, arithmetic; vision: geoqa, "
+        "flowers102, pets37, fgvc_aircraft, cars196, cvbench, lisa (default: %(default)s)",
     )
     add(
         "--samples",
@@ -59,16 +74,27 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
     add(
         "--data-dir",
         default=None,
-        help="local benchmark folder (DIR/math500/test.jsonl, ...); default: the Hugging Face Hub",
+        help="local benchmark folder (DIR/math500/test.jsonl, ...; vision: DIR/geoqa/..., "
+        "DIR/visual_rft_classification/...); default: the Hugging Face Hub",
+    )
+    add("--image-dir", default=None, help="folder that vision benchmarks' image paths are relative to")
+    add(
+        "--source",
+        action="append",
+        default=[],
+        metavar="NAME=PATH_OR_ID",
+        help="read a vision benchmark from this .jsonl/.json/.parquet file or HF dataset id (repeatable), "
+        "e.g. lisa=lisa_test.jsonl",
     )
     add("--output", default=None, help="folder for results.json and samples.jsonl (default: none written)")
     add("--limit", type=int, default=None, help="evaluate only the first N problems of each benchmark")
     add(
         "--prompt",
-        default="qwen_math_cot",
+        default=None,
         choices=list(PRESETS),
         metavar="PRESET",
-        help=f"prompt preset (default: %(default)s). {presets}",
+        help=f"prompt preset for every benchmark (default: each benchmark's own: qwen_math_cot for math, the "
+        f"fork's prompt for vision). {presets}",
     )
     add("--system-prompt", default=None, help="replace the preset's system prompt ('' = none)")
     add(
@@ -81,12 +107,38 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
         action="store_true",
         help="plain-text prompts (base models): the system prompt, a blank line, then the templated question",
     )
+    add(
+        "--grading",
+        default="reward",
+        choices=("reward", "original"),
+        help="vision benchmarks: 'reward' = the registered rewards (r1v_accuracy, classification, choice_accuracy); "
+        "'original' = what each fork's evaluation script counts as right (default: %(default)s)",
+    )
+    add("--min-pixels", type=int, default=None, help="vision: smallest image size in pixels (default: processor's)")
+    add("--max-pixels", type=int, default=None, help="vision: largest image size in pixels (default: processor's)")
     add("--dtype", default="auto", choices=DTYPES, help="model weights dtype (default: %(default)s)")
     add("--device", default="auto", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if available)")
     add("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     add("--trust-remote-code", action="store_true", help="allow custom model code from the Hub")
     add("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _is_vision_model(name: str, trust_remote_code: bool) -> bool:
+    """Whether the model's config describes an image-text-to-text model (read from its config.json)."""
+    from gpgrl.models.loading import gguf_path
+
+    if gguf_path(name) is not None:
+        return False
+    from transformers import AutoConfig
+
+    from gpgrl.models.vision import is_vision_config
+
+    try:
+        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return False  # the model loader reports the problem with its own message
+    return is_vision_config(config)
 
 
 def _fail(message: str) -> int:
@@ -114,15 +166,16 @@ def main(argv: list[str] | None = None) -> int:
         from gpgrl.rollout.engine import SamplingParams
 
         SamplingParams(args.max_new_tokens, args.temperature, args.top_p, args.top_k)
-        preset = resolve_prompt(
-            args.prompt,
-            system_prompt=args.system_prompt,
-            template=args.template,
-            chat_template=False if args.no_chat_template else None,
-        )
-        problems = load_benchmarks(args.benchmarks, data_dir=args.data_dir, limit=args.limit)
+        if args.prompt is not None:
+            resolve_prompt(args.prompt, system_prompt=args.system_prompt, template=args.template)
+        elif args.template is not None:
+            check_template(args.template)
+        problems = load_benchmarks(args.benchmarks, data_dir=args.data_dir, limit=args.limit,
+                                   image_dir=args.image_dir, sources=args.source)
     except (ValueError, FileNotFoundError, BenchmarkDownloadError) as e:
         return _fail(str(e))
+    overrides = dict(system_prompt=args.system_prompt, template=args.template,
+                     chat_template=False if args.no_chat_template else None)
 
     from gpgrl.models.loading import check_model_path
 
@@ -137,13 +190,30 @@ def main(argv: list[str] | None = None) -> int:
     from gpgrl.eval.evaluator import evaluate
     from gpgrl.models import load_policy, load_tokenizer
 
+    vision_benchmarks = [name for name in problems if is_vision_benchmark(name)]
+    if vision_benchmarks and args.no_chat_template:
+        return _fail(f"{', '.join(vision_benchmarks)}: prompts with images need the chat template; drop "
+                     "--no-chat-template")
     try:
-        tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
-        PromptBuilder(tokenizer, preset)  # fails now, with the fix, if the preset needs a missing chat template
-        model = load_policy(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+        vision = _is_vision_model(args.model, args.trust_remote_code)
+        if vision_benchmarks and not vision:
+            return _fail(f"{', '.join(vision_benchmarks)} need a vision-language model (an image-text-to-text "
+                         f"model with a processor, e.g. Qwen2-VL); {args.model} is a text model")
+        if vision:
+            from gpgrl.models.vision import load_processor, load_vision_policy
+
+            tokenizer = load_processor(args.model, trust_remote_code=args.trust_remote_code,
+                                       min_pixels=args.min_pixels, max_pixels=args.max_pixels)
+        else:
+            tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
+        for name in problems:  # fails now, with the fix, if a prompt needs a missing chat template
+            own = vision_spec(name).preset if is_vision_benchmark(name) else resolve_prompt("qwen_math_cot")
+            PromptBuilder(tokenizer, apply_overrides(resolve_prompt(args.prompt) if args.prompt else own, **overrides))
+        load = load_vision_policy if vision else load_policy
+        model = load(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
         model.to(device)
-    except (FileNotFoundError, OSError, ValueError, RuntimeError) as e:
+    except (FileNotFoundError, OSError, ValueError, RuntimeError, ImportError) as e:
         return _fail(str(e))
 
     evaluate(
@@ -156,9 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         top_p=args.top_p,
         top_k=args.top_k,
         batch_size=args.batch_size,
-        prompt=preset,
+        prompt=args.prompt,
+        **overrides,
         data_dir=args.data_dir,
         limit=args.limit,
+        image_dir=args.image_dir,
+        sources=args.source,
+        grading=args.grading,
         output_dir=args.output,
         show_progress=not args.quiet,
         show_table=True,

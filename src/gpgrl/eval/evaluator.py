@@ -21,9 +21,10 @@ from typing import Any
 import torch
 
 from gpgrl.data.prompts import PromptBuilder, PromptPreset, apply_overrides, resolve_prompt
-from gpgrl.eval.benchmarks import Problem, load_benchmarks
+from gpgrl.eval.benchmarks import Problem, load_benchmarks, parse_sources
 from gpgrl.eval.metrics import compute_metrics, extract_final_answer, summarize
-from gpgrl.rollout.engine import HFGenerateEngine, RolloutEngine, SamplingParams
+from gpgrl.eval.vision import image_labels, open_images, vision_spec
+from gpgrl.rollout.engine import HFGenerateEngine, Prompt, RolloutEngine, SamplingParams
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +80,9 @@ def render_table(records: list[dict[str, Any]], title: str = "gpgrl eval") -> An
     k = max((int(row["samples"]) for row in summary.values()), default=1)
     table = Table(title=title)
     table.add_column("benchmark")
+    grounding = [name for name in ("gIoU", "cIoU") if any(name in row for row in summary.values())]
     for name in (
-        ["problems", "pass@1", f"maj@{k}"] + ([f"pass@{k}"] if k > 1 else []) + ["mean len", "truncated"]
+        ["problems", "pass@1", f"maj@{k}"] + ([f"pass@{k}"] if k > 1 else []) + grounding + ["mean len", "truncated"]
     ):
         table.add_column(name, justify="right")
 
@@ -88,6 +90,7 @@ def render_table(records: list[dict[str, Any]], title: str = "gpgrl eval") -> An
         cells = [f"{int(row['problems'])}", f"{100 * row['pass@1']:.1f}", f"{100 * row[f'maj@{k}']:.1f}"]
         if k > 1:
             cells.append(f"{100 * row[f'pass@{k}']:.1f}")
+        cells += [f"{100 * row[name]:.1f}" if name in row else "-" for name in grounding]
         return [*cells, f"{row['mean_length']:.0f}", f"{100 * row['truncation_rate']:.1f}%"]
 
     for bench, row in summary.items():
@@ -96,6 +99,7 @@ def render_table(records: list[dict[str, Any]], title: str = "gpgrl eval") -> An
         avg = {
             name: sum(r[name] for r in summary.values()) / len(summary)
             for name in next(iter(summary.values()))
+            if all(name in r for r in summary.values())
         }
         avg["problems"] = sum(r["problems"] for r in summary.values())
         table.add_row("avg", *row_cells(avg), style="bold")
@@ -132,12 +136,15 @@ def evaluate(
     top_p: float = 1.0,
     top_k: int = 0,
     batch_size: int = 32,
-    prompt: str | PromptPreset = "qwen_math_cot",
+    prompt: str | PromptPreset | None = None,
     system_prompt: str | None = None,
     template: str | None = None,
     chat_template: bool | None = None,
     data_dir: str | Path | None = None,
     limit: int | None = None,
+    image_dir: str | Path | None = None,
+    sources: Mapping[str, str] | Sequence[str] | None = None,
+    grading: str = "reward",
     output_dir: str | Path | None = None,
     accelerator: Any = None,
     show_progress: bool = True,
@@ -153,7 +160,7 @@ def evaluate(
 
     Args:
         model: the policy (DDP-wrapped is fine with ``accelerator``); may be None when ``engine`` is given.
-        tokenizer: its tokenizer.
+        tokenizer: its tokenizer; for a vision-language model, its processor (needed by vision benchmarks).
         benchmarks: names (``"math500,aime24"`` or a list) loaded from ``data_dir`` or the Hub, or
             ``{name: problems}`` already loaded with :func:`gpgrl.eval.load_benchmarks` (a trainer that
             evaluates every N steps loads once).
@@ -161,10 +168,16 @@ def evaluate(
         max_new_tokens, temperature, top_p, top_k: sampling (temperature 0 = greedy; use > 0 with K > 1).
         batch_size: most rows (prompt x sample) per generate call; also the progress-bar step.
         prompt: a preset name (see :data:`gpgrl.eval.PRESETS`: ``qwen_math_cot``, ``qwen_boxed``,
-            ``r1_distill``, ``r1_think``, ``open_r1``, ``plain``) or a PromptPreset;
-            ``system_prompt`` / ``template`` / ``chat_template`` override its fields ("" = no system prompt).
+            ``r1_distill``, ``r1_think``, ``open_r1``, ``plain``) or a PromptPreset, used for every
+            benchmark; None (the default) = each benchmark's own: ``qwen_math_cot`` for math, the fork's
+            prompt for a vision benchmark (:mod:`gpgrl.eval.vision`). ``system_prompt`` / ``template`` /
+            ``chat_template`` override its fields ("" = no system prompt).
         data_dir: local benchmark folder (see :mod:`gpgrl.eval.benchmarks`); None = Hugging Face Hub.
         limit: first N problems of each benchmark.
+        image_dir: the folder vision benchmarks' image paths are relative to.
+        sources: ``{benchmark: file or Hub id}`` (or ``["lisa=FILE"]``) to read instead of ``data_dir``.
+        grading: vision benchmarks: ``"reward"`` (the registered rewards, see ``docs/eval.md``) or
+            ``"original"`` (what each fork's evaluation script counts as right, to compare with its numbers).
         output_dir: where ``results.json`` and ``samples.jsonl`` go (main process only); None = no files.
         accelerator: an ``accelerate.Accelerator`` to shard problems over processes (all must call this).
         show_progress: a rich progress bar over generation batches (main process).
@@ -172,14 +185,16 @@ def evaluate(
         engine: a :class:`~gpgrl.rollout.RolloutEngine` to sample with (default: transformers generate).
         seed: seeds sampling (``seed + process_index``) inside a forked RNG, leaving the caller's RNG as it was.
         model_name: recorded in results.json (default: the model's ``name_or_path``).
-        grade_fn: ``(completion, gold) -> bool`` (default: :func:`gpgrl.rewards.grade_answer`, math-verify).
-        extract_fn: ``completion -> answer`` for the audit rows and majority voting.
+        grade_fn: ``(completion, gold) -> bool`` for math benchmarks (default:
+            :func:`gpgrl.rewards.grade_answer`, math-verify); vision benchmarks grade with their own reward.
+        extract_fn: ``completion -> answer`` for the audit rows and majority voting (math benchmarks).
         prefix: metric namespace.
 
     Returns:
         Flat metrics, e.g. ``eval/math500/pass@1``, ``eval/math500/maj@4``, ``eval/math500/pass@4``,
         ``eval/math500/mean_length``, ``eval/math500/truncation_rate``, and ``eval/avg/...`` (mean over
-        benchmarks), identical on every process.
+        benchmarks), identical on every process. LISA adds ``eval/lisa/gIoU`` and ``eval/lisa/cIoU``;
+        CV-Bench adds ``eval/cvbench/pass@1/<task>``.
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
@@ -190,16 +205,27 @@ def evaluate(
         logger.warning(
             "samples=%d with temperature 0 (greedy): all samples of a problem will be identical", samples
         )
-    preset = prompt if isinstance(prompt, PromptPreset) else resolve_prompt(prompt)
-    preset = apply_overrides(
-        preset, system_prompt=system_prompt, template=template, chat_template=chat_template
-    )
-    builder = PromptBuilder(tokenizer, preset)  # the trainer's prompt builder: evaluated as trained
-
     if isinstance(benchmarks, Mapping):
         problems_by_bench = {name: list(ps)[:limit] if limit else list(ps) for name, ps in benchmarks.items()}
     else:
-        problems_by_bench = load_benchmarks(benchmarks, data_dir=data_dir, limit=limit)
+        problems_by_bench = load_benchmarks(benchmarks, data_dir=data_dir, limit=limit, image_dir=image_dir,
+                                            sources=sources)
+    if grading not in ("reward", "original"):
+        raise ValueError(f"grading must be 'reward' or 'original', got {grading!r}")
+    visions = {bench: spec for bench in problems_by_bench if (spec := vision_spec(bench)) is not None}
+    if visions and not hasattr(tokenizer, "image_processor"):
+        raise ValueError(f"{', '.join(visions)}: a vision benchmark needs a vision-language model and its processor "
+                         "(pass the processor as the tokenizer)")
+
+    def preset_of(bench: str) -> PromptPreset:
+        if prompt is not None:
+            chosen = prompt if isinstance(prompt, PromptPreset) else resolve_prompt(prompt)
+        else:
+            chosen = visions[bench].preset if bench in visions else resolve_prompt("qwen_math_cot")
+        return apply_overrides(chosen, system_prompt=system_prompt, template=template, chat_template=chat_template)
+
+    # the trainer's prompt builder: evaluated as trained
+    builders = {bench: PromptBuilder(tokenizer, preset_of(bench)) for bench in problems_by_bench}
 
     rank = accelerator.process_index if accelerator is not None else 0
     world = accelerator.num_processes if accelerator is not None else 1
@@ -215,11 +241,28 @@ def evaluate(
         if model is None:
             raise ValueError("evaluate needs a model or an engine")
         policy = accelerator.unwrap_model(model) if accelerator is not None else model
-        engine = HFGenerateEngine(policy, tokenizer, batch_size=batch_size)
+        text_tokenizer = tokenizer.tokenizer if hasattr(tokenizer, "image_processor") else tokenizer
+        engine = HFGenerateEngine(policy, text_tokenizer, batch_size=batch_size)
     grade = grade_fn or _default_grader()
     extract = extract_fn or extract_final_answer
 
-    prompts = [builder.build(p.question)[0] for _, _, p in mine]
+    def build(j: int) -> tuple[Prompt, list[tuple[int, int]]]:
+        """Prompt j and its images' sizes; images are opened here, one batch at a time, never all up front."""
+        bench, _, problem = mine[j]
+        images = open_images(problem) if problem.images else []
+        return builders[bench].build(problem.question, images)[0], [im.size for im in images]
+
+    def grade_row(bench: str, problem: Problem, text: str, sizes: list[tuple[int, int]]) -> dict[str, Any]:
+        if bench in visions:
+            spec = visions[bench]
+            grader = spec.script_grade if grading == "original" and spec.script_grade else spec.grade
+            out = {"extracted_answer": spec.extract(text), **grader(text, problem, sizes)}
+            out["correct"] = bool(out["correct"])
+            if problem.meta.get("category") is not None:
+                out["category"] = problem.meta["category"]
+            return out
+        return {"extracted_answer": extract(text), "correct": bool(grade(text, problem.gold))}
+
     per_call = max(1, batch_size // samples)
     batches = _chunks(list(range(len(mine))), per_call)
 
@@ -236,27 +279,32 @@ def evaluate(
     with progress, _seeded(seed, rank):
         task = progress.add_task(f"{len(items)} problems x {samples} samples", total=len(batches))
         for batch in batches:
-            rollout = engine.generate([prompts[j] for j in batch], params, samples)
+            built = [build(j) for j in batch]
+            rollout = engine.generate([p for p, _ in built], params, samples)
             lengths = rollout.lengths.tolist()
             truncated = rollout.truncated.tolist()
             for row, text in enumerate(rollout.texts):
                 j = batch[row // samples]
                 bench, index, problem = mine[j]
-                records.append(
-                    {
-                        "benchmark": bench,
-                        "problem_id": problem.id,
-                        "problem_index": index,
-                        "sample_index": row % samples,
-                        "prompt": prompts[j].text,
-                        "completion": text,
-                        "extracted_answer": extract(text),
-                        "gold": problem.gold,
-                        "correct": bool(grade(text, problem.gold)),
-                        "length": int(lengths[row]),
-                        "truncated": bool(truncated[row]),
-                    }
-                )
+                prompt_j, sizes = built[row // samples]
+                record = {
+                    "benchmark": bench,
+                    "problem_id": problem.id,
+                    "problem_index": index,
+                    "sample_index": row % samples,
+                    "prompt": prompt_j.text,
+                    "completion": text,
+                    "extracted_answer": None,
+                    "gold": problem.gold,
+                    "correct": False,
+                    "length": int(lengths[row]),
+                    "truncated": bool(truncated[row]),
+                }
+                if problem.images:
+                    record["images"] = image_labels(problem)
+                record.update(grade_row(bench, problem, text, sizes))
+                records.append(record)
+            del built  # the batch's images and pixel values
             progress.advance(task)
 
     if world > 1:
@@ -268,6 +316,13 @@ def evaluate(
     metrics = compute_metrics(records, prefix=prefix)
 
     if is_main:
+        presets = {bench: b.preset for bench, b in builders.items()}
+        first = next(iter(presets.values()), resolve_prompt("qwen_math_cot"))
+
+        def describe(p: PromptPreset) -> dict[str, Any]:
+            return {"preset": p.name, "system_prompt": p.system_prompt, "template": p.template,
+                    "chat_template": p.chat_template}
+
         config = {
             "model": model_name or _name_of(model),
             "benchmarks": list(problems_by_bench),
@@ -279,13 +334,14 @@ def evaluate(
                 "top_p": top_p,
                 "top_k": top_k,
             },
-            "prompt": {
-                "preset": preset.name,
-                "system_prompt": preset.system_prompt,
-                "template": preset.template,
-                "chat_template": preset.chat_template,
-            },
+            "prompt": describe(first),  # the first benchmark's; every benchmark's is in "prompts"
+            "prompts": {bench: describe(p) for bench, p in presets.items()},
+            "grading": grading if visions else None,
+            "graders": {bench: spec.script_grader if grading == "original" else spec.grader
+                        for bench, spec in visions.items()},
             "data_dir": str(data_dir) if data_dir is not None else None,
+            "image_dir": str(image_dir) if image_dir is not None else None,
+            "sources": parse_sources(sources),
             "limit": limit,
             "seed": seed,
             "batch_size": batch_size,

@@ -152,7 +152,12 @@ def group_records(records: Iterable[dict[str, Any]]) -> dict[str, list[list[dict
 
 
 def summarize(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per-benchmark numbers: problems, samples (K), pass@1, maj@K, pass@K (K > 1), length, truncation."""
+    """Per-benchmark numbers: problems, samples (K), pass@1, maj@K, pass@K (K > 1), length, truncation.
+
+    Records with ``intersection`` and ``union`` (grounding) add ``gIoU`` and ``cIoU``
+    (:func:`gpgrl.eval.vision.grounding_ious`, over every sample); records with a ``category`` add
+    ``pass@1/<category>`` for each.
+    """
     out: dict[str, dict[str, float]] = {}
     for bench, problems in group_records(records).items():
         k = max(len(p) for p in problems)
@@ -170,6 +175,14 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
             row[f"pass@{k}"] = sum(pass_at_k(len(c), sum(c), len(c)) for c in correct) / len(correct)
         row["mean_length"] = sum(float(r["length"]) for r in flat) / len(flat)
         row["truncation_rate"] = sum(bool(r["truncated"]) for r in flat) / len(flat)
+        if all("intersection" in r and "union" in r for r in flat):  # grounding (LISA): gIoU and cIoU
+            from gpgrl.eval.vision import grounding_ious
+
+            row["gIoU"], row["cIoU"] = grounding_ious((float(r["intersection"]), float(r["union"])) for r in flat)
+        categories = sorted({str(r["category"]) for r in flat if r.get("category") is not None})
+        for cat in categories:  # e.g. CV-Bench's tasks: pass@1 over that task's problems
+            mine = [c for p, c in zip(problems, correct, strict=True) if str(p[0].get("category")) == cat]
+            row[f"pass@1/{cat}"] = pass_at_1(mine)
         out[bench] = row
     return out
 

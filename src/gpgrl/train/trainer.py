@@ -423,7 +423,8 @@ class Trainer:
 
         t = self.cfg.train
         if self._eval_problems is None:
-            self._eval_problems = load_benchmarks(t.eval_benchmarks, data_dir=t.eval_data_dir, limit=t.eval_limit)
+            self._eval_problems = load_benchmarks(t.eval_benchmarks, data_dir=t.eval_data_dir, limit=t.eval_limit,
+                                                  image_dir=t.eval_image_dir or self.cfg.data.image_dir)
         with gathered_for_generation(self.acc, self.model):
             return evaluate(
                 None, self.tokenizer, self._eval_problems, engine=self.engine, samples=t.eval_samples,
