@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -126,16 +127,20 @@ def paired_difference(a: list[float], b: list[float]) -> dict[str, Any]:
 
 
 def value_at_budget(points: list[tuple[float, float]], budget: float) -> float:
-    """The value of the last point whose x (e.g. answers sampled so far) is at most ``budget``; NaN if none.
+    """``points`` (x = e.g. answers sampled so far, y = accuracy there) read at x = ``budget``: linearly
+    interpolated between the two points around it; the last point's y when the budget is past it; NaN when
+    the budget comes before the first point.
 
-    >>> value_at_budget([(0, 0.1), (256, 0.2), (768, 0.4)], 600)
-    0.2
+    >>> value_at_budget([(0, 0.1), (256, 0.2), (768, 0.4)], 512)
+    0.3
     """
-    best = float("nan")
-    for x, y in sorted(points):
-        if x <= budget:
-            best = y
-    return best
+    pts = sorted(points)
+    if not pts or budget < pts[0][0]:
+        return float("nan")
+    for (x0, y0), (x1, y1) in itertools.pairwise(pts):
+        if x0 <= budget <= x1:
+            return y0 if x1 == x0 else round(y0 + (y1 - y0) * (budget - x0) / (x1 - x0), 12)
+    return pts[-1][1]
 
 
 def _reset_peak_rss() -> str:
@@ -474,6 +479,9 @@ def summarize(runs: list[dict[str, Any]], methods: list[str], reference: str = "
             "signal_share": spread([r["signal_share"] for r in rs]),
             "max_draws_hit": sum(r["max_draws_hit"] for r in rs),
         }
+        if reference in methods:
+            out["methods"][m]["time_ratio"] = spread([r["seconds"] / by[s, reference]["seconds"]
+                                                      for s, r in zip(seeds, rs) if by[s, reference]["seconds"] > 0])
         if reference in methods and m != reference:
             ref = [by[s, reference] for s in seeds]
             out["methods"][m]["vs_ref"] = paired_difference([r["after"] for r in rs], [r["after"] for r in ref])
@@ -514,15 +522,20 @@ def write_table_hard(path: Path, data: dict[str, Any], reading: str) -> None:
         "difference (same seed, same warm start) of final held-out accuracy, mean [min, max] over seeds, with how many",
         "seeds the method is above / below GPG; \"beyond spread\" = the difference of the means is larger than the",
         "larger of the two methods' seed standard deviations (`paired_difference` in this script). \"at equal samples\"",
-        "= held-out(100) accuracy at the last evaluation where the method had sampled at most as many answers as",
-        "the method of that seed that sampled fewest (methods that resample spend more answers per step).",
+        "= held-out(100) accuracy when the method had sampled as many answers as the method of that seed that sampled",
+        "fewest (methods that resample spend more answers per step), linearly interpolated between the two",
+        "evaluations around that budget.",
         "Time = wall clock of the RL stage (evaluations excluded); \"peak RSS\" = `resource.getrusage(RUSAGE_SELF)."
         "ru_maxrss` at the end of each run, after resetting the kernel's peak mark to the current RSS "
         "(`malloc_trim`, then `echo 5 > /proc/self/clear_refs`) at its start: the peak resident memory of the "
         f"whole Python process during that run (measured {data['runs'][0].get('memory_measure', '?') if runs else '?'}), "
         "torch, the libraries and what the allocator kept from earlier runs included; \"above start\" = that peak "
         "minus the RSS at the start of the run (what the run itself added: models, optimizer, reference model, "
-        "activations).",
+        "activations). The RSS at the start of a run grows by roughly 50-100 MB per run within the one process; "
+        "trainers and models are freed between runs (checked with weak references), so this is memory the allocator "
+        "keeps, and \"above start\" is the figure to compare. Seconds depend on the load of the shared machine "
+        "(other jobs ran beside this one); \"RL time / GPG's\" is the ratio to GPG's run of the same seed, run minutes "
+        "apart, averaged over seeds.",
         "",
         f"Command: `{data['command']}`",
         "",
@@ -554,9 +567,9 @@ def write_table_hard(path: Path, data: dict[str, Any], reading: str) -> None:
         "",
         "| method | acc before (%) | final held-out acc (%): mean ± std [min, max] | Δ vs GPG (points): mean [min, max] "
         "(seeds above/below) | beyond spread? | held-out(100) at equal samples (%) | Δ vs GPG at equal samples | "
-        "sampled reward (last 10 steps) | alpha | signal | draws/step | answers sampled | RL seconds | "
+        "sampled reward (last 10 steps) | alpha | signal | draws/step | answers sampled | RL seconds | RL time / GPG's | "
         "peak RSS (MB): process / above start |",
-        "|:--|--:|--:|--:|:-:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "|:--|--:|--:|--:|:-:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for m in methods:
         x = summ["methods"].get(m)
@@ -571,7 +584,8 @@ def write_table_hard(path: Path, data: dict[str, Any], reading: str) -> None:
             f"| {LABELS[m]} | {100 * x['before']['mean']:.1f} | {_pm(x['after'])} | {diff} | {beyond} | "
             f"{_pm(x['at_budget'])} | {dbs} | {x['final_reward']['mean']:.2f} | {x['mean_alpha']['mean']:.2f} | "
             f"{x['signal_share']['mean']:.0%} | {x['mean_draws']['mean']:.2f} | {x['samples']['mean']:.0f} | "
-            f"{x['seconds']['mean']:.0f} ± {x['seconds']['std']:.0f} | {x['peak_rss_mb']['mean']:.0f} / "
+            f"{x['seconds']['mean']:.0f} ± {x['seconds']['std']:.0f} | "
+            f"{x['time_ratio']['mean'] if 'time_ratio' in x else float('nan'):.2f} | {x['peak_rss_mb']['mean']:.0f} / "
             f"{x['rss_growth_mb']['mean']:.0f} |")
     budgets = ", ".join(f"seed {k}: {v}" for k, v in summ["budget"].items())
     lines += ["", f"Equal sample budget per seed (answers): {budgets}.", "",

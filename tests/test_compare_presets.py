@@ -77,12 +77,15 @@ def test_paired_difference_ties_one_seed_and_mismatch():
         cp.paired_difference([0.1, 0.2], [0.1])
 
 
-def test_value_at_budget():
+def test_value_at_budget_interpolates():
     pts = [(0, 0.1), (256, 0.2), (768, 0.4)]
-    assert cp.value_at_budget(pts, 600) == 0.2
-    assert cp.value_at_budget(pts, 768) == 0.4
-    assert cp.value_at_budget(pts, 10_000) == 0.4
+    assert cp.value_at_budget(pts, 512) == pytest.approx(0.3)  # halfway from 256 (0.2) to 768 (0.4)
+    assert cp.value_at_budget(pts, 256) == pytest.approx(0.2)
+    assert cp.value_at_budget(pts, 768) == pytest.approx(0.4)
+    assert cp.value_at_budget(pts, 10_000) == 0.4  # past the last point: its value
+    assert cp.value_at_budget(list(reversed(pts)), 128) == pytest.approx(0.15)  # order does not matter
     assert math.isnan(cp.value_at_budget([(100, 0.3)], 50))
+    assert math.isnan(cp.value_at_budget([], 50))
 
 
 # -- methods and tasks ------------------------------------------------------------------------------------
@@ -169,8 +172,10 @@ def test_summarize_pairs_seeds_and_equal_budget():
     assert dapo["vs_ref"]["mean"] == pytest.approx(0.2) and dapo["vs_ref"]["above"] == 2
     assert dapo["vs_ref"]["beyond_spread"] is True  # gap 0.2 > std 0.0707
     # at 2560 answers dapo is at step 5 (2560 answers), gpg at step 10
-    assert dapo["at_budget_values"] == [0.4, 0.5] and gpg["at_budget_values"] == [0.3, 0.3]
+    assert dapo["at_budget_values"] == pytest.approx([0.4, 0.5]) and gpg["at_budget_values"] == pytest.approx([0.3, 0.3])
     assert dapo["vs_ref_budget"]["mean"] == pytest.approx(0.15)
+    # DAPO's time ratio to GPG: both ran 10 s here
+    assert dapo["time_ratio"]["mean"] == pytest.approx(1.0)
     assert gpg["per_step"][5]["mean"] == pytest.approx(0.2)
     assert gpg["rss_growth_mb"]["mean"] == pytest.approx(200.0)
 
