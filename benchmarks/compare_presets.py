@@ -46,6 +46,7 @@ import contextlib
 import datetime
 import itertools
 import json
+import math
 import os
 import platform
 import shlex
@@ -665,8 +666,9 @@ def write_plot_hard(path: Path, data: dict[str, Any]) -> None:
     left.set_title(f"vs step (mean over {len(seeds)} seeds; band: min-max)", fontsize=10)
     right.set_xlabel("answers sampled (every resampling draw counted)")
     right.set_title("vs answers sampled (mean over seeds of both coordinates)", fontsize=10)
+    top = max([st["max"] for x in summ["methods"].values() for st in x["per_step"].values()] or [0.5])
     for ax in (left, right):
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, min(1.0, math.ceil(10 * top + 0.5) / 10))
         ax.grid(alpha=0.3)
     left.legend(loc="upper left", fontsize=8)
     right.legend(loc="upper left", fontsize=8)
