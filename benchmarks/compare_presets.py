@@ -29,6 +29,12 @@ that same checkpoint with :class:`~gpgrl.train.trainer.Trainer`; only ``algorith
 ``algorithm.max_resample_draws`` when ``--max-resample-draws`` is given, for every preset alike). GRPO's
 KL term (beta 0.04) uses a reference model that the trainer loads from the same checkpoint.
 
+With ``--task hard`` the same happens on 3-digit addition (``data.dataset_kwargs: {digits: 3}``, at most 48
+new tokens), the warm start checked every 5 steps on 200 validation questions and stopped at 10%, each
+method given as a preset plus ``algorithm`` overrides (:data:`METHODS`), and ``max_resample_draws`` 4 for
+every method (the same cap on a step's rollouts). Peak memory per run: ``getrusage().ru_maxrss`` after
+resetting the kernel's peak mark with ``/proc/self/clear_refs`` at the start of the run (see the report).
+
 Measured per run: held-out greedy accuracy (``gpgrl.tasks.quickstart.heldout_accuracy``: pass@1 on the
 200 test questions, never trained on) before and after RL, held-out accuracy on the first 100 test
 questions every ``--eval-every`` steps (for the plot), the training reward (mean over the last 10 steps),
