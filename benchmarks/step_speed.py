@@ -8,8 +8,8 @@ TRL is a benchmark-only extra, never a dependency of gpgrl: install it in a sepa
 the same torch and transformers versions as gpgrl's (pin the versions ``pip freeze`` shows there)::
 
     python3 -m venv /tmp/venv-trl
-    /tmp/venv-trl/bin/pip install torch==2.14.1 transformers==5.24.0 accelerate==1.15.0 tokenizers==0.23.3 \\
-        safetensors==0.8.0 datasets==5.2.0 trl==1.16.0
+    /tmp/venv-trl/bin/pip install torch==2.14.1 torchvision==0.29.1 transformers==5.24.0 accelerate==1.15.0 \\
+        tokenizers==0.23.3 safetensors==0.8.0 datasets==5.2.0 trl==1.16.0
 
 Without ``--trl-python`` only the two gpgrl configurations run.
 
