@@ -1,0 +1,93 @@
+"""The pure helpers of benchmarks/step_speed.py: statistics, run order, tables, the padded tokenizer."""
+
+from __future__ import annotations
+
+import doctest
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "step_speed.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("step_speed", PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_doctests(bench):
+    result = doctest.testmod(bench)
+    assert result.attempted >= 5 and result.failed == 0
+
+
+def test_median_spread(bench):
+    s = bench.median_spread([2.0, 4.0, float("nan"), 3.0, 10.0])
+    assert s["median"] == 3.5 and s["min"] == 2.0 and s["max"] == 10.0 and s["n"] == 4
+    assert s["spread"] == pytest.approx(8.0 / 3.5)
+    assert math.isnan(bench.median_spread([])["median"])
+
+
+def test_run_order_alternates_and_covers_every_pair(bench):
+    order = bench.run_order(bench.CONFIGS, 3)
+    assert len(order) == 12 and len(set(order)) == 12
+    assert [c for r, c in order if r == 1] == bench.CONFIGS[::-1]
+    assert [c for r, c in order if r == 2] == bench.CONFIGS
+
+
+def test_reward_varies_within_a_group(bench):
+    answers = ["12 + 7", "19", "w3 w17 ", "abc", "<answer>19</answer>", "zzzz"]
+    values = [bench.reward_value(a) for a in answers]
+    assert len(set(values)) == len(values)
+    assert all(0.0 <= v <= 1.1 for v in values)
+
+
+def _run(bench, model, config, wall, gen, peak, ready, rep=0):
+    steps = [{"wall": wall + d, "cpu": wall / 2 + d, "gen_wall": gen, "gen_cpu": gen / 2, "tokens": 1024}
+             for d in (0.0, 0.1, -0.1)]
+    return {"ok": True, "model": model, "config": config, "rep": rep, "steps": steps, "peak_rss_mb": peak,
+            "ready_rss_mb": ready, "model_mb": 80.0}
+
+
+def test_aggregate_ratios_and_report(bench, tmp_path):
+    runs = []
+    for rep, scale in enumerate((1.0, 1.2, 0.9)):
+        runs += [_run(bench, "b", "gpgrl_gpg", 10 * scale, 4, 1000, 900, rep),
+                 _run(bench, "b", "gpgrl_grpo", 12 * scale, 4, 1100, 1000, rep),
+                 _run(bench, "b", "trl_gpg", 20 * scale, 5, 2000, 800, rep),
+                 _run(bench, "a", "gpgrl_gpg", 1 * scale, 0.4, 500, 450, rep)]
+    runs.append({"ok": False, "model": "a", "config": "trl_gpg", "rep": 0, "error": "boom"})
+    agg = bench.aggregate(runs)
+    assert agg["b/gpgrl_gpg"]["wall"]["median"] == pytest.approx(10.0)
+    assert agg["b/gpgrl_gpg"]["update_wall"]["median"] == pytest.approx(6.0)
+    assert agg["b/gpgrl_gpg"]["wall"]["n"] == 3
+    assert bench.ratio(agg, "b", "gpgrl_gpg", "trl_gpg", "wall") == pytest.approx(0.5)
+    assert bench.ratio(agg, "b", "gpgrl_gpg", "trl_gpg", "peak_rss_mb") == pytest.approx(0.5)
+    assert math.isnan(bench.ratio(agg, "a", "gpgrl_gpg", "trl_gpg", "wall"))
+    lines = "\n".join(bench.target_lines(agg))
+    assert "**0.50x** (target <= 0.6x: met)" in lines
+    assert "model a: **nanx** (target <= 0.9x: not measured)" in lines
+    table = bench.render_table(agg, "b")
+    assert table.count("\n") == 5 and "| TRL GRPOTrainer, beta 0.04 | not run |" in table
+    assert "10.00 (9.00-12.00)" in table
+    settings = {"G": 8, "prompts": 4, "length": 32, "warmup": 1, "steps": 3, "repetitions": 3, "lr": 1e-6,
+                "model_shape": {}}
+    env = {"platform": "x", "python": "3", "cpus": 2}
+    (tmp_path / "step_speed.json").write_text(json.dumps({"settings": settings, "environment": env, "runs": runs,
+                                                          "load_average_1min": [1.0, 2.0], "minutes": 3.0}))
+    bench.write_report(tmp_path)
+    md = (tmp_path / "step_speed.md").read_text()
+    assert "## Model b" in md and "Failed runs: 1 (a/trl_gpg)" in md and "load average" in md
+
+
+def test_padded_tokenizer_decodes_every_id(bench, tmp_path):
+    tok = bench.build_tokenizer(300, tmp_path)
+    assert len(tok) == 300
+    assert tok.decode(tok("12+7=")["input_ids"]) == "12+7="
+    texts = [tok.decode([i]) for i in range(len(tok))]
+    assert all(texts) and texts[-1].startswith("w")
