@@ -15,9 +15,9 @@ Example (a DeepSeek-R1-Distill model, 8 samples per problem, local copy of the d
         --temperature 0.6 --top-p 0.95 --max-new-tokens 8192 --data-dir DIR --output runs/eval-r1
 
 Example (a vision-language model on GEOQA and a Visual-RFT classification set; images from your folders):
-    gpgrl eval --model Qwen/Qwen2.5-VL-3B-Instruct --benchmarks geoqa --data-dir ../shared/data/vision \
+    gpgrl eval --model Qwen/Qwen2.5-VL-3B-Instruct --benchmarks geoqa --data-dir ../shared/data/vision \\
         --image-dir DIR_WITH_Geo170K --max-new-tokens 1024 --output runs/eval-geoqa
-    gpgrl eval --model Qwen/Qwen2-VL-2B-Instruct --benchmarks pets37 --data-dir ../shared/data/vision \
+    gpgrl eval --model Qwen/Qwen2-VL-2B-Instruct --benchmarks pets37 --data-dir ../shared/data/vision \\
         --image-dir PETS_IMAGES --max-new-tokens 1024 --output runs/eval-pets
 
 Without --data-dir each benchmark is loaded from its Hugging Face dataset (see docs/eval.md); vision
