@@ -321,6 +321,65 @@ def test_fused_equals_plain_on_real_models(arch):
     assert_same_logprobs(auto, plain, batch[3])
 
 
+def test_head_logprobs_scale_is_softmax_of_scaled_logits():
+    """scale = 1 / temperature: log softmax(scale * z), with the chain rule's extra factor in every gradient."""
+    case = _head_case(7, 3, 5, bias=True)
+    scale = 1 / 0.6
+
+    def scaled_plain(hidden, weight, bias, tokens):
+        z = (hidden @ weight.T + bias).float() * scale
+        logp = torch.log_softmax(z, -1)
+        return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1), -(logp.exp() * logp).sum(-1).detach()
+
+    lp_ref, ent_ref, g_ref = _grads(scaled_plain, *case, torch.float32)
+    lp, ent, g = _grads(lambda *a: head_logprobs(*a, chunk_tokens=4, with_entropy=True, scale=scale), *case,
+                        torch.float32)
+    torch.testing.assert_close(lp, lp_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ent, ent_ref, rtol=1e-5, atol=1e-6)
+    for name, a, ref in zip(("hidden", "weight", "bias"), g, g_ref):
+        assert max_rel(a, ref) < 1e-5, name
+    # and it is not the unscaled computation
+    assert (lp - _grads(plain_head, *case, torch.float32)[0]).abs().max() > 1e-2
+
+
+def test_head_logprobs_scale_hand_values():
+    # One position, logits z = (0, ln 3); temperature 1/2 (scale 2): softmax(2z) = (1, 9) / 10.
+    # Token 1: logp = log 0.9; d logp / d z = scale * (onehot - p) = 2 * (-0.1, 0.1) = (-0.2, 0.2).
+    z = torch.tensor([[[0.0, math.log(3)]]], requires_grad=True)
+    eye = torch.eye(2)  # the head is the identity: logits = hidden
+    logp, _ = head_logprobs(z, eye, None, torch.tensor([[1]]), scale=2.0)
+    torch.testing.assert_close(logp, torch.tensor([[math.log(0.9)]]))
+    logp.sum().backward()
+    torch.testing.assert_close(z.grad, torch.tensor([[[-0.2, 0.2]]]))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_completion_logprobs_temperature_is_the_sampled_distribution(fused):
+    """Both paths give log softmax(logits / T) of the model's own logits, and T = 1 or 0 changes nothing."""
+    model = tiny_causal_lm("qwen2")
+    prompt_ids, prompt_mask, completion_ids, completion_mask, weights = batch = rollout_batch()
+    T = completion_ids.shape[1]
+    got = logprobs_and_grads(model, batch, fused=fused, temperature=0.7)
+    # the reference: the whole logits, divided by the temperature, a float32 log-softmax
+    model.zero_grad(set_to_none=True)
+    from gpgrl.models.logprobs import position_ids_from_mask
+
+    ids = torch.cat([prompt_ids, completion_ids], 1)
+    mask = torch.cat([prompt_mask, completion_mask], 1)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
+    logp_all = torch.log_softmax(logits[:, -(T + 1):-1].float() / 0.7, -1)
+    ref_lp = logp_all.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+    ref_ent = -(logp_all.exp() * logp_all).sum(-1).detach()
+    (ref_lp * weights * completion_mask).sum().backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert_same_logprobs(got, (ref_lp, ref_ent, ref_grads), completion_mask)
+    one = logprobs_and_grads(model, batch, fused=fused)
+    for t in (1.0, 0.0):  # 0 = greedy: nothing to rescale
+        torch.testing.assert_close(logprobs_and_grads(model, batch, fused=fused, temperature=t)[0], one[0])
+    with pytest.raises(ValueError, match="temperature"):
+        logprobs_and_grads(model, batch, fused=fused, temperature=-1.0)
+
+
 def test_fused_equals_plain_in_bfloat16():
     model = tiny_causal_lm("llama", dtype=torch.bfloat16)
     batch = rollout_batch(1)

@@ -254,3 +254,30 @@ def test_train_can_be_called_in_chunks(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "run")] == ["step-000003"]
+
+
+def test_the_update_differentiates_the_distribution_it_sampled_from(tmp_path):
+    """At rollout.temperature T the loss uses log softmax(logits / T): the log-probs the trainer computes for
+    a batch are those of the tempered distribution, and the update differs from an untempered one."""
+    from gpgrl.models import completion_logprobs
+
+    updates = {}
+    for temperature in (1.0, 0.5):
+        cfg = tiny_config(tmp_path / str(temperature), rewards=[{"name": "helpers:has_one"}],
+                          rollout={"group_size": 4, "max_completion_length": 6, "temperature": temperature},
+                          algorithm={"preset": "gpg", "resample_threshold": 0.0}, train={
+                              "steps": 1, "prompts_per_step": 4, "micro_batch_size": 16,
+                              "output_dir": str(tmp_path / str(temperature) / "run")})
+        trainer = _trainer(cfg, engine=ScriptedEngine)
+        batch, _ = trainer.collect()
+        model = trainer.acc.unwrap_model(trainer.model)
+        with torch.no_grad():
+            got, _ = trainer._logp(trainer.model, batch, slice(None), False)
+            want, _ = completion_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
+                                          batch.completion_mask, temperature=temperature, use_position_ids=True)
+        m = batch.completion_mask.bool()
+        torch.testing.assert_close(got[m], want[m])
+        trainer2 = _trainer(cfg, engine=ScriptedEngine)
+        trainer2.train()
+        updates[temperature] = _params(trainer2.acc.unwrap_model(trainer2.model))
+    assert max((updates[1.0][k] - updates[0.5][k]).abs().max().item() for k in updates[1.0]) > 0

@@ -121,7 +121,8 @@ class _HeadLogprob(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, tokens, chunk_tokens: int, with_entropy: bool, dtype: torch.dtype):
+    def forward(ctx, hidden, weight, bias, tokens, chunk_tokens: int, with_entropy: bool, dtype: torch.dtype,
+                scale: float):
         N = hidden.shape[0]
         device = hidden.device
         logp = torch.empty(N, dtype=torch.float32, device=device)
@@ -132,13 +133,15 @@ class _HeadLogprob(torch.autograd.Function):
             b = None if bias is None else bias.to(dtype)
             for s in _spans(N, chunk_tokens):
                 z = F.linear(x[s], w, b).float()  # [c, V]: the chunk's logits, rounded as lm_head rounds them
+                if scale != 1.0:
+                    z.mul_(scale)  # logits / temperature
                 lse[s] = torch.logsumexp(z, dim=-1)
                 logp[s] = z.gather(-1, tokens[s].unsqueeze(-1)).squeeze(-1) - lse[s]
                 if with_entropy:
                     z.sub_(lse[s].unsqueeze(-1))  # log-softmax, in place
                     entropy[s] = -(z.exp() * z).sum(-1)
         ctx.save_for_backward(hidden, weight, bias, tokens, lse)
-        ctx.chunk_tokens, ctx.dtype = chunk_tokens, dtype
+        ctx.chunk_tokens, ctx.dtype, ctx.scale = chunk_tokens, dtype, scale
         ctx.mark_non_differentiable(entropy)
         return logp, entropy
 
@@ -146,7 +149,7 @@ class _HeadLogprob(torch.autograd.Function):
     def backward(ctx, grad_logp, _grad_entropy):
         hidden, weight, bias, tokens, lse = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        dtype, N = ctx.dtype, hidden.shape[0]
+        dtype, N, scale = ctx.dtype, hidden.shape[0], ctx.scale
         grad_x = torch.empty_like(hidden) if need_x else None
         # The weight's gradient sums over all N rows: accumulate the chunks' products in float32 and round
         # once at the end, as one big matmul would (bf16 partial sums would each add a rounding error).
@@ -159,9 +162,12 @@ class _HeadLogprob(torch.autograd.Function):
             b = None if bias is None else bias.to(dtype)
             for s in _spans(N, ctx.chunk_tokens):
                 g = F.linear(x[s], w, b).float()  # [c, V]: the chunk's logits again
+                if scale != 1.0:
+                    g.mul_(scale)
                 g.sub_(lse[s].unsqueeze(-1)).exp_()  # softmax p
                 g.scatter_add_(-1, tokens[s].unsqueeze(-1), -torch.ones_like(g[:, :1]))  # p - onehot
-                g.mul_(-grad_logp[s].unsqueeze(-1))  # dL/dz = grad * (onehot - p)   [c, V] float32
+                # dL/dz = grad * scale * (onehot - p)   [c, V] float32 (z = the head's output, before scaling)
+                g.mul_((-grad_logp[s] * scale).unsqueeze(-1))
                 if need_b:
                     grad_b += g.sum(0)
                 g_h = g.to(dtype)  # the matmuls run in the head's dtype, as autograd's would
@@ -174,7 +180,7 @@ class _HeadLogprob(torch.autograd.Function):
                     grad_w += product
         del product  # freed before the cast below allocates the gradient in the weight's dtype
         return (grad_x, None if grad_w is None else grad_w.to(weight.dtype),
-                None if grad_b is None else grad_b.to(bias.dtype), None, None, None, None)
+                None if grad_b is None else grad_b.to(bias.dtype), None, None, None, None, None)
 
 
 def head_logprobs(
@@ -185,8 +191,9 @@ def head_logprobs(
     *,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     with_entropy: bool = False,
+    scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log softmax(hidden @ weight.T + bias)[tokens] [B, T] float32, and the entropy [B, T] if asked.
+    """log softmax(scale * (hidden @ weight.T + bias))[tokens] [B, T] float32, and the entropy if asked.
 
     Equal (to float rounding) to ``torch.log_softmax(lm_head(hidden).float(), -1).gather(...)``, gradients
     of ``hidden``, ``weight`` and ``bias`` included, but the logits exist ``chunk_tokens`` positions at a
@@ -200,6 +207,8 @@ def head_logprobs(
         tokens: [B, T] ids whose log-probs to return.
         chunk_tokens: positions per chunk; the extra memory is about ``10 * chunk_tokens * V`` bytes.
         with_entropy: also return the entropy of each position's distribution.
+        scale: multiplies the logits (in float32) before the softmax: ``1 / temperature`` gives the
+            log-probs of the distribution that sampling at that temperature draws from.
 
     A head that maps the hidden state (1, 0) to logits (0, 0) and (0, 1) to (1, 3):
 
@@ -223,5 +232,5 @@ def head_logprobs(
     dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else weight.dtype
     flat = hidden.to(weight.device).reshape(B * T, H)  # [N, H]; a copy only if ``hidden`` is a strided view
     logp, entropy = _HeadLogprob.apply(flat, weight, bias, tokens.to(weight.device).reshape(B * T),
-                                       chunk_tokens, with_entropy, dtype)
+                                       chunk_tokens, with_entropy, dtype, float(scale))
     return logp.view(B, T), entropy.view(B, T) if with_entropy else None

@@ -146,6 +146,7 @@ def completion_logprobs(
     use_position_ids: bool = True,
     fused: bool | None = None,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(o_t | q, o_<t) for each completion token: [B, T] float32, plus the entropy [B, T] if asked.
 
@@ -160,7 +161,15 @@ def completion_logprobs(
     in the weights' dtype, or in autocast's when the caller has autocast on: call this under the same
     autocast as the model's forward (``accelerator.autocast()``) for the fused path to round as the
     plain one does.
+
+    ``temperature``: the log-probs (and entropy) of ``softmax(logits / temperature)``, the distribution
+    that sampling at that temperature draws from -- what a policy gradient of answers sampled so must
+    differentiate (as TRL's GRPOTrainer, which the original GPG code builds on, and verl do). A
+    temperature of 0 (greedy) or 1 leaves the logits as they are.
     """
+    if temperature < 0 or temperature != temperature:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    scale = 1.0 if temperature in (0.0, 1.0) else 1.0 / temperature
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # [B, P+T]
     attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)  # [B, P+T]
     T = completion_ids.shape[1]
@@ -190,7 +199,7 @@ def completion_logprobs(
         hidden = _final_hidden(out, input_ids.shape)
         if hidden is not None:
             return head_logprobs(hidden[:, -(T + 1) : -1], head.weight, head.bias, completion_ids,  # [B, T, H]
-                                 chunk_tokens=chunk_tokens, with_entropy=with_entropy)
+                                 chunk_tokens=chunk_tokens, with_entropy=with_entropy, scale=scale)
         problem = (f"{type(unwrap_model(model)).__name__} returned no [B, L, H] final hidden state with empty "
                    "logits (output_hidden_states / logits_to_keep not honoured)")
         if fused:
@@ -205,6 +214,8 @@ def completion_logprobs(
         **extra,
     )
     logits = out.logits[:, -(T + 1) : -1, :]  # [B, T, V]: the logits that predict each completion token
+    if scale != 1.0:
+        logits = logits * scale
     logp = token_logprobs(logits, completion_ids, chunk_tokens)  # [B, T]
     entropy = token_entropy(logits, chunk_tokens) if with_entropy else None
     return logp, entropy

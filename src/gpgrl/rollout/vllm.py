@@ -337,7 +337,9 @@ class VLLMColocatedEngine(RolloutEngine):
         self.max_model_len = max_model_len
         self.llm = llm_factory(model=model_name, tensor_parallel_size=1, distributed_executor_backend="external_launcher",
                                gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=sleep, seed=seed,
-                               max_model_len=max_model_len)
+                               max_model_len=max_model_len,
+                               # sampling log-probs of softmax(logits / temperature), as the trainer computes them
+                               logprobs_mode="processed_logprobs")
         self._asleep = False
 
     def generate(self, prompts: Sequence[Prompt | Sequence[int]], params: SamplingParams,

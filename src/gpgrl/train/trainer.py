@@ -299,7 +299,8 @@ class Trainer:
     def _logp(self, model: torch.nn.Module, batch: RolloutBatch, sl: slice, with_entropy: bool):
         return completion_logprobs(model, batch.prompt_ids[sl], batch.prompt_mask[sl], batch.completion_ids[sl],
                                    batch.completion_mask[sl], with_entropy=with_entropy,
-                                   model_inputs=batch.model_inputs_for(sl), use_position_ids=not self._vision)
+                                   model_inputs=batch.model_inputs_for(sl), use_position_ids=not self._vision,
+                                   temperature=self.cfg.rollout.temperature)  # the distribution sampled from
 
     def _update(self, batch: RolloutBatch, adv: torch.Tensor, num_tokens: int, num_sequences: int) -> dict[str, float]:
         """Micro-batched forward/backward of the preset's loss, then one optimizer step per iteration.
