@@ -402,11 +402,15 @@ def write_table(path: Path, data: dict[str, Any], reading: str) -> None:
         f"Total wall-clock time of the benchmark: {data['total_seconds'] / 60:.1f} minutes.",
         "",
     ]
+    _write_report(path, lines, reading, data["date"])
+
+
+def _write_report(path: Path, lines: list[str], reading: str | None, date: str) -> None:
+    """Write a report's ``lines``, then the reading (if any) and the measurement date, to ``path``."""
     if reading:
-        lines += ["## Reading", "", reading, ""]
-    lines += [f"Measured on {data['date']}.", ""]
+        lines = [*lines, "## Reading", "", reading, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join([*lines, f"Measured on {date}.", ""]))
 
 
 def write_plot(path: Path, data: dict[str, Any]) -> None:
@@ -630,11 +634,7 @@ def write_table_hard(path: Path, data: dict[str, Any], reading: str) -> None:
         f"Total wall-clock time of the benchmark: {data['total_seconds'] / 60:.1f} minutes.",
         "",
     ]
-    if reading:
-        lines += ["## Reading", "", reading, ""]
-    lines += [f"Measured on {data['date']}.", ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    _write_report(path, lines, reading, data["date"])
 
 
 def write_plot_hard(path: Path, data: dict[str, Any]) -> None:
