@@ -201,6 +201,25 @@ def budget_for(prompt_tokens: int, max_new_tokens: int, context: int | None) -> 
     return min(max_new_tokens, room)
 
 
+def generate_sampling_kwargs(params: SamplingParams) -> dict:
+    """``generate`` keyword arguments that sample from exactly ``params``'s distribution.
+
+    Sampling (temperature > 0) runs in :class:`~gpgrl.rollout.sampling.ExactSampler`, with ``generate`` in
+    greedy mode, and a repetition penalty or n-gram block from the model's ``generation_config`` is
+    switched off, so nothing changes the distribution the loss assumes. Greedy decoding keeps
+    ``generate``'s own argmax (and the model's generation config, as evaluation harnesses do).
+    """
+    from transformers import LogitsProcessorList
+
+    from gpgrl.rollout.sampling import ExactSampler
+
+    neutral = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    if params.temperature == 0:
+        return neutral
+    return {**neutral, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+            "logits_processor": LogitsProcessorList([ExactSampler(params.temperature, params.top_k, params.top_p)])}
+
+
 class HFGenerateEngine(RolloutEngine):
     """Samples with transformers ``generate``, ``batch_size`` rows at a time, in this process.
 
@@ -238,6 +257,7 @@ class HFGenerateEngine(RolloutEngine):
         was_training = self.model.training
         self.model.eval()
         chunks = []
+        sampling = generate_sampling_kwargs(params)
         try:
             for start in range(0, len(rows), step):
                 part = rows[start : start + step]
@@ -249,15 +269,11 @@ class HFGenerateEngine(RolloutEngine):
                     from gpgrl.models.vision import token_type_inputs
 
                     extra.update(token_type_inputs(self.model, ids))
-                greedy = params.temperature == 0
                 out = self.model.generate(
                     input_ids=ids,
                     attention_mask=mask,
                     max_new_tokens=max_new,
-                    do_sample=not greedy,
-                    temperature=None if greedy else params.temperature,
-                    top_p=None if greedy else params.top_p,
-                    top_k=None if greedy else (params.top_k or None),
+                    **sampling,
                     pad_token_id=self.pad_id,
                     eos_token_id=self.eos_ids,
                     use_cache=True,
