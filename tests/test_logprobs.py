@@ -393,14 +393,16 @@ class LogitsRecorder(torch.overrides.TorchFunctionMode):
     """Records, over every torch call, the most rows a tensor whose last dimension is V had, and the
     shapes of the [B, L, V] ones (a causal LM's logits; the fused kernel's chunks are [rows, V])."""
 
-    def __init__(self):
+    def __init__(self, model):
         super().__init__()
         self.max_rows, self.logits_shapes = 0, set()
+        self.weights = {p.untyped_storage().data_ptr() for p in model.parameters()}  # views of them (W.T) are no logits
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for t in out if isinstance(out, tuple) else (out,):
-            if isinstance(t, torch.Tensor) and t.dim() >= 2 and t.shape[-1] == V:
+            if isinstance(t, torch.Tensor) and t.dim() >= 2 and t.shape[-1] == V \
+                    and t.untyped_storage().data_ptr() not in self.weights:
                 self.max_rows = max(self.max_rows, t.numel() // V)
                 if t.dim() == 3:
                     self.logits_shapes.add(tuple(t.shape))
@@ -415,7 +417,7 @@ def test_fused_path_never_makes_the_whole_logits():
     B, T = batch[2].shape
     recorded = {}
     for fused in (True, False):
-        with LogitsRecorder() as rec:
+        with LogitsRecorder(model) as rec:
             logprobs_and_grads(model, batch, fused=fused, chunk_tokens=4)
         recorded[fused] = rec.max_rows, rec.logits_shapes
     assert recorded[True] == (4, {(B, 0, V)})
