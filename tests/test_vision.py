@@ -76,8 +76,8 @@ def test_gpg_learns_to_use_the_image(tmp_path):
     cfg = from_dict({"model": {"name_or_path": "tiny-vlm"},
                      "data": {"dataset": "mine", "image_column": "image", "image_dir": str(images)},
                      "rollout": {"group_size": 8, "max_completion_length": 4, "temperature": 1.0},
-                     "algorithm": {"preset": "gpg"}, "optim": {"lr": 2e-2, "lr_scheduler": "constant"},
-                     "train": {"steps": 16, "prompts_per_step": 6, "micro_batch_size": 48,
+                     "algorithm": {"preset": "gpg"}, "optim": {"lr": 1e-2, "lr_scheduler": "constant"},
+                     "train": {"steps": 24, "prompts_per_step": 6, "micro_batch_size": 48,
                                "output_dir": str(tmp_path / "run")},
                      "log": {"progress": False, "report_to": ["jsonl"], "sample_every": 0}})
     processor = build_vlm_processor()
@@ -97,7 +97,7 @@ def test_gpg_learns_to_use_the_image(tmp_path):
     assert own > others + 0.3, (out.texts, share)
     from gpgrl.models.vision import load_processor, load_vision_policy
 
-    saved = tmp_path / "run" / "checkpoints" / "step-000016" / "model"  # model and processor, HF format
+    saved = tmp_path / "run" / "checkpoints" / "step-000024" / "model"  # model and processor, HF format
     reloaded = load_processor(str(saved))
     assert reloaded.tokenizer.convert_tokens_to_ids("<|image_pad|>") == trainer.model.config.image_token_id
     assert type(load_vision_policy(str(saved))).__name__ == "Qwen2VLForConditionalGeneration"
@@ -115,6 +115,9 @@ def test_vision_quickstart_runs_end_to_end(tmp_path):
                  "--eval-size", "8", "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["quickstart"] == "vision" and summary["steps"] == 2
+    # the two-phase warm-start: the format phase capped by --sft-steps, then at most 10 steps on right answers
+    assert summary["sft_phases"]["format"] == 10 and 1 <= summary["sft_phases"]["answers"] <= 10
+    assert summary["sft_steps"] == 10 + summary["sft_phases"]["answers"]
     assert 0.0 <= summary["accuracy_before"] <= 1.0 and 0.0 <= summary["accuracy_after"] <= 1.0
     assert summary["config"]["data"]["image_column"] == "image"
     assert (out / "quickstart.png").stat().st_size > 0 and (out / "sft" / "processor_config.json").exists()

@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -90,22 +92,29 @@ class Setup:
 TEXT = Setup("text", "tiny model, 2-digit addition", "builtin:arithmetic", False, MAX_NEW_TOKENS, SFT,
              DEFAULT_STEPS, {})
 # Vision: a tiny Qwen2-VL names the colour of a generated shape as a letter (A red, B green, C blue,
-# D yellow; image-blind guessing gets 1/4). Choices, each measured: one-letter answers (a tiny byte-level
-# model misspells sampled colour names, which drowns the reward); a format reward beside accuracy (without
-# it the policy learns to repeat "<answer>B<answer>B...", whose last block still grades); the warm-start
-# checked every 5 steps (it jumps once the model starts reading the image) and stopped at 40%; 16 answers
-# per prompt and lr 3e-3 (1e-3 barely moves the tiny vision tower in 100 steps); at most 4 rollout draws
-# per step (once nearly every group is all right, threshold resampling would spend its whole budget of
-# 20 draws each step: 13.5 s/step instead of 2.5 s with one draw, measured on a loaded machine).
+# D yellow; image-blind guessing gets 1/4). Choices, each measured (benchmarks/results/quickstart_vision_seeds.md):
+# - a two-phase warm-start. Phase 1 (format_steps) imitates well-formed answers with *random* letters: the
+#   model learns to write one <answer> block without learning the image. Phase 2 imitates the correct
+#   answers, checked every 2 steps, and stops at 45% validation accuracy: the model has begun to read the
+#   image (typically one pair of colours told apart). One phase stopped that early left answers so
+#   ill-formed at T > 0 (3% well-formed samples) that RL collapsed on 2 of 3 seeds; one phase run longer
+#   jumps to 95-100% (the model learns to read the image all at once) and leaves RL nothing to do.
+# - GPG then tells the remaining colours apart from the reward alone, one pair at a time (held-out accuracy
+#   steps 50% -> 72% -> 100%); the pair "jumps" come after 20-100 steps depending on the seed, so 150 steps
+#   at lr 2e-3 and T 1.0 (at T 0.7 or lr 1e-3 the policy settles on one letter for two colours sooner).
+# - one-letter answers (a tiny byte-level model misspells sampled colour names, which drowns the reward);
+#   a format reward beside accuracy (without it the policy learns to repeat "<answer>B<answer>B...", whose
+#   last block still grades); 16 answers per prompt; at most 4 rollout draws per step (once nearly every
+#   group is all right, threshold resampling would spend its whole budget of 20 draws each step).
 VISION = Setup(
     "vision", "tiny Qwen2-VL, colour of a generated shape", "builtin:shapes", True, 8,
-    {**SFT, "check_every": 5, "target_accuracy": 0.4, "min_steps": 100}, 60,
+    {**SFT, "max_steps": 300, "format_steps": 40, "check_every": 2, "target_accuracy": 0.45}, 150,
     {"data": {"dataset": "builtin:shapes", "dataset_kwargs": {"colours": 4, "answer": "letter"},
               "prompt_column": "question", "answer_column": "answer", "image_column": "image"},
-     "rollout": {"group_size": 16, "max_completion_length": 8, "temperature": 0.7},
+     "rollout": {"group_size": 16, "max_completion_length": 8, "temperature": 1.0},
      "rewards": [{"name": "accuracy", "weight": 1.0}, {"name": "gpgrl.tasks.shapes:answer_only", "weight": 0.5}],
      "algorithm": {"preset": "gpg", "max_resample_draws": 4},
-     "optim": {"lr": 3e-3, "lr_scheduler": "cosine", "warmup_steps": 5, "max_grad_norm": 1.0},
+     "optim": {"lr": 2e-3, "lr_scheduler": "cosine", "warmup_steps": 5, "max_grad_norm": 1.0},
      "train": {"prompts_per_step": 16}},
 )
 
@@ -214,7 +223,7 @@ def _plot(path: Path, train_rows: list[dict[str, float]], evals: list[tuple[int,
 
 
 def run(output: str | Path = "runs/quickstart", *, seed: int = 0, steps: int | None = None,
-        sft_steps: int = SFT["max_steps"], eval_every: int = DEFAULT_EVAL_EVERY, eval_size: int | None = None,
+        sft_steps: int | None = None, eval_every: int = DEFAULT_EVAL_EVERY, eval_size: int | None = None,
         quiet: bool = False, rl_overrides: dict[str, Any] | None = None, vision: bool = False) -> dict[str, Any]:
     """The whole quickstart (``vision``: the tiny vision-language one); returns what it writes to ``summary.json``.
 
@@ -228,7 +237,8 @@ def run(output: str | Path = "runs/quickstart", *, seed: int = 0, steps: int | N
     try:
         with quiet_libraries(quiet):
             setup = VISION if vision else TEXT
-            return _run(Path(output), setup, seed=seed, steps=steps or setup.steps, sft_steps=sft_steps,
+            return _run(Path(output), setup, seed=seed, steps=steps or setup.steps,
+                        sft_steps=sft_steps or setup.sft["max_steps"],
                         eval_every=eval_every, eval_size=eval_size, quiet=quiet, rl_overrides=rl_overrides or {})
     finally:
         torch.set_num_threads(threads)
@@ -265,10 +275,20 @@ def _run(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int, eval
     sft_cfg = SFTConfig(steps=sft_steps, batch_size=sft["batch_size"], lr=sft["lr"], seed=seed,
                         check_every=sft["check_every"], target_accuracy=sft["target_accuracy"],
                         min_steps=sft.get("min_steps", 0))
+    questions = [r["question"] for r in sft_records]
+    images = [[r["image"]] for r in sft_records] if setup.images else None
+    format_hist: list[dict[str, float]] = []
+    if sft.get("format_steps"):  # phase 1: the answer format, with random answers (see VISION)
+        format_steps = min(sft["format_steps"], sft_steps)
+        say(f"[quickstart] warm-start phase 1: {format_steps} steps on well-formed answers with random letters")
+        rng = random.Random(seed)
+        format_hist = supervised_warm_start(
+            model, tok, questions, [task.random_solution(rng) for _ in sft_records],
+            dataclasses.replace(sft_cfg, steps=format_steps, target_accuracy=None), images=images)
+        sft_cfg = dataclasses.replace(sft_cfg, seed=seed + 1)
     sft_hist = supervised_warm_start(
-        model, tok, [r["question"] for r in sft_records], [setup.solution(task, r) for r in sft_records],
-        sft_cfg, check=lambda: accuracy(model, val_records), log=None if quiet else say,
-        images=[[r["image"]] for r in sft_records] if setup.images else None,
+        model, tok, questions, [setup.solution(task, r) for r in sft_records],
+        sft_cfg, check=lambda: accuracy(model, val_records), log=None if quiet else say, images=images,
     )
     with quiet_saving():
         model.save_pretrained(str(out / "sft"))
@@ -319,7 +339,8 @@ def _run(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int, eval
         "seconds": seconds,
         "seconds_sft": seconds_sft,
         "seconds_rl": seconds_rl,
-        "sft_steps": len(sft_hist),
+        "sft_steps": len(format_hist) + len(sft_hist),
+        "sft_phases": {"format": len(format_hist), "answers": len(sft_hist)},
         "seed": seed,
         "quickstart": setup.name,
         "model": dict(MODEL) if not setup.images else {"kind": "qwen2_vl", **{k: getattr(model.config.text_config, k)
@@ -359,8 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the model, the warm-start and RL (default: 0)")
     parser.add_argument("--steps", type=int, default=None,
                         help=f"GPG steps (default: {TEXT.steps}; with --vision {VISION.steps})")
-    parser.add_argument("--sft-steps", type=int, default=SFT["max_steps"],
-                        help=f"most warm-start steps (default: {SFT['max_steps']}; it usually stops earlier)")
+    parser.add_argument("--sft-steps", type=int, default=None,
+                        help=f"most warm-start steps (default: {SFT['max_steps']}, with --vision "
+                             f"{VISION.sft['max_steps']}; it usually stops earlier)")
     parser.add_argument("--eval-every", type=int, default=DEFAULT_EVAL_EVERY,
                         help=f"GPG steps between held-out evaluations (default: {DEFAULT_EVAL_EVERY})")
     parser.add_argument("--eval-size", type=int, default=None,

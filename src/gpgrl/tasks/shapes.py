@@ -93,6 +93,18 @@ class ShapesTask:
         """A correct completion: the answer (colour name or letter) in ``<answer>`` tags."""
         return f"<answer>{record['answer']}</answer>"
 
+    def random_solution(self, rng: random.Random) -> str:
+        """A well-formed completion with an answer drawn at random from the task's options, whatever the image.
+
+        The vision quickstart's first warm-start phase imitates these: it learns the answer format
+        without learning to read the image.
+
+        >>> ShapesTask(answer="letter", colours=4).random_solution(random.Random(0))
+        '<answer>D</answer>'
+        """
+        options = "ABCDEF"[: self.colours] if self.answer == "letter" else list(COLOURS)[: self.colours]
+        return f"<answer>{rng.choice(options)}</answer>"
+
 
 _ANSWER_ONLY = re.compile(r"\s*<answer>[^<>]*</answer>\s*")
 
