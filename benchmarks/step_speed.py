@@ -617,7 +617,7 @@ def write_report(out: Path) -> None:
                   f"up to {s['length']} new tokens, {s['warmup']} warm-up step(s) then {s['steps']} measured steps per "
                   f"process, {s['repetitions']} repetitions in alternating order, lr {s['lr']}, model shape "
                   f"{s['model_shape']}.", "",
-                  f"Machine: {env.get('cpu_model', '?')}, {env['cpus']} cores shared with other jobs, 1 torch thread; "
+                  f"Machine: {env.get('cpu_model', '?')}, {env['cpus']} cores, 1 torch thread; "
                   f"{env['platform']}, Python {env['python']}. TRL environment (trl, transformers, torch, accelerate): "
                   f"{env.get('trl_env', 'not used')}; gpgrl environment: "
                   f"{next((r['versions'] for r in data['runs'] if 'gpgrl' in r.get('versions', {})), '?')}. "
@@ -638,9 +638,8 @@ def write_report(out: Path) -> None:
         data = json.loads(scal.read_text())
         plot_scaling(data, out / "step_speed_scaling.png")
         parts += ["## gpgrl: growth with G and completion length", "",
-                  "`nice -n 5 python benchmarks/step_speed.py --scaling --fresh --models a --scaling-steps 2`, then "
-                  "`... --scaling --models b --configs gpgrl_gpg --scaling-steps 1` (model b: GPG only, one measured "
-                  "step per point, to fit the time box). "
+                  "`nice -n 5 python benchmarks/step_speed.py --scaling --fresh` (both models, GPG and GRPO, "
+                  f"{max(len(r['steps']) for r in data['runs'] if r.get('ok'))} measured steps per point). "
                   f"{data['prompts']} prompts per step, one process per point, 1 warm-up step, medians over the "
                   "measured steps; one repetition, so no spread: read the trend, not the third digit. The G sweep "
                   "runs at completion length 64, the length sweep at G=8 (the point G=8, length 64 is in both). "
