@@ -137,3 +137,17 @@ def test_two_level_search_over_a_large_vocabulary():
     sigma = (n * p[top] * (1 - p[top])).sqrt()
     assert ((counts[top] - n * p[top]).abs() <= 5 * sigma).all()
     assert 0.5 * (counts / n - p).abs().sum() < 0.1
+
+
+def test_engine_never_samples_suppressed_tokens(tiny):
+    """generate's own processors (here suppress_tokens, as a vision model's image placeholders) run before
+    the sampler, so their -inf logits are never drawn."""
+    model, tok = tiny
+    prompt = tok("12+34=")["input_ids"]
+    with torch.no_grad():
+        likely = model(torch.tensor([prompt])).logits[0, -1].topk(40).indices.tolist()
+    engine = HFGenerateEngine(model, tok)
+    engine.suppress = likely
+    torch.manual_seed(0)
+    out = engine.generate([prompt], SamplingParams(max_new_tokens=1, temperature=1.0), 500)
+    assert not set(out.completion_ids[:, 0].tolist()) & set(likely)
