@@ -85,6 +85,28 @@ def test_aggregate_ratios_and_report(bench, tmp_path):
     assert "## Model b" in md and "Failed runs: 1 (a/trl_gpg)" in md and "load average" in md
 
 
+def test_memory_pass_lines_and_target(bench, tmp_path):
+    def run(config, peak):
+        return {"ok": True, "model": "b", "config": config, "peak_rss_mb": peak, "model_mb": 76.0}
+
+    memory = {"mmap_threshold": 65536,
+              "runs": [run("gpgrl_gpg", 1446.0), run("gpgrl_grpo", 1522.5), run("trl_gpg", 3462.0),
+                       {"ok": False, "model": "b", "config": "trl_beta", "error": "boom"}]}
+    lines = bench.memory_lines(memory)
+    assert lines[2] == "| b | 1446 | 1522 | 3462 | - |"  # the failed configuration shows as '-'
+    assert "GRPO - GPG = **76.5 MB**; the reference model's weights are 76.0 MB (target: the difference >= the " \
+           "reference model: met)" in "\n".join(lines)
+    assert "GPG / TRL (beta 0) = 0.42x" in lines[-1]
+    memory["runs"][1]["peak_rss_mb"] = 1500.0  # 54 MB: less than the weights
+    assert "NOT met" in "\n".join(bench.memory_lines(memory))
+    # the target line of the main run quotes the memory pass next to its own (default-allocator) figure
+    agg = bench.aggregate([_run(bench, "b", "gpgrl_gpg", 10, 4, 1000, 900, 0),
+                           _run(bench, "b", "gpgrl_grpo", 12, 4, 1050, 1000, 0)])
+    agg["b/gpgrl_grpo"]["model_mb"]["median"] = 76.0
+    line = next(x for x in bench.target_lines(agg, memory) if "GRPO - GPG" in x)
+    assert "**50 MB**" in line and "NOT met" in line and "**54.0 MB** vs 76.0 MB: NOT met" in line
+
+
 def test_padded_tokenizer_decodes_every_id(bench, tmp_path):
     tok = bench.build_tokenizer(300, tmp_path)
     assert len(tok) == 300
