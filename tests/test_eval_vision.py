@@ -331,6 +331,21 @@ def test_cli_vision_end_to_end(tiny_vlm, tmp_path, capsys):
     assert "<image>\nThis is an image containing a pet." in pets_prompt
 
 
+def test_cli_vision_default_budget_is_the_forks(tiny_vlm, tmp_path):
+    """Without --max-new-tokens, LISA gets Visual-RFT's 128 tokens (math would get 3072)."""
+    from gpgrl.eval.cli import main
+
+    names = _images(tmp_path / "images", 1)
+    lisa = _jsonl(tmp_path / "lisa.jsonl", [{"image": names[0], "instruction": "the sky", "boxes": [[0, 0, 28, 14]]}])
+    out = tmp_path / "eval"
+    assert main(["--model", str(tiny_vlm), "--benchmarks", "lisa", "--source", f"lisa={lisa}", "--image-dir",
+                 str(tmp_path / "images"), "--output", str(out), "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["sampling"]["max_new_tokens"] == 128
+    row = json.loads((out / "samples.jsonl").read_text().splitlines()[0])
+    assert row["length"] <= 128
+
+
 def test_cli_vision_errors(tiny_vlm, tmp_path, capsys):
     from gpgrl.eval.cli import main
     from gpgrl.models.tiny import save_tiny_model

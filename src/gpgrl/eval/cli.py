@@ -42,6 +42,9 @@ from gpgrl.eval.vision import vision_spec
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
+MATH_MAX_NEW_TOKENS = 3072  # math benchmarks' default generation budget
+
+
 def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
     presets = "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
     parser = argparse.ArgumentParser(
@@ -69,7 +72,9 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
     )
     add("--top-p", type=float, default=1.0, help="nucleus sampling (default: 1.0)")
     add("--top-k", type=int, default=0, help="top-k sampling, 0 = off (default: 0)")
-    add("--max-new-tokens", type=int, default=3072, help="completion budget in tokens (default: 3072)")
+    add("--max-new-tokens", type=int, default=None,
+        help=f"completion budget in tokens (default: the largest of the benchmarks' own: {MATH_MAX_NEW_TOKENS} for "
+             "math, the forks' evaluation scripts' for vision: 1024, LISA 128)")
     add("--batch-size", type=int, default=32, help="rows (prompt x sample) per generate call (default: 32)")
     add(
         "--data-dir",
@@ -147,6 +152,20 @@ def _fail(message: str) -> int:
     return 2
 
 
+def default_max_new_tokens(benchmarks: str) -> int:
+    """The generation budget when ``--max-new-tokens`` is not given: the largest of the chosen benchmarks'
+    own (math: 3072; vision: what the fork's evaluation script used).
+
+    >>> default_max_new_tokens("lisa"), default_max_new_tokens("geoqa,lisa"), default_max_new_tokens("math500,lisa")
+    (128, 1024, 3072)
+    """
+    from gpgrl.eval.vision import vision_spec
+
+    budgets = [spec.max_new_tokens if (spec := vision_spec(name)) else MATH_MAX_NEW_TOKENS
+               for name in benchmarks.split(",") if name.strip()]
+    return max(budgets, default=MATH_MAX_NEW_TOKENS)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``gpgrl eval``; returns the exit code (0 ok, 2 bad input)."""
     parser = build_parser()
@@ -156,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
 
     # Validate everything cheap before loading a model (minutes for a large one).
+    if args.max_new_tokens is None:
+        args.max_new_tokens = default_max_new_tokens(args.benchmarks)
     if args.samples < 1:
         return _fail(f"--samples must be >= 1, got {args.samples}")
     if args.batch_size < 1:

@@ -452,6 +452,7 @@ class VisionBenchmarkSpec:
     original: str = ""  # the fork's script this follows
     script_grader: str = ""  # grading="original", in words
     extra: dict[str, Any] = field(default_factory=dict)
+    max_new_tokens: int = 1024  # the fork's evaluation script's generation budget (``gpgrl eval``'s default)
 
 
 def _classification_spec(name: str, title: str) -> VisionBenchmarkSpec:
@@ -498,6 +499,7 @@ VISION_BENCHMARKS: dict[str, VisionBenchmarkSpec] = {
             grader="box IoU; correct = IoU > 0.5; gIoU = mean IoU, cIoU = sum intersections / sum unions",
             script_grader="as the default, with the first box anywhere in the output (Visual-RFT's script)",
             original="Visual-RFT lisa_evaluation/Qwen2_VL_lisa_infere.py (box IoU; the paper's masks come from SAM)",
+            max_new_tokens=128,
         ),
     ]
 }
