@@ -27,11 +27,7 @@ none of its sampling warpers run. The processor sees the logits after the proces
 from __future__ import annotations
 
 import torch
-
-try:  # transformers is a dependency; the base class only marks the processor's role
-    from transformers import LogitsProcessor
-except ImportError:  # pragma: no cover
-    LogitsProcessor = object  # type: ignore[misc,assignment]
+from transformers import LogitsProcessor
 
 
 def sample_tokens(
