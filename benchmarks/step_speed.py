@@ -196,9 +196,9 @@ def target_lines(agg: dict[str, Any], memory: dict[str, Any] | None = None) -> l
         line = (f"- Peak memory, gpgrl GRPO - GPG, model b: **{grpo - gpg:.0f} MB**; the reference model's "
                 f"weights are {ref:.0f} MB (target: the difference >= the reference model: "
                 f"{'met' if grpo - gpg >= ref else 'NOT met'})")
-        peak = {r["config"]: r["peak_rss_mb"] for r in (memory or {}).get("runs", []) if r.get("ok") and r["model"] == "b"}
-        if "gpgrl_gpg" in peak and "gpgrl_grpo" in peak:
-            diff = peak["gpgrl_grpo"] - peak["gpgrl_gpg"]
+        peak = memory_peaks(memory)
+        if ("b", "gpgrl_gpg") in peak and ("b", "gpgrl_grpo") in peak:
+            diff = peak[("b", "gpgrl_grpo")] - peak[("b", "gpgrl_gpg")]
             line += (f"; with RSS following live memory (the memory pass below) **{diff:.1f} MB** vs {ref:.1f} MB: "
                      f"{'met' if diff >= ref else 'NOT met'}")
         lines.append(line)
@@ -289,11 +289,16 @@ def load(folder: str):
 
 
 # ---------------------------------------------------------------------------------------- worker side
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _rss_mb() -> float:
+    return _status_mb("VmRSS")
 
 
 def _peak_mb() -> float:
@@ -304,10 +309,7 @@ def _peak_mb() -> float:
 
 
 def _hwm_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return _status_mb("VmHWM")
 
 
 class Clock:
@@ -491,12 +493,16 @@ def models_in_child(workdir: Path) -> dict[str, str]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def selected_configs(args: argparse.Namespace) -> list[str]:
+    """CONFIGS, without TRL's when no ``--trl-python`` is given, restricted to ``--configs`` if given."""
+    configs = [c for c in CONFIGS if args.trl_python or not c.startswith("trl")]
+    return [c for c in configs if c in args.configs.split(",")] if args.configs else configs
+
+
 def compare(args: argparse.Namespace) -> None:
     workdir = Path(args.workdir)
     folders = models_in_child(workdir)
-    configs = [c for c in CONFIGS if args.trl_python or not c.startswith("trl")]
-    if args.configs:
-        configs = [c for c in configs if c in args.configs.split(",")]
+    configs = selected_configs(args)
     runs: list[dict[str, Any]] = []
     loads: list[float] = [os.getloadavg()[0]]
     log = workdir / "step_speed.log"
@@ -539,9 +545,7 @@ def memory_pass(args: argparse.Namespace) -> None:
     allocation faults its pages in again), hence a separate pass whose times are not reported."""
     workdir = Path(args.workdir)
     folders = models_in_child(workdir)
-    configs = [c for c in CONFIGS if args.trl_python or not c.startswith("trl")]
-    if args.configs:
-        configs = [c for c in configs if c in args.configs.split(",")]
+    configs = selected_configs(args)
     log = workdir / "step_speed_memory.log"
     log.write_text("")
     runs = []
@@ -561,9 +565,14 @@ def memory_pass(args: argparse.Namespace) -> None:
     write_report(out)
 
 
+def memory_peaks(data: dict[str, Any] | None) -> dict[tuple[str, str], float]:
+    """``{(model, config): peak RSS MB}`` of the memory pass's finished runs (empty without a pass)."""
+    return {(r["model"], r["config"]): r["peak_rss_mb"] for r in (data or {}).get("runs", []) if r.get("ok")}
+
+
 def memory_lines(data: dict[str, Any]) -> list[str]:
     """The memory pass as a table and the GRPO - GPG check on it."""
-    peak = {(r["model"], r["config"]): r["peak_rss_mb"] for r in data["runs"] if r.get("ok")}
+    peak = memory_peaks(data)
     weights = {(r["model"], r["config"]): r["model_mb"] for r in data["runs"] if r.get("ok") and "model_mb" in r}
     lines = ["| model | " + " | ".join(LABELS[c] for c in CONFIGS) + " |", "|---" * (len(CONFIGS) + 1) + "|"]
     for model in sorted({m for m, _ in peak}):

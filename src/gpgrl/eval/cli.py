@@ -159,8 +159,6 @@ def default_max_new_tokens(benchmarks: str) -> int:
     >>> default_max_new_tokens("lisa"), default_max_new_tokens("geoqa,lisa"), default_max_new_tokens("math500,lisa")
     (128, 1024, 3072)
     """
-    from gpgrl.eval.vision import vision_spec
-
     budgets = [spec.max_new_tokens if (spec := vision_spec(name)) else MATH_MAX_NEW_TOKENS
                for name in benchmarks.split(",") if name.strip()]
     return max(budgets, default=MATH_MAX_NEW_TOKENS)
