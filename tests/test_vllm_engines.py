@@ -1,17 +1,26 @@
-"""The vLLM engines against stand-ins of exactly the vLLM surface they use (no GPU here).
+"""The vLLM engines against strict stand-ins of the vLLM surface they use (no GPU here).
 
-* the server engine against a stand-in HTTP server on 127.0.0.1 with the routes it calls (``/v1/models``,
-  ``/v1/completions``, ``/get_world_size`` and the weight-transfer routes), backed by a tiny transformers
-  model, with a loopback in place of NCCL for the tensors;
-* the colocated engine against a stand-in ``vllm.LLM`` (``generate``, ``sleep``, ``wake_up``,
-  ``reset_prefix_cache`` and ``llm_engine.model_executor.driver_worker.model_runner.model.load_weights``).
+The stand-ins refuse what real vLLM refuses and misbehave where real vLLM does when a client forgets
+something; the payloads themselves are checked against real vLLM releases' code in
+``tests/vllm_contract`` (``pytest -m vllm_contract``):
 
-Tests against real vLLM are marked ``gpu`` and skipped without one.
+* the server engine against a stand-in HTTP server on 127.0.0.1, backed by a tiny transformers model, with
+  a loopback in place of NCCL for the tensors. Like ``vllm serve``, it fills sampling fields a request
+  omits from the model's generation config, refuses sampling settings and ``update_info`` keys vLLM
+  refuses, serves prompts it has seen from a prefix cache until ``/reset_prefix_cache``, and (as vLLM
+  0.17) can answer 404 on the start/finish routes;
+* the colocated engine against a stand-in ``vllm.LLM`` that needs the launcher's ``RANK`` / ``LOCAL_RANK``,
+  validates sampling settings, counts one image placeholder per image, and loads weights through
+  ``apply_model``.
+
+Tests against real vLLM on a GPU are marked ``gpu`` (and ``benchmarks/gpu_smoke.py``).
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,12 +72,34 @@ class Loopback:
         self.ready.set()
 
 
+def check_sampling(n, temperature, top_p, top_k):
+    """What vLLM's SamplingParams refuses (vllm/sampling_params.py, 0.17-0.34)."""
+    if not 0 <= temperature <= 2:
+        raise ValueError(f"temperature must be in [0, 2], got {temperature}.")
+    if temperature == 0 and n > 1:
+        raise ValueError(f"n must be 1 when using greedy sampling, got {n}.")
+    if not 0 < top_p <= 1 or top_k < -1:
+        raise ValueError("bad top_p / top_k")
+
+
+SERVER_SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty",
+                        "frequency_penalty")
+UPDATE_INFO_KEYS = {"names", "dtype_names", "shapes"}  # vLLM 0.28+: anything else is "Invalid update_info"
+
+
 class StandInServer:
     """`vllm serve` as far as the engine can tell: its routes, a tiny model behind them."""
 
-    def __init__(self, model, transport: Loopback, max_model_len=64):
+    def __init__(self, model, transport: Loopback, max_model_len=64, four_phase=True,
+                 generation_config=None):
         self.model, self.transport, self.max_model_len = model.eval(), transport, max_model_len
+        self.four_phase = four_phase
+        # a Qwen2.5 instruct checkpoint's generation_config: what the server fills into omitted fields
+        self.generation_config = generation_config or {"repetition_penalty": 1.05, "temperature": 0.7,
+                                                       "top_p": 0.8, "top_k": 20}
         self.calls: list[tuple[str, dict]] = []
+        self.sampled_with: list[dict] = []
+        self.prefix_cache: dict[tuple, torch.nn.Module] = {}  # prompt -> the weights its cached KV came from
         self.hang = False
         server = self
 
@@ -93,35 +124,56 @@ class StandInServer:
                 self._reply({"detail": "Not Found"}, 404)
 
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 server.calls.append((self.path, body))
                 if server.hang:
                     time.sleep(60)
-                if self.path == "/v1/completions":
-                    return self._reply(server.complete(body))
-                if self.path == "/update_weights":
-                    server.transport.ready.wait(30)  # the workers receive while this call is open
-                    names = body["update_info"]["names"]
-                    assert [n for n, _ in server.transport.box] == names, "tensors not in the announced order"
-                    state = dict(server.model.named_parameters())
-                    with torch.no_grad():
-                        for name, tensor in server.transport.box:
-                            state[name].copy_(tensor)
-                    server.transport.ready.clear()
-                    return self._reply({"message": "Weights updated"})
-                if self.path in ("/init_weight_transfer_engine", "/start_weight_update", "/finish_weight_update"):
-                    return self._reply({"message": "ok"})
-                self._reply({"detail": "Not Found"}, 404)
+                try:
+                    return self._reply(server.route(self.path, body))
+                except LookupError:
+                    return self._reply({"detail": "Not Found"}, 404)
+                except ValueError as e:
+                    return self._reply({"detail": str(e)}, 400)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
+    def route(self, path, body):
+        if path == "/v1/completions":
+            return self.complete(body)
+        if path == "/update_weights":
+            info = body["update_info"]
+            if set(info) - UPDATE_INFO_KEYS:
+                raise ValueError(f"Invalid update_info: unexpected {sorted(set(info) - UPDATE_INFO_KEYS)}")
+            self.transport.ready.wait(30)  # the workers receive while this call is open
+            assert [n for n, _ in self.transport.box] == info["names"], "tensors not in the announced order"
+            state = dict(self.model.named_parameters())
+            with torch.no_grad():
+                for name, tensor in self.transport.box:
+                    state[name].copy_(tensor)
+            self.transport.ready.clear()
+            return {"message": "Weights updated"}
+        if path == "/init_weight_transfer_engine":
+            if set(body["init_info"]) != {"master_address", "master_port", "rank_offset", "world_size"}:
+                raise ValueError(f"Invalid init_info: {sorted(body['init_info'])}")
+            return {"message": "ok"}
+        if path in ("/start_weight_update", "/finish_weight_update") and self.four_phase:
+            return {"message": "ok"}
+        if path == "/reset_prefix_cache":
+            self.prefix_cache.clear()
+            return {}
+        raise LookupError(path)
+
     def complete(self, body):
+        settings = {k: body.get(k, self.generation_config.get(k)) for k in SERVER_SAMPLING_KEYS}
+        check_sampling(body["n"], settings["temperature"], settings["top_p"], settings["top_k"])
+        self.sampled_with.append(settings)
         choices = []
         for p, ids in enumerate(body["prompt"]):
-            for j, (tokens, logps) in enumerate(sample(self.model, ids, body["n"], body["max_tokens"],
-                                                       body["temperature"], seed=17 * p)):
+            weights = self.prefix_cache.setdefault(tuple(ids), copy.deepcopy(self.model))  # KV of these weights
+            for j, (tokens, logps) in enumerate(sample(weights, ids, body["n"], body["max_tokens"],
+                                                       settings["temperature"], seed=17 * p)):
                 choices.append({"index": p * body["n"] + j, "token_ids": tokens,
                                 "logprobs": {"token_logprobs": logps},
                                 "finish_reason": "stop" if tokens[-1] == EOS else "length"})
@@ -194,14 +246,115 @@ def test_server_weights_equal_the_trainers_after_a_sync(server):
     for (name, p), (_, q) in zip(trainer_model.named_parameters(), server.model.named_parameters()):
         assert torch.equal(p, q), name
     routes = [path for path, _ in server.calls if path != "/v1/models"]
-    assert routes == ["/get_world_size", "/init_weight_transfer_engine", "/start_weight_update", "/update_weights",
-                      "/finish_weight_update", "/start_weight_update", "/update_weights", "/finish_weight_update"]
+    sync = ["/start_weight_update", "/update_weights", "/finish_weight_update", "/reset_prefix_cache"]
+    assert routes == ["/get_world_size", "/init_weight_transfer_engine", *sync, *sync]
     assert server.transport.inits == [("127.0.0.1", 51216, 2)]  # the trainer and the server's one worker
     init = next(b for path, b in server.calls if path == "/init_weight_transfer_engine")["init_info"]
     assert init["rank_offset"] == 1 and init["world_size"] == 2
     info = next(b for path, b in server.calls if path == "/update_weights")["update_info"]
+    assert set(info) == {"names", "dtype_names", "shapes"}  # finding 4: "packed" is refused from vLLM 0.28 on
     named = dict(trainer_model.named_parameters())
     assert info["dtype_names"][0] == "float32" and info["shapes"][0] == list(named[info["names"][0]].shape)
+
+
+def test_a_server_without_the_start_and_finish_routes_gets_the_two_phase_sync():
+    """vLLM 0.17 has no /start_weight_update or /finish_weight_update: they answer 404 there."""
+    transport = Loopback()
+    old = StandInServer(build_tiny_model(TOK, seed=5), transport, four_phase=False)
+    try:
+        trainer_model = build_tiny_model(TOK, seed=0)
+        engine = VLLMServerEngine(old.url, TOK, timeout=60, transport=transport)
+        engine.update_weights(trainer_model)
+        engine.update_weights(trainer_model)
+        for (name, p), (_, q) in zip(trainer_model.named_parameters(), old.model.named_parameters()):
+            assert torch.equal(p, q), name
+        routes = [path for path, _ in old.calls if path != "/v1/models"]
+        assert routes == ["/get_world_size", "/init_weight_transfer_engine", "/start_weight_update", "/update_weights",
+                          "/reset_prefix_cache", "/update_weights", "/reset_prefix_cache"]  # asked once, then not
+    finally:
+        old.close()
+
+
+def test_after_a_sync_prompts_seen_before_are_served_with_the_new_weights(server):
+    """Finding 6: without /reset_prefix_cache the server reuses KV computed with the old weights."""
+    engine = VLLMServerEngine(server.url, TOK, timeout=60, transport=server.transport)
+    prompt = [TOK("12+3=")["input_ids"]]
+    engine.generate(prompt, SamplingParams(max_new_tokens=4), num_samples=2)  # cached with the old weights
+    trainer_model = build_tiny_model(TOK, seed=0)
+    _step(trainer_model)
+    engine.update_weights(trainer_model)
+    batch = engine.generate(prompt, SamplingParams(max_new_tokens=4), num_samples=2)
+    with torch.no_grad():
+        mine, _ = completion_logprobs(trainer_model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
+                                      batch.completion_mask)
+    mask = batch.completion_mask.bool()
+    torch.testing.assert_close(batch.sampling_logprobs[mask], mine[mask], atol=1e-4, rtol=1e-4)
+
+
+def test_every_sampling_field_is_sent_so_the_servers_generation_config_cannot_fill_it(server):
+    """Finding 7: omitted fields are filled from the model's generation_config (repetition_penalty 1.05)."""
+    engine = VLLMServerEngine(server.url, TOK, timeout=60, transport=server.transport)
+    engine.generate([TOK("1+2=")["input_ids"]], SamplingParams(max_new_tokens=4, temperature=0.9, top_k=50),
+                    num_samples=2)
+    assert server.sampled_with == [{"temperature": 0.9, "top_p": 1.0, "top_k": 50, "min_p": 0.0,
+                                    "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}]
+    with pytest.raises(EngineError, match="greedy decoding"):  # refused before the server would
+        engine.generate([TOK("1+2=")["input_ids"]], SamplingParams(max_new_tokens=4, temperature=0.0), num_samples=2)
+
+
+class StuckTransport(Loopback):
+    """A data plane whose peer never comes: the rendezvous or the broadcast blocks for good."""
+
+    def __init__(self, where):
+        super().__init__()
+        self.where = where
+
+    def init(self, *args):
+        if self.where == "init":
+            threading.Event().wait()
+        super().init(*args)
+
+    def send(self, tensors):
+        if self.where == "send":
+            threading.Event().wait()
+        super().send(tensors)
+
+
+@pytest.mark.parametrize("where, message", [("init", "NCCL rendezvous with vllm_server .* did not finish within 2 s"),
+                                            ("send", "weight transfer of .* tensors did not finish within 2 s")])
+def test_a_weight_sync_that_never_completes_is_an_error_not_a_hang(server, where, message):
+    """Finding 8: NCCL calls have no timeout of their own; the engine bounds them."""
+    transport = StuckTransport(where)
+    server.transport = transport
+    engine = VLLMServerEngine(server.url, TOK, timeout=2.0, transport=transport)
+    start = time.monotonic()
+    with pytest.raises(EngineError, match=message):
+        engine.update_weights(build_tiny_model(TOK, seed=0))
+    assert time.monotonic() - start < 45  # 2 s per wait (the server holds /update_weights open for 30 s)
+
+
+def test_trainer_endpoint_follows_the_vllm_version(monkeypatch):
+    """Finding 5: from vLLM 0.28 the trainer's rendezvous lives in nccl_common; before, in NCCLWeightTransferEngine."""
+    import sys
+    import types
+
+    from gpgrl.rollout.vllm import trainer_endpoint
+
+    def fake(modules):
+        for name in ("vllm", "vllm.distributed", "vllm.distributed.weight_transfer",
+                     "vllm.distributed.weight_transfer.nccl_common", "vllm.distributed.weight_transfer.nccl_engine"):
+            monkeypatch.setitem(sys.modules, name, modules.get(name, None))
+
+    new = types.SimpleNamespace(stateless_init_process_group=lambda *a: "0.28+")
+    old_engine = types.SimpleNamespace(_stateless_init_process_group=lambda *a: "0.17-0.27")
+    fake({"vllm.distributed.weight_transfer.nccl_common": new,
+          "vllm.distributed.weight_transfer.nccl_engine": types.SimpleNamespace(NCCLWeightTransferEngine=object)})
+    assert trainer_endpoint()() == "0.28+"
+    fake({"vllm.distributed.weight_transfer.nccl_engine": types.SimpleNamespace(NCCLWeightTransferEngine=old_engine)})
+    assert trainer_endpoint()() == "0.17-0.27"
+    fake({})
+    with pytest.raises(ImportError, match=r"vLLM >=0.17,<0.35"):
+        trainer_endpoint()
 
 
 def test_lora_weights_are_merged_and_sent_under_the_base_names(server):
@@ -241,15 +394,29 @@ def test_training_through_the_server_engine_with_importance_weights(server, tmp_
 # --- colocated -------------------------------------------------------------------------------------------
 
 
-class StandInLLM:
-    """`vllm.LLM` as far as the colocated engine can tell, backed by a tiny model."""
+class StandInSampling:
+    """`vllm.SamplingParams` as strict as the real one on the fields the engine sets."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kw):
+        check_sampling(kw["n"], kw["temperature"], kw["top_p"], kw["top_k"])
+        self.__dict__.update(kw)
+
+
+class StandInLLM:
+    """`vllm.LLM` as far as the colocated engine can tell, backed by a tiny model (or a given one)."""
+
+    def __init__(self, image_token_id=None, **kwargs):
+        if kwargs.get("distributed_executor_backend") == "external_launcher":
+            int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])  # vLLM's ExecutorWithExternalLauncher
         self.kwargs = kwargs
         self.model = build_tiny_model(TOK, seed=5).eval()
+        self.image_token_id = image_token_id
         self.events: list[str] = []
-        runner = SimpleNamespace(model=SimpleNamespace(load_weights=self._load))
-        self.llm_engine = SimpleNamespace(model_executor=SimpleNamespace(driver_worker=SimpleNamespace(model_runner=runner)))
+        self.requests: list[dict] = []
+        self.llm_engine = SimpleNamespace(reset_encoder_cache=lambda: self.events.append("reset_encoder"))
+
+    def apply_model(self, func):
+        return [func(SimpleNamespace(load_weights=self._load))]
 
     def _load(self, weights):
         state = dict(self.model.named_parameters())
@@ -259,15 +426,26 @@ class StandInLLM:
         self.events.append("load")
 
     def generate(self, requests, sampling_params, use_tqdm=True):
+        assert isinstance(sampling_params, StandInSampling)
         self.events.append("generate")
         outs = []
         for p, req in enumerate(requests):
+            self.requests.append(req)
+            images = (req.get("multi_modal_data") or {}).get("image", [])
+            if self.image_token_id is not None:  # vLLM expands each single placeholder itself
+                found = req["prompt_token_ids"].count(self.image_token_id)
+                if found != len(images):
+                    raise ValueError(f"{len(images)} images but {found} placeholder tokens (expanded twice)")
+                continue
             samples = []
             for tokens, logps in sample(self.model, req["prompt_token_ids"], sampling_params.n,
                                         sampling_params.max_tokens, sampling_params.temperature, seed=31 * p):
                 samples.append(SimpleNamespace(token_ids=tokens, logprobs=[
                     {t: SimpleNamespace(logprob=lp)} for t, lp in zip(tokens, logps)]))
             outs.append(SimpleNamespace(outputs=samples))
+        if self.image_token_id is not None:  # image requests: fixed short answers
+            outs = [SimpleNamespace(outputs=[SimpleNamespace(token_ids=[5, EOS], logprobs=None)
+                                             for _ in range(sampling_params.n)]) for _ in requests]
         return outs
 
     def sleep(self, level=1):
@@ -280,9 +458,13 @@ class StandInLLM:
         self.events.append("reset")
 
 
+def colocated(**kw):
+    return VLLMColocatedEngine("tiny", TOK, gpu_memory_utilization=0.25, llm_factory=lambda **a: StandInLLM(**a, **kw),
+                               sampling_factory=StandInSampling)
+
+
 def test_colocated_engine_generates_syncs_and_sleeps():
-    engine = VLLMColocatedEngine("tiny", TOK, gpu_memory_utilization=0.25, llm_factory=StandInLLM,
-                                 sampling_factory=lambda **kw: SimpleNamespace(**kw))
+    engine = colocated()
     llm = engine.llm
     assert llm.kwargs["distributed_executor_backend"] == "external_launcher" and llm.kwargs["enable_sleep_mode"]
     prompts = [TOK("12+3=")["input_ids"], TOK("4+5=")["input_ids"]]
@@ -301,16 +483,89 @@ def test_colocated_engine_generates_syncs_and_sleeps():
     for (name, p), (_, q) in zip(trainer_model.named_parameters(), llm.model.named_parameters()):
         assert torch.equal(p, q), name
     n_params = len(list(trainer_model.parameters()))
-    assert llm.events[-n_params - 1 :] == ["load"] * n_params + ["reset"]  # one parameter at a time, then a fresh cache
+    # one parameter at a time, then fresh prefix and encoder caches (finding 2: stale image embeddings)
+    assert llm.events[-n_params - 2 :] == ["load"] * n_params + ["reset", "reset_encoder"]
     assert "sleep1" in llm.events and llm.events.index("sleep1") < llm.events.index("wake")
+
+
+def test_colocated_engine_sets_the_launcher_variables_a_plain_process_lacks(monkeypatch):
+    """Finding 1: outside torchrun / accelerate launch, vLLM's external_launcher raised KeyError: 'RANK'."""
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    colocated()
+    assert (os.environ["RANK"], os.environ["LOCAL_RANK"], os.environ["WORLD_SIZE"]) == ("0", "0", "1")
+    assert os.environ["MASTER_ADDR"] == "127.0.0.1" and 0 < int(os.environ["MASTER_PORT"]) < 65536
+    monkeypatch.setenv("RANK", "5")  # a launcher's own values are kept
+    colocated()
+    assert os.environ["RANK"] == "5"
+
+
+@pytest.mark.parametrize("temperature, n, message", [(0.0, 4, "greedy decoding"), (2.5, 2, r"\[0, 2\]"),
+                                                     (0.005, 2, "raises a temperature of 0.005 to 0.01")])
+def test_sampling_vllm_refuses_is_refused_with_a_reason(temperature, n, message):
+    """Finding 3: greedy with n > 1 and temperatures above 2 raise inside vLLM; below 0.01 vLLM silently clamps."""
+    engine = colocated()
+    with pytest.raises(EngineError, match=message):
+        engine.generate([TOK("1+1=")["input_ids"]], SamplingParams(max_new_tokens=4, temperature=temperature),
+                        num_samples=n)
+    assert "generate" not in engine.llm.events
+
+
+def test_image_prompts_reach_vllm_with_one_placeholder_per_image():
+    """Finding 2: the processor's expanded placeholders went to vLLM, which expands each one again."""
+    pytest.importorskip("torchvision")
+    from PIL import Image
+
+    from gpgrl.data.prompts import PromptBuilder
+    from gpgrl.models.tiny import build_tiny_vlm, build_vlm_processor
+
+    processor = build_vlm_processor()
+    model = build_tiny_vlm(processor, seed=1)
+    image_id = model.config.image_token_id
+    builder = PromptBuilder(processor, "plain")
+    two, _ = builder.build("Same colour?", [Image.new("RGB", (56, 56), "red"), Image.new("RGB", (56, 28), "blue")])
+    assert two.ids.count(image_id) == 4 + 2  # expanded by the processor: one token per 2x2 merged patches
+    engine = VLLMColocatedEngine("tiny-vl", processor.tokenizer, model=model, sampling_factory=StandInSampling,
+                                 llm_factory=lambda **a: StandInLLM(image_token_id=image_id, **a))
+    batch = engine.generate([two], SamplingParams(max_new_tokens=4), num_samples=2)
+    sent = engine.llm.requests[0]
+    assert sent["prompt_token_ids"].count(image_id) == 2 and len(sent["multi_modal_data"]["image"]) == 2
+    assert len(sent["prompt_token_ids"]) == len(two.ids) - (4 + 2) + 2
+    # the loss still sees the expanded ids and the processed images
+    assert batch.prompt_ids[0][batch.prompt_mask[0].bool()].tolist() == two.ids and batch.model_inputs[0] is two.model_inputs
+
+
+def test_lora_is_merged_out_of_place_one_layer_at_a_time():
+    """Finding 8: the adapter is merged into each base weight on the way; the trainer's model is untouched
+    (merge_adapter / unmerge_adapter wrote into it, and under ZeRO-3 into empty shards)."""
+    peft = pytest.importorskip("peft")
+    lora = peft.get_peft_model(build_tiny_model(TOK, seed=0),
+                               peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    before = {n: p.detach().clone() for n, p in lora.named_parameters()}
+    engine = colocated()
+    engine.update_weights(lora)
+    assert all(torch.equal(before[n], p) for n, p in lora.named_parameters())  # nothing written into the trainer's
+    merged = copy.deepcopy(lora).merge_and_unload()
+    for (name, p), (_, q) in zip(merged.named_parameters(), engine.llm.model.named_parameters()):
+        torch.testing.assert_close(q, p, atol=1e-6, rtol=0, msg=name)
+    # by hand for one layer: W + (alpha / r) * B @ A
+    layer = lora.base_model.model.model.layers[0].self_attn.q_proj
+    want = layer.base_layer.weight + 2.0 * layer.lora_B["default"].weight @ layer.lora_A["default"].weight
+    torch.testing.assert_close(engine.llm.model.model.layers[0].self_attn.q_proj.weight, want, atol=1e-6, rtol=0)
 
 
 def test_peft_names_for_vllm():
     named = [("base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight", 1),
-             ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight", 2),
              ("base_model.model.lm_head.weight", 3)]
     assert list(vllm_named_parameters(None, iter(named))) == [("model.layers.0.self_attn.q_proj.weight", 1),
                                                                ("lm_head.weight", 3)]
+    orphan = [("base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight", 2)]
+    with pytest.raises(EngineError, match=r"q_proj\.lora_A\.default\.weight: a LoRA matrix of a layer"):
+        list(vllm_named_parameters(None, iter(orphan)))  # never sent under a name vLLM does not have
 
 
 @pytest.mark.gpu

@@ -1,33 +1,38 @@
 """vLLM rollout engines: a ``vllm serve`` process (``rollout.engine: vllm_server``) or an engine colocated in
 every training process (``rollout.engine: vllm``). See ``docs/engines.md`` for when each pays off.
 
-vLLM pins its own torch and transformers, so it is never a dependency of gpgrl:
+Supported vLLM: 0.17 to 0.34 (:data:`SUPPORTED_VLLM`). vLLM pins its own torch and transformers, so it is
+never a dependency of gpgrl:
 
 * :class:`VLLMServerEngine` talks HTTP to a server that runs in its own environment. Generation goes
   through the OpenAI-compatible ``/v1/completions`` route with token ids in and token ids plus per-token
-  log-probs out (``return_token_ids``, ``logprobs: 0``). Weights go through vLLM's weight-transfer routes
-  (``/init_weight_transfer_engine`` once, then ``/start_weight_update``, ``/update_weights``,
-  ``/finish_weight_update`` per sync; ``vllm serve ... --weight-transfer-config '{"backend": "nccl"}'``
-  with ``VLLM_SERVER_DEV_MODE=1``): the HTTP calls carry the names, dtypes and shapes, and the tensors
-  themselves travel over NCCL from the trainer's main process (:class:`NCCLTransport`, which uses vLLM's
-  trainer-side helpers and so needs vLLM importable in the training environment; any object with the
-  same two methods can replace it). Every HTTP call and every collective has a timeout: a dead or stuck
-  server is an error naming the server and what was asked, never a hang. Prompts longer than the
-  server's context are refused before sending.
+  log-probs out. Every sampling field the route would otherwise fill from the model's
+  ``generation_config`` is sent explicitly (:func:`completion_request`). Weights go through vLLM's
+  weight-transfer routes (``/init_weight_transfer_engine`` once, then ``/start_weight_update``,
+  ``/update_weights``, ``/finish_weight_update`` per sync, then ``/reset_prefix_cache``): the HTTP calls
+  carry the names, dtypes and shapes, and the tensors travel over NCCL from the trainer's main process
+  (:class:`NCCLTransport`, which joins the group with vLLM's own trainer-side rendezvous code, so vLLM
+  must be importable in the training environment, at the same version as the server's).
 * :class:`VLLMColocatedEngine` holds a ``vllm.LLM`` in each training process (``external_launcher``),
   loads the new weights parameter by parameter after each optimizer step (gathered one at a time under
-  ZeRO-3 / FSDP; a LoRA adapter merged first, sent under the base model's names, then unmerged), and
-  sleeps (frees its memory) while the trainer updates the model.
+  ZeRO-3 / FSDP; a LoRA adapter's weights merged into each base weight out of place), resets the prefix
+  and encoder caches, and sleeps (frees its memory) while the trainer updates the model.
 
-Both report the sampling log-probs, so ``rollout.importance_cap`` can correct the small mismatch between
-vLLM's kernels and the trainer's (:mod:`gpgrl.algorithms.importance`). Written against vLLM's APIs as of
-its 0.17-0.2x releases (weight-transfer routes, ``return_token_ids``); the tests here use stand-ins of
-exactly these APIs, as no GPU is available to run vLLM itself.
+The payloads are the intersection of what every supported version accepts (checked against vLLM's own
+classes and routes by ``pytest -m vllm_contract``): the weight-transfer init info carries only the
+rendezvous (``master_address``, ``master_port``, ``rank_offset``, ``world_size``) and the update info only
+``names``, ``dtype_names``, ``shapes``, so both sides use the plain, unpacked broadcast in every version.
+
+Nothing here waits forever: every HTTP call, the NCCL rendezvous and every tensor transfer runs under
+``rollout.vllm_timeout`` and ends in an :class:`EngineError` that names the server and what was asked.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -50,56 +55,405 @@ from gpgrl.rollout.engine import (
     right_pad,
 )
 
-VLLM_INSTALL = "the vllm engine needs vLLM: pip install vllm (in an environment with a matching torch; see docs/engines.md)"
+#: The vLLM releases these engines are written and contract-tested against (pyproject's ``vllm`` extra).
+SUPPORTED_VLLM = ">=0.17,<0.35"
+VLLM_INSTALL = (f"the vllm engines need vLLM {SUPPORTED_VLLM}: pip install 'vllm{SUPPORTED_VLLM}' (in an environment "
+                "with the torch it pins; see docs/engines.md)")
+
+#: vLLM raises temperatures in (0, 0.01) to 0.01 (SamplingParams.__post_init__), which would sample from
+#: another distribution than the one the loss differentiates; such temperatures are refused instead.
+VLLM_MIN_TEMPERATURE = 1e-2
+VLLM_MAX_TEMPERATURE = 2.0
 
 
 class EngineError(RuntimeError):
     """The rollout engine failed; the message names the server or engine and what was asked."""
 
 
-# ----------------------------------------------------------------------------------------------- weights
-def vllm_named_parameters(model: torch.nn.Module, params: Iterator[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
-    """``(name, tensor)`` as vLLM's ``load_weights`` expects them: the base model's names.
+# ------------------------------------------------------------------------------------------ sampling
+def vllm_sampling_kwargs(params: SamplingParams, n: int, max_tokens: int) -> dict[str, Any]:
+    """The ``vllm.SamplingParams`` keyword arguments for ``params``, refusing what vLLM would reject or alter.
 
-    For a peft (LoRA) model the adapter must already be merged into the base weights (see
-    :func:`merged_lora`): peft's ``base_model.model.`` prefix and ``.base_layer`` are dropped and the
-    ``lora_`` tensors skipped.
+    Every field that vLLM (or the server's ``generation_config`` defaults) could otherwise set is explicit
+    and neutral, so the answers are drawn from exactly ``softmax(logits / T)`` restricted by top-k/top-p.
+
+    >>> kw = vllm_sampling_kwargs(SamplingParams(temperature=1.0, top_k=50), n=4, max_tokens=16)
+    >>> kw["n"], kw["temperature"], kw["top_k"], kw["top_p"], kw["repetition_penalty"], kw["min_p"]
+    (4, 1.0, 50, 1.0, 1.0, 0.0)
+    >>> vllm_sampling_kwargs(SamplingParams(temperature=0.0), n=2, max_tokens=16)
+    Traceback (most recent call last):
+    ...
+    gpgrl.rollout.vllm.EngineError: vLLM refuses n=2 answers per prompt with greedy decoding (temperature 0): they would all be the same; use a temperature > 0 or one sample
+    """
+    t = float(params.temperature)
+    if not math.isfinite(t) or t < 0 or t > VLLM_MAX_TEMPERATURE:
+        raise EngineError(f"vLLM samples at temperatures in [0, {VLLM_MAX_TEMPERATURE:g}]; got {t:g} "
+                          "(rollout.temperature / --temperature)")
+    if 0 < t < VLLM_MIN_TEMPERATURE:
+        raise EngineError(f"vLLM raises a temperature of {t:g} to {VLLM_MIN_TEMPERATURE:g}, which would sample from "
+                          "another distribution than the loss's; use 0 (greedy) or at least 0.01")
+    if t == 0 and n > 1:
+        raise EngineError(f"vLLM refuses n={n} answers per prompt with greedy decoding (temperature 0): they would "
+                          "all be the same; use a temperature > 0 or one sample")
+    if n < 1 or max_tokens < 1:
+        raise EngineError(f"vLLM needs n >= 1 and max_tokens >= 1; got n={n}, max_tokens={max_tokens}")
+    greedy = t == 0  # the argmax lies inside any top-k / top-p set: vLLM resets both, and so do we
+    return {"n": n, "max_tokens": max_tokens, "temperature": t, "top_p": 1.0 if greedy else float(params.top_p),
+            "top_k": int(params.top_k) if params.top_k and not greedy else -1,  # -1 = off in every supported version
+            "min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
+            "logprobs": 0}
+
+
+def completion_request(model: str, prompts: list[list[int]], sampling: dict[str, Any]) -> dict[str, Any]:
+    """The ``/v1/completions`` body: token ids in; token ids and each sampled token's log-prob out.
+
+    The sampling fields are all explicit (:func:`vllm_sampling_kwargs`): a field the request leaves out is
+    filled from the served model's ``generation_config`` (Qwen2.5 instruct checkpoints set
+    ``repetition_penalty: 1.05``), which would reshape every sampled distribution away from the loss's.
+    """
+    return {"model": model, "prompt": prompts, **sampling, "return_token_ids": True, "skip_special_tokens": False}
+
+
+# ------------------------------------------------------------------------------------------- weights
+def vllm_named_parameters(model: torch.nn.Module | None,
+                          params: Iterator[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` under the names vLLM's ``load_weights`` expects: the base model's.
+
+    A LoRA adapter is merged into each base weight on the way, out of place (the trainer's weights are
+    never modified, so no merge/unmerge round-off accumulates in bf16): peft's ``base_model.model.``
+    prefix and ``.base_layer`` are dropped, the ``lora_`` tensors consumed. ``params`` may be gathered
+    one at a time (ZeRO-3): only one layer's base weight and adapter are held at once.
 
     >>> list(vllm_named_parameters(None, iter([("base_model.model.model.q.base_layer.weight", 1),
-    ...                                         ("base_model.model.model.q.lora_A.default.weight", 2)])))
-    [('model.q.weight', 1)]
+    ...                                         ("model.norm.weight", 2)])))
+    [('model.q.weight', 1), ('model.norm.weight', 2)]
     """
+    layers = _lora_layers(model)
+    pending: dict[str, dict[str, torch.Tensor]] = {}
     for name, tensor in params:
-        if "lora_" in name:
+        prefix, part = _lora_part(name, layers)
+        if prefix is None:
+            yield _base_name(name), tensor
             continue
-        name = name.removeprefix("base_model.model.").replace(".base_layer.", ".")
-        yield name, tensor
+        if part == "skip":  # an inactive adapter's tensor
+            continue
+        parts = pending.setdefault(prefix, {})
+        parts[part] = tensor.detach().clone()  # gathered tensors are valid only until the next one
+        layer = layers[prefix]
+        if {"base", *(f"{k}:{a}" for a in _active(layer) for k in "AB")} <= parts.keys():
+            yield _base_name(f"{prefix}.base_layer.weight"), _merged(layer, pending.pop(prefix))
+    if pending:
+        raise EngineError(f"LoRA layers {', '.join(sorted(pending))}: the base weight or an adapter matrix never "
+                          "came; cannot merge them for vLLM")
 
 
-class merged_lora:
-    """Context: a peft model's adapter merged into its base weights, unmerged on exit (nothing otherwise)."""
+def _base_name(name: str) -> str:
+    return name.removeprefix("base_model.model.").replace(".base_layer.", ".")
 
-    def __init__(self, model: torch.nn.Module):
-        self.model = model
-        self.peft = hasattr(model, "merge_adapter") and hasattr(model, "unmerge_adapter")
 
-    def __enter__(self) -> torch.nn.Module:
-        if self.peft:
-            self.model.merge_adapter()
-        return self.model
+def _lora_layers(model: torch.nn.Module | None) -> dict[str, torch.nn.Module]:
+    """peft LoRA layers by their parameter-name prefix, wrapper prefixes removed (empty for a plain model)."""
+    if model is None:
+        return {}
+    from gpgrl.train.distributed import clean_parameter_name
 
-    def __exit__(self, *exc: object) -> None:
-        if self.peft:
-            self.model.unmerge_adapter()
+    return {clean_parameter_name(name): m for name, m in model.named_modules()
+            if hasattr(m, "base_layer") and isinstance(getattr(m, "lora_A", None), torch.nn.ModuleDict)}
+
+
+def _active(layer: torch.nn.Module) -> list[str]:
+    return [a for a in layer.active_adapters if a in layer.lora_A]
+
+
+def _lora_part(name: str, layers: dict[str, torch.nn.Module]) -> tuple[str | None, str]:
+    """(layer prefix, "base" | "A:<adapter>" | "B:<adapter>" | "skip") for a LoRA layer's tensor, else (None, "")."""
+    for marker, kind in ((".base_layer.weight", "base"), (".lora_A.", "A"), (".lora_B.", "B")):
+        if marker not in name:
+            continue
+        prefix, rest = name.split(marker, 1)
+        if prefix not in layers:
+            if kind == "base":
+                return None, ""  # a wrapped layer that is not a LoRA layer: renamed only
+            raise EngineError(f"{name}: a LoRA matrix of a layer this model does not have; cannot merge it for vLLM")
+        if kind == "base":
+            return prefix, "base"
+        adapter = rest.split(".")[0]
+        return prefix, f"{kind}:{adapter}" if adapter in _active(layers[prefix]) else "skip"
+    if ".lora_" in name:  # embedding / magnitude tensors of other LoRA variants
+        raise EngineError(f"{name}: only linear LoRA adapters (peft's lora_A / lora_B) can be merged for vLLM")
+    return None, ""
+
+
+def _merged(layer: torch.nn.Module, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``W + scale * B @ A`` for every active adapter, computed in float32 and cast back to W's dtype."""
+    base = parts["base"]
+    weight = base.float()
+    for adapter in _active(layer):
+        delta = parts[f"B:{adapter}"].float() @ parts[f"A:{adapter}"].float() * float(layer.scaling[adapter])
+        weight = weight + (delta.T if getattr(layer, "fan_in_fan_out", False) else delta)
+    return weight.to(base.dtype)
 
 
 def _full_parameters(accelerator: Any, model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     if accelerator is None:
-        yield from model.named_parameters()
+        for name, p in model.named_parameters():
+            yield name, p.data
         return
     from gpgrl.train.distributed import iter_full_parameters
 
     yield from iter_full_parameters(accelerator, model)
+
+
+def weight_metadata(accelerator: Any, model: torch.nn.Module) -> list[tuple[str, torch.dtype, tuple[int, ...]]]:
+    """``(vLLM name, dtype, full shape)`` of every tensor :func:`vllm_weights` will send, in its order.
+
+    Full shapes and clean names also when sharded: ZeRO-3's ``ds_shape``; under FSDP the names and
+    shapes are read inside ``summon_full_params`` (a shard's own are flattened and carry wrapper prefixes).
+    Every process must call it (FSDP's summon is collective).
+    """
+    from gpgrl.train.distributed import sharding
+
+    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
+    kind = sharding(accelerator) if accelerator is not None else "none"
+    if kind == "fsdp":
+        return [(name, t.dtype, tuple(t.shape)) for name, t in vllm_weights(accelerator, model)]
+    shapes = ((n, p.dtype, tuple(getattr(p, "ds_shape", p.shape))) for n, p in unwrapped.named_parameters())
+    layers = _lora_layers(unwrapped)
+    out = []
+    for name, dtype, shape in shapes:
+        prefix, part = _lora_part(name, layers)
+        if prefix is None or part == "base":
+            out.append((_base_name(name), dtype, shape))
+    return out
+
+
+def vllm_weights(accelerator: Any, model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """The full weights under vLLM's names, LoRA merged, gathered one at a time (every process iterates)."""
+    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
+    yield from vllm_named_parameters(unwrapped, _full_parameters(accelerator, model))
+
+
+def checked(weights: Iterator[tuple[str, torch.Tensor]],
+            meta: list[tuple[str, torch.dtype, tuple[int, ...]]]) -> Iterator[tuple[str, torch.Tensor]]:
+    """``weights``, checked one by one against the metadata announced to the server.
+
+    The server sizes its receive buffers from the metadata; a tensor that disagrees would make the two
+    sides of the broadcast disagree (a hang or garbage), so it is an error naming the parameter instead.
+    """
+    sent = 0
+    for name, tensor in weights:
+        if sent >= len(meta) or (name, tensor.dtype, tuple(tensor.shape)) != meta[sent]:
+            want = meta[sent] if sent < len(meta) else "nothing more"
+            raise EngineError(f"weight sync: parameter {sent} is {name} {tensor.dtype} {tuple(tensor.shape)}, but the "
+                              f"server was told {want}")
+        sent += 1
+        yield name, tensor
+    if sent != len(meta):
+        raise EngineError(f"weight sync: sent {sent} parameters, but the server was told {len(meta)}")
+
+
+class Background:
+    """``fn()`` started in a daemon thread; :meth:`result` waits at most ``timeout`` s for it.
+
+    For calls that can block forever (an HTTP request the server holds open during a broadcast, an NCCL
+    rendezvous or broadcast whose peer never comes): past the timeout the thread is abandoned and the run
+    gets an :class:`EngineError` naming what was waited for.
+    """
+
+    def __init__(self, fn: Callable[[], Any]):
+        self._out: list[Any] = []
+        self._err: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                self._out.append(fn())
+            except BaseException as e:  # re-raised in the caller's thread by result()
+                self._err.append(e)
+
+        self._thread = threading.Thread(target=target, name="gpgrl-vllm", daemon=True)
+        self._thread.start()
+
+    def result(self, timeout: float, what: str) -> Any:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise EngineError(f"{what} did not finish within {timeout:g} s (rollout.vllm_timeout)")
+        if self._err:
+            raise self._err[0]
+        return self._out[0] if self._out else None
+
+
+# ----------------------------------------------------------------------------------------------- server
+class NCCLTransport:
+    """The data plane of a weight sync: an NCCL group of the trainer's main process (rank 0) and the
+    server's workers, opened with vLLM's own trainer-side rendezvous (``nccl_common.
+    stateless_init_process_group`` from 0.28, ``NCCLWeightTransferEngine._stateless_init_process_group``
+    before), so vLLM must be importable in the training environment, at the server's version. Tensors
+    go one by one with ``PyNcclCommunicator.broadcast``, which is what the worker's unpacked receive loop
+    expects in every supported version."""
+
+    def init(self, master_address: str, master_port: int, world_size: int) -> None:
+        self._group = trainer_endpoint()(master_address, master_port, 0, world_size, torch.cuda.current_device())
+
+    def send(self, tensors: Iterator[tuple[str, torch.Tensor]]) -> None:
+        stream = torch.cuda.current_stream()
+        for _, tensor in tensors:
+            self._group.broadcast(tensor.contiguous(), src=0, stream=stream)
+        stream.synchronize()
+
+
+def trainer_endpoint() -> Callable[..., Any]:
+    """vLLM's function that opens the trainer's end of the weight-transfer group (by version)."""
+    try:
+        from vllm.distributed.weight_transfer.nccl_common import (
+            stateless_init_process_group,  # 0.28 and later
+        )
+        return stateless_init_process_group
+    except ImportError:
+        pass
+    try:
+        from vllm.distributed.weight_transfer.nccl_engine import NCCLWeightTransferEngine  # 0.17 - 0.27
+    except ImportError as e:
+        raise ImportError(f"{VLLM_INSTALL} ({e})") from None
+    return NCCLWeightTransferEngine._stateless_init_process_group
+
+
+def transfer_init_info(master_address: str, master_port: int, server_world_size: int) -> dict[str, Any]:
+    """``init_info`` of ``/init_weight_transfer_engine``: the trainer is rank 0, the server's workers follow.
+
+    Only the rendezvous fields: every supported version accepts them, and without ``packed`` the workers
+    use the plain broadcast that :class:`NCCLTransport` sends.
+    """
+    return {"master_address": master_address, "master_port": int(master_port), "rank_offset": 1,
+            "world_size": 1 + int(server_world_size)}
+
+
+def transfer_update_info(meta: list[tuple[str, torch.dtype, tuple[int, ...]]]) -> dict[str, Any]:
+    """``update_info`` of ``/update_weights``: names, dtypes, shapes (nothing else: 0.28 refuses ``packed`` here)."""
+    return {"names": [n for n, _, _ in meta], "dtype_names": [str(d).removeprefix("torch.") for _, d, _ in meta],
+            "shapes": [list(s) for _, _, s in meta]}
+
+
+class VLLMServerEngine(RolloutEngine):
+    """Generates with a ``vllm serve`` process over HTTP and pushes weights to it after each step.
+
+    Args:
+        base_url: the server, e.g. ``http://127.0.0.1:8000``.
+        tokenizer: the policy's tokenizer (EOS, padding, decoding).
+        timeout: seconds any HTTP call, the NCCL rendezvous or a weight transfer may take.
+        accelerator: the trainer's (gathering parameters; only the main process talks to the server for
+            weights). None: a single process.
+        transport: the weight data plane (default :class:`NCCLTransport`); ``None`` with ``sync_weights=False``
+            for a server whose weights are never updated (evaluation).
+        master_address, master_port: the NCCL rendezvous the server's workers join.
+    """
+
+    ROUTES = {"models": ("GET", "/v1/models"), "completions": ("POST", "/v1/completions"),
+              "world_size": ("GET", "/get_world_size"), "init": ("POST", "/init_weight_transfer_engine"),
+              "start": ("POST", "/start_weight_update"), "update": ("POST", "/update_weights"),
+              "finish": ("POST", "/finish_weight_update"), "reset_prefix_cache": ("POST", "/reset_prefix_cache")}
+
+    def __init__(self, base_url: str, tokenizer: Any, *, timeout: float = 600.0, accelerator: Any = None,
+                 transport: Any = None, sync_weights: bool = True, master_address: str = "127.0.0.1",
+                 master_port: int = 51216, model: torch.nn.Module | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.tokenizer = tokenizer
+        self.timeout = timeout
+        self.accelerator = accelerator
+        self.pad_id = pad_token_id(tokenizer)
+        self.eos_ids = eos_token_ids(model, tokenizer)
+        self.sync_weights = sync_weights
+        self.transport = transport if transport is not None else (NCCLTransport() if sync_weights else None)
+        self.master_address, self.master_port = master_address, master_port
+        self._initialised = False
+        self._four_phase = True
+        models = self._call("models")
+        try:
+            card = models["data"][0]
+        except (KeyError, IndexError, TypeError):
+            raise EngineError(f"vllm_server {self.base_url} returned no model from /v1/models: {models!r:.200}") from None
+        self.model_name = card["id"]
+        self.max_model_len = card.get("max_model_len")
+
+    # -- HTTP ------------------------------------------------------------------------------------------
+    def _call(self, route: str, body: dict[str, Any] | None = None, *, allow_404: bool = False) -> Any:
+        method, path = self.ROUTES[route]
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base_url + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as e:
+            if allow_404 and e.code == 404:
+                return None
+            detail = e.read().decode(errors="replace")[:300]
+            raise EngineError(f"vllm_server {self.base_url} answered {path} with HTTP {e.code}: {detail}") from None
+        except (urllib.error.URLError, TimeoutError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
+                raise EngineError(f"vllm_server {self.base_url} did not answer {method} {path} within "
+                                  f"{self.timeout:g} s (rollout.vllm_timeout); is the server stuck?") from None
+            raise EngineError(f"vllm_server {self.base_url} failed on {method} {path} ({reason}); is `vllm serve` "
+                              "running there, with VLLM_SERVER_DEV_MODE=1 for the weight routes?") from None
+        return json.loads(text) if text else {}
+
+    # -- generation --------------------------------------------------------------------------------------
+    def generate(self, prompts: Sequence[Prompt | Sequence[int]], params: SamplingParams,
+                 num_samples: int) -> RolloutBatch:
+        prompts = as_prompts(prompts)
+        if any(p.images for p in prompts):
+            raise EngineError("vllm_server sends token ids only; image prompts need rollout.engine: vllm or hf")
+        longest = max(len(p.ids) for p in prompts)
+        if self.max_model_len is not None and longest >= self.max_model_len:
+            raise EngineError(f"a prompt of {longest} tokens does not fit vllm_server {self.base_url}'s context of "
+                              f"{self.max_model_len} tokens; lower data.max_prompt_length")
+        sampling = vllm_sampling_kwargs(params, num_samples, budget_for(longest, params.max_new_tokens,
+                                                                        self.max_model_len))
+        out = self._call("completions", completion_request(self.model_name, [p.ids for p in prompts], sampling))
+        choices = sorted(out.get("choices", []), key=lambda c: c["index"])
+        if len(choices) != len(prompts) * num_samples:
+            raise EngineError(f"vllm_server {self.base_url} returned {len(choices)} completions for "
+                              f"{len(prompts)} prompts x {num_samples}")
+        tokens = [list(c.get("token_ids") or []) for c in choices]
+        logps = [list((c.get("logprobs") or {}).get("token_logprobs") or []) for c in choices]
+        return assemble([p for p in prompts for _ in range(num_samples)], tokens, logps, self.tokenizer, self.pad_id,
+                        self.eos_ids)
+
+    # -- weights -----------------------------------------------------------------------------------------
+    def update_weights(self, model: torch.nn.Module) -> None:
+        """Push the trainer's weights: every process gathers (collective), the main process sends."""
+        if not self.sync_weights:
+            return
+        main = self.accelerator is None or self.accelerator.is_main_process
+        meta = weight_metadata(self.accelerator, model)
+        if not main:
+            for _ in vllm_weights(self.accelerator, model):  # take part in the gathers
+                pass
+            return
+        if not self._initialised:
+            self._init_transfer()
+        if self._four_phase and self._call("start", {}, allow_404=True) is None:
+            self._four_phase = False  # a server without the start/finish routes: init + update_weights only
+        what = f"vllm_server {self.base_url}: weight transfer of {len(meta)} tensors"
+        request = Background(lambda: self._call("update", {"update_info": transfer_update_info(meta)}))
+        # the server's workers receive inside /update_weights while the tensors are broadcast
+        Background(lambda: self.transport.send(checked(vllm_weights(self.accelerator, model), meta))).result(
+            self.timeout, what)
+        request.result(self.timeout, f"vllm_server {self.base_url}: POST /update_weights")
+        if self._four_phase:
+            self._call("finish", {})
+        self._call("reset_prefix_cache")  # cached prefixes hold KV computed with the old weights
+
+    def _init_transfer(self) -> None:
+        world = self._call("world_size", allow_404=True)
+        server_world = int((world or {}).get("world_size", 1))
+        init = transfer_init_info(self.master_address, self.master_port, server_world)
+        request = Background(lambda: self._call("init", {"init_info": init}))
+        Background(lambda: self.transport.init(self.master_address, self.master_port, init["world_size"])).result(
+            self.timeout, f"NCCL rendezvous with vllm_server {self.base_url}'s {server_world} worker(s) at "
+                         f"{self.master_address}:{self.master_port}")
+        request.result(self.timeout, f"vllm_server {self.base_url}: POST /init_weight_transfer_engine")
+        self._initialised = True
 
 
 def assemble(rows: list[Prompt], tokens: list[list[int]], logps: list[list[float]], tokenizer: Any, pad_id: int,
@@ -119,189 +473,63 @@ def assemble(rows: list[Prompt], tokens: list[list[int]], logps: list[list[float
                         sampling_logprobs=sampling, prompts=[p.text for p in rows] if rows[0].text else []).trim()
 
 
-# ----------------------------------------------------------------------------------------------- server
-class NCCLTransport:
-    """The data plane of a weight sync: an NCCL group of the trainer's main process (rank 0) and the
-    server's workers, built with vLLM's own trainer-side helpers (``NCCLWeightTransferEngine``), so vLLM
-    must be importable in the training environment for this transport."""
-
-    def init(self, master_address: str, master_port: int, world_size: int) -> None:
-        try:
-            from vllm.distributed.weight_transfer.nccl_engine import NCCLWeightTransferEngine
-        except ImportError as e:
-            raise ImportError(f"{VLLM_INSTALL} ({e})") from None
-        self._engine = NCCLWeightTransferEngine
-        self._group = NCCLWeightTransferEngine.trainer_init(
-            {"master_address": master_address, "master_port": master_port, "world_size": world_size})
-
-    def send(self, tensors: Iterator[tuple[str, torch.Tensor]]) -> None:
-        self._engine.trainer_send_weights(tensors, {"group": self._group, "packed": False})
-
-
-class VLLMServerEngine(RolloutEngine):
-    """Generates with a ``vllm serve`` process over HTTP and pushes weights to it after each step.
-
-    Args:
-        base_url: the server, e.g. ``http://127.0.0.1:8000``.
-        tokenizer: the policy's tokenizer (EOS, padding, decoding).
-        timeout: seconds any HTTP call or weight transfer may take.
-        accelerator: the trainer's (gathering parameters; only the main process talks to the server for
-            weights). None: a single process.
-        transport: the weight data plane (default :class:`NCCLTransport`); ``None`` with ``sync_weights=False``
-            for a server whose weights are never updated (evaluation).
-        master_address, master_port: the NCCL rendezvous the server's workers join.
-    """
-
-    def __init__(self, base_url: str, tokenizer: Any, *, timeout: float = 600.0, accelerator: Any = None,
-                 transport: Any = None, sync_weights: bool = True, master_address: str = "127.0.0.1",
-                 master_port: int = 51216, model: torch.nn.Module | None = None):
-        self.base_url = base_url.rstrip("/")
-        self.tokenizer = tokenizer
-        self.timeout = timeout
-        self.accelerator = accelerator
-        self.pad_id = pad_token_id(tokenizer)
-        self.eos_ids = eos_token_ids(model, tokenizer)
-        self.sync_weights = sync_weights
-        self.transport = transport if transport is not None else (NCCLTransport() if sync_weights else None)
-        self.master_address, self.master_port = master_address, master_port
-        self._initialised = False
-        self._four_phase = True
-        models = self._call("GET", "/v1/models")
-        try:
-            card = models["data"][0]
-        except (KeyError, IndexError, TypeError):
-            raise EngineError(f"vllm_server {self.base_url} returned no model from /v1/models: {models!r:.200}") from None
-        self.model_name = card["id"]
-        self.max_model_len = card.get("max_model_len")
-
-    # -- HTTP ------------------------------------------------------------------------------------------
-    def _call(self, method: str, route: str, body: dict[str, Any] | None = None, *, allow_404: bool = False) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base_url + route, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                text = response.read().decode()
-        except urllib.error.HTTPError as e:
-            if allow_404 and e.code == 404:
-                return None
-            detail = e.read().decode(errors="replace")[:300]
-            raise EngineError(f"vllm_server {self.base_url} answered {route} with HTTP {e.code}: {detail}") from None
-        except (urllib.error.URLError, TimeoutError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
-                raise EngineError(f"vllm_server {self.base_url} did not answer {method} {route} within "
-                                  f"{self.timeout:g} s (rollout.vllm_timeout); is the server stuck?") from None
-            raise EngineError(f"vllm_server {self.base_url} failed on {method} {route} ({reason}); is `vllm serve` "
-                              "running there, with VLLM_SERVER_DEV_MODE=1 for the weight routes?") from None
-        return json.loads(text) if text else {}
-
-    # -- generation --------------------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[Prompt | Sequence[int]], params: SamplingParams,
-                 num_samples: int) -> RolloutBatch:
-        prompts = as_prompts(prompts)
-        if any(p.images for p in prompts):
-            raise EngineError("vllm_server sends token ids only; image prompts need rollout.engine: vllm or hf")
-        longest = max(len(p.ids) for p in prompts)
-        if self.max_model_len is not None and longest >= self.max_model_len:
-            raise EngineError(f"a prompt of {longest} tokens does not fit vllm_server {self.base_url}'s context of "
-                              f"{self.max_model_len} tokens; lower data.max_prompt_length")
-        body = {
-            "model": self.model_name, "prompt": [p.ids for p in prompts], "n": num_samples,
-            "max_tokens": budget_for(longest, params.max_new_tokens, self.max_model_len),
-            "temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k or -1,
-            "logprobs": 0, "return_token_ids": True, "skip_special_tokens": False,
-        }
-        out = self._call("POST", "/v1/completions", body)
-        choices = sorted(out.get("choices", []), key=lambda c: c["index"])
-        if len(choices) != len(prompts) * num_samples:
-            raise EngineError(f"vllm_server {self.base_url} returned {len(choices)} completions for "
-                              f"{len(prompts)} prompts x {num_samples}")
-        tokens = [list(c.get("token_ids") or []) for c in choices]
-        logps = [list((c.get("logprobs") or {}).get("token_logprobs") or []) for c in choices]
-        return assemble([p for p in prompts for _ in range(num_samples)], tokens, logps, self.tokenizer, self.pad_id,
-                        self.eos_ids)
-
-    # -- weights -----------------------------------------------------------------------------------------
-    def _in_thread(self, what: str, fn: Callable[[], Any]) -> threading.Thread:
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                fn()
-            except BaseException as e:  # reported by _join
-                errors.append(e)
-
-        thread = threading.Thread(target=run, name=f"vllm-{what}", daemon=True)
-        thread.errors = errors  # type: ignore[attr-defined]
-        thread.start()
-        return thread
-
-    def _join(self, thread: threading.Thread, what: str) -> None:
-        thread.join(self.timeout)
-        if thread.is_alive():
-            raise EngineError(f"vllm_server {self.base_url}: {what} did not finish within {self.timeout:g} s")
-        if thread.errors:  # type: ignore[attr-defined]
-            raise thread.errors[0]  # type: ignore[attr-defined]
-
-    def update_weights(self, model: torch.nn.Module) -> None:
-        """Push the trainer's weights: every process gathers (collective), the main process sends."""
-        if not self.sync_weights:
-            return
-        main = self.accelerator is None or self.accelerator.is_main_process
-        unwrapped = self.accelerator.unwrap_model(model) if self.accelerator is not None else model
-        with merged_lora(unwrapped):
-            meta = list(vllm_named_parameters(unwrapped, _meta(self.accelerator, model)))
-            if main:
-                self._push(meta, vllm_named_parameters(unwrapped, _full_parameters(self.accelerator, model)))
-            else:
-                for _ in _full_parameters(self.accelerator, model):  # take part in the gathers
-                    pass
-
-    def _push(self, meta: list[tuple[str, Any]], tensors: Iterator[tuple[str, torch.Tensor]]) -> None:
-        if not self._initialised:
-            world = self._call("GET", "/get_world_size", allow_404=True)
-            server_world = int((world or {}).get("world_size", 1))
-            init = {"master_address": self.master_address, "master_port": self.master_port, "rank_offset": 1,
-                    "world_size": 1 + server_world}
-            thread = self._in_thread("init", lambda: self._call("POST", "/init_weight_transfer_engine",
-                                                                {"init_info": init}))
-            self.transport.init(self.master_address, self.master_port, 1 + server_world)
-            self._join(thread, "/init_weight_transfer_engine")
-            self._initialised = True
-        if self._four_phase and self._call("POST", "/start_weight_update", {}, allow_404=True) is None:
-            self._four_phase = False  # an older server: init + update_weights only
-        info = {"names": [n for n, _ in meta], "dtype_names": [str(s[1]).removeprefix("torch.") for _, s in meta],
-                "shapes": [list(s[0]) for _, s in meta], "packed": False}
-        thread = self._in_thread("update", lambda: self._call("POST", "/update_weights", {"update_info": info}))
-        self.transport.send(tensors)  # the server's workers receive while /update_weights is open
-        self._join(thread, "/update_weights")
-        if self._four_phase:
-            self._call("POST", "/finish_weight_update", {})
-
-
-def _meta(accelerator: Any, model: torch.nn.Module) -> Iterator[tuple[str, Any]]:
-    """``(name, (shape, dtype))`` of every parameter, full shapes even when sharded (ZeRO-3's ``ds_shape``)."""
-    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
-    for name, p in unwrapped.named_parameters():
-        yield name, (tuple(getattr(p, "ds_shape", p.shape)), p.dtype)
-
-
 # ------------------------------------------------------------------------------------------- colocated
-def _runner_model(llm: Any) -> Any:
-    """The torch model inside a ``vllm.LLM`` (its path differs between vLLM versions)."""
-    executor = llm.llm_engine.model_executor
-    worker = executor.driver_worker
-    for path in ("worker.model_runner.model", "model_runner.model"):
-        obj: Any = worker
-        try:
-            for part in path.split("."):
-                obj = getattr(obj, part)
-            return obj
-        except AttributeError:
+def launcher_env(environ: dict[str, str], *, rank: int, local_rank: int, world_size: int) -> dict[str, str]:
+    """The torchrun variables vLLM's ``external_launcher`` reads that ``environ`` lacks (nothing when launched).
+
+    vLLM initialises ``env://`` from ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
+    ``MASTER_PORT``; ``accelerate launch`` and ``torchrun`` set them, a plain ``gpgrl train`` does not.
+
+    >>> launcher_env({}, rank=0, local_rank=0, world_size=1)["RANK"]
+    '0'
+    >>> launcher_env({"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "8", "MASTER_ADDR": "h", "MASTER_PORT": "1"},
+    ...              rank=3, local_rank=1, world_size=8)
+    {}
+    """
+    wanted = {"RANK": str(rank), "LOCAL_RANK": str(local_rank), "WORLD_SIZE": str(world_size),
+              "MASTER_ADDR": "127.0.0.1"}
+    missing = {k: v for k, v in wanted.items() if k not in environ}
+    if "MASTER_PORT" not in environ:
+        if world_size > 1:
+            raise EngineError("rollout.engine vllm with several processes needs MASTER_PORT; start the run with "
+                              "`accelerate launch` or `torchrun`")
+        with socket.socket() as s:  # a free port for the one-process group
+            s.bind(("127.0.0.1", 0))
+            missing["MASTER_PORT"] = str(s.getsockname()[1])
+    return missing
+
+
+def one_placeholder_per_image(ids: list[int], image_token_id: int, n_images: int) -> list[int]:
+    """``ids`` with each image's run of placeholder tokens cut to one (vLLM expands it again itself).
+
+    The HF processor expands ``<|image_pad|>`` to one token per image patch; vLLM's Qwen2-VL processing
+    replaces each single placeholder by that many, so sending the expanded ids would expand them twice.
+
+    >>> one_placeholder_per_image([1, 7, 9, 9, 9, 8, 2, 7, 9, 9, 8], image_token_id=9, n_images=2)
+    [1, 7, 9, 8, 2, 7, 9, 8]
+    """
+    out: list[int] = []
+    runs = 0
+    for i, t in enumerate(ids):
+        if t == image_token_id and i > 0 and ids[i - 1] == image_token_id:
             continue
-    raise EngineError("cannot find the model inside this vLLM version's LLM (llm_engine.model_executor."
-                      "driver_worker[.worker].model_runner.model); see docs/engines.md for the tested versions")
+        runs += t == image_token_id
+        out.append(t)
+    if runs != n_images:
+        raise EngineError(f"a prompt with {n_images} image(s) has {runs} run(s) of image placeholder "
+                          f"tokens (id {image_token_id}); the prompt builder and the images disagree")
+    return out
+
+
+def image_token_id(model: torch.nn.Module | None, tokenizer: Any) -> int | None:
+    """The id of a vision model's image placeholder token (``config.image_token_id``, else ``<|image_pad|>``)."""
+    config = getattr(model, "config", None)
+    value = getattr(config, "image_token_id", None)
+    if isinstance(value, int):
+        return value
+    token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
+    found = tokenizer.convert_tokens_to_ids(token) if hasattr(tokenizer, "convert_tokens_to_ids") else None
+    return found if isinstance(found, int) and found != getattr(tokenizer, "unk_token_id", None) else None
 
 
 class VLLMColocatedEngine(RolloutEngine):
@@ -311,10 +539,12 @@ class VLLMColocatedEngine(RolloutEngine):
         model_name: what vLLM loads at start (the policy's name or folder; its weights are replaced at
             the first sync).
         tokenizer: the policy's tokenizer.
-        accelerator: the trainer's (gathering parameters one at a time under ZeRO-3 / FSDP).
+        accelerator: the trainer's (gathering parameters one at a time under ZeRO-3 / FSDP; its process
+            index and count fill the launcher variables a plain one-process run lacks).
         gpu_memory_utilization, sleep, seed, max_model_len: vLLM settings.
         llm_factory: builds the engine (default ``vllm.LLM``; the tests pass a stand-in).
         sampling_factory: builds sampling settings (default ``vllm.SamplingParams``).
+        model: the policy (EOS ids, the image placeholder id).
     """
 
     def __init__(self, model_name: str, tokenizer: Any, *, accelerator: Any = None, gpu_memory_utilization: float = 0.3,
@@ -332,31 +562,44 @@ class VLLMColocatedEngine(RolloutEngine):
         self.accelerator = accelerator
         self.pad_id = pad_token_id(tokenizer)
         self.eos_ids = eos_token_ids(model, tokenizer)
+        self.image_token_id = image_token_id(model, tokenizer)
         self.sleep_between = sleep
         self.sampling_factory = sampling_factory
         self.max_model_len = max_model_len
-        self.llm = llm_factory(model=model_name, tensor_parallel_size=1, distributed_executor_backend="external_launcher",
-                               gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=sleep, seed=seed,
-                               max_model_len=max_model_len,
-                               # sampling log-probs of softmax(logits / temperature), as the trainer computes them
-                               logprobs_mode="processed_logprobs")
+        acc = accelerator
+        os.environ.update(launcher_env(os.environ, rank=acc.process_index if acc else 0,
+                                       local_rank=acc.local_process_index if acc else 0,
+                                       world_size=acc.num_processes if acc else 1))
+        self.llm = llm_factory(**self.llm_kwargs(model_name, gpu_memory_utilization, sleep, seed, max_model_len))
         self._asleep = False
+
+    @staticmethod
+    def llm_kwargs(model_name: str, gpu_memory_utilization: float, sleep: bool, seed: int,
+                   max_model_len: int | None) -> dict[str, Any]:
+        """``vllm.LLM`` keyword arguments (each an ``EngineArgs`` field in every supported version)."""
+        return {"model": model_name, "tensor_parallel_size": 1, "distributed_executor_backend": "external_launcher",
+                "gpu_memory_utilization": gpu_memory_utilization, "enable_sleep_mode": sleep, "seed": seed,
+                "max_model_len": max_model_len,
+                # sampling log-probs of softmax(logits / temperature), as the trainer computes them
+                "logprobs_mode": "processed_logprobs"}
+
+    def request(self, prompt: Prompt) -> dict[str, Any]:
+        """One prompt as vLLM takes it: token ids with one placeholder per image, and the images."""
+        if not prompt.images:
+            return {"prompt_token_ids": list(prompt.ids)}
+        if self.image_token_id is None:
+            raise EngineError("an image prompt, but the model names no image placeholder token (config.image_token_id)")
+        return {"prompt_token_ids": one_placeholder_per_image(list(prompt.ids), self.image_token_id, len(prompt.images)),
+                "multi_modal_data": {"image": list(prompt.images)}}
 
     def generate(self, prompts: Sequence[Prompt | Sequence[int]], params: SamplingParams,
                  num_samples: int) -> RolloutBatch:
         prompts = as_prompts(prompts)
         self.wake_up()
         longest = max(len(p.ids) for p in prompts)
-        sampling = self.sampling_factory(
-            n=num_samples, max_tokens=budget_for(longest, params.max_new_tokens, self.max_model_len),
-            temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or -1, logprobs=0)
-        requests = []
-        for p in prompts:
-            request: dict[str, Any] = {"prompt_token_ids": p.ids}
-            if p.images:
-                request["multi_modal_data"] = {"image": list(p.images)}
-            requests.append(request)
-        outputs = self.llm.generate(requests, sampling_params=sampling, use_tqdm=False)
+        sampling = self.sampling_factory(**vllm_sampling_kwargs(
+            params, num_samples, budget_for(longest, params.max_new_tokens, self.max_model_len)))
+        outputs = self.llm.generate([self.request(p) for p in prompts], sampling_params=sampling, use_tqdm=False)
         tokens, logps = [], []
         for out in outputs:  # in prompt order; its n samples in order
             for sample in out.outputs:
@@ -364,7 +607,7 @@ class VLLMColocatedEngine(RolloutEngine):
                 tokens.append(ids)
                 steps = sample.logprobs or []
                 logps.append([float(step[t].logprob) if t in step else 0.0 for t, step in zip(ids, steps)])
-        rows = [p for p in prompts for _ in range(num_samples)]
+        rows = [p for p in prompts for _ in range(num_samples)]  # the expanded ids: what the loss needs
         if len(tokens) != len(rows):
             raise EngineError(f"vLLM returned {len(tokens)} completions for {len(prompts)} prompts x {num_samples}")
         batch = assemble(rows, tokens, logps, self.tokenizer, self.pad_id, self.eos_ids)
@@ -373,16 +616,12 @@ class VLLMColocatedEngine(RolloutEngine):
         return batch
 
     def update_weights(self, model: torch.nn.Module) -> None:
-        """Load the trainer's weights into the engine, one parameter at a time."""
+        """Load the trainer's weights into the engine one parameter at a time, then drop stale caches."""
         self.wake_up()
-        unwrapped = self.accelerator.unwrap_model(model) if self.accelerator is not None else model
-        target = _runner_model(self.llm)
-        with merged_lora(unwrapped):
-            for name, tensor in vllm_named_parameters(unwrapped, _full_parameters(self.accelerator, model)):
-                target.load_weights([(name, tensor)])
-        reset = getattr(self.llm, "reset_prefix_cache", None)
-        if reset is not None:
-            reset()  # cached prefixes were computed with the old weights
+        for name, tensor in vllm_weights(self.accelerator, model):
+            self.llm.apply_model(lambda m, w=(name, tensor): m.load_weights([w]))
+        self.llm.reset_prefix_cache()  # cached prefixes hold KV computed with the old weights
+        self.llm.llm_engine.reset_encoder_cache()  # and image embeddings of the old vision tower
 
     def sleep(self) -> None:
         if self.sleep_between and not self._asleep:
@@ -396,8 +635,11 @@ class VLLMColocatedEngine(RolloutEngine):
 
 
 def make_engine(cfg: Any, accelerator: Any, model: torch.nn.Module, tokenizer: Any) -> RolloutEngine:
-    """The engine ``rollout.engine`` names (``vllm`` or ``vllm_server``)."""
+    """The engine ``rollout.engine`` names (``vllm`` or ``vllm_server``), after checking that vLLM can sample
+    the configured distribution (a bad temperature fails here, before the first step)."""
     r = cfg.rollout
+    vllm_sampling_kwargs(SamplingParams(max_new_tokens=r.max_completion_length, temperature=r.temperature,
+                                        top_p=r.top_p, top_k=r.top_k), n=r.group_size, max_tokens=1)
     tok = tokenizer.tokenizer if hasattr(tokenizer, "image_processor") else tokenizer
     unwrapped = accelerator.unwrap_model(model)
     if r.engine == "vllm_server":

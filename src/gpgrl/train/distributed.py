@@ -63,16 +63,16 @@ def iter_full_parameters(accelerator, model: torch.nn.Module) -> Iterator[tuple[
 
         with FullyShardedDataParallel.summon_full_params(model, recurse=True, writeback=False):
             for name, param in unwrapped.named_parameters():
-                yield _clean_fsdp_name(name), param.data
+                yield clean_parameter_name(name), param.data
         return
     for name, param in unwrapped.named_parameters():
         yield name, param.data
 
 
-def _clean_fsdp_name(name: str) -> str:
+def clean_parameter_name(name: str) -> str:
     """Parameter names without FSDP's and activation checkpointing's wrapper prefixes.
 
-    >>> _clean_fsdp_name("model._fsdp_wrapped_module.layers.0._checkpoint_wrapped_module.mlp.weight")
+    >>> clean_parameter_name("model._fsdp_wrapped_module.layers.0._checkpoint_wrapped_module.mlp.weight")
     'model.layers.0.mlp.weight'
     """
     for prefix in ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod."):

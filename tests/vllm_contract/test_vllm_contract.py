@@ -1,0 +1,130 @@
+"""Contract tests: what the vLLM engines send, judged by real vLLM releases' own code (no GPU needed).
+
+``bash tests/vllm_contract/install.sh`` puts each release of ``versions.txt`` in its own folder outside the
+project's environment; each test module run starts ``probe.py`` once per release in a subprocess with that
+folder on ``PYTHONPATH`` (so no other test can ``import vllm``), and asserts on what vLLM's classes did
+with gpgrl's requests: ``SamplingParams`` validation, the ``/v1/completions`` request model, the NCCL
+weight-transfer parsers, the routes the routers declare, ``EngineArgs``, the ``LLM`` methods and the
+launcher's environment. Without the install the tests skip, unless ``GPGRL_REQUIRE_VLLM_CONTRACT=1`` (CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpgrl.config import load_config
+
+pytestmark = pytest.mark.vllm_contract
+
+HERE = Path(__file__).parent
+ROOT = Path(os.environ.get("GPGRL_VLLM_CONTRACT_DIR", Path.home() / ".cache" / "gpgrl" / "vllm-contract"))
+VERSIONS = [v.strip() for v in (HERE / "versions.txt").read_text().splitlines() if v.strip() and not v.startswith("#")]
+RECIPES = sorted((HERE.parent.parent / "recipes").glob("*.yaml"))
+
+
+def sampling_cases() -> list[dict]:
+    """Edge cases of each rule, plus every shipped recipe's rollout and the eval examples' settings."""
+    cases = [{"temperature": t, "top_p": p, "top_k": k, "n": n}
+             for t in (0.0, 0.005, 0.01, 0.6, 1.0, 2.0, 2.5) for n in (1, 8) for p in (0.95, 1.0) for k in (0, 50)]
+    for recipe in RECIPES:
+        r = load_config(recipe).rollout
+        cases.append({"temperature": r.temperature, "top_p": r.top_p, "top_k": r.top_k, "n": r.group_size,
+                      "recipe": recipe.name})
+    cases.append({"temperature": 0.6, "top_p": 0.95, "top_k": 0, "n": 8, "recipe": "gpgrl eval --samples 8"})
+    cases.append({"temperature": 0.0, "top_p": 1.0, "top_k": 0, "n": 1, "recipe": "gpgrl eval (greedy)"})
+    return cases
+
+
+def run_probe(version: str, tmp: Path) -> dict:
+    folder = ROOT / f"vllm-{version}"
+    if not (folder / ".complete").exists() or not (ROOT / "deps" / ".complete").exists():
+        message = f"vLLM {version} is not prepared: run `bash tests/vllm_contract/install.sh`"
+        if os.environ.get("GPGRL_REQUIRE_VLLM_CONTRACT") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    cases, out = tmp / "cases.json", tmp / "facts.json"
+    cases.write_text(json.dumps({"sampling": sampling_cases()}))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(ROOT / "deps")]),
+           "VLLM_LOGGING_LEVEL": "ERROR", "TORCHDYNAMO_DISABLE": "1"}
+    done = subprocess.run([sys.executable, "-W", "ignore", str(HERE / "probe.py"), str(cases), str(out)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and out.exists(), done.stderr[-3000:]
+    facts = json.loads(out.read_text())
+    assert facts["version"] == version
+    errors = {k: v["error"] for k, v in facts.items() if isinstance(v, dict) and "error" in v}
+    assert not errors, errors
+    return facts
+
+
+@pytest.fixture(scope="module", params=VERSIONS)
+def vllm_facts(request, tmp_path_factory) -> dict:
+    return run_probe(request.param, tmp_path_factory.mktemp(f"vllm-{request.param}"))
+
+
+def test_every_sampling_setting_gpgrl_sends_is_accepted_unchanged_and_every_refusal_is_gpgrls_too(vllm_facts):
+    for case in vllm_facts["sampling"]:
+        if case["gpgrl"] == "ok":  # vLLM's SamplingParams takes it as it is (no error, no silent clamp)
+            assert case["vllm"] == "ok", case
+        if case["vllm"] != "ok":  # whatever vLLM rejects or alters, gpgrl refuses first, with its own message
+            assert case["gpgrl"].startswith("refused"), case
+    refused = {(c["temperature"], c["n"]) for c in vllm_facts["sampling"] if c["gpgrl"].startswith("refused")}
+    assert (0.0, 8) in refused and (0.005, 1) in refused and (2.5, 1) in refused  # greedy n > 1, clamp, range
+    recipes = [c for c in vllm_facts["sampling"] if "recipe" in c]
+    assert len(recipes) == len(RECIPES) + 2 and all(c["gpgrl"] == "ok" for c in recipes), recipes
+
+
+def test_the_completions_body_is_vllms_request_model_and_overrides_every_server_default(vllm_facts):
+    c = vllm_facts["completion"]
+    assert set(c["body_keys"]) <= set(c["declared_fields"])  # nothing vLLM would ignore
+    assert set(c["server_default_keys"]) <= set(c["body_keys"])  # nothing left for generation_config to fill
+    assert c["sampled_with"] == c["sent"]  # with hostile server defaults, vLLM samples exactly what was sent
+    assert c["sampled_with"]["repetition_penalty"] == 1.0 and c["sampled_with"]["logprobs"] == 0
+    assert c["prompt"] == [[1, 2, 3], [4, 5]]
+
+
+def test_weight_transfer_payloads_parse_in_vllms_own_parsers_and_stay_unpacked(vllm_facts):
+    w = vllm_facts["weight_transfer"]
+    assert w["init_parsed"] | {"packed": False} == {**w["init_sent"], "packed": False}
+    assert w["update_parsed"] == w["update_sent"] and w["dtypes_resolve"]
+    assert not w["packed_on_worker"]  # the workers receive tensor by tensor, as NCCLTransport sends
+    assert w["endpoint_params"] == ["master_address", "master_port", "rank", "world_size", "device"]
+    assert w["broadcast_params"][1:3] == ["tensor", "src"] and "stream" in w["broadcast_params"]
+    if tuple(int(x) for x in vllm_facts["version"].split(".")[:2]) >= (0, 28):
+        assert w["old_update_info"].startswith("refused")  # the payload before this fix: "packed" in update_info
+        assert w["endpoint"].endswith("nccl_common.stateless_init_process_group")
+
+
+def test_server_routes_exist_in_vllms_routers(vllm_facts):
+    s = vllm_facts["server"]
+    routes = {tuple(r) for r in s["routes"]}
+    optional = {("POST", "/start_weight_update"), ("POST", "/finish_weight_update")}  # from 0.2x; 404 -> fallback
+    required = {tuple(r) for r in s["engine_routes"]} - optional
+    assert required <= routes, required - routes
+    assert ("POST", "/reset_prefix_cache") in routes and "max_model_len" in s["model_card_fields"]
+    if vllm_facts["version"].startswith("0.17"):
+        assert not optional & routes  # the two-phase protocol the engine falls back to
+    else:
+        assert optional <= routes
+
+
+def test_colocated_engine_arguments_and_methods_exist(vllm_facts):
+    c = vllm_facts["colocated"]
+    assert set(c["llm_kwargs"]) <= set(c["engine_args_fields"])
+    assert c["engine_args"] == {"tensor_parallel_size": 1, "distributed_executor_backend": "external_launcher",
+                                "gpu_memory_utilization": 0.3, "enable_sleep_mode": True, "seed": 7,
+                                "max_model_len": 64, "logprobs_mode": "processed_logprobs"}
+    assert c["misspelt_keyword"].startswith("refused")  # EngineArgs refuses what it does not know
+    assert "processed_logprobs" in c["logprobs_modes"]
+    methods = c["llm_methods"]
+    assert {"sampling_params", "use_tqdm"} <= set(methods["generate"]) and "level" in methods["sleep"]
+    assert {"wake_up", "reset_prefix_cache", "apply_model"} <= set(methods)
+    assert "reset_encoder_cache" in c["llm_engine_methods"]  # llm.llm_engine.reset_encoder_cache()
+    assert {"prompt_token_ids", "multi_modal_data"} <= set(c["tokens_prompt_keys"])
+    assert set(c["launcher_reads"]) <= set(c["launcher_env"])  # finding 1: what external_launcher reads is set
+    assert "logprob" in c["logprob_fields"]
