@@ -209,7 +209,7 @@ def test_a_flat_recipe_must_name_its_script(tmp_path):
     with pytest.raises(ConfigError, match="unknown original_script 'gpg'"):
         load_config(_recipe(tmp_path, unnamed), {"original_script": "gpg"})
     # GPGConfig's keys exist only in open-r1's gpg.py: another script's parser would reject them
-    with pytest.raises(ConfigError, match="adjust_gd: only open-r1's gpg.py accepts these keys"):
+    with pytest.raises(ConfigError, match=r"adjust_gd: only open-r1's gpg\.py accepts these keys"):
         load_config(_recipe(tmp_path, OPEN_RS + "adjust_gd: true\n"))
 
 
@@ -306,7 +306,7 @@ def test_the_7b_run_with_its_train_sh_overrides(tmp_path):
     _, overrides = _parse_overrides(TRAIN_SH)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cfg, report = load_recipe(path, {**overrides, "original_script": "openr1_gpg"}, num_processes=8)
+        cfg, _ = load_recipe(path, {**overrides, "original_script": "openr1_gpg"}, num_processes=8)
     a = cfg.resolved_algorithm()
     assert (a.scale, a.age, a.beta, a.resample_threshold, a.resample_count) == ("none", True, 0.0, 0.5, "gathered")
     # 8 answers x 8 processes x 4 accumulation steps / 8 = 32 prompts per step; 5 epochs; a save per epoch
@@ -321,7 +321,7 @@ def test_the_7b_run_with_its_train_sh_overrides(tmp_path):
     with pytest.raises(ConfigError, match="--adjust_gd takes a boolean"):
         load_recipe(path, {"adjust_gd": "maybe", "original_script": "openr1_gpg"})
     # the same file read by another script: dataset_config is a file name, refused
-    with pytest.raises(ConfigError, match="dataset_config 'train.parquet' is a file name"):
+    with pytest.raises(ConfigError, match=r"dataset_config 'train\.parquet' is a file name"):
         load_recipe(_recipe(tmp_path, SIMPLE_RL.replace("simplelr_qwen_level3to5", "other")), {"original_script": "openr1_grpo"})
 
 
@@ -343,3 +343,28 @@ def test_the_simplerl_parquet_prompt_is_used_as_it_is(tmp_path):
     question = get_field(record, cfg.data.prompt_column)
     assert PromptBuilder(build_char_tokenizer(), cfg.data.prompt_preset()).text(question) == text
     assert get_field(record, cfg.data.answer_column) == "2"
+
+
+@pytest.mark.parametrize(("tempered", "expected"), [(True, 0.7), (False, 1.0)])
+def test_open_rs_log_probs_are_untempered(tmp_path, monkeypatch, tempered, expected):
+    """open-rs's pinned TRL computes the loss's log-probs from softmax(logits), not softmax(logits / T)."""
+    import gpgrl.train.trainer as trainer_module
+    from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
+    from helpers import ScriptedEngine, tiny_config
+
+    seen = []
+    real = trainer_module.completion_logprobs
+
+    def spy(*args, temperature, **kwargs):
+        seen.append(temperature)
+        return real(*args, temperature=temperature, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "completion_logprobs", spy)
+    cfg = tiny_config(tmp_path, rewards=[{"name": "helpers:has_one"}], rollout={"temperature": 0.7},
+                      algorithm={"preset": "gpg", "resample_threshold": 0.0, "tempered_logprobs": tempered},
+                      train={"steps": 1, "prompts_per_step": 4})
+    tok = build_char_tokenizer()
+    trainer = trainer_module.Trainer.from_config(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok,
+                                                 engine=ScriptedEngine(tok))
+    trainer.train()
+    assert seen and set(seen) == {expected}
