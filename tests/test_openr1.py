@@ -105,7 +105,7 @@ def test_the_open_rs_recipe_means_the_same_here(tmp_path, monkeypatch):
     assert (cfg.train.prompts_per_step, cfg.train.micro_batch_size, cfg.train.steps) == (64, 6, 100)
     assert (cfg.train.save_every, cfg.train.overwrite, cfg.train.mixed_precision, cfg.train.seed) == (50, True, "bf16", 42)
     assert [(r.name, r.weight, r.params) for r in cfg.rewards] == [("format_v2", 1.0, {}),
-                                                                    ("cosine", 2.0, {"max_len": 3584})]
+                                                                    ("cosine", 2.0, {"max_len": 3584, "answer_tag": False})]
     assert cfg.log.report_to == ["jsonl", "tensorboard"] and cfg.log.log_every == 1
     algo = cfg.resolved_algorithm()  # keys left out take the original's defaults; open-rs gpg.py has no KL in its loss
     assert (algo.scale, algo.age, algo.beta, algo.resample_threshold) == ("group", False, 0.0, 0.0)
@@ -237,7 +237,8 @@ def test_reward_names_and_defaults_follow_the_fork(tmp_path):
     assert rewards(OPEN_RS.replace("[format_v2, cosine]", "[format, cosine]"), "openr1_grpo") == ["format", "cosine"]
     no_rewards = OPEN_RS.replace("reward_funcs: [format_v2, cosine]\nreward_weights: [1.0, 2.0]\n", "")
     assert rewards(no_rewards, "openr1_gpg") == ["accuracy", "format", "tag_count"]  # open-r1's default
-    assert rewards(no_rewards, "openrs_gpg") == ["accuracy", "think_close", "tag_count"]
+    with pytest.raises(ConfigError, match="open-rs's tag_count"):  # open-rs's default has its own tag_count
+        rewards(no_rewards, "openrs_gpg")
 
 
 def test_top_k_is_the_original_samplers(tmp_path):

@@ -279,6 +279,8 @@ REWARD_NAMES = {"accuracy_lv35": "accuracy"}
 #: open-rs registers another function as ``format``: one ``\n</think>\n`` (``think_close`` here).
 OPEN_RS_REWARD_NAMES = {"format": "think_close"}
 UNSUPPORTED_REWARDS = {"code", "code_format", "ioi_code"}
+#: Rewards that grade the answer: translated with ``answer_tag: false``, as the original's math-verify reads it.
+ANSWER_GRADED = ("accuracy", "cosine", "length")
 
 _KNOWN = set(MAPPING) | set(COMBINED) | IGNORED
 # Keys that a native recipe may have too: open-r1's reward shorthand, and TRL's `optim` (the optimizer's
@@ -512,6 +514,10 @@ def _rewards(values: dict[str, Any], spec: Script, out: dict[str, Any], report: 
     bad = [n for n in names if n in UNSUPPORTED_REWARDS]
     if bad:
         raise TranslationError(f"reward(s) {', '.join(bad)} (code execution) are not available in gpgrl")
+    if spec.fork == "open-rs" and "tag_count" in names:
+        raise TranslationError("open-rs's tag_count (0.5 for each of <think>\\n and \\n</think>\\n; in its default "
+                               "reward_funcs too) is not open-r1's, the only tag_count here; name the rewards "
+                               "with reward_funcs")
     params = {
         "cosine": {p: values[f"cosine_{p}"] for p in ("min_value_wrong", "max_value_wrong", "min_value_correct",
                                                         "max_value_correct", "max_len") if f"cosine_{p}" in values},
@@ -522,6 +528,8 @@ def _rewards(values: dict[str, Any], spec: Script, out: dict[str, Any], report: 
     for name, weight in zip(names, weights):
         ours = (OPEN_RS_REWARD_NAMES if spec.fork == "open-rs" else REWARD_NAMES).get(name, name)
         entry: dict[str, Any] = {"name": ours, "weight": float(weight)}
+        if ours in ANSWER_GRADED:  # the original's math-verify settings read no bare <answer> block
+            params[ours] = {**params.get(ours, {}), "answer_tag": False}
         if params.get(ours):
             entry["params"] = params[ours]
         rewards.append(entry)
