@@ -266,7 +266,7 @@ def test_supervised_fine_tuning_configs_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"supervised fine-tuning \(SFT\) config .*max_length, packing and no reward_funcs"):
         load_config(_recipe(tmp_path, SFT))
     # a bare config with neither rewards nor any RL key is refused as well
-    with pytest.raises(ConfigError, match="no reward_funcs and no RL setting"):
+    with pytest.raises(ConfigError, match=r"not a GRPO / GPG config of the original \(it has no reward_funcs and no RL setting"):
         load_config(_recipe(tmp_path, "model_name_or_path: m\ndataset_name: d\nlearning_rate: 1.0e-5\n"))
 
 

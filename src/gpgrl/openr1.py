@@ -395,10 +395,13 @@ def _refuse_sft(raw: dict[str, Any]) -> None:
     if "reward_funcs" in raw:
         return
     sft = sorted(k for k in raw if k in SFT_KEYS)
-    if sft or not any(k in RL_KEYS for k in raw):
-        why = f"it has {', '.join(sft)} and no reward_funcs" if sft else "it has no reward_funcs and no RL setting"
-        raise TranslationError(f"this is a supervised fine-tuning (SFT) config of the original ({why}): the "
-                               "original trains it with sft.py, not GRPO / GPG; gpgrl trains with RL only")
+    if sft:
+        raise TranslationError(f"this is a supervised fine-tuning (SFT) config of the original (it has "
+                               f"{', '.join(sft)} and no reward_funcs): the original trains it with sft.py, not "
+                               "GRPO / GPG; gpgrl trains with RL only")
+    if not any(k in RL_KEYS for k in raw):
+        raise TranslationError("this is not a GRPO / GPG config of the original (it has no reward_funcs and no RL "
+                               "setting: a supervised fine-tuning or data config?); gpgrl trains with RL only")
 
 
 def _resolve_script(raw: dict[str, Any], script: str | None, report: Report) -> str:
