@@ -227,6 +227,7 @@ def test_each_script_trains_as_it_did(tmp_path, script, expected):
     a = cfg.resolved_algorithm()
     assert (a.name, a.scale, a.beta, a.age, a.ratio, a.loss_agg, a.resample_threshold, a.resample_count,
             a.tempered_logprobs) == expected
+    assert not a.skip_no_signal  # every script steps the optimizer on a batch without signal
 
 
 def test_reward_names_and_defaults_follow_the_fork(tmp_path):
@@ -369,3 +370,23 @@ def test_open_rs_log_probs_are_untempered(tmp_path, monkeypatch, tempered, expec
                                                  engine=ScriptedEngine(tok))
     trainer.train()
     assert seen and set(seen) == {expected}
+
+
+@pytest.mark.parametrize(("skip", "skipped"), [(True, 1.0), (False, 0.0)])
+def test_a_step_without_signal_steps_the_optimizer_as_the_original(tmp_path, skip, skipped):
+    """Every reward equal (count_sevens gives 0 to the scripted answers, which have no 7): no signal."""
+    from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
+    from gpgrl.train.trainer import Trainer
+    from helpers import ScriptedEngine, tiny_config
+
+    cfg = tiny_config(tmp_path, algorithm={"preset": "gpg", "resample_threshold": 0.0, "skip_no_signal": skip},
+                      train={"steps": 1, "prompts_per_step": 4})
+    tok = build_char_tokenizer()
+    trainer = Trainer.from_config(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok,
+                                  engine=ScriptedEngine(tok))
+    (metrics,) = trainer.train()
+    assert metrics["adv/no_signal"] == 1.0 and metrics["optim/skipped"] == skipped
+    steps = [s["step"] for s in trainer.optimizer.state.values() if "step" in s]
+    assert bool(steps) is not skip  # Adam's state exists only when the optimizer stepped
+    if not skip:
+        assert metrics["optim/grad_norm"] == 0.0  # zero advantages, no KL: a zero gradient

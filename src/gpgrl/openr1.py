@@ -433,7 +433,9 @@ def _algorithm(values: dict[str, Any], name: str, report: Report) -> dict[str, A
     spec = SCRIPTS[name]
     scale = _SCALE[values["scale_rewards"]]
     beta = float(values["beta"])
-    algo: dict[str, Any] = {"preset": spec.preset, "scale": scale, "tempered_logprobs": spec.tempered_logprobs}
+    # every script calls the optimizer on a step whose groups carry no signal
+    algo: dict[str, Any] = {"preset": spec.preset, "scale": scale, "tempered_logprobs": spec.tempered_logprobs,
+                            "skip_no_signal": False}
     if spec.preset == "gpg":
         algo.update(ratio=False, loss_agg="token_mean", beta=beta if spec.kl_in_loss else 0.0,
                     age=bool(values.get("adjust_gd", False)),

@@ -81,6 +81,11 @@ class AlgorithmConfig:
             "with alpha = 1 / min(1, that / prompts_per_step) (the original open-r1 gpg_trainer's)"
         },
     )
+    skip_no_signal: bool = field(
+        default=True,
+        metadata={"help": "skip the optimizer step when no group carries a signal (advantages all 0); False: step "
+                  "anyway, as the original's trainers do (Adam's momentum still moves the weights, a KL term applies)"},
+    )
     tempered_logprobs: bool = field(
         default=True,
         metadata={"help": "loss log-probs of softmax(logits / temperature), the sampled distribution (TRL >= 0.16); "

@@ -291,7 +291,7 @@ class Trainer:
         metrics.update(self._rollout_metrics(batch, global_r, stats, num_tokens))
         self._recent = [{"prompt": p, "completion": t, "reward": float(r), "advantage": float(a)}
                         for p, t, r, a in zip(batch.prompts, batch.texts, batch.rewards.tolist(), adv.tolist())]
-        if stats["no_signal"]:
+        if stats["no_signal"] and self.algo.skip_no_signal:  # else step on zero advantages, as the original
             self.optimizer.zero_grad(set_to_none=True)
             self._scheduler_step()
             metrics.update({"optim/skipped": 1.0, "optim/lr": self.scheduler.get_last_lr()[0]})
