@@ -390,3 +390,35 @@ def test_a_step_without_signal_steps_the_optimizer_as_the_original(tmp_path, ski
     assert bool(steps) is not skip  # Adam's state exists only when the optimizer stepped
     if not skip:
         assert metrics["optim/grad_norm"] == 0.0  # zero advantages, no KL: a zero gradient
+
+
+def test_age_scales_kl_is_the_original_division_of_the_whole_loss():
+    """open-r1 gpg.py: loss = (-A logp + beta KL) token mean / inverse_alpha. One answer of 2 tokens,
+    logp (-1, -2), reference (-1, -1): k3 KL = (0, e - 2); A = 1, beta = 0.5, inverse_alpha = 0.5 (alpha 2).
+    Original: ((1 + 2) / 2 + 0.5 (e - 2) / 2) / 0.5 = 3 + (e - 2) / 2 = 3.3591..."""
+    import math
+
+    import torch
+
+    from gpgrl.algorithms import get_preset, policy_loss
+
+    logp, ref, mask = torch.tensor([[-1.0, -2.0]]), torch.tensor([[-1.0, -1.0]]), torch.ones(1, 2)
+    expected = 3 + (math.e - 2) / 2
+    # age_scales_kl: the trainer passes advantages x alpha and beta x alpha
+    loss, _ = policy_loss(logp, mask, torch.tensor([2.0]), preset=get_preset("gpg", beta=1.0), ref_logp=ref)
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    # without it (gpgrl's default) only the advantages carry alpha: 3 + 0.5 (e - 2) / 2
+    loss, _ = policy_loss(logp, mask, torch.tensor([2.0]), preset=get_preset("gpg", beta=0.5), ref_logp=ref)
+    assert float(loss) == pytest.approx(3 + (math.e - 2) / 4, rel=1e-6)
+    # the translation of open-r1 gpg.py sets it
+    assert load_config_text("openr1_gpg").resolved_algorithm().age_scales_kl
+    assert not load_config_text("openrs_gpg_std").resolved_algorithm().age_scales_kl
+
+
+def load_config_text(script):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_config(_recipe(Path(d), OPEN_RS.replace("openrs_gpg", script)))

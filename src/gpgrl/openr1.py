@@ -438,7 +438,7 @@ def _algorithm(values: dict[str, Any], name: str, report: Report) -> dict[str, A
                             "skip_no_signal": False}
     if spec.preset == "gpg":
         algo.update(ratio=False, loss_agg="token_mean", beta=beta if spec.kl_in_loss else 0.0,
-                    age=bool(values.get("adjust_gd", False)),
+                    age=bool(values.get("adjust_gd", False)), age_scales_kl=spec.gpg_config,
                     resample_threshold=float(values.get("min_inverse_alpha", 0.0)) if spec.gpg_config else 0.0,
                     resample_count="gathered" if spec.gpg_config else "kept")
         if not spec.kl_in_loss and beta:

@@ -81,6 +81,11 @@ class AlgorithmConfig:
             "with alpha = 1 / min(1, that / prompts_per_step) (the original open-r1 gpg_trainer's)"
         },
     )
+    age_scales_kl: bool = field(
+        default=False,
+        metadata={"help": "with age and beta > 0, scale the KL term by alpha too (the original open-r1 gpg.py "
+                  "divides its whole loss, KL included, by inverse_alpha); False: alpha scales the advantages only"},
+    )
     skip_no_signal: bool = field(
         default=True,
         metadata={"help": "skip the optimizer step when no group carries a signal (advantages all 0); False: step "

@@ -39,7 +39,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 
-from gpgrl.algorithms import degenerate_groups, group_advantages, policy_loss
+from gpgrl.algorithms import AlgorithmConfig, degenerate_groups, group_advantages, policy_loss
 from gpgrl.algorithms.importance import truncated_is_weights
 from gpgrl.algorithms.resampling import (
     enough_signal,
@@ -297,7 +297,10 @@ class Trainer:
             metrics.update({"optim/skipped": 1.0, "optim/lr": self.scheduler.get_last_lr()[0]})
         else:
             self.engine.sleep()
-            metrics.update(self._update(batch, adv, num_tokens, int(global_r.numel())))
+            step_algo = self.algo  # the original divides the KL term by inverse_alpha too: beta x alpha
+            if self.algo.age_scales_kl and self.algo.age and self.algo.beta > 0 and stats["alpha"] > 0:
+                step_algo = self.algo.replace(beta=self.algo.beta * stats["alpha"])
+            metrics.update(self._update(batch, adv, num_tokens, int(global_r.numel()), step_algo))
             self.engine.wake_up()
             self.engine.update_weights(self.model)
         metrics["perf/generation_seconds"] = t_gen
@@ -318,7 +321,8 @@ class Trainer:
                                    # the distribution sampled from, or the untempered one (open-rs's pinned TRL)
                                    temperature=self.cfg.rollout.temperature if self.algo.tempered_logprobs else 1.0)
 
-    def _update(self, batch: RolloutBatch, adv: torch.Tensor, num_tokens: int, num_sequences: int) -> dict[str, float]:
+    def _update(self, batch: RolloutBatch, adv: torch.Tensor, num_tokens: int, num_sequences: int,
+                algo: AlgorithmConfig | None = None) -> dict[str, float]:
         """Micro-batched forward/backward of the preset's loss, then one optimizer step per iteration.
 
         Per-token metrics of the loss (``kl``, ``clip_frac_*``, ``is/*``, ...) are averaged over the
@@ -346,7 +350,7 @@ class Trainer:
                     if cap is not None and batch.sampling_logprobs is not None:
                         w, extra = truncated_is_weights(logp, batch.sampling_logprobs[sl], mask, cap=cap)
                         a = a.unsqueeze(1) * w  # [n, T]: the token's advantage times its importance weight
-                    loss, m = policy_loss(logp, mask, a, preset=self.algo, num_tokens=num_tokens,
+                    loss, m = policy_loss(logp, mask, a, preset=algo or self.algo, num_tokens=num_tokens,
                                           num_sequences=num_sequences, loss_constant=self.cfg.rollout.max_completion_length,
                                           old_logp=old[k], ref_logp=ref[k])
                     # DDP averages gradients over processes; each piece is already a share of the global
