@@ -320,6 +320,8 @@ def test_the_7b_run_with_its_train_sh_overrides(tmp_path):
                                                             "prompt.0.content", "target")
     assert (d.subset, d.chat_template, d.system_prompt) == (None, False, "")
     assert [r.name for r in cfg.rewards] == ["accuracy"] and cfg.rollout.top_k == 50
+    listed, _ = load_recipe(path, {"reward_funcs": "accuracy_lv35,format", "original_script": "openr1_gpg"})
+    assert [(r.name, r.weight) for r in listed.rewards] == [("accuracy", 1.0), ("format", 1.0)]
     with pytest.raises(ConfigError, match="--adjust_gd takes a boolean"):
         load_recipe(path, {"adjust_gd": "maybe", "original_script": "openr1_gpg"})
     # the same file read by another script: dataset_config is a file name, refused

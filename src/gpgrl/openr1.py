@@ -214,6 +214,8 @@ BOOL_KEYS = {"adjust_gd", "weighted_sample", "scale_rewards", "scale_batch", "ad
              "gradient_checkpointing", "overwrite_output_dir", "push_to_hub", "do_eval", "log_completions",
              "trust_remote_code", "logging_first_step", "save_only_model", "remove_unused_columns", "packing",
              "use_liger", "use_liger_kernel", "bf16_full_eval", "vllm_enforce_eager", "hub_always_push"}
+#: Script arguments that are lists (``nargs="+"`` in the original's parser): given with commas here.
+LIST_KEYS = {"reward_funcs", "reward_weights", "report_to", "benchmarks", "callbacks"}
 _TRUE, _FALSE = ("yes", "true", "t", "y", "1"), ("no", "false", "f", "n", "0")
 
 
@@ -239,11 +241,15 @@ def parse_cli_value(key: str, value: str) -> Any:
     (False, True, 0.5)
     >>> parse_cli_value("save_strategy", "epoch"), parse_cli_value("num_train_epochs", "5")
     ('epoch', 5)
+    >>> parse_cli_value("reward_funcs", "accuracy,format"), parse_cli_value("reward_weights", "1.0, 2")
+    (['accuracy', 'format'], [1.0, 2])
     """
     if key in BOOL_KEYS:
         if value.lower() in _TRUE or value.lower() in _FALSE:
             return value.lower() in _TRUE
         raise TranslationError(f"--{key} takes a boolean (true/false, yes/no, 1/0), got {value!r}")
+    if key in LIST_KEYS:  # the original's `--reward_funcs a b` is `--reward_funcs a,b` here
+        return [parse_cli_value("", v.strip()) for v in value.split(",") if v.strip()]
     try:
         parsed = yaml.safe_load(value)
     except yaml.YAMLError:
