@@ -32,7 +32,7 @@ dataset columns, batch arithmetic for N processes) and prints the effective sett
 examples:
   gpgrl train --config recipes/quickstart_cpu.yaml --train.steps 20 --algorithm.preset grpo
   gpgrl train --config RECIPE.yaml --resume                      # continue the run in its output_dir
-  gpgrl train --config config_simple_rl_gpg.yaml --dry-run --num-processes 8   # an original recipe, checked
+  gpgrl train --config config_simple_rl_gpg.yaml --original_script openr1_gpg --dry-run --num-processes 8
   accelerate launch --num_processes 8 -m gpgrl.cli train --config recipes/qwen2.5-math-7b_gpg.yaml
 
 options:
