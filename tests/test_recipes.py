@@ -84,6 +84,7 @@ def test_dry_run_passes_on_a_fresh_clone(path, tmp_path, monkeypatch, capsys):
     from gpgrl.cli import main
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("gpgrl.models.vision.require_vision", lambda: None)  # the extra: tested below
     assert main(["train", "--config", str(path), "--dry-run", "--num-processes", "8"]) == 0
     out = capsys.readouterr().out
     dataset = load_config(path).data.dataset
@@ -93,3 +94,15 @@ def test_dry_run_passes_on_a_fresh_clone(path, tmp_path, monkeypatch, capsys):
         assert f"prepare it with `gpgrl data prepare {name}`" in out
     else:
         assert "warning" not in out
+
+
+def test_dry_run_without_the_vision_extra_warns(monkeypatch, capsys):
+    from gpgrl.cli import main
+
+    def missing():
+        raise ImportError("install it: pip install 'gpgrl[vision]'")
+
+    monkeypatch.setattr("gpgrl.models.vision.require_vision", missing)
+    path = ROOT / "recipes" / "vision-r1v-geoqa_qwen2.5-vl-3b_gpg.yaml"
+    assert main(["train", "--config", str(path), "--dry-run", "--num-processes", "8"]) == 0
+    assert "warning: this recipe has images and needs the vision extra to train: install it" in capsys.readouterr().out
