@@ -324,7 +324,10 @@ def test_the_7b_run_with_its_train_sh_overrides(tmp_path):
     assert [(r.name, r.weight) for r in listed.rewards] == [("accuracy", 1.0), ("format", 1.0)]
     with pytest.raises(ConfigError, match="--adjust_gd takes a boolean"):
         load_recipe(path, {"adjust_gd": "maybe", "original_script": "openr1_gpg"})
-    # the same file read by another script: dataset_config is a file name, refused
+    # open-r1's grpo.py reads the same parquet but makes the prompt a user turn: the chat template wraps it again
+    grpo, _ = load_recipe(path, {"original_script": "openr1_grpo"})
+    assert (grpo.data.prompt_column, grpo.data.chat_template, grpo.data.system_prompt) == ("prompt.0.content", True, "")
+    # another folder: dataset_config is a file name, refused
     with pytest.raises(ConfigError, match=r"dataset_config 'train\.parquet' is a file name"):
         load_recipe(_recipe(tmp_path, SIMPLE_RL.replace("simplelr_qwen_level3to5", "other")), {"original_script": "openr1_grpo"})
 

@@ -462,22 +462,25 @@ def _algorithm(values: dict[str, Any], name: str, report: Report) -> dict[str, A
 
 
 def _simplelr_data(values: dict[str, Any], spec: Script, out: dict[str, Any], report: Report) -> None:
-    """open-r1 gpg.py's simpleRL-Zoo data: a dataset_name containing ``simplelr_qwen_level3to5`` is read from its
+    """open-r1's simpleRL-Zoo data: a dataset_name containing ``simplelr_qwen_level3to5`` is read from its
     ``train.parquet`` (dataset_config is not used), the prompt is the parquet's pre-templated
-    ``prompt[0].content`` as is (no chat template, no system_prompt), and the gold is its ``target`` column."""
+    ``prompt[0].content`` without system_prompt, and the gold is its ``target`` column. ``gpg.py`` uses the
+    prompt as it is; ``grpo.py`` makes it a user turn, so the chat template wraps it once more."""
     name = str(values.get("dataset_name", ""))
     config = values.get("dataset_config")
-    if spec.path == SCRIPTS["openr1_gpg"].path and "simplelr_qwen_level3to5" in name:
+    if spec.fork == "open-r1" and "simplelr_qwen_level3to5" in name:
         data = out["data"]
+        chat = spec.preset == "grpo"
         data.update(dataset=posixpath.join(name, "train.parquet"), subset=None, prompt_column="prompt.0.content",
-                    answer_column="target", system_prompt="", chat_template=False)
+                    answer_column="target", system_prompt="", chat_template=chat)
+        how = "in the chat template as a user turn (grpo.py)" if chat else "as it is, no chat template (gpg.py)"
         report.mapped["dataset_name"] = (f"data.dataset = {data['dataset']!r}, prompt_column 'prompt.0.content' "
-                                         "(pre-templated, no chat template, no system prompt), answer_column 'target'")
+                                         f"(pre-templated; {how}; no system prompt), answer_column 'target'")
         report.notes.append("simpleRL data: the original drops prompts longer than max_prompt_length tokens; gpgrl "
                             "keeps their end (counted in rollout/prompts_truncated)")
     elif isinstance(config, str) and config.endswith((".parquet", ".json", ".jsonl")):
         raise TranslationError(f"dataset_config {config!r} is a file name, not a dataset configuration; the original "
-                               "reads it only for a simplelr_qwen_level3to5 folder with open-r1's gpg.py")
+                               "reads it only for a simplelr_qwen_level3to5 folder with open-r1's scripts")
 
 
 def _batch(values: dict[str, Any], out: dict[str, Any], report: Report, num_processes: int | None) -> None:
