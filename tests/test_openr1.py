@@ -427,3 +427,18 @@ def load_config_text(script):
     with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return load_config(_recipe(Path(d), OPEN_RS.replace("openrs_gpg", script)))
+
+
+def test_the_key_mapping_table_lists_every_key_and_script():
+    from pathlib import Path
+
+    from gpgrl.openr1 import COMBINED, MAPPING, SCRIPTS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "recipes.md").read_text()
+    table = doc[doc.index("## Key mapping"):doc.index("## The curriculum sampler")]
+    for key, spec in MAPPING.items():
+        assert f"| `{key}` | `{spec.target}` |" in table, key
+    for key in COMBINED:
+        assert f"| `{key}` | |" in table, key
+    for name, script in SCRIPTS.items():
+        assert f"| `{name}` | `{script.path}`" in doc, name
