@@ -10,10 +10,12 @@ import pytest
 import torch
 
 HERE = Path(__file__).resolve().parent
+# the launched processes import this checkout's gpgrl (src/) and the tests' helpers, whatever is installed
+PYTHONPATH = os.pathsep.join([str(HERE), str(HERE.parent / "src")])
 
 
 def _run(cmd, out):
-    env = {**os.environ, "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run([*cmd, str(HERE / "dist_step.py"), str(out)], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -43,3 +45,26 @@ def test_two_processes_match_one(tmp_path):
     start = build_tiny_model(build_char_tokenizer(), seed=0).state_dict()
     moved = max((one["params"][k] - start[k]).abs().max().item() for k in start)
     assert moved > 1e-4
+
+
+@pytest.mark.distributed
+@pytest.mark.skipif(shutil.which("accelerate") is None and not Path(sys.executable).with_name("accelerate").exists(),
+                    reason="accelerate launcher not installed")
+def test_two_processes_count_resampled_groups_as_configured(tmp_path):
+    """dist_resample.py: process 0 draws only groups with a signal, process 1 only degenerate ones; P = 4."""
+    launcher = str(Path(sys.executable).with_name("accelerate"))
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29519",
+                           str(HERE / "dist_resample.py"), str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = torch.load(tmp_path / "result.pt", weights_only=False)
+    assert result["world"] == 2
+    # kept: process 0 keeps at most its 2 places, so the count stays 2 + 0 < 1.0 x 4 for all 5 draws; the
+    # trained batch (2 signal + 2 degenerate groups of 2) has alpha = B / (B - M) = 8 / 4
+    assert result["results"]["kept"] == {"rollout/draws": 5.0, "rollout/valid_groups_counted": 2.0, "adv/alpha": 2.0}
+    # gathered (the original's): draw 2 brings every signal group drawn to 2 + 2 = 4 >= 4: stop;
+    # alpha = 1 / min(1, 4 / 4) = 1
+    assert result["results"]["gathered"] == {"rollout/draws": 2.0, "rollout/valid_groups_counted": 4.0,
+                                             "adv/alpha": 1.0}

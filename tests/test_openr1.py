@@ -12,6 +12,7 @@ from gpgrl.openr1 import steps_for_epochs
 
 # Written in the style of the original's open-rs/recipes/gpg.yaml (GPG-RS1 on R1-Distill-1.5B)
 OPEN_RS = """
+original_script: openrs_gpg
 model_name_or_path: models/DeepSeek-R1-Distill-Qwen-1.5B
 model_revision: main
 torch_dtype: bfloat16
@@ -104,11 +105,13 @@ def test_the_open_rs_recipe_means_the_same_here(tmp_path, monkeypatch):
     assert (cfg.train.prompts_per_step, cfg.train.micro_batch_size, cfg.train.steps) == (64, 6, 100)
     assert (cfg.train.save_every, cfg.train.overwrite, cfg.train.mixed_precision, cfg.train.seed) == (50, True, "bf16", 42)
     assert [(r.name, r.weight, r.params) for r in cfg.rewards] == [("format_v2", 1.0, {}),
-                                                                    ("cosine", 2.0, {"max_len": 3584})]
+                                                                    ("cosine", 2.0, {"max_len": 3584, "answer_tag": False})]
     assert cfg.log.report_to == ["jsonl", "tensorboard"] and cfg.log.log_every == 1
-    algo = cfg.resolved_algorithm()  # keys left out take the original's defaults
-    assert (algo.scale, algo.age, algo.beta, algo.resample_threshold) == ("group", False, 0.04, 0.5)
+    algo = cfg.resolved_algorithm()  # keys left out take the original's defaults; open-rs gpg.py has no KL in its loss
+    assert (algo.scale, algo.age, algo.beta, algo.resample_threshold) == ("group", False, 0.0, 0.0)
+    assert not algo.tempered_logprobs and algo.loss_agg == "token_mean" and not algo.ratio
     assert "beta" in report.defaults and report.defaults["scale_rewards"] is True
+    assert cfg.rollout.top_k == 50 and report.defaults["top_k"] == 50  # TRL's / transformers' default
     assert report.ignored == ["gradient_checkpointing_kwargs", "hub_model_id", "logging_strategy", "model_revision",
                               "push_to_hub", "vllm_device"]
     assert [str(w.message).split(": ", 1)[1] for w in caught] == [
@@ -122,12 +125,15 @@ def test_the_7b_recipe_and_its_batch_arithmetic(tmp_path, processes, prompts):
     assert cfg.train.prompts_per_step == prompts == 16 * processes * 4 // 8
     assert cfg.train.epochs == 1.0  # max_steps -1: the dataset's size decides
     assert cfg.train.save_every == 0 and cfg.train.save_total_limit == 1
-    algo = cfg.resolved_algorithm()
+    algo = cfg.resolved_algorithm()  # adjust_gd: only open-r1's gpg.py accepts it, so that is the script
     assert (algo.name, algo.scale, algo.age, algo.beta, algo.resample_threshold) == ("gpg", "none", True, 0.0, 0.5)
+    assert algo.resample_count == "gathered" and algo.tempered_logprobs
+    assert any("open-r1/src/open_r1/gpg.py (the only one that accepts adjust_gd, min_inverse_alpha)" in n
+               for n in report.notes)
     assert cfg.data.subset is None  # "default" means the dataset's one configuration
     assert {"do_eval", "eval_strategy"} <= set(report.ignored)
-    grpo = load_config(_recipe(tmp_path, OPEN_R1_7B), {"preset": "grpo"})  # the algorithm comes from the command line
-    assert grpo.resolved_algorithm().ratio and grpo.resolved_algorithm().beta == 0.0  # the recipe's beta wins
+    with pytest.raises(ConfigError, match="--preset does not apply to an open-r1 style recipe"):
+        load_config(_recipe(tmp_path, OPEN_R1_7B), {"preset": "grpo"})
 
 
 def test_translation_errors_name_the_key_and_the_fix(tmp_path):
@@ -190,3 +196,249 @@ def test_dry_run_report(tmp_path, capsys):
     assert "train.epochs 1 -> train.steps 6" in out
     assert "batch: 16 prompts x G=8 = 128 answers per step over 2 process(es): 64 per process" in out
     assert yaml.safe_load(out[out.index("effective settings:") + 19 : out.index("dry run OK")])["train"]["steps"] == 6
+
+
+def test_a_flat_recipe_must_name_its_script(tmp_path):
+    # open-rs's gpg.yaml names no script, and gpg.py, gpg_std.py and grpo.py all read it: refused, not guessed
+    unnamed = OPEN_RS.replace("original_script: openrs_gpg\n", "")
+    with pytest.raises(ConfigError, match=r"which of the original's scripts ran this recipe\?(.|\n)*openrs_gpg_std"):
+        load_config(_recipe(tmp_path, unnamed))
+    # ...the command line can name it, as a name or as the script's path
+    cfg = load_config(_recipe(tmp_path, unnamed), {"original_script": "open-rs/src/open_r1/gpg_std.py"})
+    assert cfg.resolved_algorithm().beta == 0.04
+    with pytest.raises(ConfigError, match="unknown original_script 'gpg'"):
+        load_config(_recipe(tmp_path, unnamed), {"original_script": "gpg"})
+    # GPGConfig's keys exist only in open-r1's gpg.py: another script's parser would reject them
+    with pytest.raises(ConfigError, match=r"adjust_gd: only open-r1's gpg\.py accepts these keys"):
+        load_config(_recipe(tmp_path, OPEN_RS + "adjust_gd: true\n"))
+
+
+@pytest.mark.parametrize(("script", "expected"), [
+    # (preset, scale, beta, age, ratio, loss_agg, resample_threshold, resample_count, tempered_logprobs)
+    ("openrs_gpg", ("gpg", "group", 0.0, False, False, "token_mean", 0.0, "kept", False)),
+    ("openrs_gpg_std", ("gpg", "group", 0.04, False, False, "token_mean", 0.0, "kept", False)),
+    ("openrs_grpo", ("grpo", "group", 0.04, False, True, "seq_mean_token_mean", 0.0, "kept", False)),
+    ("openr1_gpg", ("gpg", "group", 0.04, False, False, "token_mean", 0.5, "gathered", True)),
+    ("openr1_grpo", ("grpo", "group", 0.04, False, True, "seq_mean_token_mean", 0.0, "kept", True)),
+])
+def test_each_script_trains_as_it_did(tmp_path, script, expected):
+    # OPEN_RS leaves beta, scale_rewards, adjust_gd and min_inverse_alpha out: each script's defaults apply
+    cfg = load_config(_recipe(tmp_path, OPEN_RS.replace("openrs_gpg", script)))
+    a = cfg.resolved_algorithm()
+    assert (a.name, a.scale, a.beta, a.age, a.ratio, a.loss_agg, a.resample_threshold, a.resample_count,
+            a.tempered_logprobs) == expected
+    assert not a.skip_no_signal  # every script steps the optimizer on a batch without signal
+
+
+def test_reward_names_and_defaults_follow_the_fork(tmp_path):
+    def rewards(text, script):
+        return [r.name for r in load_config(_recipe(tmp_path, text.replace("openrs_gpg", script))).rewards]
+
+    assert rewards(OPEN_RS.replace("[format_v2, cosine]", "[format, cosine]"), "openrs_gpg") == ["think_close", "cosine"]
+    assert rewards(OPEN_RS.replace("[format_v2, cosine]", "[format, cosine]"), "openr1_grpo") == ["format", "cosine"]
+    no_rewards = OPEN_RS.replace("reward_funcs: [format_v2, cosine]\nreward_weights: [1.0, 2.0]\n", "")
+    assert rewards(no_rewards, "openr1_gpg") == ["accuracy", "format", "tag_count"]  # open-r1's default
+    with pytest.raises(ConfigError, match="open-rs's tag_count"):  # open-rs's default has its own tag_count
+        rewards(no_rewards, "openrs_gpg")
+
+
+def test_top_k_is_the_original_samplers(tmp_path):
+    assert load_config(_recipe(tmp_path, OPEN_RS)).rollout.top_k == 50
+    assert load_config(_recipe(tmp_path, OPEN_RS + "top_k: 20\n")).rollout.top_k == 20
+    # open-rs's pinned TRL gives vLLM no top_k (vLLM's default -1: off); TRL 0.16 passes its 50
+    vllm = OPEN_RS.replace("use_vllm: false", "use_vllm: true")
+    assert load_config(_recipe(tmp_path, vllm)).rollout.top_k == 0
+    assert load_config(_recipe(tmp_path, vllm.replace("openrs_gpg", "openr1_grpo"))).rollout.top_k == 50
+
+
+# open-r1/recipes/OlympicCoder-7B/sft/config_v00.00.yaml, shortened
+SFT = """
+model_name_or_path: Qwen/Qwen2.5-Coder-7B-Instruct
+dataset_name: open-r1/codeforces-cots
+dataset_config: solutions_decontaminated
+learning_rate: 4.0e-05
+max_length: 32768
+packing: false
+per_device_train_batch_size: 2
+"""
+
+
+def test_supervised_fine_tuning_configs_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"supervised fine-tuning \(SFT\) config .*max_length, packing and no reward_funcs"):
+        load_config(_recipe(tmp_path, SFT))
+    # a bare config with neither rewards nor any RL key is refused as well
+    with pytest.raises(ConfigError, match=r"not a GRPO / GPG config of the original \(it has no reward_funcs and no RL setting"):
+        load_config(_recipe(tmp_path, "model_name_or_path: m\ndataset_name: d\nlearning_rate: 1.0e-5\n"))
+
+
+# open-r1/recipes/Qwen2.5-Math-7B/grpo/config_simple_rl_math_l35_v1.yaml, shortened
+SIMPLE_RL = """
+model_name_or_path: models/Qwen2.5-Math-7B
+dataset_name: "DATA/simplelr_qwen_level3to5"
+dataset_config: "train.parquet"
+system_prompt: "You are a helpful AI Assistant."
+beta: 0.0
+gradient_accumulation_steps: 1
+learning_rate: 1.0e-06
+lr_scheduler_type: constant_with_warmup
+max_prompt_length: 1024
+max_completion_length: 3000
+max_steps: -1
+num_generations: 8
+num_train_epochs: 3
+per_device_train_batch_size: 8
+reward_funcs: [accuracy_lv35]
+save_strategy: "steps"
+save_steps: 33
+warmup_ratio: 0.03
+temperature: 1.0
+top_p : 1.0
+"""
+
+# the command line of open-r1/train.sh that ran it
+TRAIN_SH = ["--output_dir", "Your_Path", "--save_strategy", "epoch", "--save_total_limit", "5", "--num_train_epochs",
+            "5", "--gradient_accumulation_steps", "4", "--max_completion_length", "2048", "--max_prompt_length", "768",
+            "--scale_rewards", "False", "--adjust_gd", "--min_inverse_alpha", "0.5", "--eval_strategy", "epoch"]
+
+
+def test_the_7b_run_with_its_train_sh_overrides(tmp_path):
+    from gpgrl.cli import _parse_overrides
+
+    path = _recipe(tmp_path, SIMPLE_RL.replace("DATA", str(tmp_path)))
+    _, overrides = _parse_overrides(TRAIN_SH)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg, _ = load_recipe(path, {**overrides, "original_script": "openr1_gpg"}, num_processes=8)
+    a = cfg.resolved_algorithm()
+    assert (a.scale, a.age, a.beta, a.resample_threshold, a.resample_count) == ("none", True, 0.0, 0.5, "gathered")
+    # 8 answers x 8 processes x 4 accumulation steps / 8 = 32 prompts per step; 5 epochs; a save per epoch
+    assert (cfg.train.prompts_per_step, cfg.train.epochs, cfg.train.save_every, cfg.train.save_total_limit) == (32, 5.0, 0, 5)
+    assert (cfg.rollout.max_completion_length, cfg.data.max_prompt_length, cfg.train.output_dir) == (2048, 768, "Your_Path")
+    # the parquet's pre-templated prompt as it is: no chat template, no system prompt, gold `target`
+    d = cfg.data
+    assert (d.dataset, d.prompt_column, d.answer_column) == (f"{tmp_path}/simplelr_qwen_level3to5/train.parquet",
+                                                            "prompt.0.content", "target")
+    assert (d.subset, d.chat_template, d.system_prompt) == (None, False, "")
+    assert [r.name for r in cfg.rewards] == ["accuracy"] and cfg.rollout.top_k == 50
+    listed, _ = load_recipe(path, {"reward_funcs": "accuracy_lv35,format", "original_script": "openr1_gpg"})
+    assert [(r.name, r.weight) for r in listed.rewards] == [("accuracy", 1.0), ("format", 1.0)]
+    with pytest.raises(ConfigError, match="--adjust_gd takes a boolean"):
+        load_recipe(path, {"adjust_gd": "maybe", "original_script": "openr1_gpg"})
+    # open-r1's grpo.py reads the same parquet but makes the prompt a user turn: the chat template wraps it again
+    grpo, _ = load_recipe(path, {"original_script": "openr1_grpo"})
+    assert (grpo.data.prompt_column, grpo.data.chat_template, grpo.data.system_prompt) == ("prompt.0.content", True, "")
+    # another folder: dataset_config is a file name, refused
+    with pytest.raises(ConfigError, match=r"dataset_config 'train\.parquet' is a file name"):
+        load_recipe(_recipe(tmp_path, SIMPLE_RL.replace("simplelr_qwen_level3to5", "other")), {"original_script": "openr1_grpo"})
+
+
+def test_the_simplerl_parquet_prompt_is_used_as_it_is(tmp_path):
+    pytest.importorskip("pyarrow")
+    import datasets
+
+    from gpgrl.data.datasets import get_field, load_records
+    from gpgrl.data.prompts import PromptBuilder
+    from gpgrl.models.tiny import build_char_tokenizer
+
+    folder = tmp_path / "simplelr_qwen_level3to5"
+    folder.mkdir()
+    text = "<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n"
+    datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": text}], "target": "2"}]).to_parquet(
+        str(folder / "train.parquet"))
+    cfg, _ = load_recipe(_recipe(tmp_path, SIMPLE_RL.replace("DATA", str(tmp_path)) + "adjust_gd: true\n"))
+    record = load_records(cfg.data.dataset)[0]
+    question = get_field(record, cfg.data.prompt_column)
+    assert PromptBuilder(build_char_tokenizer(), cfg.data.prompt_preset()).text(question) == text
+    assert get_field(record, cfg.data.answer_column) == "2"
+
+
+@pytest.mark.parametrize(("tempered", "expected"), [(True, 0.7), (False, 1.0)])
+def test_open_rs_log_probs_are_untempered(tmp_path, monkeypatch, tempered, expected):
+    """open-rs's pinned TRL computes the loss's log-probs from softmax(logits), not softmax(logits / T)."""
+    import gpgrl.train.trainer as trainer_module
+    from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
+    from helpers import ScriptedEngine, tiny_config
+
+    seen = []
+    real = trainer_module.completion_logprobs
+
+    def spy(*args, temperature, **kwargs):
+        seen.append(temperature)
+        return real(*args, temperature=temperature, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "completion_logprobs", spy)
+    cfg = tiny_config(tmp_path, rewards=[{"name": "helpers:has_one"}], rollout={"temperature": 0.7},
+                      algorithm={"preset": "gpg", "resample_threshold": 0.0, "tempered_logprobs": tempered},
+                      train={"steps": 1, "prompts_per_step": 4})
+    tok = build_char_tokenizer()
+    trainer = trainer_module.Trainer.from_config(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok,
+                                                 engine=ScriptedEngine(tok))
+    trainer.train()
+    assert seen and set(seen) == {expected}
+
+
+@pytest.mark.parametrize(("skip", "skipped"), [(True, 1.0), (False, 0.0)])
+def test_a_step_without_signal_steps_the_optimizer_as_the_original(tmp_path, skip, skipped):
+    """Every reward equal (count_sevens gives 0 to the scripted answers, which have no 7): no signal."""
+    from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
+    from gpgrl.train.trainer import Trainer
+    from helpers import ScriptedEngine, tiny_config
+
+    cfg = tiny_config(tmp_path, algorithm={"preset": "gpg", "resample_threshold": 0.0, "skip_no_signal": skip},
+                      train={"steps": 1, "prompts_per_step": 4})
+    tok = build_char_tokenizer()
+    trainer = Trainer.from_config(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok,
+                                  engine=ScriptedEngine(tok))
+    (metrics,) = trainer.train()
+    assert metrics["adv/no_signal"] == 1.0 and metrics["optim/skipped"] == skipped
+    steps = [s["step"] for s in trainer.optimizer.state.values() if "step" in s]
+    assert bool(steps) is not skip  # Adam's state exists only when the optimizer stepped
+    if not skip:
+        assert metrics["optim/grad_norm"] == 0.0  # zero advantages, no KL: a zero gradient
+
+
+def test_age_scales_kl_is_the_original_division_of_the_whole_loss():
+    """open-r1 gpg.py: loss = (-A logp + beta KL) token mean / inverse_alpha. One answer of 2 tokens,
+    logp (-1, -2), reference (-1, -1): k3 KL = (0, e - 2); A = 1, beta = 0.5, inverse_alpha = 0.5 (alpha 2).
+    Original: ((1 + 2) / 2 + 0.5 (e - 2) / 2) / 0.5 = 3 + (e - 2) / 2 = 3.3591..."""
+    import math
+
+    import torch
+
+    from gpgrl.algorithms import get_preset, policy_loss
+
+    logp, ref, mask = torch.tensor([[-1.0, -2.0]]), torch.tensor([[-1.0, -1.0]]), torch.ones(1, 2)
+    expected = 3 + (math.e - 2) / 2
+    # age_scales_kl: the trainer passes advantages x alpha and beta x alpha
+    loss, _ = policy_loss(logp, mask, torch.tensor([2.0]), preset=get_preset("gpg", beta=1.0), ref_logp=ref)
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    # without it (gpgrl's default) only the advantages carry alpha: 3 + 0.5 (e - 2) / 2
+    loss, _ = policy_loss(logp, mask, torch.tensor([2.0]), preset=get_preset("gpg", beta=0.5), ref_logp=ref)
+    assert float(loss) == pytest.approx(3 + (math.e - 2) / 4, rel=1e-6)
+    # the translation of open-r1 gpg.py sets it
+    assert load_config_text("openr1_gpg").resolved_algorithm().age_scales_kl
+    assert not load_config_text("openrs_gpg_std").resolved_algorithm().age_scales_kl
+
+
+def load_config_text(script):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_config(_recipe(Path(d), OPEN_RS.replace("openrs_gpg", script)))
+
+
+def test_the_key_mapping_table_lists_every_key_and_script():
+    from pathlib import Path
+
+    from gpgrl.openr1 import COMBINED, MAPPING, SCRIPTS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "recipes.md").read_text()
+    table = doc[doc.index("## Key mapping"):doc.index("## The curriculum sampler")]
+    for key, spec in MAPPING.items():
+        assert f"| `{key}` | `{spec.target}` |" in table, key
+    for key in COMBINED:
+        assert f"| `{key}` | |" in table, key
+    for name, script in SCRIPTS.items():
+        assert f"| `{name}` | `{script.path}`" in doc, name

@@ -14,6 +14,7 @@ commands:
   eval         evaluate a model on math and vision benchmarks:  gpgrl eval --model PATH_OR_ID --benchmarks math500
   presets      print the settings of the algorithm presets (gpg, grpo, dr_grpo, dapo)
   rewards      list the reward functions with their parameters and defaults
+  data         write the local data files of the shipped recipes:  gpgrl data prepare simplelr_level3to5
 
 `gpgrl COMMAND --help` explains each command; `gpgrl train --help` lists every recipe option with its
 default. Documentation: README.md and docs/ in the source repository.
@@ -24,13 +25,14 @@ TRAIN_USAGE = """usage: gpgrl train [--config RECIPE.yaml] [--section.key VALUE 
 Train a model with GPG (or another preset). Values on the command line override the recipe; short
 forms: --model, --dataset, --preset, --output_dir, --steps, --lr, --seed, --resume, --group_size,
 --rewards accuracy,format. A recipe is gpgrl's YAML (recipes/) or the original GPG / open-r1 flat YAML,
-translated key by key (docs/recipes.md). --dry-run checks a recipe without loading a model (rewards,
+translated key by key (docs/recipes.md; --original_script NAME says which of the original's scripts it was
+written for, and the original's own --key value options are read as its train.sh passes them). --dry-run checks a recipe without loading a model (rewards,
 dataset columns, batch arithmetic for N processes) and prints the effective settings.
 
 examples:
   gpgrl train --config recipes/quickstart_cpu.yaml --train.steps 20 --algorithm.preset grpo
   gpgrl train --config RECIPE.yaml --resume                      # continue the run in its output_dir
-  gpgrl train --config config_simple_rl_gpg.yaml --dry-run --num-processes 8   # an original recipe, checked
+  gpgrl train --config config_simple_rl_gpg.yaml --original_script openr1_gpg --dry-run --num-processes 8
   accelerate launch --num_processes 8 -m gpgrl.cli train --config recipes/qwen2.5-math-7b_gpg.yaml
 
 options:
@@ -156,6 +158,12 @@ def cmd_eval(args: list[str]) -> int:
     return eval_main(args)
 
 
+def cmd_data(args: list[str]) -> int:
+    from gpgrl.data.prepare import main as data_main
+
+    return data_main(args)
+
+
 def cmd_quickstart(args: list[str]) -> int:
     from gpgrl.tasks.quickstart import main as quickstart_main
 
@@ -163,7 +171,7 @@ def cmd_quickstart(args: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "quickstart": cmd_quickstart, "presets": cmd_presets,
-            "rewards": cmd_rewards}
+            "rewards": cmd_rewards, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -413,7 +413,7 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, str] | None
     """:func:`load_config`, also returning the translation report of a flat recipe (None for a native one)."""
     import warnings
 
-    from gpgrl.openr1 import TranslationError, is_flat_recipe, translate
+    from gpgrl.openr1 import TranslationError, is_flat_recipe, split_overrides, translate
 
     raw: dict[str, Any] = {}
     if path is not None:
@@ -428,8 +428,10 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, str] | None
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections (model:, data:, ...)")
     report = None
     if is_flat_recipe(raw):
-        try:
-            raw, report = translate(raw, num_processes=num_processes, native_keys=(*SECTIONS, "rewards", "algorithm"))
+        try:  # the original's own keys on the command line (its train.sh's) set the flat recipe's
+            flat, overrides = split_overrides(overrides or {})
+            raw, report = translate({**raw, **flat}, num_processes=num_processes,
+                                    native_keys=(*SECTIONS, "rewards", "algorithm"))
         except TranslationError as e:
             raise ConfigError(f"{path}: {e}") from None
         if report.ignored:

@@ -15,18 +15,23 @@ and ``train.prompts_per_step`` = that / ``num_generations``. The number of proce
 ``WORLD_SIZE`` (set by ``accelerate launch`` / ``torchrun``) unless given. ``max_steps: -1`` with
 ``num_train_epochs`` becomes ``train.epochs`` (steps follow from the dataset's size once it is loaded).
 
-Which algorithm: a flat recipe does not say (the original picks it by the script it is launched with,
-``gpg.py`` or ``grpo.py``); it trains with ``algorithm.preset`` (``gpg`` unless the command line sets
-``--preset``), with the recipe's keys (``beta``, ``scale_rewards``, ``adjust_gd``, ``min_inverse_alpha``)
-and the original's defaults for those it leaves out.
+Which algorithm: a flat recipe does not say; the original picks it by the script it is launched with, and
+their semantics differ (:data:`SCRIPTS`). The recipe names it with ``original_script: NAME`` (or the
+command line with ``--original_script NAME``); the translation then sets every algorithm setting as that
+script computes it. A recipe that does not name it is refused, unless it has keys that only open-r1's
+``gpg.py`` accepts (``adjust_gd``, ``min_inverse_alpha``, ...). Supervised fine-tuning configs (no
+``reward_funcs``, ``packing``, ...) are refused.
 
 >>> raw, report = translate({"model_name_or_path": "m", "dataset_name": "d", "num_generations": 8,
 ...                          "per_device_train_batch_size": 16, "gradient_accumulation_steps": 4,
-...                          "learning_rate": 2e-6, "push_to_hub": False}, num_processes=8)
+...                          "learning_rate": 2e-6, "push_to_hub": False, "reward_funcs": ["accuracy"]},
+...                         num_processes=8, script="openr1_grpo")
 >>> raw["train"]["prompts_per_step"], raw["train"]["micro_batch_size"], raw["optim"]["lr"]   # 16*8*4/8
 (64, 16, 2e-06)
 >>> report.ignored
 ['push_to_hub']
+>>> raw["algorithm"]["preset"], raw["algorithm"]["beta"], raw["rollout"]["top_k"]   # TRL's defaults
+('grpo', 0.04, 50)
 """
 
 from __future__ import annotations
@@ -34,9 +39,12 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import yaml
 
 
 class TranslationError(ValueError):
@@ -73,7 +81,8 @@ MAPPING: dict[str, Key] = {
     "trust_remote_code": Key("model.trust_remote_code"),
     "gradient_checkpointing": Key("model.gradient_checkpointing", "always non-reentrant here"),
     "dataset_name": Key("data.dataset"),
-    "dataset_config": Key("data.subset", "'default' means none", lambda v: None if v in (None, "default") else v),
+    "dataset_config": Key("data.subset", "'default' means none; see the simpleRL data below",
+                          lambda v: None if v in (None, "default") else v),
     "dataset_train_split": Key("data.split"),
     "system_prompt": Key("data.system_prompt", "the user turn is the `problem` column, as in open-r1"),
     "max_prompt_length": Key("data.max_prompt_length"),
@@ -81,19 +90,11 @@ MAPPING: dict[str, Key] = {
     "max_completion_length": Key("rollout.max_completion_length"),
     "temperature": Key("rollout.temperature"),
     "top_p": Key("rollout.top_p"),
-    "top_k": Key("rollout.top_k", "null means off", lambda v: 0 if v in (None, -1) else v),
+    "top_k": Key("rollout.top_k", "null / -1 mean off; default 50 (TRL's, and transformers' generate's)",
+                 lambda v: 0 if v in (None, -1) else v),
     "use_vllm": Key("rollout.engine", "true -> vllm (colocated)", lambda v: "vllm" if v else "hf"),
     "vllm_gpu_memory_utilization": Key("rollout.vllm_gpu_memory_utilization"),
     "vllm_importance_sampling_cap": Key("rollout.importance_cap"),
-    "beta": Key("algorithm.beta", "the KL coefficient; > 0 loads a reference model"),
-    "scale_rewards": Key("algorithm.scale", "true -> group std, false -> none; 'batch' -> batch std",
-                         lambda v: {True: "group", False: "none", "group": "group", "batch": "batch",
-                                    "none": "none"}[v]),
-    "adjust_gd": Key("algorithm.age", "the original's name for AGE (loss / inverse_alpha)"),
-    "min_inverse_alpha": Key("algorithm.resample_threshold", "threshold resampling"),
-    "num_iterations": Key("algorithm.num_iterations"),
-    "epsilon": Key("algorithm.epsilon_low", "also epsilon_high unless that is given"),
-    "epsilon_high": Key("algorithm.epsilon_high"),
     "learning_rate": Key("optim.lr"),
     "lr_scheduler_type": Key("optim.lr_scheduler", "", _scheduler),
     "warmup_ratio": Key("optim.warmup_ratio"),
@@ -129,7 +130,16 @@ COMBINED = {
     "cosine_min_value_correct": "cosine's min_value_correct", "cosine_max_value_correct": "cosine's max_value_correct",
     "cosine_max_len": "cosine's max_len", "repetition_n_grams": "repetition_penalty's ngram_size",
     "repetition_max_penalty": "repetition_penalty's max_penalty",
-    "weighted_sample": "true -> data.sample_strategy = sample_strategy", "sample_strategy": "see weighted_sample",
+    "weighted_sample": "true -> data.sample_strategy = sample_strategy (open-r1 gpg.py only)",
+    "sample_strategy": "see weighted_sample",
+    "original_script": "which of the original's scripts ran the recipe: sets the algorithm (see SCRIPTS)",
+    "beta": "algorithm.beta (the KL coefficient) where the script puts the KL in its loss",
+    "scale_rewards": "algorithm.scale: true -> group std, false -> none",
+    "adjust_gd": "algorithm.age (open-r1 gpg.py only): the loss divided by inverse_alpha",
+    "min_inverse_alpha": "algorithm.resample_threshold (open-r1 gpg.py only), resample_count gathered",
+    "num_iterations": "algorithm.num_iterations (GRPO scripts)",
+    "epsilon": "algorithm.epsilon_low, and epsilon_high unless that is given (GRPO scripts)",
+    "epsilon_high": "algorithm.epsilon_high (GRPO scripts)",
 }
 
 #: Keys with no meaning here: one warning lists those a recipe has.
@@ -148,15 +158,135 @@ IGNORED = {
 #: that change the maths, applied when a recipe leaves them out.
 ORIGINAL_DEFAULTS: dict[str, Any] = {
     "learning_rate": 1e-6, "lr_scheduler_type": "linear", "warmup_ratio": 0.0, "max_grad_norm": 1.0,
-    "weight_decay": 0.0, "temperature": 0.9, "max_prompt_length": 512, "max_completion_length": 256,
-    "num_generations": 8, "beta": 0.04, "scale_rewards": True, "adjust_gd": False, "min_inverse_alpha": 0.5,
+    "weight_decay": 0.0, "temperature": 0.9, "top_k": 50, "max_prompt_length": 512, "max_completion_length": 256,
+    "num_generations": 8, "beta": 0.04, "scale_rewards": True,
     "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "num_train_epochs": 3.0,
     "max_steps": -1, "seed": 42, "bf16": False,
 }
+#: open-r1 gpg.py's own arguments (its GPGConfig) and their defaults; the other scripts reject these keys.
+GPG_CONFIG_DEFAULTS: dict[str, Any] = {"adjust_gd": False, "min_inverse_alpha": 0.5, "weighted_sample": False,
+                                       "sample_strategy": "uniform", "scale_batch": False, "adjust_lr": False}
+#: Both forks' default reward_funcs (their GRPOScriptArguments), for a recipe that names none.
+DEFAULT_REWARDS = ["accuracy", "format", "tag_count"]
+
+
+@dataclass(frozen=True)
+class Script:
+    """One of the original's entry scripts that reads a flat recipe, and what its training computes."""
+
+    path: str
+    preset: str              # gpg: -A * logp, token mean over the micro-batch; grpo: TRL's GRPO loss
+    fork: str                # open-rs (TRL pinned at 69ad852) or open-r1 (TRL 0.16.0)
+    kl_in_loss: bool         # whether beta's KL term is in the loss (else only logged)
+    gpg_config: bool         # accepts GPGConfig's keys: adjust_gd, min_inverse_alpha (resampling), ...
+    tempered_logprobs: bool  # whether the loss's log-probs divide the logits by the temperature
+    what: str
+
+
+#: The original's scripts a flat recipe can be written for (``original_script``), by name.
+SCRIPTS: dict[str, Script] = {
+    "openrs_gpg": Script(
+        "open-rs/src/open_r1/gpg.py", "gpg", "open-rs", False, False, False,
+        "GPGTrainer: -A*logp, A = (r - mean) / (std + 1e-4) unless scale_rewards: false; no KL in the loss "
+        "(beta only loads a reference model), no AGE, no resampling; untempered log-probs"),
+    "openrs_gpg_std": Script(
+        "open-rs/src/open_r1/gpg_std.py", "gpg", "open-rs", True, False, False,
+        "GPGSTDTrainer: openrs_gpg plus beta x KL in the loss"),
+    "openrs_grpo": Script(
+        "open-rs/src/open_r1/grpo.py", "grpo", "open-rs", True, False, False,
+        "TRL's GRPOTrainer (pinned): ratio, clip, beta x KL, per-answer token mean; untempered log-probs"),
+    "openr1_gpg": Script(
+        "open-r1/src/open_r1/gpg.py", "gpg", "open-r1", True, True, True,
+        "GPGTrainer: -A*logp + beta x KL, divided by inverse_alpha with adjust_gd; threshold resampling "
+        "(min_inverse_alpha) counting every valid group gathered over the processes"),
+    "openr1_grpo": Script(
+        "open-r1/src/open_r1/grpo.py", "grpo", "open-r1", True, False, True,
+        "TRL 0.16's GRPOTrainer: ratio, clip, beta x KL, per-answer token mean"),
+}
+
+#: Keys only supervised fine-tuning configs (TRL SFTConfig, open-r1 sft.py) have.
+SFT_KEYS = {"packing", "max_seq_length", "max_length", "dataset_text_field", "dataset_configs"}
+#: Keys only an RL (GRPO / GPG) config has.
+RL_KEYS = {"reward_funcs", "num_generations", "max_completion_length", "beta", "scale_rewards", "use_vllm",
+           "temperature", "epsilon", "num_iterations", *GPG_CONFIG_DEFAULTS}
+#: Script arguments that are booleans, parsed from the command line as HfArgumentParser does.
+BOOL_KEYS = {"adjust_gd", "weighted_sample", "scale_rewards", "scale_batch", "adjust_lr", "bf16", "use_vllm",
+             "gradient_checkpointing", "overwrite_output_dir", "push_to_hub", "do_eval", "log_completions",
+             "trust_remote_code", "logging_first_step", "save_only_model", "remove_unused_columns", "packing",
+             "use_liger", "use_liger_kernel", "bf16_full_eval", "vllm_enforce_eager", "hub_always_push"}
+#: Script arguments that are lists (``nargs="+"`` in the original's parser): given with commas here.
+LIST_KEYS = {"reward_funcs", "reward_weights", "report_to", "benchmarks", "callbacks"}
+_TRUE, _FALSE = ("yes", "true", "t", "y", "1"), ("no", "false", "f", "n", "0")
+
+
+def script_name(value: str) -> str:
+    """The :data:`SCRIPTS` name of ``value``, which may also be the script's path.
+
+    >>> script_name("open-rs/src/open_r1/gpg_std.py"), script_name("open-r1/gpg.py"), script_name("openr1_grpo")
+    ('openrs_gpg_std', 'openr1_gpg', 'openr1_grpo')
+    """
+    key = str(value).strip().lower().replace("src/open_r1/", "").removesuffix(".py")
+    key = key.replace("open-rs", "openrs").replace("open-r1", "openr1").replace("/", "_").replace("-", "_")
+    if key not in SCRIPTS:
+        raise TranslationError(f"unknown original_script {value!r}; valid: " + ", ".join(
+            f"{n} ({sc.path})" for n, sc in SCRIPTS.items()))
+    return key
+
+
+def parse_cli_value(key: str, value: str) -> Any:
+    """A command-line value for a flat key, parsed as the original's HfArgumentParser does: booleans from
+    yes/no/true/false/1/0 (a bare ``--adjust_gd`` is true), numbers as numbers, the rest as strings.
+
+    >>> parse_cli_value("scale_rewards", "False"), parse_cli_value("adjust_gd", "true"), parse_cli_value("min_inverse_alpha", "0.5")
+    (False, True, 0.5)
+    >>> parse_cli_value("save_strategy", "epoch"), parse_cli_value("num_train_epochs", "5")
+    ('epoch', 5)
+    >>> parse_cli_value("reward_funcs", "accuracy,format"), parse_cli_value("reward_weights", "1.0, 2")
+    (['accuracy', 'format'], [1.0, 2])
+    """
+    if key in BOOL_KEYS:
+        if value.lower() in _TRUE or value.lower() in _FALSE:
+            return value.lower() in _TRUE
+        raise TranslationError(f"--{key} takes a boolean (true/false, yes/no, 1/0), got {value!r}")
+    if key in LIST_KEYS:  # the original's `--reward_funcs a b` is `--reward_funcs a,b` here
+        return [parse_cli_value("", v.strip()) for v in value.split(",") if v.strip()]
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return parsed if isinstance(parsed, (int, float, list)) and not isinstance(parsed, bool) else value
+
+
+def split_overrides(overrides: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Command-line overrides of a flat recipe: ``(the original's keys, parsed; gpgrl's dotted keys)``.
+
+    Keys the original's argument parser knows (``--scale_rewards False --adjust_gd --output_dir D``, as in
+    its ``train.sh``) set the flat recipe's keys before translation; ``--section.key`` keys set gpgrl's
+    after it. ``--preset`` is refused: a flat recipe's algorithm is its script's.
+
+    >>> split_overrides({"scale_rewards": "False", "adjust_gd": "true", "train.steps": "3"})
+    ({'scale_rewards': False, 'adjust_gd': True}, {'train.steps': '3'})
+    """
+    flat, ours = {}, {}
+    for key, value in overrides.items():
+        name = key.replace("-", "_")
+        if name in ("preset", "algorithm.preset"):
+            raise TranslationError("--preset does not apply to an open-r1 style recipe: its algorithm is that of the "
+                                   "original script it was written for; pass --original_script NAME (one of "
+                                   f"{', '.join(SCRIPTS)}), or change one setting with --algorithm.KEY VALUE")
+        if name in _KNOWN:
+            flat[name] = parse_cli_value(name, value) if isinstance(value, str) else value
+        else:
+            ours[key] = value
+    return flat, ours
 
 #: open-r1's reward names -> ours (the ones that differ in name only are absent).
 REWARD_NAMES = {"accuracy_lv35": "accuracy"}
+#: open-rs registers another function as ``format``: one ``\n</think>\n`` (``think_close`` here).
+OPEN_RS_REWARD_NAMES = {"format": "think_close"}
 UNSUPPORTED_REWARDS = {"code", "code_format", "ioi_code"}
+#: Rewards that grade the answer: translated with ``answer_tag: false``, as the original's math-verify reads it.
+ANSWER_GRADED = ("accuracy", "cosine", "length")
 
 _KNOWN = set(MAPPING) | set(COMBINED) | IGNORED
 # Keys that a native recipe may have too: open-r1's reward shorthand, and TRL's `optim` (the optimizer's
@@ -210,24 +340,33 @@ def _set(out: dict[str, Any], dotted: str, value: Any) -> None:
     out.setdefault(section, {})[key] = value
 
 
-def translate(raw: dict[str, Any], *, num_processes: int | None = None,
-              native_keys: tuple[str, ...] = ()) -> tuple[dict[str, Any], Report]:
+def translate(raw: dict[str, Any], *, num_processes: int | None = None, native_keys: tuple[str, ...] = (),
+              script: str | None = None) -> tuple[dict[str, Any], Report]:
     """A native gpgrl recipe dict from a flat one, and a report of what each key became.
 
-    ``native_keys`` are the top-level keys of a native recipe: mixing them with flat keys is refused.
+    ``script`` names the original script the recipe was written for (:data:`SCRIPTS`); without it the
+    recipe's ``original_script`` key does. ``native_keys`` are the top-level keys of a native recipe:
+    mixing them with flat keys is refused.
     """
     mixed = sorted(k for k in raw if k in native_keys and isinstance(raw[k], dict))
     if mixed:
         raise TranslationError(f"the recipe mixes open-r1 style keys with gpgrl sections ({', '.join(mixed)}); "
                                "write it in one style (docs/recipes.md shows both)")
+    _refuse_sft(raw)
     unknown = [k for k in raw if k not in _KNOWN]
     for key in unknown:
         hint = difflib.get_close_matches(key, sorted(_KNOWN), n=1, cutoff=0.8)
         if hint:
             raise TranslationError(f"unknown key {key!r} in an open-r1 style recipe; did you mean {hint[0]!r}?")
     report = Report(ignored=sorted(k for k in raw if k in IGNORED or k in unknown))
+    name = _resolve_script(raw, script, report)
+    spec = SCRIPTS[name]
     values = dict(raw)
-    for key, default in ORIGINAL_DEFAULTS.items():
+    values.pop("original_script", None)
+    defaults = {**ORIGINAL_DEFAULTS, **(GPG_CONFIG_DEFAULTS if spec.gpg_config else {})}
+    if spec.fork == "open-rs" and values.get("use_vllm"):
+        defaults["top_k"] = -1  # the pinned TRL's vLLM SamplingParams set no top_k (vLLM's -1: off)
+    for key, default in defaults.items():
         if key not in values:
             values[key] = default
             report.defaults[key] = default
@@ -235,17 +374,17 @@ def translate(raw: dict[str, Any], *, num_processes: int | None = None,
                            "algorithm": {}}
     report.notes.append("prompts: `problem` is the user turn and `solution` the gold answer, as in open-r1")
     for key, value in values.items():
-        spec = MAPPING.get(key)
-        if spec is None:
+        mapping = MAPPING.get(key)
+        if mapping is None:
             continue
-        converted = spec.convert(value) if spec.convert else value
-        _set(out, spec.target, converted)
-        report.mapped[key] = f"{spec.target} = {converted!r}"
-    if "epsilon" in values and "epsilon_high" not in values:
-        _set(out, "algorithm.epsilon_high", values["epsilon"])
+        converted = mapping.convert(value) if mapping.convert else value
+        _set(out, mapping.target, converted)
+        report.mapped[key] = f"{mapping.target} = {converted!r}"
+    out["algorithm"] = _algorithm(values, name, report)
+    _simplelr_data(values, spec, out, report)
     _batch(values, out, report, num_processes)
     _steps_and_saving(values, out, report)
-    _rewards(values, out, report)
+    _rewards(values, spec, out, report)
     kwargs = values.get("lr_scheduler_kwargs") or {}
     if "min_lr_rate" in kwargs:
         _set(out, "optim.min_lr_rate", kwargs["min_lr_rate"])
@@ -255,6 +394,93 @@ def translate(raw: dict[str, Any], *, num_processes: int | None = None,
         _set(out, "data.sample_strategy", strategy)
         report.mapped["weighted_sample"] = f"data.sample_strategy = {strategy!r}"
     return out, report
+
+
+def _refuse_sft(raw: dict[str, Any]) -> None:
+    """Refuse a supervised fine-tuning config: it has no reward_funcs, and SFT-only keys or no RL key."""
+    if "reward_funcs" in raw:
+        return
+    sft = sorted(k for k in raw if k in SFT_KEYS)
+    if sft:
+        raise TranslationError(f"this is a supervised fine-tuning (SFT) config of the original (it has "
+                               f"{', '.join(sft)} and no reward_funcs): the original trains it with sft.py, not "
+                               "GRPO / GPG; gpgrl trains with RL only")
+    if not any(k in RL_KEYS for k in raw):
+        raise TranslationError("this is not a GRPO / GPG config of the original (it has no reward_funcs and no RL "
+                               "setting: a supervised fine-tuning or data config?); gpgrl trains with RL only")
+
+
+def _resolve_script(raw: dict[str, Any], script: str | None, report: Report) -> str:
+    """The script's name: given, or the recipe's original_script, or open-r1 gpg.py when only it fits."""
+    given = script or raw.get("original_script")
+    gpg_only = sorted(k for k in raw if k in GPG_CONFIG_DEFAULTS)
+    if given:
+        name = script_name(given)
+        if gpg_only and not SCRIPTS[name].gpg_config:
+            raise TranslationError(f"{', '.join(gpg_only)}: only open-r1's gpg.py accepts these keys; "
+                                   f"{SCRIPTS[name].path}'s argument parser rejects them")
+        report.notes.append(f"original script: {SCRIPTS[name].path}: {SCRIPTS[name].what}")
+        return name
+    if gpg_only:
+        report.notes.append(f"original script: {SCRIPTS['openr1_gpg'].path} (the only one that accepts "
+                            f"{', '.join(gpg_only)}): {SCRIPTS['openr1_gpg'].what}")
+        return "openr1_gpg"
+    choices = "\n".join(f"  {n:<15} {sc.path}: {sc.what}" for n, sc in SCRIPTS.items())
+    raise TranslationError("which of the original's scripts ran this recipe? Their training differs (KL in the loss, "
+                           "resampling, log-probs). Add `original_script: NAME` to the recipe or pass "
+                           f"--original_script NAME, NAME one of:\n{choices}")
+
+
+_SCALE = {True: "group", False: "none", "group": "group", "batch": "batch", "none": "none"}
+
+
+def _algorithm(values: dict[str, Any], name: str, report: Report) -> dict[str, Any]:
+    """Every algorithm setting as the script computes it (explicit, so no preset default leaks in)."""
+    spec = SCRIPTS[name]
+    scale = _SCALE[values["scale_rewards"]]
+    beta = float(values["beta"])
+    # every script calls the optimizer on a step whose groups carry no signal
+    algo: dict[str, Any] = {"preset": spec.preset, "scale": scale, "tempered_logprobs": spec.tempered_logprobs,
+                            "skip_no_signal": False}
+    if spec.preset == "gpg":
+        algo.update(ratio=False, loss_agg="token_mean", beta=beta if spec.kl_in_loss else 0.0,
+                    age=bool(values.get("adjust_gd", False)), age_scales_kl=spec.gpg_config,
+                    resample_threshold=float(values.get("min_inverse_alpha", 0.0)) if spec.gpg_config else 0.0,
+                    resample_count="gathered" if spec.gpg_config else "kept")
+        if not spec.kl_in_loss and beta:
+            report.notes.append(f"beta {beta:g}: {spec.path} loads a reference model and logs the KL but leaves it "
+                                "out of the loss: algorithm.beta = 0")
+        if int(values.get("num_iterations", 1)) != 1:
+            raise TranslationError(f"num_iterations {values['num_iterations']}: {spec.path}'s loss has no ratio; "
+                                   "use a GRPO script for several updates per batch")
+    else:
+        eps = float(values.get("epsilon", 0.2))
+        algo.update(beta=beta, epsilon_low=eps, epsilon_high=float(values.get("epsilon_high", eps)),
+                    num_iterations=int(values.get("num_iterations", 1)))
+    report.mapped["original_script"] = "algorithm = " + ", ".join(f"{k}={v!r}" for k, v in algo.items())
+    return algo
+
+
+def _simplelr_data(values: dict[str, Any], spec: Script, out: dict[str, Any], report: Report) -> None:
+    """open-r1's simpleRL-Zoo data: a dataset_name containing ``simplelr_qwen_level3to5`` is read from its
+    ``train.parquet`` (dataset_config is not used), the prompt is the parquet's pre-templated
+    ``prompt[0].content`` without system_prompt, and the gold is its ``target`` column. ``gpg.py`` uses the
+    prompt as it is; ``grpo.py`` makes it a user turn, so the chat template wraps it once more."""
+    name = str(values.get("dataset_name", ""))
+    config = values.get("dataset_config")
+    if spec.fork == "open-r1" and "simplelr_qwen_level3to5" in name:
+        data = out["data"]
+        chat = spec.preset == "grpo"
+        data.update(dataset=posixpath.join(name, "train.parquet"), subset=None, prompt_column="prompt.0.content",
+                    answer_column="target", system_prompt="", chat_template=chat)
+        how = "in the chat template as a user turn (grpo.py)" if chat else "as it is, no chat template (gpg.py)"
+        report.mapped["dataset_name"] = (f"data.dataset = {data['dataset']!r}, prompt_column 'prompt.0.content' "
+                                         f"(pre-templated; {how}; no system prompt), answer_column 'target'")
+        report.notes.append("simpleRL data: the original drops prompts longer than max_prompt_length tokens; gpgrl "
+                            "keeps their end (counted in rollout/prompts_truncated)")
+    elif isinstance(config, str) and config.endswith((".parquet", ".json", ".jsonl")):
+        raise TranslationError(f"dataset_config {config!r} is a file name, not a dataset configuration; the original "
+                               "reads it only for a simplelr_qwen_level3to5 folder with open-r1's scripts")
 
 
 def _batch(values: dict[str, Any], out: dict[str, Any], report: Report, num_processes: int | None) -> None:
@@ -291,16 +517,21 @@ def _steps_and_saving(values: dict[str, Any], out: dict[str, Any], report: Repor
         report.mapped["save_strategy"] = f"train.save_every = 0 (save_strategy {strategy!r}: a checkpoint at the end)"
 
 
-def _rewards(values: dict[str, Any], out: dict[str, Any], report: Report) -> None:
+def _rewards(values: dict[str, Any], spec: Script, out: dict[str, Any], report: Report) -> None:
     names = values.get("reward_funcs")
     if not names:
-        return
+        names = DEFAULT_REWARDS
+        report.defaults["reward_funcs"] = names
     weights = values.get("reward_weights") or [1.0] * len(names)
     if len(weights) != len(names):
         raise TranslationError(f"reward_weights has {len(weights)} entries but reward_funcs has {len(names)}")
     bad = [n for n in names if n in UNSUPPORTED_REWARDS]
     if bad:
         raise TranslationError(f"reward(s) {', '.join(bad)} (code execution) are not available in gpgrl")
+    if spec.fork == "open-rs" and "tag_count" in names:
+        raise TranslationError("open-rs's tag_count (0.5 for each of <think>\\n and \\n</think>\\n; in its default "
+                               "reward_funcs too) is not open-r1's, the only tag_count here; name the rewards "
+                               "with reward_funcs")
     params = {
         "cosine": {p: values[f"cosine_{p}"] for p in ("min_value_wrong", "max_value_wrong", "min_value_correct",
                                                         "max_value_correct", "max_len") if f"cosine_{p}" in values},
@@ -309,8 +540,10 @@ def _rewards(values: dict[str, Any], out: dict[str, Any], report: Report) -> Non
     }
     rewards = []
     for name, weight in zip(names, weights):
-        ours = REWARD_NAMES.get(name, name)
+        ours = (OPEN_RS_REWARD_NAMES if spec.fork == "open-rs" else REWARD_NAMES).get(name, name)
         entry: dict[str, Any] = {"name": ours, "weight": float(weight)}
+        if ours in ANSWER_GRADED:  # the original's math-verify settings read no bare <answer> block
+            params[ours] = {**params.get(ours, {}), "answer_tag": False}
         if params.get(ours):
             entry["params"] = params[ours]
         rewards.append(entry)

@@ -72,6 +72,7 @@ def group_advantages(
     *,
     scale: Scale = "none",
     age: bool = True,
+    alpha: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GPG advantages ``alpha * (r - group_mean) / F_norm`` and batch statistics.
 
@@ -83,6 +84,8 @@ def group_advantages(
             (GRPO, DAPO). ``"batch"``: the whole batch's unbiased std + 1e-4.
         age: Accurate Gradient Estimation (GPG paper, eq. 9): multiply by alpha = B / (B - M),
             M = samples in degenerate groups. ``False``: alpha = 1.
+        alpha: with ``age``, this factor instead of ``B / (B - M)`` (the original open-r1 trainer's
+            ``1 / inverse_alpha``, see :func:`gpgrl.algorithms.resampling.gathered_alpha`).
 
     Returns:
         ``(advantages [B], stats)``; ``stats`` holds ``alpha``, ``num_samples``, ``num_valid_samples``,
@@ -101,6 +104,8 @@ def group_advantages(
     (2.0, 1.0, 1.0)
     >>> group_advantages(r, group_size=4, age=False)[0].tolist()
     [0.75, -0.25, -0.25, -0.25, 0.0, 0.0, 0.0, 0.0]
+    >>> group_advantages(r, group_size=4, alpha=4.0)[0].tolist()   # an alpha counted elsewhere
+    [3.0, -1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0]
     """
     _check_rewards(rewards, group_size)
     if scale not in SCALES:
@@ -129,7 +134,7 @@ def group_advantages(
     if num_valid == 0:
         alpha = 0.0
     else:
-        alpha = B / (B - M) if age else 1.0  # AGE, paper eq. 9
+        alpha = (B / (B - M) if alpha is None else float(alpha)) if age else 1.0  # AGE, paper eq. 9
 
     adv = torch.where(carries_signal, (r0 - mean) / f_norm, torch.zeros_like(r0)) * alpha
     advantages = adv.view(-1).to(rewards.dtype)

@@ -73,6 +73,29 @@ class AlgorithmConfig:
     num_iterations: int = field(
         default=1, metadata={"help": "optimizer updates per rollout batch; > 1 needs ratio=True (off-policy)"}
     )
+    resample_count: Literal["kept", "gathered"] = field(
+        default="kept",
+        metadata={
+            "help": "threshold resampling's count: kept = groups with a signal among those trained on, per "
+            "process at most its share; gathered = every group with a signal drawn on any process, uncapped, "
+            "with alpha = 1 / min(1, that / prompts_per_step) (the original open-r1 gpg_trainer's)"
+        },
+    )
+    age_scales_kl: bool = field(
+        default=False,
+        metadata={"help": "with age and beta > 0, scale the KL term by alpha too (the original open-r1 gpg.py "
+                  "divides its whole loss, KL included, by inverse_alpha); False: alpha scales the advantages only"},
+    )
+    skip_no_signal: bool = field(
+        default=True,
+        metadata={"help": "skip the optimizer step when no group carries a signal (advantages all 0); False: step "
+                  "anyway, as the original's trainers do (Adam's momentum still moves the weights, a KL term applies)"},
+    )
+    tempered_logprobs: bool = field(
+        default=True,
+        metadata={"help": "loss log-probs of softmax(logits / temperature), the sampled distribution (TRL >= 0.16); "
+                  "False: of softmax(logits) (the open-rs fork's pinned TRL)"},
+    )
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
@@ -89,6 +112,8 @@ class AlgorithmConfig:
             raise ValueError(f"max_resample_draws must be >= 1, got {self.max_resample_draws}")
         if self.loss_constant is not None and self.loss_constant < 1:
             raise ValueError(f"loss_constant must be a positive integer, got {self.loss_constant}")
+        if self.resample_count not in ("kept", "gathered"):
+            raise ValueError(f"resample_count={self.resample_count!r} is not valid; choose kept or gathered")
         if self.num_iterations < 1:
             raise ValueError(f"num_iterations must be >= 1, got {self.num_iterations}")
         if self.num_iterations > 1 and not self.ratio:

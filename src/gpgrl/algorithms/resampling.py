@@ -8,8 +8,13 @@ drawn, filled up with degenerate ones in draw order, and the rest dropped. Every
 rule on its own share of the prompts; the decision to draw again uses the global count of kept groups
 with a signal, so all processes draw the same number of times.
 
-The original's ``inverse_alpha`` is ``min(1, valid groups / P)``; with the kept batch built as above,
-AGE's ``alpha = B / (B - M)`` on that batch is its inverse (``P / min(valid, P)``).
+That is ``resample_count: kept``. The original open-r1 ``gpg_trainer.py`` counts differently
+(``resample_count: gathered``, :func:`gathered_selection`, :func:`gathered_alpha`): its count is every group
+with a signal drawn so far on any process, uncapped; a process keeps its groups with a signal in draw order,
+then the degenerate groups of the *last* draw, cut to its share; and ``inverse_alpha = min(1, count / P)``
+divides the loss. With one process the two agree on alpha (``P / min(valid, P)``, AGE's ``B / (B - M)`` on
+the kept batch); with several they differ when one process draws more groups with a signal than its share
+while another draws fewer.
 
 >>> select_groups([True, False, True, False, False, True], num_groups=3)   # degenerate flags
 [1, 3, 4]
@@ -17,6 +22,10 @@ AGE's ``alpha = B / (B - M)`` on that batch is its inverse (``P / min(valid, P)`
 [2, 0, 1]
 >>> enough_signal(num_valid_kept=2, num_prompts=4, threshold=0.5), enough_signal(1, 4, 0.5)
 (True, False)
+>>> gathered_selection([[True, False], [False, True]], num_groups=2)   # two draws of 2 groups on this process
+[1, 2]
+>>> gathered_alpha(num_valid=3, num_prompts=4), gathered_alpha(6, 4)     # 1 / min(1, 3/4); 1 / min(1, 6/4)
+(1.3333333333333333, 1.0)
 """
 
 from __future__ import annotations
@@ -57,3 +66,38 @@ def enough_signal(num_valid_kept: int, num_prompts: int, threshold: float) -> bo
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     return num_valid_kept >= threshold * num_prompts
+
+
+def gathered_selection(degenerate_per_draw: Sequence[Sequence[bool]], num_groups: int) -> list[int]:
+    """The original open-r1 trainer's kept groups on one process (``resample_count: gathered``).
+
+    ``degenerate_per_draw`` holds, per draw, this process's groups' degenerate flags. Returned: indices
+    into the groups of all draws concatenated: every group with a signal in draw order, then the
+    degenerate groups of the last draw, the first ``num_groups`` of them. Raises ValueError when fewer
+    than ``num_groups`` are available (the last draw alone has ``num_groups``, so it cannot happen when
+    every draw has ``num_groups``).
+    """
+    offsets, flat = [], []
+    for draw in degenerate_per_draw:
+        offsets.append(len(flat))
+        flat += list(draw)
+    if not degenerate_per_draw:
+        raise ValueError("no draws")
+    last = range(offsets[-1], len(flat))
+    chosen = [i for i, d in enumerate(flat) if not d] + [i for i in last if flat[i]]
+    if len(chosen) < num_groups:
+        raise ValueError(f"{len(chosen)} groups are available, {num_groups} are needed")
+    return chosen[:num_groups]
+
+
+def gathered_alpha(num_valid: int, num_prompts: int) -> float:
+    """The original's AGE factor ``1 / inverse_alpha``, ``inverse_alpha = min(1, num_valid / num_prompts)``.
+
+    ``num_valid`` counts every group with a signal drawn in the step over all processes (not capped at
+    ``num_prompts``). With no group with a signal the original divides by zero; here alpha is 0 (no signal,
+    as :func:`gpgrl.algorithms.group_advantages` reports it).
+    """
+    if num_prompts < 1:
+        raise ValueError(f"num_prompts must be >= 1, got {num_prompts}")
+    inverse = min(1.0, num_valid / num_prompts)
+    return 1.0 / inverse if inverse > 0 else 0.0

@@ -40,16 +40,21 @@ def register_builtin(name: str, factory_path: str) -> None:
 
 
 def get_field(record: dict[str, Any], path: str) -> Any:
-    """``record[a][b]`` for ``path="a.b"``; KeyError if missing.
+    """``record[a][b]`` for ``path="a.b"``, an integer part indexing a list; KeyError if missing.
 
     >>> get_field({"reward_model": {"ground_truth": "42"}}, "reward_model.ground_truth")
     '42'
+    >>> get_field({"prompt": [{"role": "user", "content": "1+1?"}]}, "prompt.0.content")   # verl-style parquet
+    '1+1?'
     """
     value: Any = record
     for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
+        if isinstance(value, (list, tuple)) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
             raise KeyError(path)
-        value = value[part]
     return value
 
 

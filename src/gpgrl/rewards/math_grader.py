@@ -156,18 +156,20 @@ def _answer_block(text: str) -> str | None:
     return content or None
 
 
-def _extract(text: str, *, boxes: str = "last", fallback: bool = True) -> tuple[str | None, str]:
+def _extract(text: str, *, boxes: str = "last", fallback: bool = True,
+             answer_tag: bool = True) -> tuple[str | None, str]:
     """(answer, source) with source one of "boxed", "answer_tag", "last_number", "anchored_latex", "none".
 
     ``boxes="all"`` joins every ``\\boxed{}`` (a list answer given one box per item); ``fallback``
     takes the last expression or number when there is neither a box nor an ``<answer>`` block; without
     it, a text with LaTeX is left to math-verify's anchored extraction ("the answer is $5$"), as the
-    original GPG / open-r1 accuracy reward does, and a text without LaTeX has no answer.
+    original GPG / open-r1 accuracy reward does, and a text without LaTeX has no answer. ``answer_tag``
+    False skips the ``<answer>`` block (the original reward has no such rule).
     """
     boxed = _all_boxed(text) if boxes == "all" else _last_boxed(text)
     if boxed is not None:
         return boxed.strip(), "boxed"
-    block = _answer_block(text)
+    block = _answer_block(text) if answer_tag else None
     if block is not None:
         return block, "answer_tag"
     if fallback:
@@ -589,7 +591,7 @@ def _gold_to_str(gold: object) -> str | None:
 
 
 def grade_answer(prediction: str, gold: str, *, timeout: float | None = 5.0, boxes: str = "last",
-                 fallback: bool = True) -> bool:
+                 fallback: bool = True, answer_tag: bool = True) -> bool:
     r"""True if the final answer in ``prediction`` (a model's whole output) is equivalent to ``gold``.
 
     Args:
@@ -605,6 +607,8 @@ def grade_answer(prediction: str, gold: str, *, timeout: float | None = 5.0, box
         fallback: with neither a box nor an ``<answer>`` block, take the last LaTeX expression or
             number (the default, as evaluation toolkits do); ``False``: only LaTeX after an answer anchor
             counts, as in the original reward (a policy cannot learn to game a bare trailing number).
+        answer_tag: read the ``<answer>`` block when there is no box (default); ``False``: as the
+            original reward's math-verify settings, which give ``<answer>3</answer>`` no answer.
 
     Never raises: malformed input, parser errors and timeouts all return ``False``.
 
@@ -621,7 +625,7 @@ def grade_answer(prediction: str, gold: str, *, timeout: float | None = 5.0, box
             return False
         if boxes not in ("last", "all"):
             return False
-        pred_answer, source = _extract(prediction, boxes=boxes, fallback=fallback)
+        pred_answer, source = _extract(prediction, boxes=boxes, fallback=fallback, answer_tag=answer_tag)
         if pred_answer is None:
             return False
         args = (pred_answer, source, gold_str)

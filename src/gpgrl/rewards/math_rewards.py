@@ -18,10 +18,10 @@ from gpgrl.rewards.registry import RewardFn, register_reward
 
 
 def _correctness(completions: list[Any], columns: dict[str, Any], timeout: float, boxes: str,
-                 fallback: bool) -> list[bool | None]:
+                 fallback: bool, answer_tag: bool = True) -> list[bool | None]:
     gold = gold_answers(len(completions), columns)
     return [
-        grade_answer(completion_text(c), g, timeout=timeout, boxes=boxes, fallback=fallback)
+        grade_answer(completion_text(c), g, timeout=timeout, boxes=boxes, fallback=fallback, answer_tag=answer_tag)
         if is_gradable_gold(g) else None
         for c, g in zip(completions, gold, strict=True)
     ]
@@ -38,7 +38,8 @@ def _check_timeout(timeout: float) -> None:
 
 
 @register_reward("accuracy")
-def make_accuracy(timeout: float = 5.0, boxes: str = "all", fallback: bool = False) -> RewardFn:
+def make_accuracy(timeout: float = 5.0, boxes: str = "all", fallback: bool = False,
+                  answer_tag: bool = True) -> RewardFn:
     r"""``accuracy``: 1.0 if the completion's final answer equals the gold answer, else 0.0.
 
     r = 1[grade_answer(completion, answer, boxes=boxes, fallback=fallback)]; None when the gold answer
@@ -51,19 +52,24 @@ def make_accuracy(timeout: float = 5.0, boxes: str = "all", fallback: bool = Fal
         fallback: with neither a box nor an ``<answer>`` block, take the last expression or number
             (evaluation's rule). Off by default, as the original (only LaTeX after an answer anchor
             counts): a policy can learn to game a bare trailing number.
+        answer_tag: grade an ``<answer>`` block that has no ``\boxed{}`` (default). ``False``: the original
+            open-r1 / open-rs reward's math-verify settings, where ``<answer>3</answer>`` has no answer
+            (0.0); the translation of the original's recipes and the shipped recipes set it.
 
     >>> acc = make_accuracy()
     >>> acc(["so \\boxed{\\frac12}", "\\boxed{3}", "\\boxed{1}"], answer=["0.5", "2", ""])
     [1.0, 0.0, None]
     >>> acc(["\\boxed{(2,2)} and \\boxed{(6,2)}", "so 7"], answer=["(2, 2), (6, 2)", "7"])
     [1.0, 0.0]
+    >>> acc(["<answer>3</answer>"], answer=["3"]), make_accuracy(answer_tag=False)(["<answer>3</answer>"], answer=["3"])
+    ([1.0], [0.0])
     """
     _check_timeout(timeout)
     _check_grading(boxes)
 
     def accuracy(completions: list[Any], **columns: Any) -> list[float | None]:
         return [None if ok is None else float(ok)
-                for ok in _correctness(completions, columns, timeout, boxes, fallback)]
+                for ok in _correctness(completions, columns, timeout, boxes, fallback, answer_tag)]
 
     return accuracy
 
@@ -107,7 +113,7 @@ def make_cosine(
     clip_len: bool = False,
     timeout: float = 5.0,
     boxes: str = "all",
-    fallback: bool = False,
+    fallback: bool = False, answer_tag: bool = True,
 ) -> RewardFn:
     r"""``cosine``: correctness scaled by completion length on a cosine schedule (open-r1).
 
@@ -130,7 +136,7 @@ def make_cosine(
     ``clip_len=False`` (default) is the original's signal: lengths are not clipped, so past ``max_len``
     the cosine turns back up (a completion of 2 * max_len scores like an empty one). ``clip_len=True``
     scores every length beyond ``max_len`` as ``max_len`` (a monotone schedule). Correctness is graded
-    as in ``accuracy`` (``boxes``, ``fallback``). Samples with an empty gold answer give None.
+    as in ``accuracy`` (``boxes``, ``fallback``, ``answer_tag``). Samples with an empty gold answer give None.
 
     >>> cos = make_cosine(max_len=100)
     >>> cos(["\\boxed{7}" + "x" * 41, "\\boxed{8}" + "x" * 41], answer=["7", "7"])
@@ -150,7 +156,7 @@ def make_cosine(
     )
 
     def cosine(completions: list[Any], **columns: Any) -> list[float | None]:
-        correct = _correctness(completions, columns, timeout, boxes, fallback)
+        correct = _correctness(completions, columns, timeout, boxes, fallback, answer_tag)
         return [
             None if ok is None else cosine_scaled(len(completion_text(c)), ok, **bounds)
             for c, ok in zip(completions, correct, strict=True)
@@ -164,7 +170,7 @@ def _group_key(prompt: Any) -> Any:
 
 
 @register_reward("length")
-def make_length(timeout: float = 5.0, boxes: str = "all", fallback: bool = False) -> RewardFn:
+def make_length(timeout: float = 5.0, boxes: str = "all", fallback: bool = False, answer_tag: bool = True) -> RewardFn:
     r"""``length``: Kimi 1.5 length reward (arXiv 2501.12599, sec. 2.3.3), as in open-r1's ``len_reward``.
 
     Within a group of completions of the same prompt, with lengths L_i in characters::
@@ -187,7 +193,7 @@ def make_length(timeout: float = 5.0, boxes: str = "all", fallback: bool = False
     _check_grading(boxes)
 
     def length(completions: list[Any], **columns: Any) -> list[float | None]:
-        correct = _correctness(completions, columns, timeout, boxes, fallback)
+        correct = _correctness(completions, columns, timeout, boxes, fallback, answer_tag)
         prompts = columns.get("prompts")
         keys = [_group_key(p) for p in prompts] if prompts is not None else [0] * len(completions)
         if len(keys) != len(completions):

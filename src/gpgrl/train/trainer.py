@@ -39,9 +39,15 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 
-from gpgrl.algorithms import degenerate_groups, group_advantages, policy_loss
+from gpgrl.algorithms import AlgorithmConfig, degenerate_groups, group_advantages, policy_loss
 from gpgrl.algorithms.importance import truncated_is_weights
-from gpgrl.algorithms.resampling import enough_signal, kept_with_signal, select_groups
+from gpgrl.algorithms.resampling import (
+    enough_signal,
+    gathered_alpha,
+    gathered_selection,
+    kept_with_signal,
+    select_groups,
+)
 from gpgrl.config import Config, to_yaml
 from gpgrl.data.datasets import check_columns, get_field
 from gpgrl.data.images import load_images
@@ -208,14 +214,19 @@ class Trainer:
         self._failed_now = set()
         drawn: list[RolloutBatch] = []
         degenerate: list[bool] = []  # per local group, in draw order
+        per_draw: list[list[bool]] = []
+        gathered = self.algo.resample_count == "gathered"
         for _ in range(self.algo.max_resample_draws):
             indices = self.sampler.draw(P)[rank * P_local : (rank + 1) * P_local]
             batch = self.rollout(indices)
             drawn.append(batch)
-            degenerate += degenerate_groups(batch.rewards, G).tolist()
+            per_draw.append(degenerate_groups(batch.rewards, G).tolist())
+            degenerate += per_draw[-1]
             self._update_sampler(indices, batch.rewards)
-            kept = torch.tensor(kept_with_signal(degenerate, P_local), device=self.acc.device)
-            global_kept = int(self.acc.reduce(kept, reduction="sum"))
+            # kept: groups with a signal among those kept, per process at most its share; gathered (the
+            # original's): every group with a signal drawn on any process, uncapped
+            count = sum(not d for d in degenerate) if gathered else kept_with_signal(degenerate, P_local)
+            global_kept = int(self.acc.reduce(torch.tensor(count, device=self.acc.device), reduction="sum"))
             if enough_signal(global_kept, P, self.algo.resample_threshold):
                 break
         else:
@@ -227,11 +238,12 @@ class Trainer:
         finite = every[~torch.isnan(every)]
         total = self.acc.reduce(torch.tensor([float(finite.sum()), float(finite.numel())], dtype=torch.float64,
                                              device=self.acc.device), reduction="sum").tolist()
-        rows = [g * G + j for g in select_groups(degenerate, P_local) for j in range(G)]
+        groups = gathered_selection(per_draw, P_local) if gathered else select_groups(degenerate, P_local)
+        rows = [g * G + j for g in groups for j in range(G)]
         batch = RolloutBatch.cat(drawn, self.pad_id).select(rows)
         # The trained batch's reward reads high when resampling has dropped groups without a signal;
         # this one averages every answer sampled in this step, so presets can be compared fairly.
-        return batch, {"rollout/draws": float(len(drawn)),
+        return batch, {"rollout/draws": float(len(drawn)), "rollout/valid_groups_counted": float(global_kept),
                        "reward/sampled_mean": total[0] / total[1] if total[1] else float("nan")}
 
     def _update_sampler(self, indices: list[int], rewards: torch.Tensor) -> None:
@@ -268,21 +280,27 @@ class Trainer:
         t_gen = time.perf_counter() - t0
         batch = batch.to(self.acc.device)
         global_r = self.acc.gather(batch.rewards)  # [B] float64, rank order = group order
+        alpha = None  # AGE's B / (B - M) on the kept batch, or the original's count over every draw:
+        if self.algo.resample_count == "gathered":
+            alpha = gathered_alpha(int(metrics["rollout/valid_groups_counted"]), self.cfg.train.prompts_per_step)
         adv_all, stats = group_advantages(global_r.cpu(), self.cfg.rollout.group_size, scale=self.algo.scale,
-                                          age=self.algo.age)
+                                          age=self.algo.age, alpha=alpha)
         N, rank = len(batch), self.acc.process_index
         adv = adv_all[rank * N : (rank + 1) * N].to(self.acc.device)  # [N]
         num_tokens = int(self.acc.reduce(batch.completion_mask.sum(), reduction="sum"))  # global completion tokens
         metrics.update(self._rollout_metrics(batch, global_r, stats, num_tokens))
         self._recent = [{"prompt": p, "completion": t, "reward": float(r), "advantage": float(a)}
                         for p, t, r, a in zip(batch.prompts, batch.texts, batch.rewards.tolist(), adv.tolist())]
-        if stats["no_signal"]:
+        if stats["no_signal"] and self.algo.skip_no_signal:  # else step on zero advantages, as the original
             self.optimizer.zero_grad(set_to_none=True)
             self._scheduler_step()
             metrics.update({"optim/skipped": 1.0, "optim/lr": self.scheduler.get_last_lr()[0]})
         else:
             self.engine.sleep()
-            metrics.update(self._update(batch, adv, num_tokens, int(global_r.numel())))
+            step_algo = self.algo  # the original divides the KL term by inverse_alpha too: beta x alpha
+            if self.algo.age_scales_kl and self.algo.age and self.algo.beta > 0 and stats["alpha"] > 0:
+                step_algo = self.algo.replace(beta=self.algo.beta * stats["alpha"])
+            metrics.update(self._update(batch, adv, num_tokens, int(global_r.numel()), step_algo))
             self.engine.wake_up()
             self.engine.update_weights(self.model)
         metrics["perf/generation_seconds"] = t_gen
@@ -300,9 +318,11 @@ class Trainer:
         return completion_logprobs(model, batch.prompt_ids[sl], batch.prompt_mask[sl], batch.completion_ids[sl],
                                    batch.completion_mask[sl], with_entropy=with_entropy,
                                    model_inputs=batch.model_inputs_for(sl), use_position_ids=not self._vision,
-                                   temperature=self.cfg.rollout.temperature)  # the distribution sampled from
+                                   # the distribution sampled from, or the untempered one (open-rs's pinned TRL)
+                                   temperature=self.cfg.rollout.temperature if self.algo.tempered_logprobs else 1.0)
 
-    def _update(self, batch: RolloutBatch, adv: torch.Tensor, num_tokens: int, num_sequences: int) -> dict[str, float]:
+    def _update(self, batch: RolloutBatch, adv: torch.Tensor, num_tokens: int, num_sequences: int,
+                algo: AlgorithmConfig | None = None) -> dict[str, float]:
         """Micro-batched forward/backward of the preset's loss, then one optimizer step per iteration.
 
         Per-token metrics of the loss (``kl``, ``clip_frac_*``, ``is/*``, ...) are averaged over the
@@ -330,7 +350,7 @@ class Trainer:
                     if cap is not None and batch.sampling_logprobs is not None:
                         w, extra = truncated_is_weights(logp, batch.sampling_logprobs[sl], mask, cap=cap)
                         a = a.unsqueeze(1) * w  # [n, T]: the token's advantage times its importance weight
-                    loss, m = policy_loss(logp, mask, a, preset=self.algo, num_tokens=num_tokens,
+                    loss, m = policy_loss(logp, mask, a, preset=algo or self.algo, num_tokens=num_tokens,
                                           num_sequences=num_sequences, loss_constant=self.cfg.rollout.max_completion_length,
                                           old_logp=old[k], ref_logp=ref[k])
                     # DDP averages gradients over processes; each piece is already a share of the global
