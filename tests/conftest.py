@@ -29,3 +29,19 @@ def tiny(tmp_path):
 
     tok = build_char_tokenizer()
     return build_tiny_model(tok, seed=0), tok
+
+
+@pytest.fixture
+def process_group(tmp_path):
+    """A one-process gloo group, so that DDP and FSDP wrap a model on the CPU."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialised in this process")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()

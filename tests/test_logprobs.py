@@ -495,22 +495,6 @@ def test_lora_on_the_head_falls_back():
     assert any("lm_head.lora" in name for name in auto[2])
 
 
-@pytest.fixture
-def process_group(tmp_path):
-    """A one-process gloo group, so that DDP and FSDP wrap a model on the CPU."""
-    import torch.distributed as dist
-
-    if not dist.is_available():
-        pytest.skip("torch.distributed is not available")
-    if dist.is_initialized():
-        pytest.skip("a process group is already initialised in this process")
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
-
-
 def test_ddp_wrapped_model_takes_the_fused_path(process_group):
     """The forward runs through DDP's wrapper (its gradient hooks see the fused gradients): same
     gradients as the plain path on the unwrapped model."""

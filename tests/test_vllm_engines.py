@@ -558,6 +558,29 @@ def test_lora_is_merged_out_of_place_one_layer_at_a_time():
     torch.testing.assert_close(engine.llm.model.model.layers[0].self_attn.q_proj.weight, want, atol=1e-6, rtol=0)
 
 
+def test_fsdp_weights_are_announced_with_clean_names_and_full_shapes(process_group):
+    """Finding 8: the metadata came from the wrapped model outside summon_full_params: FSDP's prefixes and
+    the flattened shard's shapes, which the server would size its receive buffers by."""
+    from accelerate.utils import DistributedType, extract_model_from_parallel
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    from gpgrl.rollout.vllm import checked, vllm_weights, weight_metadata
+
+    model = build_tiny_model(TOK, seed=0)
+    want = [(n, p.dtype, tuple(p.shape)) for n, p in model.named_parameters()]
+    values = {n: p.detach().clone() for n, p in model.named_parameters()}
+    wrapped = FullyShardedDataParallel(model, device_id=torch.device("cpu"))
+    assert [n for n, _ in wrapped.named_parameters()] != [n for n, _, _ in want]  # what was sent before
+    accelerator = SimpleNamespace(distributed_type=DistributedType.FSDP, unwrap_model=extract_model_from_parallel,
+                                  state=SimpleNamespace(deepspeed_plugin=None))
+    meta = weight_metadata(accelerator, wrapped)
+    assert meta == want
+    sent = [(n, t.clone()) for n, t in checked(vllm_weights(accelerator, wrapped), meta)]
+    assert [n for n, _ in sent] == [n for n, _, _ in want] and all(torch.equal(t, values[n]) for n, t in sent)
+    with pytest.raises(EngineError, match=r"parameter 0 is model\.embed_tokens\.weight .* but the server was told"):
+        list(checked(vllm_weights(accelerator, wrapped), [("other", torch.float32, (1,)), *meta[1:]]))
+
+
 def test_peft_names_for_vllm():
     named = [("base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight", 1),
              ("base_model.model.lm_head.weight", 3)]

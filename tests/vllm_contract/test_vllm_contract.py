@@ -128,3 +128,17 @@ def test_colocated_engine_arguments_and_methods_exist(vllm_facts):
     assert {"prompt_token_ids", "multi_modal_data"} <= set(c["tokens_prompt_keys"])
     assert set(c["launcher_reads"]) <= set(c["launcher_env"])  # finding 1: what external_launcher reads is set
     assert "logprob" in c["logprob_fields"]
+
+
+def test_the_documented_vllm_serve_flags_are_engine_arguments(vllm_facts):
+    """``vllm serve`` takes its engine flags from EngineArgs' fields (--max-model-len -> max_model_len)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_smoke_cmd", HERE.parents[1] / "benchmarks" / "gpu_smoke.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    cmd = module.serve_command("M", 8000, 4096, 0.3)
+    flags = {f.removeprefix("--").replace("-", "_") for f in cmd[3::2]} - {"port"}  # --port is the server's own
+    assert flags == {"max_model_len", "dtype", "gpu_memory_utilization", "weight_transfer_config", "logprobs_mode"}
+    assert flags <= set(vllm_facts["colocated"]["engine_args_fields"])
