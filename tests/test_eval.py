@@ -274,7 +274,7 @@ def test_evaluate_oracle_engine_half_right(tmp_path):
     torch.manual_seed(0)
     expected_next = torch.rand(1)
     torch.manual_seed(0)
-    m = evaluate(None, tok, problems, samples=2, engine=engine, batch_size=4, output_dir=out, show_progress=False,
+    m = evaluate(None, tok, problems, samples=2, temperature=1.0, engine=engine, batch_size=4, output_dir=out, show_progress=False,
                  seed=5)
     assert torch.equal(torch.rand(1), expected_next)  # the caller's RNG state is left as it was
     assert engine.calls == [4, 4, 4, 4]  # 8 problems x 2 samples, 2 problems (4 rows) per call
@@ -328,7 +328,7 @@ def test_evaluate_shards_over_processes_and_gathers(tmp_path, monkeypatch):
 
     tok = build_char_tokenizer()
     problems = load_benchmarks("aime24,gsm8k", data_dir=DATA, limit=3)
-    single = evaluate(None, tok, problems, samples=2, engine=_engine_for(tok, problems, _oracle),
+    single = evaluate(None, tok, problems, samples=2, temperature=1.0, engine=_engine_for(tok, problems, _oracle),
                       show_progress=False)
 
     shards: dict[int, list[dict]] = {}
@@ -340,7 +340,7 @@ def test_evaluate_shards_over_processes_and_gathers(tmp_path, monkeypatch):
 
         monkeypatch.setattr(accelerate.utils, "gather_object", fake_gather)
         engine = _engine_for(tok, problems, _oracle)
-        return evaluate(None, tok, problems, samples=2, engine=engine, accelerator=FakeAccelerator(rank, 2),
+        return evaluate(None, tok, problems, samples=2, temperature=1.0, engine=engine, accelerator=FakeAccelerator(rank, 2),
                         output_dir=tmp_path / "out", show_progress=False)
 
     run_rank(1)

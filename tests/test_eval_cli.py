@@ -103,3 +103,6 @@ def test_cli_help_and_bad_input(tmp_path, capsys):
 
     assert main(["--model", "x", "--samples", "0"]) == 2
     assert "--samples must be >= 1" in capsys.readouterr().err
+    assert main(["--model", "x", "--samples", "4"]) == 2  # greedy by default: four identical answers
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--samples 4 with --temperature 0 (greedy)" in err

@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"--samples must be >= 1, got {args.samples}")
     if args.batch_size < 1:
         return _fail(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.samples > 1 and args.temperature == 0:
+        return _fail(f"--samples {args.samples} with --temperature 0 (greedy) gives identical answers; add "
+                     "--temperature 0.6 (or another > 0), or drop --samples")
     if args.limit is not None and args.limit < 1:
         return _fail(f"--limit must be >= 1, got {args.limit}")
     try:

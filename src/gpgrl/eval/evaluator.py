@@ -201,10 +201,9 @@ def evaluate(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k)
-    if samples > 1 and temperature == 0:
-        logger.warning(
-            "samples=%d with temperature 0 (greedy): all samples of a problem will be identical", samples
-        )
+    if samples > 1 and temperature == 0:  # identical answers; vLLM refuses n > 1 with greedy decoding
+        raise ValueError(f"samples={samples} with temperature 0 (greedy) would give {samples} identical answers per "
+                         "problem; use a temperature > 0 (e.g. 0.6) or samples=1")
     if isinstance(benchmarks, Mapping):
         problems_by_bench = {name: list(ps)[:limit] if limit else list(ps) for name, ps in benchmarks.items()}
     else:
