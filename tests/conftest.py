@@ -10,6 +10,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 REPO = Path(__file__).resolve().parents[1]
+# imports vllm; runs only in the contract tests' subprocesses (tests/vllm_contract), never collected here
+collect_ignore = ["vllm_contract/probe.py"]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
