@@ -191,6 +191,7 @@ def check_colocated() -> dict:
     facts["logprobs_modes"] = list(getattr(model_config.LogprobsMode, "__args__", ()))
     facts["llm_methods"] = _methods("entrypoints/llm.py", "LLM")
     facts["llm_engine_methods"] = _methods("v1/engine/llm_engine.py", "LLMEngine")
+    facts["worker_methods"] = _methods("v1/worker/worker_base.py", "WorkerBase")  # where apply_model lands
     facts["tokens_prompt_keys"] = sorted(TokensPrompt.__required_keys__ | TokensPrompt.__optional_keys__)
     facts["launcher_reads"] = _environ_reads("v1/executor/uniproc_executor.py", "ExecutorWithExternalLauncher")
     facts["launcher_env"] = sorted(launcher_env({}, rank=0, local_rank=0, world_size=1))

@@ -125,6 +125,8 @@ def test_colocated_engine_arguments_and_methods_exist(vllm_facts):
     assert {"sampling_params", "use_tqdm"} <= set(methods["generate"]) and "level" in methods["sleep"]
     assert {"wake_up", "reset_prefix_cache", "apply_model"} <= set(methods)
     assert "reset_encoder_cache" in c["llm_engine_methods"]  # llm.llm_engine.reset_encoder_cache()
+    # LLM.apply_model -> LLMEngine.apply_model -> the worker's apply_model(fn) = fn(its model): load_weights
+    assert "apply_model" in c["llm_engine_methods"] and c["worker_methods"]["apply_model"] == ["self", "fn"]
     assert {"prompt_token_ids", "multi_modal_data"} <= set(c["tokens_prompt_keys"])
     assert set(c["launcher_reads"]) <= set(c["launcher_env"])  # finding 1: what external_launcher reads is set
     assert "logprob" in c["logprob_fields"]
