@@ -581,6 +581,24 @@ def test_fsdp_weights_are_announced_with_clean_names_and_full_shapes(process_gro
         list(checked(vllm_weights(accelerator, wrapped), [("other", torch.float32, (1,)), *meta[1:]]))
 
 
+def test_lora_metadata_follows_the_stream_order_with_biases():
+    """A merged LoRA weight is sent when its layer's last adapter matrix arrives, after the layer's bias
+    (Qwen2's q/k/v have biases): the announced metadata must list it in that same place."""
+    peft = pytest.importorskip("peft")
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from gpgrl.rollout.vllm import checked, vllm_weights, weight_metadata
+
+    config = Qwen2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1)
+    lora = peft.get_peft_model(Qwen2ForCausalLM(config), peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    meta = weight_metadata(None, lora)
+    names = [n for n, _, _ in meta]
+    assert names.index("model.layers.0.self_attn.q_proj.bias") < names.index("model.layers.0.self_attn.q_proj.weight")
+    assert not any("lora" in n or "base_layer" in n for n in names) and len(names) == len(set(names))
+    assert [(n, t.dtype, tuple(t.shape)) for n, t in checked(vllm_weights(None, lora), meta)] == meta
+
+
 def test_peft_names_for_vllm():
     named = [("base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight", 1),
              ("base_model.model.lm_head.weight", 3)]

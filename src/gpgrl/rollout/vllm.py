@@ -207,24 +207,19 @@ def _full_parameters(accelerator: Any, model: torch.nn.Module) -> Iterator[tuple
 def weight_metadata(accelerator: Any, model: torch.nn.Module) -> list[tuple[str, torch.dtype, tuple[int, ...]]]:
     """``(vLLM name, dtype, full shape)`` of every tensor :func:`vllm_weights` will send, in its order.
 
-    Full shapes and clean names also when sharded: ZeRO-3's ``ds_shape``; under FSDP the names and
-    shapes are read inside ``summon_full_params`` (a shard's own are flattened and carry wrapper prefixes).
-    Every process must call it (FSDP's summon is collective).
+    The same renaming and LoRA merging run over empty ``meta`` tensors of the full shapes (ZeRO-3's
+    ``ds_shape``), so the order is the stream's by construction (a merged LoRA weight comes after its
+    layer's bias). Under FSDP the names and shapes are read inside ``summon_full_params`` (a shard's own
+    are flattened and carry wrapper prefixes). Every process must call it (FSDP's summon is collective).
     """
     from gpgrl.train.distributed import sharding
 
-    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
-    kind = sharding(accelerator) if accelerator is not None else "none"
-    if kind == "fsdp":
+    if accelerator is not None and sharding(accelerator) == "fsdp":
         return [(name, t.dtype, tuple(t.shape)) for name, t in vllm_weights(accelerator, model)]
-    shapes = ((n, p.dtype, tuple(getattr(p, "ds_shape", p.shape))) for n, p in unwrapped.named_parameters())
-    layers = _lora_layers(unwrapped)
-    out = []
-    for name, dtype, shape in shapes:
-        prefix, part = _lora_part(name, layers)
-        if prefix is None or part == "base":
-            out.append((_base_name(name), dtype, shape))
-    return out
+    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
+    shells = ((n, torch.empty(tuple(getattr(p, "ds_shape", p.shape)), dtype=p.dtype, device="meta"))
+              for n, p in unwrapped.named_parameters())
+    return [(name, t.dtype, tuple(t.shape)) for name, t in vllm_named_parameters(unwrapped, shells)]
 
 
 def vllm_weights(accelerator: Any, model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
