@@ -15,7 +15,8 @@ checks, each printed as one PASS / FAIL line with its numbers (and written to ``
   of the originals; a prompt served before a sync is served with the new weights after it (the prefix
   cache was reset); sleep frees the engine's memory and wake-up takes it back.
 * vision: Qwen2-VL prompts with one and two images reach vLLM with one placeholder per image, and the
-  sampled log-probs agree with the trainer's (images included).
+  sampled log-probs agree with the trainer's (images included), before and after a sync of changed
+  weights (the parameter names map onto vLLM's model; the encoder cache is reset).
 * server (``rollout.engine: vllm_server``): starts ``vllm serve`` on this machine, generates, checks the
   log-probs and that every sampling field is sent. The weight sync over NCCL needs the server and the
   trainer on different GPUs (NCCL refuses two ranks on one device): with one GPU it is reported as
@@ -237,6 +238,14 @@ def run_vision(args) -> list[Check]:
     checks.append(agreement_check("vision: sampled vs recomputed log-probs (with images)",
                                   logprob_agreement(batch.sampling_logprobs, _recomputed(model, batch, vision=True),
                                                     batch.completion_mask)))
+    with torch.no_grad():  # a sync of changed weights (vision tower and language model) must reach vLLM
+        for p in model.parameters():
+            p.mul_(1.01)
+    engine.update_weights(model)
+    after = engine.generate([one, two], SamplingParams(max_new_tokens=32, temperature=1.0), num_samples=4)
+    checks.append(agreement_check("vision: after a sync, log-probs are the new weights' (names map, caches reset)",
+                                  logprob_agreement(after.sampling_logprobs, _recomputed(model, after, vision=True),
+                                                    after.completion_mask)))
     engine.sleep()
     return checks
 
