@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -129,7 +130,8 @@ class TrainConfig:
     micro_batch_size: int = _f(8, "answers per forward/backward on each process (gradient accumulation)")
     seed: int = _f(42, "random seed (sampling, prompts, model init of tiny models)")
     output_dir: str = _f("runs/gpgrl", "folder for checkpoints, metrics.jsonl, samples, TensorBoard")
-    overwrite: bool = _f(False, "start afresh in a non-empty output_dir, deleting the old run's files")
+    overwrite: bool = _f(False, "start afresh in a non-empty output_dir, deleting the old run's files once the "
+                               "settings, model, data and rewards have all been checked")
     save_every: int = _f(0, "save a checkpoint every N steps (0 = only at the end)")
     save_total_limit: int = _f(2, "checkpoints kept (oldest deleted first)")
     resume: bool = _f(False, "continue from the newest checkpoint in output_dir (its settings must match)")
@@ -192,11 +194,13 @@ class Config:
             "data.max_prompt_length": self.data.max_prompt_length,
             "train.max_reward_failure_steps": self.train.max_reward_failure_steps,
         }
+        if self.rollout.group_size < 2:
+            raise ValueError(f"rollout.group_size must be >= 2, got {self.rollout.group_size}: a group of one "
+                             "answer has no group-relative advantage")
         for key, value in positive.items():
             if value < 1:
                 raise ValueError(f"{key} must be >= 1, got {value}")
-        if self.rollout.group_size < 2:
-            raise ValueError("rollout.group_size must be >= 2: a group of one answer has no group-relative advantage")
+        self._check_ranges()
         bad_sinks = set(self.log.report_to) - {"jsonl", "tensorboard", "wandb"}
         if bad_sinks:
             raise ValueError(f"log.report_to has unknown sink(s) {sorted(bad_sinks)}; valid: jsonl, tensorboard, wandb")
@@ -207,6 +211,40 @@ class Config:
         self.data.prompt_preset()  # raises on an unknown preset or a bad template
         self.resolved_algorithm()  # raises on an unknown preset or a bad setting
         return self
+
+    def _check_ranges(self) -> None:
+        """Every numeric setting within the range where it means something, so that a bad value stops the
+        run before its output folder is touched (``train.overwrite`` deletes an old run there)."""
+        r, o, t, log = self.rollout, self.optim, self.train, self.log
+        if not (math.isfinite(r.temperature) and r.temperature > 0):
+            raise ValueError(f"rollout.temperature must be > 0 for training, got {r.temperature}: at 0 (greedy) every "
+                             "answer of a group is the same, so no group carries a signal and nothing is learned")
+        if not 0 < r.top_p <= 1:
+            raise ValueError(f"rollout.top_p must be in (0, 1], got {r.top_p}")
+        checks = [  # (key, value, ok, the allowed range)
+            ("rollout.top_k", r.top_k, r.top_k >= 0, ">= 0 (0 = off)"),
+            ("optim.lr", o.lr, o.lr >= 0, ">= 0"),
+            ("optim.weight_decay", o.weight_decay, o.weight_decay >= 0, ">= 0"),
+            ("optim.adam_beta1", o.adam_beta1, 0 <= o.adam_beta1 < 1, "in [0, 1)"),
+            ("optim.adam_beta2", o.adam_beta2, 0 <= o.adam_beta2 < 1, "in [0, 1)"),
+            ("optim.adam_eps", o.adam_eps, o.adam_eps >= 0, ">= 0"),
+            ("optim.warmup_ratio", o.warmup_ratio, 0 <= o.warmup_ratio <= 1, "in [0, 1]"),
+            ("optim.warmup_steps", o.warmup_steps, o.warmup_steps >= 0, ">= 0"),
+            ("optim.min_lr_rate", o.min_lr_rate, 0 <= o.min_lr_rate <= 1, "in [0, 1]"),
+            ("train.save_every", t.save_every, t.save_every >= 0, ">= 0 (0 = only at the end)"),
+            ("train.save_total_limit", t.save_total_limit, t.save_total_limit >= 1, ">= 1"),
+            ("train.eval_every", t.eval_every, t.eval_every >= 0, ">= 0 (0 = never)"),
+            ("train.eval_samples", t.eval_samples, t.eval_samples >= 1, ">= 1"),
+            ("log.log_every", log.log_every, log.log_every >= 1, ">= 1"),
+            ("log.sample_every", log.sample_every, log.sample_every >= 0, ">= 0 (0 = never)"),
+        ]
+        if o.max_grad_norm is not None:
+            checks.append(("optim.max_grad_norm", o.max_grad_norm, o.max_grad_norm > 0, "> 0 (or null = no clipping)"))
+        if t.epochs is not None:
+            checks.append(("train.epochs", t.epochs, t.epochs > 0, "> 0"))
+        for key, value, ok, allowed in checks:
+            if not ok or (isinstance(value, float) and not math.isfinite(value)):
+                raise ValueError(f"{key} must be {allowed}, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

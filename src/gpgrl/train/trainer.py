@@ -105,10 +105,6 @@ class Trainer:
         self._vision = is_vision_model(model)  # positions are the model's own (Qwen2-VL's 3-D rotary ones)
         self.prompts = PromptBuilder(tokenizer, cfg.data.prompt_preset(), max_length=cfg.data.max_prompt_length)
         self.pad_id = pad_token_id(self.prompts.tokenizer)
-        if self.acc.is_main_process:  # a folder holding another run is never appended to silently
-            checkpoint.prepare_output_dir(self.output_dir, resume=cfg.train.resume, overwrite=cfg.train.overwrite)
-        self.acc.wait_for_everyone()
-
         optimizer = make_optimizer(cfg, model)
         self.model, self.optimizer, self.scheduler = self.acc.prepare(model, optimizer, make_scheduler(cfg, optimizer))
         self.ref_model = ref_model.to(self.acc.device).eval().requires_grad_(False) if ref_model is not None else None
@@ -117,6 +113,11 @@ class Trainer:
         self.sampling = SamplingParams(max_new_tokens=cfg.rollout.max_completion_length,
                                        temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                                        top_k=cfg.rollout.top_k)
+        # Only now, with every part built and every setting checked, is the output folder touched: with
+        # train.overwrite it deletes the previous run, which a bad setting must never cost.
+        if self.acc.is_main_process:  # a folder holding another run is never appended to silently
+            checkpoint.prepare_output_dir(self.output_dir, resume=cfg.train.resume, overwrite=cfg.train.overwrite)
+        self.acc.wait_for_everyone()
         self.step = 0
         self.counters = {"resample_budget_exhausted": 0, "nan_steps_in_a_row": 0, "prompts_truncated": 0}
         self.failures = FailureTracker([r.name for r in self.rewards], cfg.train.max_reward_failure_steps)

@@ -1,0 +1,104 @@
+"""Faults and bad input run as a user runs them (`gpgrl ...` in a subprocess): nothing of an earlier run is
+lost, every error is one line with no traceback, and nothing waits silently."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpgrl.models.tiny import save_tiny_model
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+
+def gpgrl(*args: str, env: dict[str, str] | None = None, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    """Run ``gpgrl ARGS`` the way a user does; ``helpers:...`` rewards import from tests/."""
+    full = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(TESTS)]), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "gpgrl.cli", *args], capture_output=True, text=True, env=full,
+                          timeout=timeout, cwd=kw.pop("cwd", REPO), **kw)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """The single line a failed command printed on stderr (no traceback)."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, int]:
+    """Every file under ``folder`` with its size."""
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("faults")
+    model = save_tiny_model(root / "model")
+    data = root / "train.jsonl"
+    data.write_text("".join(json.dumps({"question": f"{a}+{a}", "answer": str(2 * a)}) + "\n" for a in range(8)))
+    return {"root": root, "model": model, "data": data}
+
+
+def train_args(setup: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    return ["train", "--model", str(setup["model"]), "--dataset", str(setup["data"]), "--rewards",
+            "helpers:count_sevens", "--train.steps", "1", "--train.prompts_per_step", "2", "--rollout.group_size", "2",
+            "--rollout.max_completion_length", "4", "--output_dir", str(out), "--log.progress", "false",
+            "--log.sample_every", "0", "--log.report_to", "jsonl", *extra]
+
+
+@pytest.fixture(scope="module")
+def finished_run(setup) -> Path:
+    """A run folder holding a finished 1-step run (checkpoint, metrics, config)."""
+    out = setup["root"] / "finished"
+    proc = gpgrl(*train_args(setup, out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "checkpoints" / "step-000001" / "model" / "config.json").is_file()
+    return out
+
+
+# --- data lost ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--optim.lr", "-0.001", "optim.lr must be >= 0, got -0.001"),
+    ("--rollout.temperature", "-1", "rollout.temperature must be > 0 for training, got -1.0"),
+    ("--rollout.temperature", "0", "rollout.temperature must be > 0 for training, got 0.0"),
+    ("--rollout.top_p", "1.5", "rollout.top_p must be in (0, 1], got 1.5"),
+    ("--optim.adam_beta2", "1.2", "optim.adam_beta2 must be in [0, 1), got 1.2"),
+])
+def test_a_bad_setting_never_deletes_the_previous_run(setup, finished_run, flag, value, message):
+    before = snapshot(finished_run)
+    proc = gpgrl(*train_args(setup, finished_run, "--train.overwrite", "true", flag, value))
+    assert proc.returncode == 2
+    assert one_line_error(proc).startswith(f"gpgrl train: error: {message}")
+    assert snapshot(finished_run) == before
+
+
+def test_an_engine_that_fails_to_start_never_deletes_the_previous_run(tmp_path, monkeypatch):
+    """The output folder is touched only once every part is built: a rollout engine that cannot start
+    (a dead vllm_server URL) stops an overwriting run before the old run is deleted."""
+    import gpgrl.train.trainer as trainer_module
+    from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
+    from gpgrl.train.trainer import Trainer
+    from helpers import tiny_config
+
+    cfg = tiny_config(tmp_path, train={"steps": 1, "prompts_per_step": 4})
+    tok = build_char_tokenizer()
+    Trainer.from_config(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok).train()
+    before = snapshot(tmp_path / "run")
+    assert "checkpoints/step-000001/trainer_state.pt" in before
+
+    def dead_engine(*_args, **_kw):
+        raise RuntimeError("cannot reach the vllm server")
+
+    monkeypatch.setattr(trainer_module, "make_engine", dead_engine)
+    cfg.train.overwrite = True
+    with pytest.raises(RuntimeError, match="cannot reach"):
+        Trainer.from_config(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok)
+    assert snapshot(tmp_path / "run") == before
