@@ -102,3 +102,29 @@ def test_an_engine_that_fails_to_start_never_deletes_the_previous_run(tmp_path, 
     with pytest.raises(RuntimeError, match="cannot reach"):
         Trainer.from_config(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok)
     assert snapshot(tmp_path / "run") == before
+
+
+def test_resume_without_a_complete_checkpoint_replays_from_step_0_without_duplicate_rows(tmp_path, capsys):
+    """kill -9 during the first save leaves logged steps and a half-written .tmp-step folder: --resume starts
+    at step 0 and metrics.jsonl reads 1, 2, 3 (not 1, 2, 1, 2, 3)."""
+    from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
+    from gpgrl.train import checkpoint
+    from gpgrl.train.trainer import Trainer
+    from helpers import tiny_config
+
+    tok = build_char_tokenizer()
+    cfg = tiny_config(tmp_path, train={"steps": 3, "prompts_per_step": 4})
+    first = Trainer.from_config(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok)
+    first.train(stop_at_step=2)
+    first.close()
+    partial = checkpoint.temp_dir(tmp_path / "run", 2)  # what a kill during the save leaves
+    (partial / "model").mkdir(parents=True)
+    (partial / "model" / "config.json").write_text("{")
+    cfg.train.resume = True
+    resumed = Trainer.from_config(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok)
+    assert resumed.step == 0
+    assert "has no complete checkpoint; starting from step 0" in capsys.readouterr().out
+    resumed.train()
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [1, 2, 3]
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "run")] == ["step-000003"]

@@ -131,7 +131,7 @@ class Trainer:
             self._resume()
         self.logger = MetricsLogger(
             self.output_dir, report_to=cfg.log.report_to, enabled=self.acc.is_main_process,
-            total_steps=cfg.train.steps, start_step=self.step, progress=cfg.log.progress,
+            total_steps=cfg.train.steps, start_step=self.step, resumed=cfg.train.resume, progress=cfg.log.progress,
             run_name=cfg.log.run_name, wandb_project=cfg.log.wandb_project, config=cfg.to_dict(),
         )
         if self.acc.is_main_process:
@@ -450,7 +450,8 @@ class Trainer:
         ckpt = checkpoint.latest_checkpoint(self.output_dir)
         if ckpt is None:
             self.acc.print(f"[gpgrl] train.resume is set but {checkpoint.checkpoint_dir(self.output_dir)} has no "
-                           "checkpoint; starting from step 0")
+                           "complete checkpoint; starting from step 0 (steps logged before are dropped from "
+                           "metrics.jsonl and replayed)")
             return
         checkpoint.check_resumable(ckpt, self.cfg)
         state = checkpoint.load(self.acc, ckpt)
