@@ -128,3 +128,14 @@ def test_resume_without_a_complete_checkpoint_replays_from_step_0_without_duplic
     rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["step"] for r in rows] == [1, 2, 3]
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "run")] == ["step-000003"]
+
+
+def test_eval_output_under_a_file_fails_before_generating(setup, tmp_path):
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("keep me\n")
+    proc = gpgrl("eval", "--model", str(setup["model"]), "--benchmarks", "arithmetic", "--limit", "2",
+                 "--max-new-tokens", "4", "--quiet", "--output", str(a_file / "eval"))
+    assert proc.returncode == 2
+    assert one_line_error(proc) == (f"gpgrl eval: error: --output {str(a_file / 'eval')!r} cannot be a folder: "
+                                    f"{str(a_file)!r} is a file, not a folder; choose another")
+    assert a_file.read_text() == "keep me\n" and "pass@1" not in proc.stdout  # nothing generated

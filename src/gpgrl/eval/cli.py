@@ -152,6 +152,30 @@ def _fail(message: str) -> int:
     return 2
 
 
+def prepare_output(output: str) -> str | None:
+    """Create the ``--output`` folder now, before any generation; returns why it cannot be, or None.
+
+    >>> import os, tempfile
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     prepare_output(os.path.join(f.name, "eval")).endswith("is a file, not a folder; choose another")
+    True
+    """
+    import os
+    from pathlib import Path
+
+    path = Path(output).expanduser()
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            return f"--output {output!r} cannot be a folder: {str(p)!r} is a file, not a folder; choose another"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"--output {output!r} cannot be created: {e.strerror or e}"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"--output {output!r} is not writable; choose another folder"
+    return None
+
+
 def default_max_new_tokens(benchmarks: str) -> int:
     """The generation budget when ``--max-new-tokens`` is not given: the largest of the chosen benchmarks'
     own (math: 3072; vision: what the fork's evaluation script used).
@@ -181,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.limit is not None and args.limit < 1:
         return _fail(f"--limit must be >= 1, got {args.limit}")
+    if args.output and (problem := prepare_output(args.output)):  # before hours of generation, not after
+        return _fail(problem)
     try:
         from gpgrl.rollout.engine import SamplingParams
 
