@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,97 @@ def test_eval_output_under_a_file_fails_before_generating(setup, tmp_path):
     assert one_line_error(proc) == (f"gpgrl eval: error: --output {str(a_file / 'eval')!r} cannot be a folder: "
                                     f"{str(a_file)!r} is a file, not a folder; choose another")
     assert a_file.read_text() == "keep me\n" and "pass@1" not in proc.stdout  # nothing generated
+
+
+# --- tracebacks where a sentence belongs -------------------------------------------------------------------
+
+def _start_training(setup: dict[str, Path], out: Path, **env: str) -> subprocess.Popen:
+    args = train_args(setup, out, "--train.steps", "500", "--rewards", "helpers:slow_sevens",
+                      "--algorithm.max_resample_draws", "1")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(TESTS)]), **env}
+    proc = subprocess.Popen([sys.executable, "-m", "gpgrl.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while not (metrics.is_file() and metrics.read_text().count("\n") >= 1):  # training has started
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "training did not start"
+        time.sleep(0.1)
+    return proc
+
+
+def test_ctrl_c_finishes_the_step_saves_and_says_how_to_resume(setup, tmp_path):
+    out = tmp_path / "run"
+    proc = _start_training(setup, out)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    n = steps[-1]
+    assert steps == list(range(1, n + 1))
+    ckpt = out / "checkpoints" / f"step-{n:06d}"
+    assert (ckpt / "model" / "config.json").is_file() and (ckpt / "trainer_state.pt").is_file()
+    assert f"[gpgrl] Ctrl-C: finishing step {n}, saving a checkpoint and stopping" in err
+    assert err.strip().splitlines()[-1] == (f"gpgrl train: stopped on Ctrl-C after step {n}; last checkpoint: step {n} "
+                                            f"({ckpt}); `gpgrl train ... --resume` continues from it")
+    again = gpgrl(*train_args(setup, out, "--resume", "--train.steps", str(n + 1), "--rewards", "helpers:slow_sevens",
+                              "--algorithm.max_resample_draws", "1"))  # the settings the run was started with
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resumed from {ckpt} at step {n}" in again.stdout
+
+
+def test_a_second_ctrl_c_stops_at_once_and_keeps_what_was_saved(setup, tmp_path):
+    out = tmp_path / "run"
+    proc = _start_training(setup, out, SLOW_REWARD_SECONDS="5")  # both signals land in step 2
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("gpgrl train: interrupted at step ") and last.endswith(
+        "done); no checkpoint yet; `--resume` starts again from step 0"), last
+    assert "[gpgrl] Ctrl-C: finishing step" in err
+    assert not any((out / "checkpoints").glob("step-*"))
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint(setup, finished_run, tmp_path):
+    """RLIMIT_FSIZE makes every write past 200 kB fail (EFBIG), as a full disk fails the write in progress."""
+    import resource
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    before = snapshot(out / "checkpoints" / "step-000001")
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    proc = gpgrl(*train_args(setup, out, "--resume", "--train.steps", "2"), preexec_fn=small_files)
+    assert proc.returncode == 1
+    line = one_line_error_after_progress(proc)
+    assert line.startswith(f"gpgrl train: error: could not write the checkpoint of step 2 into {out / 'checkpoints'} "
+                           "(I/O error: File too large (os error 27); ")
+    assert line.endswith("GB free); the previous checkpoint step-000001 is kept. Free some space or lower "
+                         "train.save_total_limit, then --resume (--debug shows the traceback)")
+    assert snapshot(out / "checkpoints" / "step-000001") == before
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000001"]  # no half-written folder
+
+
+def one_line_error_after_progress(proc: subprocess.CompletedProcess) -> str:
+    """The error line of a run that failed after training started (progress lines come before it)."""
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("gpgrl ")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == errors[0]
+    return errors[0]
+
+
+def test_debug_shows_the_traceback_of_an_error(tmp_path):
+    args = ["train", "--model", "x", "--dataset", "builtin:arithmetic", "--train.stepz", "3"]
+    plain = gpgrl(*args)
+    assert plain.returncode == 2 and one_line_error(plain).startswith("gpgrl train: error: unknown config key")
+    shown = gpgrl("--debug", *args)
+    assert "Traceback" in shown.stderr and "ConfigError: unknown config key 'train.stepz'" in shown.stderr
+    shown = gpgrl(*args, env={"GPGRL_DEBUG": "1"})
+    assert "Traceback" in shown.stderr

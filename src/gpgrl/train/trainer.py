@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,10 @@ from gpgrl.train.metrics import rollout_metrics
 
 class TrainingError(RuntimeError):
     """Training cannot go on; the message says why and what to change."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the run at a step boundary, after a checkpoint of that step was saved."""
 
 
 class Trainer:
@@ -127,6 +133,7 @@ class Trainer:
         self._warned: set[str] = set()
         self._recent: list[dict[str, Any]] = []
         self._eval_problems: dict[str, list] | None = None
+        self._stop_requested = False  # set by the first Ctrl-C (_graceful_ctrl_c)
         if cfg.train.resume:
             self._resume()
         self.logger = MetricsLogger(
@@ -373,8 +380,47 @@ class Trainer:
         return m
 
     # ------------------------------------------------------------------------------------------- loop
+    @contextlib.contextmanager
+    def _graceful_ctrl_c(self) -> Iterator[None]:
+        """The first Ctrl-C lets the current step finish, saves its checkpoint and stops
+        (:class:`TrainingInterrupted`); a second one stops at once (``KeyboardInterrupt``; the last
+        checkpoint stays, saves being atomic).
+
+        Only for a lone process in the main thread with Python's own handler in place: under a launcher
+        (``accelerate launch``) the launcher stops every process itself, and a caller's handler is kept.
+        """
+        if (self.acc.num_processes > 1 or threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            yield
+            return
+
+        def on_ctrl_c(signum: int, frame: Any) -> None:
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self._notice(f"[gpgrl] Ctrl-C: finishing step {self.step + 1}, saving a checkpoint and stopping; "
+                         "Ctrl-C again stops at once (the last checkpoint is kept)")
+
+        self._stop_requested = False
+        signal.signal(signal.SIGINT, on_ctrl_c)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _notice(self, text: str) -> None:
+        if self.acc.is_main_process:
+            self.logger.message(text)
+
     def train(self, stop_at_step: int | None = None) -> list[dict[str, float]]:
-        """Run until ``train.steps`` (or ``stop_at_step``); returns the metrics of each step run."""
+        """Run until ``train.steps`` (or ``stop_at_step``); returns the metrics of each step run.
+
+        Ctrl-C: see :meth:`_graceful_ctrl_c`.
+        """
+        with self._graceful_ctrl_c():
+            return self._train(stop_at_step)
+
+    def _train(self, stop_at_step: int | None) -> list[dict[str, float]]:
         history = []
         cfg = self.cfg
         try:
@@ -394,8 +440,11 @@ class Trainer:
                         f"(step {self.step}); those updates were skipped and the last good checkpoint is kept. "
                         "Lower optim.lr, keep optim.max_grad_norm set, or check the rewards."
                     )
-                if cfg.train.save_every and self.step % cfg.train.save_every == 0:
+                saved = bool(cfg.train.save_every and self.step % cfg.train.save_every == 0)
+                if saved or (self._stop_requested and self.step < cfg.train.steps):
                     self.save_checkpoint()
+                if self._stop_requested and self.step < cfg.train.steps:
+                    raise TrainingInterrupted(f"stopped on Ctrl-C after step {self.step}")
                 if cfg.train.eval_every and cfg.train.eval_benchmarks and self.step % cfg.train.eval_every == 0:
                     self.logger.log(self.step, self.evaluate())
             done_now = history and self.step == cfg.train.steps
