@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,9 +27,12 @@ def gpgrl(*args: str, env: dict[str, str] | None = None, timeout: float = 300, *
                           timeout=timeout, cwd=kw.pop("cwd", REPO), **kw)
 
 
+PROGRESS_BAR = re.compile(r"^[^|]*\|[^|]*\| *\d+/\d+ \[")  # transformers' "Loading weights: 100%|███| 24/24 [..."
+
+
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
-    """The single line a failed command printed on stderr (no traceback)."""
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    """The single line a failed command printed on stderr (no traceback; loading progress bars aside)."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not PROGRESS_BAR.match(line)]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert len(lines) == 1, proc.stderr[-3000:]
     return lines[0]
@@ -235,3 +239,26 @@ def test_debug_shows_the_traceback_of_an_error(tmp_path):
     assert "Traceback" in shown.stderr and "ConfigError: unknown config key 'train.stepz'" in shown.stderr
     shown = gpgrl(*args, env={"GPGRL_DEBUG": "1"})
     assert "Traceback" in shown.stderr
+
+
+def test_prompts_longer_than_the_context_train_by_default_and_an_impossible_limit_is_one_line(setup, tmp_path):
+    """The default prompt budget is the model's context (512 here) minus the answer's, so a long prompt is cut
+    to fit and trains; a limit that leaves no room for the answer is refused before anything is written."""
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps({"question": "1+" * 400 + "1", "answer": "401"}) + "\n" for _ in range(4)))
+    out = tmp_path / "run"
+    args = train_args(setup, out)
+    args[args.index("--dataset") + 1] = str(data)
+    proc = gpgrl(*args)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "prompts longer than data.max_prompt_length=508 tokens lose their beginning" in " ".join(proc.stderr.split())
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["rollout/prompts_truncated"] == 2 * row["rollout/draws"]  # every prompt drawn, cut to 508 tokens
+
+    refused = gpgrl(*args, "--data.max_prompt_length", "512", "--output_dir", str(tmp_path / "other"))
+    assert refused.returncode == 2
+    assert one_line_error(refused) == (
+        "gpgrl train: error: data.max_prompt_length=512 leaves no room for an answer in the model's context of 512 "
+        "tokens; lower it to at most 508 (the context minus rollout.max_completion_length), or leave it unset for "
+        "that default")
+    assert not (tmp_path / "other" / "metrics.jsonl").exists()

@@ -67,7 +67,8 @@ class DataConfig:
     system_prompt: str | None = _f(None, "system prompt; default: the preset's ('' = none)")
     template: str | None = _f(None, "text around the question, e.g. '{question} Answer in \\boxed{{}}.'; default: the preset's")
     chat_template: bool | None = _f(None, "use the tokenizer's chat template (false = plain text); default: the preset's")
-    max_prompt_length: int = _f(512, "prompt tokens kept (longer prompts lose their beginning; counted in metrics)")
+    max_prompt_length: int | None = _f(None, "prompt tokens kept (longer prompts lose their beginning; counted in "
+                                       "metrics); default: the model's context minus rollout.max_completion_length")
     max_samples: int | None = _f(None, "use only the first N records")
     sample_strategy: Literal["uniform", "hard", "soft", "medium"] = _f(
         "uniform", "prompt sampler: uniform epochs, or a curriculum weighted by each prompt's past rewards"
@@ -191,7 +192,7 @@ class Config:
             "rollout.group_size": self.rollout.group_size, "rollout.max_completion_length": self.rollout.max_completion_length,
             "train.steps": self.train.steps, "train.prompts_per_step": self.train.prompts_per_step,
             "train.micro_batch_size": self.train.micro_batch_size, "train.max_nan_steps": self.train.max_nan_steps,
-            "data.max_prompt_length": self.data.max_prompt_length,
+            **({"data.max_prompt_length": self.data.max_prompt_length} if self.data.max_prompt_length is not None else {}),
             "train.max_reward_failure_steps": self.train.max_reward_failure_steps,
         }
         if self.rollout.group_size < 2:

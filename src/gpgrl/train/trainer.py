@@ -54,7 +54,7 @@ from gpgrl.models.vision import is_vision_model
 from gpgrl.openr1 import steps_for_epochs
 from gpgrl.rewards.scoring import FailureTracker, RewardFunction, as_reward_functions, score_batch
 from gpgrl.rollout.batch import RolloutBatch
-from gpgrl.rollout.engine import Prompt, RolloutEngine, SamplingParams, pad_token_id
+from gpgrl.rollout.engine import Prompt, RolloutEngine, SamplingParams, model_context_length, pad_token_id
 from gpgrl.train import checkpoint
 from gpgrl.train.build import make_accelerator, make_engine, make_optimizer, make_scheduler
 from gpgrl.train.distributed import gathered_for_generation
@@ -109,6 +109,7 @@ class Trainer:
             raise ValueError(f"the {self.algo.name} preset has a KL term (beta={self.algo.beta}) and needs ref_model")
         self.tokenizer = tokenizer  # or a vision-language model's processor
         self._vision = is_vision_model(model)  # positions are the model's own (Qwen2-VL's 3-D rotary ones)
+        cfg.data.max_prompt_length = prompt_budget(cfg, model_context_length(model))
         self.prompts = PromptBuilder(tokenizer, cfg.data.prompt_preset(), max_length=cfg.data.max_prompt_length)
         self.pad_id = pad_token_id(self.prompts.tokenizer)
         optimizer = make_optimizer(cfg, model)
@@ -180,7 +181,8 @@ class Trainer:
         if cut:
             self.counters["prompts_truncated"] += 1
             self._warn_once("prompt_cut", f"prompts longer than data.max_prompt_length={self.cfg.data.max_prompt_length} "
-                                          "tokens lose their beginning; raise it if that matters")
+                                          "tokens lose their beginning (counted in rollout/prompts_truncated); if "
+                                          "that matters, shorten them or use a model with a longer context")
         return prompt
 
     def rollout(self, indices: list[int]) -> RolloutBatch:
@@ -509,6 +511,31 @@ class Trainer:
         self.counters.update(state["counters"])
         self.failures.steps.update(state.get("reward_failure_steps", {}))
         self.acc.print(f"[gpgrl] resumed from {ckpt} at step {self.step}")
+
+
+def prompt_budget(cfg: Config, context: int | None) -> int:
+    """``data.max_prompt_length``, or its default: the model's context minus ``rollout.max_completion_length``
+    (512 when the model does not say its context). Raises ValueError, with the fix, when prompt and answer
+    cannot both fit.
+
+    >>> from gpgrl.config import Config
+    >>> cfg = Config(); cfg.rollout.max_completion_length = 64
+    >>> prompt_budget(cfg, 512), prompt_budget(cfg, None)
+    (448, 512)
+    """
+    limit, answer = cfg.data.max_prompt_length, cfg.rollout.max_completion_length
+    if context is None:
+        return 512 if limit is None else limit
+    if limit is None:
+        if answer >= context:
+            raise ValueError(f"rollout.max_completion_length={answer} fills the model's whole context of {context} "
+                             f"tokens, leaving none for the prompt; lower it (e.g. to {context // 2})")
+        return context - answer
+    if limit >= context:
+        raise ValueError(f"data.max_prompt_length={limit} leaves no room for an answer in the model's context of "
+                         f"{context} tokens; lower it to at most {max(context - answer, 1)} (the context minus "
+                         "rollout.max_completion_length), or leave it unset for that default")
+    return limit
 
 
 def _get(record: dict[str, Any], column: str) -> Any:
