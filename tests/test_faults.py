@@ -262,3 +262,20 @@ def test_prompts_longer_than_the_context_train_by_default_and_an_impossible_limi
         "tokens; lower it to at most 508 (the context minus rollout.max_completion_length), or leave it unset for "
         "that default")
     assert not (tmp_path / "other" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_a_model_folder_with_no_model_says_so(setup, tmp_path, command):
+    empty = tmp_path / "sft"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a model\n")
+    if command == "train":
+        proc = gpgrl(*train_args(setup, tmp_path / "run", "--model", str(empty)))
+    else:
+        proc = gpgrl("eval", "--model", str(empty), "--benchmarks", "arithmetic", "--limit", "1", "--quiet")
+    assert proc.returncode == 2
+    line = one_line_error(proc)
+    assert line == (f"gpgrl {command}: error: the model folder {str(empty)!r} holds no model: a folder saved with "
+                    "save_pretrained has config.json and the weights (model.safetensors or pytorch_model.bin), with "
+                    "the tokenizer's files, e.g. OUTPUT/checkpoints/step-000100/model.")
+    assert "sentencepiece" not in line

