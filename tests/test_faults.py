@@ -279,3 +279,61 @@ def test_a_model_folder_with_no_model_says_so(setup, tmp_path, command):
                     "save_pretrained has config.json and the weights (model.safetensors or pytorch_model.bin), with "
                     "the tokenizer's files, e.g. OUTPUT/checkpoints/step-000100/model.")
     assert "sentencepiece" not in line
+
+
+# --- silent waits ------------------------------------------------------------------------------------------
+
+def _train_in_process(tmp_path, **sections):
+    from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
+    from gpgrl.train.trainer import Trainer
+    from helpers import tiny_config
+
+    tok = build_char_tokenizer()
+    cfg = tiny_config(tmp_path, **sections)
+    return Trainer.from_config(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok).train()
+
+
+def test_a_reward_that_fails_for_every_answer_stops_resampling_at_once(tmp_path):
+    history = _train_in_process(tmp_path, rewards=[{"name": "helpers:count_sevens"}, {"name": "helpers:raises"}],
+                                train={"steps": 2, "prompts_per_step": 4})
+    assert [m["rollout/draws"] for m in history] == [1.0, 1.0]  # not max_resample_draws (20) each
+    assert [m["reward/failures"] for m in history] == [16.0, 16.0]  # every answer of the one draw
+    assert [m["rollout/resample_budget_exhausted"] for m in history] == [0.0, 0.0]
+
+
+def test_reward_time_is_logged_per_function_and_a_dominant_one_is_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SLOW_REWARD_SECONDS", "1.5")
+    history = _train_in_process(tmp_path, rewards=[{"name": "helpers:slow_sevens"}, {"name": "helpers:count_sevens"}],
+                                algorithm={"preset": "gpg", "max_resample_draws": 1},
+                                train={"steps": 1, "prompts_per_step": 4})
+    m = history[0]
+    assert m["perf/reward_seconds/slow_sevens"] >= 1.5
+    assert m["perf/reward_seconds"] == pytest.approx(m["perf/reward_seconds/slow_sevens"]
+                                                     + m["perf/reward_seconds/count_sevens"])
+    assert m["perf/generation_seconds"] + m["perf/reward_seconds"] <= m["perf/step_seconds"]
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert row["perf/reward_seconds/slow_sevens"] == m["perf/reward_seconds/slow_sevens"]
+    err = " ".join(capsys.readouterr().err.split())
+    assert "[gpgrl] warning: reward 'slow_sevens' took 1." in err and "(perf/reward_seconds/slow_sevens)" in err
+
+
+def test_a_user_reward_with_a_timeout_is_stopped_and_counted(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SLOW_REWARD_SECONDS", "60")  # the worker process inherits it
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    history = _train_in_process(tmp_path, rewards=[{"name": "helpers:slow_sevens", "timeout": 1.0},
+                                                   {"name": "helpers:count_sevens"}],
+                                algorithm={"preset": "gpg", "max_resample_draws": 1},
+                                train={"steps": 1, "prompts_per_step": 4})
+    m = history[0]
+    assert m["perf/reward_seconds/slow_sevens"] < 45  # the worker's start-up included; the reward alone sleeps 60
+    assert m["reward/failures"] == 16.0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "reward 'slow_sevens' gave no result within its time limit of 1 s" in err
+
+
+def test_a_timeout_is_only_for_user_rewards():
+    from gpgrl.config import RewardSpec
+    from gpgrl.rewards.scoring import as_reward_functions
+
+    with pytest.raises(ValueError, match="timeout is for your own rewards"):
+        as_reward_functions([RewardSpec(name="accuracy", timeout=3.0)])

@@ -105,6 +105,8 @@ class RewardSpec:
     name: str = _f("", "registered reward name or 'package.module:function'")
     weight: float = _f(1.0, "weight in the total reward (sum of weight * reward)")
     params: dict[str, Any] = _f({}, "keyword arguments of the reward's factory")
+    timeout: float | None = _f(None, "your own rewards ('module:function'): seconds a call may take; past it the "
+                                     "call is stopped and its answers get no reward (counted in reward/failures)")
 
 
 @dataclass

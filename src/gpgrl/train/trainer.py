@@ -130,6 +130,7 @@ class Trainer:
         self.failures = FailureTracker([r.name for r in self.rewards], cfg.train.max_reward_failure_steps)
         self._last_problem: dict[str, str] = {}
         self._failed_now: set[str] = set()  # reward functions that gave nothing usable in this step
+        self._reward_seconds: dict[str, float] = {}  # seconds spent in each reward function in this step
         self._prompt_cache: dict[int, tuple[Prompt, bool]] = {}
         self._warned: set[str] = set()
         self._recent: list[dict[str, Any]] = []
@@ -205,6 +206,8 @@ class Trainer:
             self._warn_once(f"reward:{name}:{problem.split(' ')[0]}",
                             f"reward {name!r} {problem}; those answers get no reward (counted in reward/failures)")
         self._failed_now.update(scores.failed_all)
+        for name, seconds in scores.seconds.items():
+            self._reward_seconds[name] = self._reward_seconds.get(name, 0.0) + seconds
         return batch
 
     def collect(self) -> tuple[RolloutBatch, dict[str, float]]:
@@ -216,6 +219,7 @@ class Trainer:
         G, P_local, P = self.cfg.rollout.group_size, self.local_prompts, self.cfg.train.prompts_per_step
         rank = self.acc.process_index
         self._failed_now = set()
+        self._reward_seconds = {}
         drawn: list[RolloutBatch] = []
         degenerate: list[bool] = []  # per local group, in draw order
         for _ in range(self.algo.max_resample_draws):
@@ -224,9 +228,11 @@ class Trainer:
             drawn.append(batch)
             degenerate += degenerate_groups(batch.rewards, G).tolist()
             self._update_sampler(indices, batch.rewards)
-            kept = torch.tensor(kept_with_signal(degenerate, P_local), device=self.acc.device)
-            global_kept = int(self.acc.reduce(kept, reduction="sum"))
-            if enough_signal(global_kept, P, self.algo.resample_threshold):
+            # A reward that gave nothing usable for any answer (on any process) would fail the same way in
+            # every further draw: stop drawing now, and let _check_rewards count the step.
+            kept = torch.tensor([kept_with_signal(degenerate, P_local), len(self._failed_now)], device=self.acc.device)
+            global_kept, failing = (int(x) for x in self.acc.reduce(kept, reduction="sum").tolist())
+            if failing or enough_signal(global_kept, P, self.algo.resample_threshold):
                 break
         else:
             self.counters["resample_budget_exhausted"] += 1
@@ -295,9 +301,18 @@ class Trainer:
             metrics.update(self._update(batch, adv, num_tokens, int(global_r.numel())))
             self.engine.wake_up()
             self.engine.update_weights(self.model)
-        metrics["perf/generation_seconds"] = t_gen
-        metrics["perf/step_seconds"] = time.perf_counter() - t0
-        metrics["perf/tokens_per_s"] = num_tokens / max(metrics["perf/step_seconds"], 1e-9)
+        reward_seconds = sum(self._reward_seconds.values())
+        metrics["perf/generation_seconds"] = t_gen - reward_seconds
+        metrics["perf/reward_seconds"] = reward_seconds
+        metrics.update({f"perf/reward_seconds/{name}": sec for name, sec in self._reward_seconds.items()})
+        metrics["perf/step_seconds"] = step_seconds = time.perf_counter() - t0
+        metrics["perf/tokens_per_s"] = num_tokens / max(step_seconds, 1e-9)
+        slowest = max(self._reward_seconds, key=self._reward_seconds.get, default=None)
+        if slowest is not None and self._reward_seconds[slowest] > 0.5 * step_seconds and step_seconds > 1.0:
+            self._warn_once("slow_reward", f"reward {slowest!r} took {self._reward_seconds[slowest]:.1f} s of this "
+                                           f"step's {step_seconds:.1f} s (perf/reward_seconds/{slowest}); make it "
+                                           "faster, or bound each call with its timeout (rewards: [{name: ..., "
+                                           "timeout: SECONDS}])")
         return metrics
 
     def _scheduler_step(self) -> None:
