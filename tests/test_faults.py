@@ -337,3 +337,24 @@ def test_a_timeout_is_only_for_user_rewards():
 
     with pytest.raises(ValueError, match="timeout is for your own rewards"):
         as_reward_functions([RewardSpec(name="accuracy", timeout=3.0)])
+
+
+def test_an_unreachable_hub_fails_within_the_limit_whatever_the_name_lookup_does(monkeypatch, tmp_path):
+    """A resolver that hangs, or a name with many addresses whose packets are dropped, must not multiply the
+    limit (the issue saw 40 s offline before the message)."""
+    import socket
+
+    from gpgrl.models.loading import check_hub_reachable
+
+    def hanging_lookup(*_args, **_kw):
+        time.sleep(30)
+        raise socket.gaierror("never answered")
+
+    monkeypatch.chdir(tmp_path)  # no runs/ folder here: 'runs/model' is read as a Hub id
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_lookup)
+    start = time.monotonic()
+    with pytest.raises(OSError, match=r"model 'runs/model' is not in the local Hugging Face cache and the Hub "
+                                      r"\(huggingface.co\) cannot be reached \(no answer within 1 s\)"):
+        check_hub_reachable("runs/model", timeout=1.0)
+    assert time.monotonic() - start < 15  # 1 s limit; 30 s without the bound

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -159,7 +160,6 @@ def check_hub_reachable(name: str, what: str = "model", timeout: float = 5.0) ->
     """For a Hub id that is not in the local cache, fail at once (OSError) when the Hub cannot be reached,
     instead of after the download library's retries. Local paths and cached ids pass untouched."""
     import os
-    import socket
     from urllib.parse import urlparse
 
     if looks_local(name) or gguf_path(name) is not None:
@@ -176,13 +176,38 @@ def check_hub_reachable(name: str, what: str = "model", timeout: float = 5.0) ->
         raise OSError(f"{what} {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; download it "
                       "first, or pass a local folder")
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        socket.create_connection((endpoint.hostname or "huggingface.co", endpoint.port or 443), timeout=timeout).close()
-    except OSError as e:
+    problem = _unreachable(endpoint.hostname or "huggingface.co", endpoint.port or 443, timeout)
+    if problem:
         raise OSError(
             f"{what} {name!r} is not in the local Hugging Face cache and the Hub ({endpoint.hostname}) cannot be "
-            f"reached ({e}). Connect to the internet, or pass a local folder saved with save_pretrained."
-        ) from None
+            f"reached ({problem}). Connect to the internet, or pass a local folder saved with save_pretrained."
+        )
+
+
+def _unreachable(host: str, port: int, timeout: float) -> str | None:
+    """None when a TCP connection to ``host:port`` opens within ``timeout`` seconds in all, else why not.
+
+    ``socket.create_connection(timeout=...)`` bounds each address, not the name lookup, and tries every
+    address the name has (8 for the Hub: 40 s when packets are dropped); here the whole attempt is bounded.
+    """
+    import socket
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome["ok"] = True
+        except OSError as e:
+            outcome["error"] = e
+
+    thread = threading.Thread(target=attempt, daemon=True)  # left behind if it hangs; it ends with the process
+    thread.start()
+    thread.join(timeout)
+    if outcome.get("ok"):
+        return None
+    return str(outcome["error"]) if "error" in outcome else f"no answer within {timeout:g} s"
 
 
 def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
