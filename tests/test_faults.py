@@ -358,3 +358,38 @@ def test_an_unreachable_hub_fails_within_the_limit_whatever_the_name_lookup_does
                                       r"\(huggingface.co\) cannot be reached \(no answer within 1 s\)"):
         check_hub_reachable("runs/model", timeout=1.0)
     assert time.monotonic() - start < 15  # 1 s limit; 30 s without the bound
+
+
+# --- README and defaults -----------------------------------------------------------------------------------
+
+def test_eval_quiet_prints_no_loading_bars(setup, tmp_path):
+    proc = gpgrl("eval", "--model", str(setup["model"]), "--benchmarks", "arithmetic", "--limit", "2",
+                 "--max-new-tokens", "4", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "arithmetic" in proc.stdout and "pass@1" in proc.stdout
+    assert "Loading weights" not in proc.stderr and "it/s]" not in proc.stderr, proc.stderr
+
+
+def test_near_misses_get_a_suggestion_and_listings_have_no_duplicates():
+    from gpgrl.config import ConfigError, apply_overrides, help_rows
+    from gpgrl.rewards.registry import get_reward
+
+    with pytest.raises(ConfigError, match=r"unknown config section 'rolout' in --rolout.temperature. Did you mean "
+                                          r"'rollout.temperature'\?"):
+        apply_overrides({}, {"rolout.temperature": "0.5"})
+    with pytest.raises(ConfigError) as e:
+        apply_overrides({}, {"nonsense": "1"})
+    listed = str(e.value).split("Valid keys in the command line (use --section.key): ")[1].split(", ")
+    assert len(listed) == len(set(listed)) and "model" in listed
+    with pytest.raises(ValueError, match=r"unknown reward 'acuracy' \(did you mean 'accuracy'\?\)"):
+        get_reward("acuracy")
+    rows = {key: text for key, _, text in help_rows()}
+    assert rows["data.sample_strategy"].endswith("[uniform | hard | soft | medium]")
+    assert ".gguf" in rows["model.name_or_path"] and "smollm2" in rows["model.name_or_path"]
+
+
+def test_group_size_below_two_names_the_real_minimum():
+    from gpgrl.config import ConfigError, from_dict
+
+    with pytest.raises(ConfigError, match=r"rollout.group_size must be >= 2, got 0"):
+        from_dict({"model": {"name_or_path": "m"}, "data": {"dataset": "d.jsonl"}, "rollout": {"group_size": 0}})

