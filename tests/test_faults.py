@@ -393,3 +393,45 @@ def test_group_size_below_two_names_the_real_minimum():
 
     with pytest.raises(ConfigError, match=r"rollout.group_size must be >= 2, got 0"):
         from_dict({"model": {"name_or_path": "m"}, "data": {"dataset": "d.jsonl"}, "rollout": {"group_size": 0}})
+
+
+def test_an_interrupted_evaluation_keeps_its_rows_and_the_same_command_continues(tmp_path, capsys):
+    from gpgrl.eval.evaluator import PARTIAL_FILE, evaluate
+    from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
+    from gpgrl.rollout.engine import HFGenerateEngine
+
+    tok = build_char_tokenizer()
+    model = build_tiny_model(tok, seed=0)
+
+    class Counting(HFGenerateEngine):
+        def __init__(self, stop_after: int | None = None):
+            super().__init__(model, tok)
+            self.prompts, self.stop_after = 0, stop_after
+
+        def generate(self, prompts, params, num_samples):
+            if self.stop_after is not None and self.prompts >= self.stop_after:
+                raise KeyboardInterrupt
+            self.prompts += len(prompts)
+            return super().generate(prompts, params, num_samples)
+
+    kw = dict(samples=2, temperature=0.0, max_new_tokens=4, batch_size=4, limit=6, show_progress=False,
+              show_table=False, seed=0)  # 2 problems (x 2 samples) per generate call
+    out = tmp_path / "eval"
+    first = Counting(stop_after=4)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(None, tok, "arithmetic", engine=first, output_dir=out, **kw)
+    kept = (out / PARTIAL_FILE).read_text().splitlines()
+    assert len(kept) == 1 + 4 * 2  # the header, then 4 problems x 2 samples: two batches finished
+    assert not (out / "results.json").exists()
+
+    again = Counting()
+    metrics = evaluate(None, tok, "arithmetic", engine=again, output_dir=out, **kw)
+    assert again.prompts == 2  # only the problems not finished before
+    assert "continuing in" in capsys.readouterr().err
+    assert not (out / PARTIAL_FILE).exists()
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [(r["problem_index"], r["sample_index"]) for r in rows] == [(i, s) for i in range(6) for s in range(2)]
+
+    whole = tmp_path / "whole"  # greedy: the same rows as an evaluation never interrupted
+    assert evaluate(None, tok, "arithmetic", engine=Counting(), output_dir=whole, **kw) == metrics
+    assert (whole / "samples.jsonl").read_text() == (out / "samples.jsonl").read_text()
