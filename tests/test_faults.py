@@ -435,3 +435,34 @@ def test_an_interrupted_evaluation_keeps_its_rows_and_the_same_command_continues
     whole = tmp_path / "whole"  # greedy: the same rows as an evaluation never interrupted
     assert evaluate(None, tok, "arithmetic", engine=Counting(), output_dir=whole, **kw) == metrics
     assert (whole / "samples.jsonl").read_text() == (out / "samples.jsonl").read_text()
+
+
+def test_the_data_folder_comes_from_gpgrl_data_and_missing_data_skips_are_counted(tmp_path):
+    env = {**os.environ, "GPGRL_DATA": str(tmp_path / "nowhere"), "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_eval_cli.py",
+                           "-k", "in_process or subprocess"], capture_output=True, text=True, env=env, cwd=REPO,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (f"2 tests skipped: benchmark data not found under {tmp_path / 'nowhere'}; set GPGRL_DATA to the folder "
+            "holding math/ and vision/ to run them") in proc.stdout
+
+
+@pytest.mark.parametrize("setup_name", ["TEXT", "VISION"])
+def test_the_quickstart_plot_title_fits_the_figure(setup_name):
+    """With a 10 % margin for wider fonts (the vision title in one line took 96 % of the width, and was cut
+    where the font was wider)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gpgrl.tasks import quickstart
+
+    fig, ax = plt.subplots(figsize=(7, 4))  # as quickstart._plot draws it
+    text = ax.set_title(quickstart.plot_title(getattr(quickstart, setup_name).title), fontsize=10)
+    fig.tight_layout()
+    renderer = fig.canvas.get_renderer()
+    box, frame = text.get_window_extent(renderer), fig.bbox
+    plt.close(fig)
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and box.y1 <= frame.y1
+    assert box.width <= 0.9 * frame.width

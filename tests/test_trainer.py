@@ -224,11 +224,11 @@ def test_other_presets_run_a_step(tmp_path, preset):
 
 
 def test_eval_every_runs_the_benchmark_evaluation(tmp_path):
-    from conftest import SHARED_DATA
+    from conftest import DATA_MISSING, SHARED_DATA
 
     data_dir = SHARED_DATA / "math"
     if not data_dir.is_dir():
-        pytest.skip("../shared/data is not present")
+        pytest.skip(f"{DATA_MISSING} at {SHARED_DATA}")
     cfg = tiny_config(tmp_path, train={"steps": 2, "prompts_per_step": 4, "eval_every": 2,
                                        "eval_benchmarks": ["gsm8k", "amc23"], "eval_data_dir": str(data_dir),
                                        "eval_limit": 2})
