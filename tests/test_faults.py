@@ -110,6 +110,23 @@ def test_an_engine_that_fails_to_start_never_deletes_the_previous_run(tmp_path, 
     assert snapshot(tmp_path / "run") == before
 
 
+def test_a_misnamed_eval_benchmark_fails_before_the_previous_run_is_deleted(tmp_path):
+    from gpgrl.eval.benchmarks import UnknownBenchmarkError
+    from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
+    from gpgrl.train.trainer import Trainer
+    from helpers import tiny_config
+
+    tok = build_char_tokenizer()
+    Trainer.from_config(tiny_config(tmp_path, train={"steps": 1, "prompts_per_step": 4}),
+                        model=build_tiny_model(tok, seed=0), tokenizer=tok).train()
+    before = snapshot(tmp_path / "run")
+    cfg = tiny_config(tmp_path, train={"steps": 1, "prompts_per_step": 4, "overwrite": True, "eval_every": 1,
+                                       "eval_benchmarks": ["math5000"]})
+    with pytest.raises(UnknownBenchmarkError, match="math5000"):
+        Trainer.from_config(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok)
+    assert snapshot(tmp_path / "run") == before
+
+
 def test_resume_without_a_complete_checkpoint_replays_from_step_0_without_duplicate_rows(tmp_path, capsys):
     """kill -9 during the first save leaves logged steps and a half-written .tmp-step folder: --resume starts
     at step 0 and metrics.jsonl reads 1, 2, 3 (not 1, 2, 1, 2, 3)."""
@@ -466,3 +483,19 @@ def test_the_quickstart_plot_title_fits_the_figure(setup_name):
     plt.close(fig)
     assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and box.y1 <= frame.y1
     assert box.width <= 0.9 * frame.width
+
+
+def test_ctrl_c_during_an_evaluation_says_what_was_kept(setup, tmp_path, monkeypatch, capsys):
+    import gpgrl.eval.evaluator as evaluator
+    from gpgrl.eval.cli import main
+
+    def interrupted(*_args, **_kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluator, "evaluate", interrupted)
+    out = tmp_path / "eval"
+    assert main(["--model", str(setup["model"]), "--benchmarks", "arithmetic", "--limit", "2", "--quiet",
+                 "--output", str(out)]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"gpgrl eval: interrupted; finished batches are kept in {out}/samples.partial.jsonl and the same command "
+        "continues from them")

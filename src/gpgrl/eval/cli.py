@@ -269,29 +269,39 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, OSError, ValueError, RuntimeError, ImportError) as e:
         return _fail(str(e))
 
-    evaluate(
-        model,
-        tokenizer,
-        problems,
-        samples=args.samples,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        batch_size=args.batch_size,
-        prompt=args.prompt,
-        **overrides,
-        data_dir=args.data_dir,
-        limit=args.limit,
-        image_dir=args.image_dir,
-        sources=args.source,
-        grading=args.grading,
-        output_dir=args.output,
-        show_progress=not args.quiet,
-        show_table=True,
-        seed=args.seed,
-        model_name=args.model,
-    )
+    try:
+        evaluate(
+            model,
+            tokenizer,
+            problems,
+            samples=args.samples,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+            batch_size=args.batch_size,
+            prompt=args.prompt,
+            **overrides,
+            data_dir=args.data_dir,
+            limit=args.limit,
+            image_dir=args.image_dir,
+            sources=args.source,
+            grading=args.grading,
+            output_dir=args.output,
+            show_progress=not args.quiet,
+            show_table=True,
+            seed=args.seed,
+            model_name=args.model,
+        )
+    except KeyboardInterrupt:
+        import os
+
+        if os.environ.get("GPGRL_DEBUG", "").lower() in ("1", "true", "yes"):
+            raise
+        kept = (f"; finished batches are kept in {args.output}/samples.partial.jsonl and the same command continues "
+                "from them") if args.output else ""
+        print(f"gpgrl eval: interrupted{kept}", file=sys.stderr)
+        return 130
     if args.output:
         print(f"wrote {args.output}/results.json and {args.output}/samples.jsonl")
     return 0

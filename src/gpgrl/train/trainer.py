@@ -120,6 +120,9 @@ class Trainer:
         self.sampling = SamplingParams(max_new_tokens=cfg.rollout.max_completion_length,
                                        temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                                        top_k=cfg.rollout.top_k)
+        self._eval_problems: dict[str, list] | None = None
+        if cfg.train.eval_every and cfg.train.eval_benchmarks:  # a misnamed or missing benchmark fails now
+            self._eval_problems = self._load_eval_problems()
         # Only now, with every part built and every setting checked, is the output folder touched: with
         # train.overwrite it deletes the previous run, which a bad setting must never cost.
         if self.acc.is_main_process:  # a folder holding another run is never appended to silently
@@ -134,7 +137,6 @@ class Trainer:
         self._prompt_cache: dict[int, tuple[Prompt, bool]] = {}
         self._warned: set[str] = set()
         self._recent: list[dict[str, Any]] = []
-        self._eval_problems: dict[str, list] | None = None
         self._stop_requested = False  # set by the first Ctrl-C (_graceful_ctrl_c)
         if cfg.train.resume:
             self._resume()
@@ -487,12 +489,11 @@ class Trainer:
         Every process evaluates a share of the problems with the rollout engine; benchmarks are loaded
         once and kept. Results (``results.json``, ``samples.jsonl``) go to ``OUTPUT/eval/step-N``.
         """
-        from gpgrl.eval import evaluate, load_benchmarks
+        from gpgrl.eval import evaluate
 
         t = self.cfg.train
         if self._eval_problems is None:
-            self._eval_problems = load_benchmarks(t.eval_benchmarks, data_dir=t.eval_data_dir, limit=t.eval_limit,
-                                                  image_dir=t.eval_image_dir or self.cfg.data.image_dir)
+            self._eval_problems = self._load_eval_problems()
         with gathered_for_generation(self.acc, self.model):
             return evaluate(
                 None, self.tokenizer, self._eval_problems, engine=self.engine, samples=t.eval_samples,
@@ -503,6 +504,13 @@ class Trainer:
                 output_dir=self.output_dir / "eval" / f"step-{self.step:06d}", seed=t.seed + self.step,
                 model_name=self.cfg.model.name_or_path or None,
             )
+
+    def _load_eval_problems(self) -> dict[str, list]:
+        from gpgrl.eval import load_benchmarks
+
+        t = self.cfg.train
+        return load_benchmarks(t.eval_benchmarks, data_dir=t.eval_data_dir, limit=t.eval_limit,
+                               image_dir=t.eval_image_dir or self.cfg.data.image_dir)
 
     # ------------------------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
