@@ -239,6 +239,31 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000001"]  # no half-written folder
 
 
+def test_torchs_own_write_failure_is_named_plainly(tmp_path, monkeypatch):
+    """torch.save on a full disk raises RuntimeError('[enforce fail at inline_container.cc:672] . unexpected
+    pos 576 vs 534'): the message says what it means."""
+    import torch
+
+    from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
+    from gpgrl.train import checkpoint
+    from gpgrl.train.trainer import Trainer
+    from helpers import tiny_config
+
+    tok = build_char_tokenizer()
+    trainer = Trainer.from_config(tiny_config(tmp_path, train={"steps": 1, "prompts_per_step": 4}),
+                                  model=build_tiny_model(tok, seed=0), tokenizer=tok)
+
+    def full_disk(*_args, **_kw):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(checkpoint.CheckpointError, match=r"could not write the checkpoint of step 0 into .* \(torch "
+                       r"could not write a file: the disk is full or a file-size limit was hit; [0-9.]+ GB free\); "
+                       r"no earlier checkpoint exists"):
+        trainer.save_checkpoint()
+    assert list((tmp_path / "run" / "checkpoints").iterdir()) == []
+
+
 def one_line_error_after_progress(proc: subprocess.CompletedProcess) -> str:
     """The error line of a run that failed after training started (progress lines come before it)."""
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]

@@ -175,6 +175,8 @@ def _write_failed(output_dir: str | Path, step: int, tmp: Path, e: Exception) ->
     shutil.rmtree(tmp, ignore_errors=True)
     reason = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).strip().splitlines() or [type(e).__name__])[0]
     reason = reason.removeprefix("Error while serializing: ")  # safetensors' prefix
+    if "inline_container" in reason:  # torch's writer: "[enforce fail at inline_container.cc:672] . unexpected pos"
+        reason = "torch could not write a file: the disk is full or a file-size limit was hit"
     previous = latest_checkpoint(output_dir)
     kept = f"the previous checkpoint {previous.name} is kept" if previous else "no earlier checkpoint exists"
     return CheckpointError(f"could not write the checkpoint of step {step} into {checkpoint_dir(output_dir)} "
