@@ -524,3 +524,22 @@ def test_ctrl_c_during_an_evaluation_says_what_was_kept(setup, tmp_path, monkeyp
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"gpgrl eval: interrupted; finished batches are kept in {out}/samples.partial.jsonl and the same command "
         "continues from them")
+
+
+def test_an_evaluation_of_another_model_does_not_reuse_partial_rows(setup, tmp_path):
+    """The partial rows are reused only by the same evaluation of the same model files."""
+    import shutil
+
+    from gpgrl.eval.evaluator import PARTIAL_FILE, _finished, _identity, _start_partial
+
+    model = tmp_path / "model"
+    shutil.copytree(setup["model"], model)
+    config = {"model": str(model), "benchmarks": ["arithmetic"], "samples": 1, "seed": 0, "batch_size": 4}
+    partial = tmp_path / "eval" / PARTIAL_FILE
+    row = {"benchmark": "arithmetic", "problem_index": 0, "sample_index": 0}
+    _start_partial(partial, config, [row])
+    assert _finished(partial, {**config, "batch_size": 8}, 1) == [row]  # run-only settings may change
+    assert _finished(partial, {**config, "seed": 1}, 1) == []
+    (model / "config.json").write_text((model / "config.json").read_text() + " ")  # the folder saved over
+    assert _finished(partial, config, 1) == []
+    assert _identity(config)["model_files"][0][0] == "chat_template.jinja"

@@ -80,8 +80,14 @@ _RUN_ONLY = ("batch_size", "num_processes", "timestamp")
 
 
 def _identity(config: dict[str, Any]) -> dict[str, Any]:
-    """What makes two evaluations the same one (their config, JSON-normalised, without run-only settings)."""
-    return json.loads(json.dumps({k: v for k, v in config.items() if k not in _RUN_ONLY}, default=str))
+    """What makes two evaluations the same one: their config, JSON-normalised, without run-only settings,
+    and for a local model the names, sizes and times of its files (a folder saved over is another model)."""
+    identity = {k: v for k, v in config.items() if k not in _RUN_ONLY}
+    model = Path(str(config.get("model") or "")).expanduser()
+    if config.get("model") and model.exists():
+        files = sorted(model.iterdir()) if model.is_dir() else [model]
+        identity["model_files"] = [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
+    return json.loads(json.dumps(identity, default=str))
 
 
 def _finished(partial: Path, config: dict[str, Any], samples: int) -> list[dict[str, Any]]:
