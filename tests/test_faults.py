@@ -273,6 +273,24 @@ def one_line_error_after_progress(proc: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
+def test_a_dead_vllm_server_is_one_line_and_debug_shows_its_traceback(setup, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = train_args(setup, tmp_path / "run", "--rollout.engine", "vllm_server", "--rollout.vllm_server_url",
+                      f"http://127.0.0.1:{port}", "--rollout.vllm_timeout", "5")
+    proc = gpgrl(*args)
+    assert proc.returncode == 1
+    line = one_line_error(proc)
+    assert line.startswith(f"gpgrl train: error: vllm_server http://127.0.0.1:{port} ")
+    assert line.endswith("(--debug shows the traceback)")
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    shown = gpgrl("--debug", *args)
+    assert "Traceback" in shown.stderr and "EngineError" in shown.stderr
+
+
 def test_debug_shows_the_traceback_of_an_error(tmp_path):
     args = ["train", "--model", "x", "--dataset", "builtin:arithmetic", "--train.stepz", "3"]
     plain = gpgrl(*args)
