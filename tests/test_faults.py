@@ -561,3 +561,14 @@ def test_an_evaluation_of_another_model_does_not_reuse_partial_rows(setup, tmp_p
     (model / "config.json").write_text((model / "config.json").read_text() + " ")  # the folder saved over
     assert _finished(partial, config, 1) == []
     assert _identity(config)["model_files"][0][0] == "chat_template.jinja"
+
+
+def test_ctrl_c_in_any_command_is_one_line_and_exit_130(monkeypatch, capsys):
+    import gpgrl.cli as cli
+
+    def interrupted(_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "quickstart", interrupted)
+    assert cli.main(["quickstart"]) == 130
+    assert capsys.readouterr().err == "gpgrl quickstart: interrupted\n"

@@ -215,7 +215,7 @@ def deliberate(e: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     import os
 
-    from gpgrl.runtime import close_process_group, error
+    from gpgrl.runtime import close_process_group, error, is_main_process
 
     argv = sys.argv[1:] if argv is None else argv
     if "--debug" in argv:
@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if debug():
             raise
-        error(argv[0], "interrupted")
+        if is_main_process():
+            print(f"gpgrl {argv[0]}: interrupted", file=sys.stderr, flush=True)
         return 130
     except Exception as e:
         if debug() or not deliberate(e):
