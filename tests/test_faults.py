@@ -572,3 +572,18 @@ def test_ctrl_c_in_any_command_is_one_line_and_exit_130(monkeypatch, capsys):
     monkeypatch.setitem(cli.COMMANDS, "quickstart", interrupted)
     assert cli.main(["quickstart"]) == 130
     assert capsys.readouterr().err == "gpgrl quickstart: interrupted\n"
+
+
+def test_torch_pins_agree_across_readme_pyproject_and_ci_and_the_tests_section_is_ci():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    pyproject = (REPO / "pyproject.toml").read_text()
+    pins = set(re.findall(r"torch==([\d.]+) torchvision==([\d.]+)", readme + ci + pyproject))
+    assert pins == set(re.findall(r"torch==([\d.]+) torchvision==([\d.]+)", ci))
+    assert re.findall(r"torch==([\d.]+)", pyproject) == [torch for torch, _ in pins] * 2  # both comments, CI's pin
+    tests = readme.split("## Tests", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    def atoms(lines: list[str]) -> list[str]:  # single commands, comments and set-up lines of the script aside
+        out = [part.strip() for line in lines for part in line.split("#")[0].split("&&") if part.strip()]
+        return [c for c in out if not c.startswith(("set ", "cd ")) and "--upgrade pip" not in c]
+
+    assert atoms(tests) == atoms(ci.splitlines())
