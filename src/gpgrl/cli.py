@@ -143,6 +143,8 @@ def interrupted(trainer, e: KeyboardInterrupt, cfg) -> str:
     again = "`gpgrl train ... --resume` continues from it" if latest else "`--resume` starts again from step 0"
     if isinstance(e, TrainingInterrupted):
         return f"stopped on Ctrl-C after step {trainer.step}; {kept}; {again}"
+    if trainer.step >= cfg.train.steps:
+        return f"interrupted after the last step ({trainer.step}), while saving; {kept}; {again}"
     return f"interrupted at step {trainer.step + 1} ({trainer.step} done); {kept}; {again}"
 
 
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--debug" in argv:
         argv = [a for a in argv if a != "--debug"]
-        os.environ["GPGRL_DEBUG"] = "1"  # also for the processes an `accelerate launch` starts from here
+        os.environ["GPGRL_DEBUG"] = "1"  # what every command's error handling reads (debug())
     if not argv:
         print(USAGE, file=sys.stderr)
         return 2
