@@ -587,3 +587,21 @@ def test_torch_pins_agree_across_readme_pyproject_and_ci_and_the_tests_section_i
         return [c for c in out if not c.startswith(("set ", "cd ")) and "--upgrade pip" not in c]
 
     assert atoms(tests) == atoms(ci.splitlines())
+
+
+def test_the_interrupt_line_names_the_step_and_the_last_checkpoint(tmp_path):
+    from types import SimpleNamespace
+
+    from gpgrl.cli import interrupted
+    from gpgrl.train.trainer import TrainingInterrupted
+
+    (tmp_path / "checkpoints" / "step-000002").mkdir(parents=True)
+    cfg = SimpleNamespace(train=SimpleNamespace(steps=3, output_dir=str(tmp_path)))
+    ckpt = tmp_path / "checkpoints" / "step-000002"
+    assert interrupted(None, KeyboardInterrupt(), cfg) == "interrupted before training started; nothing was written"
+    assert interrupted(SimpleNamespace(step=2), KeyboardInterrupt(), cfg) == (
+        f"interrupted at step 3 (2 done); last checkpoint: step 2 ({ckpt}); `gpgrl train ... --resume` continues from it")
+    assert interrupted(SimpleNamespace(step=3), KeyboardInterrupt(), cfg) == (
+        f"interrupted after the last step (3), while saving; last checkpoint: step 2 ({ckpt}); `gpgrl train ... "
+        "--resume` continues from it")
+    assert interrupted(SimpleNamespace(step=2), TrainingInterrupted(), cfg).startswith("stopped on Ctrl-C after step 2;")
