@@ -223,13 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(system_prompt=args.system_prompt, template=args.template,
                      chat_template=False if args.no_chat_template else None)
 
-    if args.quiet:  # transformers' loading bars, and tqdm's own (a GGUF file's unpacking bar uses it directly)
-        import os
-
+    if args.quiet:  # transformers' loading bars (tqdm's own, such as GGUF unpacking: gpgrl.cli.cmd_eval)
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        os.environ["TQDM_DISABLE"] = "1"
     from gpgrl.models.loading import check_model_path
 
     try:
