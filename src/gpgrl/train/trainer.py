@@ -417,8 +417,8 @@ class Trainer:
             if self._stop_requested:
                 raise KeyboardInterrupt
             self._stop_requested = True
-            self._notice(f"[gpgrl] Ctrl-C: finishing step {self.step + 1}, saving a checkpoint and stopping; "
-                         "Ctrl-C again stops at once (the last checkpoint is kept)")
+            self._notice("[gpgrl] Ctrl-C: finishing the current step, saving a checkpoint and stopping; Ctrl-C again "
+                         "stops at once (the last checkpoint is kept)")
 
         self._stop_requested = False
         signal.signal(signal.SIGINT, on_ctrl_c)
