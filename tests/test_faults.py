@@ -363,19 +363,19 @@ def test_a_reward_that_fails_for_every_answer_stops_resampling_at_once(tmp_path)
 
 
 def test_reward_time_is_logged_per_function_and_a_dominant_one_is_named(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("SLOW_REWARD_SECONDS", "1.5")
+    monkeypatch.setenv("SLOW_REWARD_SECONDS", "3")  # most of the step even on a loaded machine
     history = _train_in_process(tmp_path, rewards=[{"name": "helpers:slow_sevens"}, {"name": "helpers:count_sevens"}],
                                 algorithm={"preset": "gpg", "max_resample_draws": 1},
                                 train={"steps": 1, "prompts_per_step": 4})
     m = history[0]
-    assert m["perf/reward_seconds/slow_sevens"] >= 1.5
+    assert m["perf/reward_seconds/slow_sevens"] >= 3
     assert m["perf/reward_seconds"] == pytest.approx(m["perf/reward_seconds/slow_sevens"]
                                                      + m["perf/reward_seconds/count_sevens"])
     assert m["perf/generation_seconds"] + m["perf/reward_seconds"] <= m["perf/step_seconds"]
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
     assert row["perf/reward_seconds/slow_sevens"] == m["perf/reward_seconds/slow_sevens"]
     err = " ".join(capsys.readouterr().err.split())
-    assert "[gpgrl] warning: reward 'slow_sevens' took 1." in err and "(perf/reward_seconds/slow_sevens)" in err
+    assert "[gpgrl] warning: reward 'slow_sevens' took 3." in err and "(perf/reward_seconds/slow_sevens)" in err
 
 
 def test_a_user_reward_with_a_timeout_is_stopped_and_counted(tmp_path, monkeypatch, capsys):
