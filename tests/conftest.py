@@ -12,7 +12,17 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 REPO = Path(__file__).resolve().parents[1]
 # imports vllm; runs only in the contract tests' subprocesses (tests/vllm_contract), never collected here
 collect_ignore = ["vllm_contract/probe.py"]
-SHARED_DATA = REPO.parent / "shared" / "data"
+#: The benchmark data folder (holding math/ and vision/): $GPGRL_DATA, else ../shared/data next to the repository.
+SHARED_DATA = Path(os.environ.get("GPGRL_DATA") or REPO.parent / "shared" / "data").expanduser()
+#: Every skip for missing data says this, so the summary can count them.
+DATA_MISSING = "benchmark data not found"
+
+
+def pytest_terminal_summary(terminalreporter):
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if DATA_MISSING in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(f"{len(skipped)} tests skipped: {DATA_MISSING} under {SHARED_DATA}; set GPGRL_DATA "
+                                    "to the folder holding math/ and vision/ to run them", yellow=True)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -14,6 +14,15 @@ def count_sevens(completions, **_):
     return [c.count("7") / max(len(c), 1) for c in completions]
 
 
+def slow_sevens(completions, **_):
+    """count_sevens after a pause (0.3 s, or $SLOW_REWARD_SECONDS): a signal can land in the middle of a step."""
+    import os
+    import time
+
+    time.sleep(float(os.environ.get("SLOW_REWARD_SECONDS", "0.3")))
+    return count_sevens(completions)
+
+
 def has_one(completions, **_):
     return [float("1" in c) for c in completions]
 

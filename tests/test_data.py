@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import SHARED_DATA
+from conftest import DATA_MISSING, SHARED_DATA
 from gpgrl.data.datasets import DatasetError, check_columns, get_field, load_records
 from gpgrl.data.prompts import PromptBuilder, resolve_prompt
 from gpgrl.data.samplers import PromptSampler
@@ -93,7 +93,7 @@ def test_builtin_datasets_come_from_a_registry_with_settings():
 def test_load_jsonl_and_parquet_with_nested_columns():
     math = SHARED_DATA / "math" / "simplelr_level3to5"
     if not math.is_dir():
-        pytest.skip("../shared/data is not present")
+        pytest.skip(f"{DATA_MISSING} at {SHARED_DATA}")
     rows = load_records(str(math / "train.jsonl"))
     assert len(rows) == 8523 and rows[0]["answer"] == "118"
     parquet = load_records(str(math / "train.parquet"))

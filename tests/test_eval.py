@@ -4,11 +4,11 @@ evaluation loop with a deterministic engine (real grading, real data), sharding 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import DATA_MISSING, SHARED_DATA
 from gpgrl.data.prompts import PromptBuilder
 from gpgrl.eval import (
     BENCHMARKS,
@@ -32,8 +32,8 @@ from gpgrl.models.tiny import build_char_tokenizer
 from gpgrl.rollout import RolloutBatch
 from gpgrl.rollout.engine import RolloutEngine, SamplingParams, as_prompts
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared benchmark data not found at {DATA}")
+DATA = SHARED_DATA / "math"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA_MISSING} at {DATA}")
 
 
 # --- pure metrics --------------------------------------------------------------------------------------

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DATA_MISSING, SHARED_DATA
 from gpgrl.eval.benchmarks import BENCHMARKS
 from gpgrl.eval.cli import main
 from gpgrl.models.tiny import save_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "math"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared benchmark data not found at {DATA}")
+DATA = SHARED_DATA / "math"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA_MISSING} at {DATA}")
 
 
 @pytest.fixture(scope="module")

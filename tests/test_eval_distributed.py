@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DATA_MISSING, SHARED_DATA
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "math"
+DATA = SHARED_DATA / "math"
 
 SCRIPT = """
 import json, sys
@@ -36,7 +38,7 @@ LAUNCHER = Path(sys.executable).with_name("accelerate")
 
 
 @pytest.mark.distributed
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared benchmark data not found at {DATA}")
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA_MISSING} at {DATA}")
 @pytest.mark.skipif(not LAUNCHER.exists() and shutil.which("accelerate") is None, reason="no accelerate launcher")
 def test_evaluate_two_processes(tmp_path):
     from gpgrl.models.tiny import save_tiny_model

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DATA_MISSING, SHARED_DATA
 from gpgrl.eval.benchmarks import Problem, UnknownBenchmarkError, load_benchmarks, parse_benchmarks
 from gpgrl.eval.metrics import compute_metrics, summarize
 from gpgrl.eval.vision import (
@@ -22,8 +23,8 @@ from gpgrl.eval.vision import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-VISION_DATA = REPO.parent / "shared" / "data" / "vision"
-needs_data = pytest.mark.skipif(not VISION_DATA.is_dir(), reason=f"shared vision data not found at {VISION_DATA}")
+VISION_DATA = SHARED_DATA / "vision"
+needs_data = pytest.mark.skipif(not VISION_DATA.is_dir(), reason=f"{DATA_MISSING} at {VISION_DATA}")
 
 
 # --- pure functions: gIoU / cIoU by hand ------------------------------------------------------------------

@@ -17,17 +17,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import DATA_MISSING, SHARED_DATA
 from gpgrl.rewards import answers_equivalent, extract_answer, grade_answer, normalize_answer
 from gpgrl.rewards._deadline import GradingTimeout, GradingWorker, deadline
 from gpgrl.rewards.math_grader import MAX_ANSWER_CHARS, _last_boxed
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math"
+DATA = SHARED_DATA / "math"
 
 
 def _load(relative: str) -> list[dict]:
     path = DATA / relative
     if not path.exists():
-        pytest.skip(f"benchmark data not found at {path}")
+        pytest.skip(f"{DATA_MISSING} at {path}")
     with path.open() as f:
         return [json.loads(line) for line in f if line.strip()]
 

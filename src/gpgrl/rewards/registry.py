@@ -22,6 +22,7 @@ True
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import inspect
@@ -128,10 +129,10 @@ def get_reward(name_or_path: str, **params: Any) -> RewardFn:
 
     >>> get_reward("cosine", max_len=500).__name__
     'cosine'
-    >>> get_reward("nope")
+    >>> get_reward("acuracy")
     Traceback (most recent call last):
     ...
-    ValueError: unknown reward 'nope'; valid names: accuracy, choice_accuracy, classification, cosine, detection_confidence, detection_iou, format, grounding_giou, length, r1v_accuracy, reasoning_steps, repetition_penalty, tag_count, think_close, token_length, visual_format; or give your own function as 'package.module:function'
+    ValueError: unknown reward 'acuracy' (did you mean 'accuracy'?); valid names: accuracy, choice_accuracy, classification, cosine, detection_confidence, detection_iou, format, grounding_giou, length, r1v_accuracy, reasoning_steps, repetition_penalty, tag_count, think_close, token_length, visual_format; or give your own function as 'package.module:function'
     """
     name_or_path = _ALIASES.get(name_or_path, name_or_path)
     if name_or_path in _REGISTRY:
@@ -155,7 +156,9 @@ def get_reward(name_or_path: str, **params: Any) -> RewardFn:
         bound = functools.partial(user_fn, **params)
         functools.update_wrapper(bound, user_fn)
         return bound  # type: ignore[return-value]
+    near = difflib.get_close_matches(name_or_path, [*list_rewards(), *_ALIASES], n=1)
     raise ValueError(
-        f"unknown reward {name_or_path!r}; valid names: {', '.join(list_rewards())}; "
+        f"unknown reward {name_or_path!r}{f' (did you mean {near[0]!r}?)' if near else ''}; valid names: "
+        f"{', '.join(list_rewards())}; "
         "or give your own function as 'package.module:function'"
     )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,8 +64,13 @@ def as_reward_functions(items: Sequence[Any]) -> list[RewardFunction]:
                 raise ValueError(f"a reward given as a tuple must be (name_or_function, weight), got {item!r}")
             item, weight = item
         elif hasattr(item, "name") and hasattr(item, "weight"):
+            timeout = getattr(item, "timeout", None)
             item, weight, params = item.name, item.weight, dict(getattr(item, "params", {}) or {})
-        if isinstance(item, str):
+            if timeout is not None:
+                item = TimeLimited(item, params, timeout)
+        if isinstance(item, TimeLimited):
+            fn, name = item, item.__name__
+        elif isinstance(item, str):
             fn = get_reward(item, **params)
             name = getattr(fn, "__name__", item)
         elif callable(item):
@@ -97,6 +103,7 @@ class Scores:
     per_fn: torch.Tensor  # [N, F] float64
     problems: dict[str, str] = field(default_factory=dict)  # name -> first problem seen in this call
     failed_all: list[str] = field(default_factory=list)  # functions that gave no usable value at all
+    seconds: dict[str, float] = field(default_factory=dict)  # name -> wall-clock seconds of its call
 
 
 def _as_float(value: Any) -> float | str:
@@ -160,12 +167,17 @@ def score_batch(rewards: Sequence[RewardFunction], completions: list[str], recor
     per_fn = torch.full((n, len(rewards)), math.nan, dtype=torch.float64)
     problems: dict[str, str] = {}
     failed_all: list[str] = []
+    seconds: dict[str, float] = {}
     for j, reward in enumerate(rewards):
+        start = time.perf_counter()
         try:
             out = reward.fn(completions=completions, **columns)
             values, problem = _validate(out, n)
+        except RewardTimeout as e:
+            values, problem = [math.nan] * n, str(e)
         except Exception as e:  # a broken reward must not stop the step: its answers get NaN
             values, problem = [math.nan] * n, f"raised {type(e).__name__}: {e}"
+        seconds[reward.name] = time.perf_counter() - start
         per_fn[:, j] = torch.tensor(values, dtype=torch.float64)
         if problem is not None:
             problems[reward.name] = problem
@@ -174,7 +186,52 @@ def score_batch(rewards: Sequence[RewardFunction], completions: list[str], recor
             problems.setdefault(reward.name, "returned None for every completion")
     weights = torch.tensor([r.weight for r in rewards], dtype=torch.float64)
     total = (per_fn * weights).sum(dim=1) if rewards else torch.zeros(n, dtype=torch.float64)
-    return Scores(total, per_fn, problems, failed_all)
+    return Scores(total, per_fn, problems, failed_all, seconds)
+
+
+class RewardTimeout(RuntimeError):
+    """A time-limited reward call gave no result within its limit (it was stopped)."""
+
+
+class TimeLimited:
+    """A user reward (``"package.module:function"``) called in a worker process that is stopped after
+    ``timeout`` seconds per call (:func:`gpgrl.rewards._deadline.limited_call`); its answers then get no
+    reward (NaN, counted in ``reward/failures``). The columns passed must be JSON-serialisable (text
+    datasets are). Set in a recipe as ``rewards: [{name: pkg.mod:fn, timeout: 10}]``.
+    """
+
+    def __init__(self, path: str, params: dict[str, Any], timeout: float):
+        if ":" not in path:
+            raise ValueError(f"reward {path!r}: timeout is for your own rewards ('package.module:function'); the "
+                             "built-in ones bound their own time (accuracy: its timeout parameter)")
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"reward {path!r}: timeout must be > 0 seconds, got {timeout}")
+        self.__name__ = getattr(get_reward(path, **params), "__name__", path)  # imports it here: errors now
+        self.path, self.params, self.timeout = path, dict(params), timeout
+
+    def __call__(self, completions: list[str], **columns: Any) -> list[Any]:
+        import json
+
+        from gpgrl.rewards._deadline import limited_call
+
+        try:
+            json.dumps(columns)
+        except TypeError as e:
+            raise ValueError(f"a time limit needs JSON-serialisable columns ({e})") from None
+        missing = object()
+        out = limited_call("gpgrl.rewards.scoring:_call_user_reward", (self.path, self.params, completions, columns),
+                           self.timeout, default=missing)
+        if out is missing:
+            raise RewardTimeout(f"gave no result within its time limit of {self.timeout:g} s (stopped; or it raised: "
+                                "call it without a timeout to see its error)")
+        return out
+
+
+def _call_user_reward(path: str, params: dict[str, Any], completions: list[str], columns: dict[str, Any]) -> Any:
+    """Worker-side half of :class:`TimeLimited`: the reward's values as JSON-friendly floats / None."""
+    out = get_reward(path, **params)(completions=completions, **columns)
+    out = out.tolist() if hasattr(out, "tolist") else out
+    return [v.item() if hasattr(v, "item") else v for v in out] if isinstance(out, (list, tuple)) else out
 
 
 

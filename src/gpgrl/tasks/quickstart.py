@@ -195,6 +195,18 @@ def _merge(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def plot_title(title: str, width: int = 80) -> str:
+    """The plot's title, wrapped to lines that fit the 7-inch figure at font size 10 (about 80 characters).
+
+    >>> print(plot_title("a tiny Qwen2-VL names the colour of a generated shape (A-D)"))
+    gpgrl quickstart: a tiny Qwen2-VL names the colour of a generated shape (A-D),
+    GPG after a short SFT warm-start
+    """
+    import textwrap
+
+    return "\n".join(textwrap.wrap(f"gpgrl quickstart: {title}, GPG after a short SFT warm-start", width))
+
+
 def _plot(path: Path, train_rows: list[dict[str, float]], evals: list[tuple[int, float]], before: float,
           after: float, temperature: float, title: str) -> None:
     import matplotlib
@@ -216,7 +228,7 @@ def _plot(path: Path, train_rows: list[dict[str, float]], evals: list[tuple[int,
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(f"gpgrl quickstart: {title}, GPG after a short SFT warm-start", fontsize=10)
+    ax.set_title(plot_title(title), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

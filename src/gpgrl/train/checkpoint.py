@@ -158,24 +158,66 @@ def quiet_saving() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written (disk full, no permission); the previous one is kept."""
+
+
+def _free_space(folder: Path) -> str:
+    """``"1.2 GB free"`` on the disk holding ``folder`` (or its nearest existing parent)."""
+    for p in (folder, *folder.parents):
+        if p.exists():
+            return f"{shutil.disk_usage(p).free / 1e9:.1f} GB free"
+    return "free space unknown"
+
+
+def _write_failed(output_dir: str | Path, step: int, tmp: Path, e: Exception) -> CheckpointError:
+    """Remove the half-written folder and describe the failure in one line (the previous checkpoint stays)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).strip().splitlines() or [type(e).__name__])[0]
+    reason = reason.removeprefix("Error while serializing: ")  # safetensors' prefix
+    if "inline_container" in reason:  # torch's writer: "[enforce fail at inline_container.cc:672] . unexpected pos"
+        reason = "torch could not write a file: the disk is full or a file-size limit was hit"
+    previous = latest_checkpoint(output_dir)
+    kept = f"the previous checkpoint {previous.name} is kept" if previous else "no earlier checkpoint exists"
+    return CheckpointError(f"could not write the checkpoint of step {step} into {checkpoint_dir(output_dir)} "
+                           f"({reason}; {_free_space(checkpoint_dir(output_dir))}); {kept}. Free some space or lower "
+                           "train.save_total_limit, then --resume")
+
+
+def _write_errors() -> tuple[type[BaseException], ...]:
+    """What a failed write raises: OSError, torch's writer's RuntimeError, safetensors' own error class."""
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # an older safetensors
+        return OSError, RuntimeError
+    return OSError, RuntimeError, SafetensorError
+
+
 def save(accelerator, model, tokenizer, output_dir: str | Path, step: int, trainer_state: dict[str, Any],
          config_yaml: str, keep: int) -> Path:
-    """Write ``checkpoints/step-N`` atomically from every process (collective); returns its path."""
+    """Write ``checkpoints/step-N`` atomically from every process (collective); returns its path.
+
+    A failed write (a full disk) raises :class:`CheckpointError` and leaves no partial folder; the
+    previous checkpoint is untouched (it is replaced only by the rename of a complete one).
+    """
     import torch
 
     tmp = temp_dir(output_dir, step)
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    with quiet_saving():
-        accelerator.save_state(str(tmp / "state"))
-        state_dict = accelerator.get_state_dict(model)
+    try:
         if accelerator.is_main_process:
-            accelerator.unwrap_model(model).save_pretrained(str(tmp / "model"), state_dict=state_dict)
-            tokenizer.save_pretrained(str(tmp / "model"))
-            torch.save(trainer_state, tmp / "trainer_state.pt")
-            (tmp / "config.yaml").write_text(config_yaml)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        with quiet_saving():
+            accelerator.save_state(str(tmp / "state"))
+            state_dict = accelerator.get_state_dict(model)
+            if accelerator.is_main_process:
+                accelerator.unwrap_model(model).save_pretrained(str(tmp / "model"), state_dict=state_dict)
+                tokenizer.save_pretrained(str(tmp / "model"))
+                torch.save(trainer_state, tmp / "trainer_state.pt")
+                (tmp / "config.yaml").write_text(config_yaml)
+    except _write_errors() as e:
+        raise _write_failed(output_dir, step, tmp, e) from e
     accelerator.wait_for_everyone()
     final = checkpoint_dir(output_dir) / f"step-{step:06d}"
     if accelerator.is_main_process:

@@ -78,8 +78,8 @@ class MetricsLogger:
     """Writes each step's metrics to ``metrics.jsonl`` and the configured sinks; shows progress."""
 
     def __init__(self, output_dir: str | Path, *, report_to: list[str], enabled: bool, total_steps: int,
-                 start_step: int = 0, progress: bool | None = None, run_name: str | None = None,
-                 wandb_project: str = "gpgrl", config: dict[str, Any] | None = None):
+                 start_step: int = 0, resumed: bool = False, progress: bool | None = None,
+                 run_name: str | None = None, wandb_project: str = "gpgrl", config: dict[str, Any] | None = None):
         self.enabled = enabled
         self.console = Console(stderr=True)
         self.output_dir = Path(output_dir)
@@ -92,8 +92,8 @@ class MetricsLogger:
         if not enabled:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        if start_step > 0:  # resumed: what was logged after the checkpoint is replayed by this run
-            for name in ("metrics.jsonl", "samples.jsonl"):
+        if start_step > 0 or resumed:  # what was logged after the checkpoint is replayed by this run (from
+            for name in ("metrics.jsonl", "samples.jsonl"):  # step 0 when no checkpoint was complete)
                 truncate_jsonl(self.output_dir / name, start_step)
         if "jsonl" in report_to:
             self._jsonl = open(self.output_dir / "metrics.jsonl", "a")  # append: a resumed run continues the file
@@ -102,7 +102,7 @@ class MetricsLogger:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._tb = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"), purge_step=start_step + 1
-                                         if start_step else None)
+                                         if start_step or resumed else None)
             except ImportError:
                 self.console.print("[yellow]tensorboard is not installed; TensorBoard logging is off[/]")
         if "wandb" in report_to:

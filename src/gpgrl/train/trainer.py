@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,7 @@ from gpgrl.models.vision import is_vision_model
 from gpgrl.openr1 import steps_for_epochs
 from gpgrl.rewards.scoring import FailureTracker, RewardFunction, as_reward_functions, score_batch
 from gpgrl.rollout.batch import RolloutBatch
-from gpgrl.rollout.engine import Prompt, RolloutEngine, SamplingParams, pad_token_id
+from gpgrl.rollout.engine import Prompt, RolloutEngine, SamplingParams, model_context_length, pad_token_id
 from gpgrl.train import checkpoint
 from gpgrl.train.build import make_accelerator, make_engine, make_optimizer, make_scheduler
 from gpgrl.train.distributed import gathered_for_generation
@@ -68,6 +70,10 @@ from gpgrl.train.metrics import rollout_metrics
 
 class TrainingError(RuntimeError):
     """Training cannot go on; the message says why and what to change."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the run at a step boundary, after a checkpoint of that step was saved."""
 
 
 class Trainer:
@@ -109,12 +115,9 @@ class Trainer:
             raise ValueError(f"the {self.algo.name} preset has a KL term (beta={self.algo.beta}) and needs ref_model")
         self.tokenizer = tokenizer  # or a vision-language model's processor
         self._vision = is_vision_model(model)  # positions are the model's own (Qwen2-VL's 3-D rotary ones)
+        cfg.data.max_prompt_length = prompt_budget(cfg, model_context_length(model))
         self.prompts = PromptBuilder(tokenizer, cfg.data.prompt_preset(), max_length=cfg.data.max_prompt_length)
         self.pad_id = pad_token_id(self.prompts.tokenizer)
-        if self.acc.is_main_process:  # a folder holding another run is never appended to silently
-            checkpoint.prepare_output_dir(self.output_dir, resume=cfg.train.resume, overwrite=cfg.train.overwrite)
-        self.acc.wait_for_everyone()
-
         optimizer = make_optimizer(cfg, model)
         self.model, self.optimizer, self.scheduler = self.acc.prepare(model, optimizer, make_scheduler(cfg, optimizer))
         self.ref_model = ref_model.to(self.acc.device).eval().requires_grad_(False) if ref_model is not None else None
@@ -123,20 +126,29 @@ class Trainer:
         self.sampling = SamplingParams(max_new_tokens=cfg.rollout.max_completion_length,
                                        temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                                        top_k=cfg.rollout.top_k)
+        self._eval_problems: dict[str, list] | None = None
+        if cfg.train.eval_every and cfg.train.eval_benchmarks:  # a misnamed or missing benchmark fails now
+            self._eval_problems = self._load_eval_problems()
+        # Only now, with every part built and every setting checked, is the output folder touched: with
+        # train.overwrite it deletes the previous run, which a bad setting must never cost.
+        if self.acc.is_main_process:  # a folder holding another run is never appended to silently
+            checkpoint.prepare_output_dir(self.output_dir, resume=cfg.train.resume, overwrite=cfg.train.overwrite)
+        self.acc.wait_for_everyone()
         self.step = 0
         self.counters = {"resample_budget_exhausted": 0, "nan_steps_in_a_row": 0, "prompts_truncated": 0}
         self.failures = FailureTracker([r.name for r in self.rewards], cfg.train.max_reward_failure_steps)
         self._last_problem: dict[str, str] = {}
         self._failed_now: set[str] = set()  # reward functions that gave nothing usable in this step
+        self._reward_seconds: dict[str, float] = {}  # seconds spent in each reward function in this step
         self._prompt_cache: dict[int, tuple[Prompt, bool]] = {}
         self._warned: set[str] = set()
         self._recent: list[dict[str, Any]] = []
-        self._eval_problems: dict[str, list] | None = None
+        self._stop_requested = False  # set by the first Ctrl-C (_graceful_ctrl_c)
         if cfg.train.resume:
             self._resume()
         self.logger = MetricsLogger(
             self.output_dir, report_to=cfg.log.report_to, enabled=self.acc.is_main_process,
-            total_steps=cfg.train.steps, start_step=self.step, progress=cfg.log.progress,
+            total_steps=cfg.train.steps, start_step=self.step, resumed=cfg.train.resume, progress=cfg.log.progress,
             run_name=cfg.log.run_name, wandb_project=cfg.log.wandb_project, config=cfg.to_dict(),
         )
         if self.acc.is_main_process:
@@ -178,7 +190,8 @@ class Trainer:
         if cut:
             self.counters["prompts_truncated"] += 1
             self._warn_once("prompt_cut", f"prompts longer than data.max_prompt_length={self.cfg.data.max_prompt_length} "
-                                          "tokens lose their beginning; raise it if that matters")
+                                          "tokens lose their beginning (counted in rollout/prompts_truncated); if "
+                                          "that matters, shorten them or use a model with a longer context")
         return prompt
 
     def rollout(self, indices: list[int]) -> RolloutBatch:
@@ -201,6 +214,8 @@ class Trainer:
             self._warn_once(f"reward:{name}:{problem.split(' ')[0]}",
                             f"reward {name!r} {problem}; those answers get no reward (counted in reward/failures)")
         self._failed_now.update(scores.failed_all)
+        for name, seconds in scores.seconds.items():
+            self._reward_seconds[name] = self._reward_seconds.get(name, 0.0) + seconds
         return batch
 
     def collect(self) -> tuple[RolloutBatch, dict[str, float]]:
@@ -212,6 +227,7 @@ class Trainer:
         G, P_local, P = self.cfg.rollout.group_size, self.local_prompts, self.cfg.train.prompts_per_step
         rank = self.acc.process_index
         self._failed_now = set()
+        self._reward_seconds = {}
         drawn: list[RolloutBatch] = []
         degenerate: list[bool] = []  # per local group, in draw order
         per_draw: list[list[bool]] = []
@@ -224,10 +240,13 @@ class Trainer:
             degenerate += per_draw[-1]
             self._update_sampler(indices, batch.rewards)
             # kept: groups with a signal among those kept, per process at most its share; gathered (the
-            # original's): every group with a signal drawn on any process, uncapped
+            # original's): every group with a signal drawn on any process, uncapped. A reward that gave
+            # nothing usable for any answer (on any process) would fail the same way in every further
+            # draw: stop drawing now, and let _check_rewards count the step.
             count = sum(not d for d in degenerate) if gathered else kept_with_signal(degenerate, P_local)
-            global_kept = int(self.acc.reduce(torch.tensor(count, device=self.acc.device), reduction="sum"))
-            if enough_signal(global_kept, P, self.algo.resample_threshold):
+            kept = torch.tensor([count, len(self._failed_now)], device=self.acc.device)
+            global_kept, failing = (int(x) for x in self.acc.reduce(kept, reduction="sum").tolist())
+            if failing or enough_signal(global_kept, P, self.algo.resample_threshold):
                 break
         else:
             self.counters["resample_budget_exhausted"] += 1
@@ -303,9 +322,18 @@ class Trainer:
             metrics.update(self._update(batch, adv, num_tokens, int(global_r.numel()), step_algo))
             self.engine.wake_up()
             self.engine.update_weights(self.model)
-        metrics["perf/generation_seconds"] = t_gen
-        metrics["perf/step_seconds"] = time.perf_counter() - t0
-        metrics["perf/tokens_per_s"] = num_tokens / max(metrics["perf/step_seconds"], 1e-9)
+        reward_seconds = sum(self._reward_seconds.values())
+        metrics["perf/generation_seconds"] = t_gen - reward_seconds
+        metrics["perf/reward_seconds"] = reward_seconds
+        metrics.update({f"perf/reward_seconds/{name}": sec for name, sec in self._reward_seconds.items()})
+        metrics["perf/step_seconds"] = step_seconds = time.perf_counter() - t0
+        metrics["perf/tokens_per_s"] = num_tokens / max(step_seconds, 1e-9)
+        slowest = max(self._reward_seconds, key=self._reward_seconds.get, default=None)
+        if slowest is not None and self._reward_seconds[slowest] > 0.5 * step_seconds and step_seconds > 1.0:
+            self._warn_once("slow_reward", f"reward {slowest!r} took {self._reward_seconds[slowest]:.1f} s of this "
+                                           f"step's {step_seconds:.1f} s (perf/reward_seconds/{slowest}); make it "
+                                           "faster, or bound each call with its timeout (rewards: [{name: ..., "
+                                           "timeout: SECONDS}])")
         return metrics
 
     def _scheduler_step(self) -> None:
@@ -392,8 +420,47 @@ class Trainer:
         return m
 
     # ------------------------------------------------------------------------------------------- loop
+    @contextlib.contextmanager
+    def _graceful_ctrl_c(self) -> Iterator[None]:
+        """The first Ctrl-C lets the current step finish, saves its checkpoint and stops
+        (:class:`TrainingInterrupted`); a second one stops at once (``KeyboardInterrupt``; the last
+        checkpoint stays, saves being atomic).
+
+        Only for a lone process in the main thread with Python's own handler in place: under a launcher
+        (``accelerate launch``) the launcher stops every process itself, and a caller's handler is kept.
+        """
+        if (self.acc.num_processes > 1 or threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            yield
+            return
+
+        def on_ctrl_c(signum: int, frame: Any) -> None:
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self._notice("[gpgrl] Ctrl-C: finishing the current step, saving a checkpoint and stopping; Ctrl-C again "
+                         "stops at once (the last checkpoint is kept)")
+
+        self._stop_requested = False
+        signal.signal(signal.SIGINT, on_ctrl_c)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _notice(self, text: str) -> None:
+        if self.acc.is_main_process:
+            self.logger.message(text)
+
     def train(self, stop_at_step: int | None = None) -> list[dict[str, float]]:
-        """Run until ``train.steps`` (or ``stop_at_step``); returns the metrics of each step run."""
+        """Run until ``train.steps`` (or ``stop_at_step``); returns the metrics of each step run.
+
+        Ctrl-C: see :meth:`_graceful_ctrl_c`.
+        """
+        with self._graceful_ctrl_c():
+            return self._train(stop_at_step)
+
+    def _train(self, stop_at_step: int | None) -> list[dict[str, float]]:
         history = []
         cfg = self.cfg
         try:
@@ -413,8 +480,11 @@ class Trainer:
                         f"(step {self.step}); those updates were skipped and the last good checkpoint is kept. "
                         "Lower optim.lr, keep optim.max_grad_norm set, or check the rewards."
                     )
-                if cfg.train.save_every and self.step % cfg.train.save_every == 0:
+                saved = bool(cfg.train.save_every and self.step % cfg.train.save_every == 0)
+                if saved or (self._stop_requested and self.step < cfg.train.steps):
                     self.save_checkpoint()
+                if self._stop_requested and self.step < cfg.train.steps:
+                    raise TrainingInterrupted(f"stopped on Ctrl-C after step {self.step}")
                 if cfg.train.eval_every and cfg.train.eval_benchmarks and self.step % cfg.train.eval_every == 0:
                     self.logger.log(self.step, self.evaluate())
             done_now = history and self.step == cfg.train.steps
@@ -440,12 +510,11 @@ class Trainer:
         Every process evaluates a share of the problems with the rollout engine; benchmarks are loaded
         once and kept. Results (``results.json``, ``samples.jsonl``) go to ``OUTPUT/eval/step-N``.
         """
-        from gpgrl.eval import evaluate, load_benchmarks
+        from gpgrl.eval import evaluate
 
         t = self.cfg.train
         if self._eval_problems is None:
-            self._eval_problems = load_benchmarks(t.eval_benchmarks, data_dir=t.eval_data_dir, limit=t.eval_limit,
-                                                  image_dir=t.eval_image_dir or self.cfg.data.image_dir)
+            self._eval_problems = self._load_eval_problems()
         with gathered_for_generation(self.acc, self.model):
             return evaluate(
                 None, self.tokenizer, self._eval_problems, engine=self.engine, samples=t.eval_samples,
@@ -456,6 +525,13 @@ class Trainer:
                 output_dir=self.output_dir / "eval" / f"step-{self.step:06d}", seed=t.seed + self.step,
                 model_name=self.cfg.model.name_or_path or None,
             )
+
+    def _load_eval_problems(self) -> dict[str, list]:
+        from gpgrl.eval import load_benchmarks
+
+        t = self.cfg.train
+        return load_benchmarks(t.eval_benchmarks, data_dir=t.eval_data_dir, limit=t.eval_limit,
+                               image_dir=t.eval_image_dir or self.cfg.data.image_dir)
 
     # ------------------------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
@@ -469,7 +545,8 @@ class Trainer:
         ckpt = checkpoint.latest_checkpoint(self.output_dir)
         if ckpt is None:
             self.acc.print(f"[gpgrl] train.resume is set but {checkpoint.checkpoint_dir(self.output_dir)} has no "
-                           "checkpoint; starting from step 0")
+                           "complete checkpoint; starting from step 0 (steps logged before are dropped from "
+                           "metrics.jsonl and replayed)")
             return
         checkpoint.check_resumable(ckpt, self.cfg)
         state = checkpoint.load(self.acc, ckpt)
@@ -478,6 +555,31 @@ class Trainer:
         self.counters.update(state["counters"])
         self.failures.steps.update(state.get("reward_failure_steps", {}))
         self.acc.print(f"[gpgrl] resumed from {ckpt} at step {self.step}")
+
+
+def prompt_budget(cfg: Config, context: int | None) -> int:
+    """``data.max_prompt_length``, or its default: the model's context minus ``rollout.max_completion_length``
+    (512 when the model does not say its context). Raises ValueError, with the fix, when prompt and answer
+    cannot both fit.
+
+    >>> from gpgrl.config import Config
+    >>> cfg = Config(); cfg.rollout.max_completion_length = 64
+    >>> prompt_budget(cfg, 512), prompt_budget(cfg, None)
+    (448, 512)
+    """
+    limit, answer = cfg.data.max_prompt_length, cfg.rollout.max_completion_length
+    if context is None:
+        return 512 if limit is None else limit
+    if limit is None:
+        if answer >= context:
+            raise ValueError(f"rollout.max_completion_length={answer} fills the model's whole context of {context} "
+                             f"tokens, leaving none for the prompt; lower it (e.g. to {context // 2})")
+        return context - answer
+    if limit >= context:
+        raise ValueError(f"data.max_prompt_length={limit} leaves no room for an answer in the model's context of "
+                         f"{context} tokens; lower it to at most {max(context - answer, 1)} (the context minus "
+                         "rollout.max_completion_length), or leave it unset for that default")
+    return limit
 
 
 def _get(record: dict[str, Any], column: str) -> Any:
