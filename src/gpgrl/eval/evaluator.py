@@ -25,7 +25,7 @@ from gpgrl.data.prompts import PromptBuilder, PromptPreset, apply_overrides, res
 from gpgrl.eval.benchmarks import Problem, load_benchmarks, parse_sources
 from gpgrl.eval.metrics import compute_metrics, extract_final_answer, summarize
 from gpgrl.eval.vision import image_labels, open_images, vision_spec
-from gpgrl.rollout.engine import HFGenerateEngine, Prompt, RolloutEngine, SamplingParams
+from gpgrl.rollout.engine import HFGenerateEngine, Prompt, RolloutEngine, SamplingParams, text_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -331,8 +331,7 @@ def evaluate(
         if model is None:
             raise ValueError("evaluate needs a model or an engine")
         policy = accelerator.unwrap_model(model) if accelerator is not None else model
-        text_tokenizer = tokenizer.tokenizer if hasattr(tokenizer, "image_processor") else tokenizer
-        engine = HFGenerateEngine(policy, text_tokenizer, batch_size=batch_size)
+        engine = HFGenerateEngine(policy, text_tokenizer(tokenizer), batch_size=batch_size)
     grade = grade_fn or _default_grader()
     extract = extract_fn or extract_final_answer
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -220,6 +220,36 @@ def generate_sampling_kwargs(params: SamplingParams) -> dict:
             "logits_processor": LogitsProcessorList([ExactSampler(params.temperature, params.top_k, params.top_p)])}
 
 
+def text_tokenizer(tokenizer: Any) -> PreTrainedTokenizerBase:
+    """The tokenizer itself: a vision model's processor gives its own (``processor.tokenizer``)."""
+    return tokenizer.tokenizer if hasattr(tokenizer, "image_processor") else tokenizer
+
+
+def assemble(rows: list[Prompt], completions: list[list[int]], tokenizer: PreTrainedTokenizerBase, pad_id: int,
+             eos_ids: list[int], logps: list[list[float | None]] | None = None) -> RolloutBatch:
+    """A :class:`RolloutBatch` from an engine's raw output, one row per completion (``rows[i]`` its prompt).
+
+    Completions are cut after their first EOS (:func:`mask_after_eos`); ``logps`` are the engine's sampling
+    log-probs of each completion token, where it reports them (None entries count as 0 and padding is 0).
+    """
+    completion_ids, _ = right_pad(completions, pad_id)
+    completion_ids, completion_mask, truncated = mask_after_eos(completion_ids, eos_ids, pad_id)
+    sampling = None
+    if logps is not None:
+        sampling = torch.zeros(completion_ids.shape, dtype=torch.float32)
+        for i, row in enumerate(logps):
+            n = min(len(row), sampling.shape[1])
+            sampling[i, :n] = torch.tensor([x if x is not None else 0.0 for x in row[:n]], dtype=torch.float32)
+        sampling = sampling * completion_mask
+    prompt_ids, prompt_mask = left_pad([p.ids for p in rows], pad_id)
+    texts = tokenizer.batch_decode([row[m.bool()] for row, m in zip(completion_ids, completion_mask)],
+                                   skip_special_tokens=True)
+    model_inputs = [p.model_inputs for p in rows] if any(p.model_inputs for p in rows) else None
+    return RolloutBatch(prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, texts,
+                        sampling_logprobs=sampling, prompts=[p.text for p in rows] if any(p.text for p in rows) else [],
+                        model_inputs=model_inputs).trim()
+
+
 class HFGenerateEngine(RolloutEngine):
     """Samples with transformers ``generate``, ``batch_size`` rows at a time, in this process.
 
@@ -284,7 +314,7 @@ class HFGenerateEngine(RolloutEngine):
         finally:
             self.model.train(was_training)
         completions = [row.tolist() for chunk in chunks for row in chunk]
-        return self._assemble(rows, completions)
+        return assemble(rows, completions, self.tokenizer, self.pad_id, self.eos_ids)
 
     def _budget(self, prompt_tokens: int, max_new_tokens: int) -> int:
         budget = budget_for(prompt_tokens, max_new_tokens, self.max_model_len)
@@ -294,22 +324,15 @@ class HFGenerateEngine(RolloutEngine):
                            "and prompts take %d", budget, max_new_tokens, self.max_model_len, prompt_tokens)
         return budget
 
-    def _assemble(self, rows: list[Prompt], completions: list[list[int]]) -> RolloutBatch:
-        completion_ids, _ = right_pad(completions, self.pad_id)
-        completion_ids, completion_mask, truncated = mask_after_eos(completion_ids, self.eos_ids, self.pad_id)
-        prompt_ids, prompt_mask = left_pad([p.ids for p in rows], self.pad_id)
-        texts = self.tokenizer.batch_decode(
-            [row[m.bool()] for row, m in zip(completion_ids, completion_mask)], skip_special_tokens=True
-        )
-        model_inputs = [p.model_inputs for p in rows] if any(p.model_inputs for p in rows) else None
-        return RolloutBatch(prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, texts,
-                            prompts=[p.text for p in rows] if any(p.text for p in rows) else [],
-                            model_inputs=model_inputs).trim()
-
-
 def _collate(rows: Sequence[Prompt], device: torch.device) -> dict[str, torch.Tensor]:
     """The extra model inputs of several prompts' rows, concatenated along dimension 0."""
     if not any(p.model_inputs for p in rows):
         return {}
     keys = rows[0].model_inputs.keys()
     return {k: torch.cat([p.model_inputs[k] for p in rows]).to(device) for k in keys}
+
+
+def build_hf_engine(cfg: Any, accelerator: Any, model: torch.nn.Module, tokenizer: Any) -> HFGenerateEngine:
+    """``rollout.engine: hf``: transformers ``generate`` on the policy being trained (its unwrapped module)."""
+    return HFGenerateEngine(accelerator.unwrap_model(model), text_tokenizer(tokenizer),
+                            batch_size=cfg.rollout.generation_batch_size)

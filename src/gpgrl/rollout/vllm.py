@@ -47,12 +47,11 @@ from gpgrl.rollout.engine import (
     RolloutEngine,
     SamplingParams,
     as_prompts,
+    assemble,
     budget_for,
     eos_token_ids,
-    left_pad,
-    mask_after_eos,
     pad_token_id,
-    right_pad,
+    text_tokenizer,
 )
 
 #: The vLLM releases these engines are written and contract-tested against (pyproject's ``vllm`` extra).
@@ -155,7 +154,7 @@ def _lora_layers(model: torch.nn.Module | None) -> dict[str, torch.nn.Module]:
     """peft LoRA layers by their parameter-name prefix, wrapper prefixes removed (empty for a plain model)."""
     if model is None:
         return {}
-    from gpgrl.train.distributed import clean_parameter_name
+    from gpgrl.parallel import clean_parameter_name
 
     return {clean_parameter_name(name): m for name, m in model.named_modules()
             if hasattr(m, "base_layer") and isinstance(getattr(m, "lora_A", None), torch.nn.ModuleDict)}
@@ -199,7 +198,7 @@ def _full_parameters(accelerator: Any, model: torch.nn.Module) -> Iterator[tuple
         for name, p in model.named_parameters():
             yield name, p.data
         return
-    from gpgrl.train.distributed import iter_full_parameters
+    from gpgrl.parallel import iter_full_parameters
 
     yield from iter_full_parameters(accelerator, model)
 
@@ -212,7 +211,7 @@ def weight_metadata(accelerator: Any, model: torch.nn.Module) -> list[tuple[str,
     layer's bias). Under FSDP the names and shapes are read inside ``summon_full_params`` (a shard's own
     are flattened and carry wrapper prefixes). Every process must call it (FSDP's summon is collective).
     """
-    from gpgrl.train.distributed import sharding
+    from gpgrl.parallel import sharding
 
     if accelerator is not None and sharding(accelerator) == "fsdp":
         return [(name, t.dtype, tuple(t.shape)) for name, t in vllm_weights(accelerator, model)]
@@ -411,8 +410,8 @@ class VLLMServerEngine(RolloutEngine):
                               f"{len(prompts)} prompts x {num_samples}")
         tokens = [list(c.get("token_ids") or []) for c in choices]
         logps = [list((c.get("logprobs") or {}).get("token_logprobs") or []) for c in choices]
-        return assemble([p for p in prompts for _ in range(num_samples)], tokens, logps, self.tokenizer, self.pad_id,
-                        self.eos_ids)
+        return assemble([p for p in prompts for _ in range(num_samples)], tokens, self.tokenizer, self.pad_id,
+                        self.eos_ids, logps)
 
     # -- weights -----------------------------------------------------------------------------------------
     def update_weights(self, model: torch.nn.Module) -> None:
@@ -449,23 +448,6 @@ class VLLMServerEngine(RolloutEngine):
                          f"{self.master_address}:{self.master_port}")
         request.result(self.timeout, f"vllm_server {self.base_url}: POST /init_weight_transfer_engine")
         self._initialised = True
-
-
-def assemble(rows: list[Prompt], tokens: list[list[int]], logps: list[list[float]], tokenizer: Any, pad_id: int,
-             eos_ids: list[int]) -> RolloutBatch:
-    """A :class:`RolloutBatch` from an engine's raw output: completion token ids and their sampling log-probs."""
-    completion_ids, _ = right_pad(tokens, pad_id)
-    completion_ids, completion_mask, truncated = mask_after_eos(completion_ids, eos_ids, pad_id)
-    sampling = torch.zeros(completion_ids.shape, dtype=torch.float32)
-    for i, row in enumerate(logps):
-        n = min(len(row), sampling.shape[1])
-        sampling[i, :n] = torch.tensor([x if x is not None else 0.0 for x in row[:n]], dtype=torch.float32)
-    sampling = sampling * completion_mask
-    prompt_ids, prompt_mask = left_pad([p.ids for p in rows], pad_id)
-    texts = tokenizer.batch_decode([r[m.bool()] for r, m in zip(completion_ids, completion_mask)],
-                                   skip_special_tokens=True)
-    return RolloutBatch(prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, texts,
-                        sampling_logprobs=sampling, prompts=[p.text for p in rows] if rows[0].text else []).trim()
 
 
 # ------------------------------------------------------------------------------------------- colocated
@@ -605,10 +587,7 @@ class VLLMColocatedEngine(RolloutEngine):
         rows = [p for p in prompts for _ in range(num_samples)]  # the expanded ids: what the loss needs
         if len(tokens) != len(rows):
             raise EngineError(f"vLLM returned {len(tokens)} completions for {len(prompts)} prompts x {num_samples}")
-        batch = assemble(rows, tokens, logps, self.tokenizer, self.pad_id, self.eos_ids)
-        if any(p.model_inputs for p in rows):
-            batch.model_inputs = [p.model_inputs for p in rows]
-        return batch
+        return assemble(rows, tokens, self.tokenizer, self.pad_id, self.eos_ids, logps)
 
     def update_weights(self, model: torch.nn.Module) -> None:
         """Load the trainer's weights into the engine one parameter at a time, then drop stale caches."""
@@ -629,18 +608,25 @@ class VLLMColocatedEngine(RolloutEngine):
             self._asleep = False
 
 
-def make_engine(cfg: Any, accelerator: Any, model: torch.nn.Module, tokenizer: Any) -> RolloutEngine:
-    """The engine ``rollout.engine`` names (``vllm`` or ``vllm_server``), after checking that vLLM can sample
-    the configured distribution (a bad temperature fails here, before the first step)."""
+def _check_rollout_sampling(cfg: Any) -> None:
+    """A rollout vLLM cannot sample as configured fails when the engine is built, before the first step."""
     r = cfg.rollout
     vllm_sampling_kwargs(SamplingParams(max_new_tokens=r.max_completion_length, temperature=r.temperature,
                                         top_p=r.top_p, top_k=r.top_k), n=r.group_size, max_tokens=1)
-    tok = tokenizer.tokenizer if hasattr(tokenizer, "image_processor") else tokenizer
-    unwrapped = accelerator.unwrap_model(model)
-    if r.engine == "vllm_server":
-        return VLLMServerEngine(r.vllm_server_url, tok, timeout=r.vllm_timeout, accelerator=accelerator, model=unwrapped)
-    if r.engine == "vllm":
-        return VLLMColocatedEngine(cfg.model.name_or_path, tok, accelerator=accelerator,
-                                   gpu_memory_utilization=r.vllm_gpu_memory_utilization, sleep=r.vllm_sleep,
-                                   seed=cfg.train.seed + accelerator.process_index, model=unwrapped)
-    raise ValueError(f"unknown rollout.engine {r.engine!r}; valid: hf, vllm, vllm_server")
+
+
+def build_server_engine(cfg: Any, accelerator: Any, model: torch.nn.Module, tokenizer: Any) -> VLLMServerEngine:
+    """``rollout.engine: vllm_server``: a ``vllm serve`` process at ``rollout.vllm_server_url``."""
+    _check_rollout_sampling(cfg)
+    r = cfg.rollout
+    return VLLMServerEngine(r.vllm_server_url, text_tokenizer(tokenizer), timeout=r.vllm_timeout,
+                            accelerator=accelerator, model=accelerator.unwrap_model(model))
+
+
+def build_colocated_engine(cfg: Any, accelerator: Any, model: torch.nn.Module, tokenizer: Any) -> VLLMColocatedEngine:
+    """``rollout.engine: vllm``: a ``vllm.LLM`` in this process, on its GPU."""
+    _check_rollout_sampling(cfg)
+    r = cfg.rollout
+    return VLLMColocatedEngine(cfg.model.name_or_path, text_tokenizer(tokenizer), accelerator=accelerator,
+                               gpu_memory_utilization=r.vllm_gpu_memory_utilization, sleep=r.vllm_sleep,
+                               seed=cfg.train.seed + accelerator.process_index, model=accelerator.unwrap_model(model))

@@ -13,7 +13,6 @@ import torch
 from accelerate import Accelerator
 
 from gpgrl.config import Config
-from gpgrl.rollout.engine import RolloutEngine
 
 
 def _has_accelerator() -> bool:
@@ -64,19 +63,6 @@ def make_scheduler(cfg: Config, optimizer: torch.optim.Optimizer):
     extra = {"min_lr_rate": cfg.optim.min_lr_rate} if cfg.optim.lr_scheduler == "cosine_with_min_lr" else None
     return get_scheduler(cfg.optim.lr_scheduler, optimizer, num_warmup_steps=warmup,
                          num_training_steps=cfg.train.steps, scheduler_specific_kwargs=extra)
-
-
-def make_engine(cfg: Config, accelerator: Accelerator, model: torch.nn.Module, tokenizer: Any) -> RolloutEngine:
-    """The rollout engine ``rollout.engine`` names (``model`` is the prepared, possibly wrapped, policy)."""
-    r = cfg.rollout
-    if r.engine == "hf":
-        from gpgrl.rollout.engine import HFGenerateEngine
-
-        tok = tokenizer.tokenizer if hasattr(tokenizer, "image_processor") else tokenizer  # a processor's own
-        return HFGenerateEngine(accelerator.unwrap_model(model), tok, batch_size=r.generation_batch_size)
-    from gpgrl.rollout import vllm
-
-    return vllm.make_engine(cfg, accelerator, model, tokenizer)
 
 
 def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:

@@ -58,12 +58,13 @@ from gpgrl.data.samplers import PromptSampler
 from gpgrl.models.logprobs import completion_logprobs
 from gpgrl.models.vision import is_vision_model
 from gpgrl.openr1 import steps_for_epochs
+from gpgrl.parallel import gathered_for_generation
 from gpgrl.rewards.scoring import FailureTracker, RewardFunction, as_reward_functions, score_batch
 from gpgrl.rollout.batch import RolloutBatch
 from gpgrl.rollout.engine import Prompt, RolloutEngine, SamplingParams, model_context_length, pad_token_id
+from gpgrl.rollout.registry import make_engine
 from gpgrl.train import checkpoint
-from gpgrl.train.build import make_accelerator, make_engine, make_optimizer, make_scheduler
-from gpgrl.train.distributed import gathered_for_generation
+from gpgrl.train.build import make_accelerator, make_optimizer, make_scheduler
 from gpgrl.train.logging import MetricsLogger
 from gpgrl.train.metrics import rollout_metrics
 
