@@ -95,8 +95,8 @@ def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Token index [B] with P(i) = probs[:, i] / sum(probs): the bin of ``u * sum`` on the float64 CDF.
 
     Zero-probability entries have empty bins and are never returned. Over a large vocabulary the search
-    is two-level (float64 block sums, then the chosen block's own CDF), which reads ``probs`` once instead
-    of writing a [B, V] float64 CDF: exact to float64 rounding all the same.
+    is two-level (block sums accumulated in float64, then the chosen block's own float64 CDF), which reads
+    ``probs`` once instead of writing a [B, V] float64 CDF: exact to the rounding of ``probs`` itself.
     """
     B, n = probs.shape
     if n <= 4 * BLOCK:
@@ -104,9 +104,12 @@ def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         total = cdf[:, -1:]
         return _search(cdf, torch.minimum(u * total, _below(total))).squeeze(-1)
     full = n // BLOCK * BLOCK
-    sums = probs[:, :full].view(B, -1, BLOCK).sum(-1, dtype=torch.float64)  # [B, n // BLOCK]
+    # Block sums in probs' own precision, then accumulated in float64: summing a float32 block with
+    # dtype=float64 would first copy all of probs to float64 (B x V x 8 bytes per generated token). A
+    # float32 block sum is off by ~1e-7 of its value, the rounding the float32 logits already carry.
+    sums = probs[:, :full].view(B, -1, BLOCK).sum(-1).double()  # [B, n // BLOCK]
     if full < n:
-        sums = torch.cat([sums, probs[:, full:].sum(-1, keepdim=True, dtype=torch.float64)], dim=-1)
+        sums = torch.cat([sums, probs[:, full:].sum(-1, keepdim=True).double()], dim=-1)
     block_cdf = sums.cumsum(-1)
     total = block_cdf[:, -1:]
     target = torch.minimum(u * total, _below(total))
