@@ -12,8 +12,12 @@ One step, as data (B = prompts_per_step x G answers over all processes)::
     -> clip grad norm -> optimizer step -> engine.update_weights
        (skipped when no group carries a signal or the gradient is not finite)
 
-The trainer orders these steps; the maths lives in :mod:`gpgrl.algorithms`, reward scoring in
-:mod:`gpgrl.rewards.scoring`, sampling in :mod:`gpgrl.rollout`, prompts in :mod:`gpgrl.data.prompts`.
+The trainer orders these steps; the maths lives in :mod:`gpgrl.algorithms`, the rollout side of a step
+(prompts, generation, scoring, resampling) in :mod:`gpgrl.train.rollouts`, reward scoring in
+:mod:`gpgrl.rewards.scoring`, sampling in :mod:`gpgrl.rollout`, prompts in :mod:`gpgrl.data.prompts`, the
+step's metric bookkeeping in :mod:`gpgrl.train.metrics`, Ctrl-C in :mod:`gpgrl.train.interrupt`.
+Settings the run resolves (the steps of ``train.epochs``, the prompt budget) are kept on the trainer
+(``total_steps``, ``max_prompt_length``), never written into ``cfg``.
 :meth:`Trainer.from_config` builds everything a recipe names; the constructor takes ready objects.
 
 Differences from the original GPG code, on purpose:
@@ -37,42 +41,30 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import set_seed
 
-from gpgrl.algorithms import AlgorithmConfig, degenerate_groups, group_advantages, policy_loss
+from gpgrl.algorithms import AlgorithmConfig, group_advantages, policy_loss
 from gpgrl.algorithms.importance import truncated_is_weights
-from gpgrl.algorithms.resampling import (
-    enough_signal,
-    gathered_alpha,
-    gathered_selection,
-    kept_with_signal,
-    select_groups,
-)
+from gpgrl.algorithms.resampling import gathered_alpha
 from gpgrl.config import Config, prompt_budget, to_yaml, total_steps
-from gpgrl.data.datasets import check_columns, get_field
-from gpgrl.data.images import load_images
+from gpgrl.data.datasets import check_columns
 from gpgrl.data.prompts import PromptBuilder
-from gpgrl.data.samplers import PromptSampler
 from gpgrl.models.logprobs import completion_logprobs
 from gpgrl.models.vision import is_vision_model
 from gpgrl.parallel import gathered_for_generation
-from gpgrl.rewards.scoring import FailureTracker, RewardFunction, as_reward_functions, score_batch
+from gpgrl.rewards.scoring import RewardFunction, as_reward_functions
 from gpgrl.rollout.batch import RolloutBatch
-from gpgrl.rollout.engine import Prompt, RolloutEngine, SamplingParams, model_context_length, pad_token_id
+from gpgrl.rollout.engine import RolloutEngine, model_context_length
 from gpgrl.rollout.registry import make_engine
 from gpgrl.train import checkpoint
 from gpgrl.train.build import make_accelerator, make_optimizer, make_scheduler
+from gpgrl.train.errors import TrainingError, TrainingInterrupted
 from gpgrl.train.interrupt import GracefulStop
 from gpgrl.train.logging import MetricsLogger
 from gpgrl.train.metrics import LossMeter, perf_metrics, rollout_metrics, slow_reward
+from gpgrl.train.rollouts import Rollouts
 
-
-class TrainingError(RuntimeError):
-    """Training cannot go on; the message says why and what to change."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped the run at a step boundary, after a checkpoint of that step was saved."""
+__all__ = ["Trainer", "TrainingError", "TrainingInterrupted"]
 
 
 class Trainer:
@@ -103,7 +95,6 @@ class Trainer:
         if cfg.train.prompts_per_step % world:
             raise ValueError(f"train.prompts_per_step={cfg.train.prompts_per_step} must be a multiple of the number "
                              f"of processes ({world}) so that every process gets whole groups")
-        self.local_prompts = cfg.train.prompts_per_step // world
         self.records = list(dataset)
         self.total_steps = total_steps(cfg, len(self.records))  # train.steps, or those of train.epochs
         check_columns(self.records, {"data.prompt_column": cfg.data.prompt_column,
@@ -117,16 +108,15 @@ class Trainer:
         # what config.yaml and the checkpoints record, and what a resumed run is compared on
         self.run_cfg = cfg.with_resolved(steps=self.total_steps, max_prompt_length=self.max_prompt_length)
         self.prompts = PromptBuilder(tokenizer, cfg.data.prompt_preset(), max_length=self.max_prompt_length)
-        self.pad_id = pad_token_id(self.prompts.tokenizer)
         optimizer = make_optimizer(cfg, model)
         self.model, self.optimizer, self.scheduler = self.acc.prepare(model, optimizer,
                                                                       make_scheduler(cfg, optimizer, self.total_steps))
         self.ref_model = ref_model.to(self.acc.device).eval().requires_grad_(False) if ref_model is not None else None
         self.engine = engine or make_engine(cfg, self.acc, self.model, tokenizer)
-        self.sampler = PromptSampler(len(self.records), seed=cfg.train.seed, strategy=cfg.data.sample_strategy)
-        self.sampling = SamplingParams(max_new_tokens=cfg.rollout.max_completion_length,
-                                       temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-                                       top_k=cfg.rollout.top_k)
+        self.counters = {"resample_budget_exhausted": 0, "nan_steps_in_a_row": 0, "prompts_truncated": 0}
+        self._warned: set[str] = set()
+        self.rollouts = Rollouts(cfg, self.algo, self.acc, model=self.model, engine=self.engine, records=self.records,
+                                 prompts=self.prompts, rewards=self.rewards, counters=self.counters, warn=self._warn_once)
         self._eval_problems: dict[str, list] | None = None
         if cfg.train.eval_every and cfg.train.eval_benchmarks:  # a misnamed or missing benchmark fails now
             self._eval_problems = self._load_eval_problems()
@@ -136,13 +126,6 @@ class Trainer:
             checkpoint.prepare_output_dir(self.output_dir, resume=cfg.train.resume, overwrite=cfg.train.overwrite)
         self.acc.wait_for_everyone()
         self.step = 0
-        self.counters = {"resample_budget_exhausted": 0, "nan_steps_in_a_row": 0, "prompts_truncated": 0}
-        self.failures = FailureTracker([r.name for r in self.rewards], cfg.train.max_reward_failure_steps)
-        self._last_problem: dict[str, str] = {}
-        self._failed_now: set[str] = set()  # reward functions that gave nothing usable in this step
-        self._reward_seconds: dict[str, float] = {}  # seconds spent in each reward function in this step
-        self._prompt_cache: dict[int, tuple[Prompt, bool]] = {}
-        self._warned: set[str] = set()
         self._recent: list[dict[str, Any]] = []
         self._ctrl_c = GracefulStop(self._notice)
         if cfg.train.resume:
@@ -178,125 +161,12 @@ class Trainer:
             else:
                 print(f"[gpgrl] warning: {text}", file=sys.stderr, flush=True)
 
-    # ---------------------------------------------------------------------------------------- rollout
-    def _prompt(self, index: int) -> Prompt:
-        d = self.cfg.data
-        if d.image_column:  # images are read when used (once per prompt per draw), never all up front
-            question = get_field(self.records[index], d.prompt_column)
-            return self.prompts.build(str(question), load_images(self.records[index], d.image_column, d.image_dir))[0]
-        if index not in self._prompt_cache:
-            question = get_field(self.records[index], self.cfg.data.prompt_column)
-            self._prompt_cache[index] = self.prompts.build(question if isinstance(question, list) else str(question))
-        prompt, cut = self._prompt_cache[index]
-        if cut:
-            self.counters["prompts_truncated"] += 1
-            self._warn_once("prompt_cut", f"prompts longer than data.max_prompt_length={self.max_prompt_length} "
-                                          "tokens lose their beginning (counted in rollout/prompts_truncated); if "
-                                          "that matters, shorten them or use a model with a longer context")
-        return prompt
-
-    def rollout(self, indices: list[int]) -> RolloutBatch:
-        """G answers to each prompt index, scored: a :class:`RolloutBatch` with rewards and metadata."""
-        G = self.cfg.rollout.group_size
-        prompts = [self._prompt(i) for i in indices]
-        with gathered_for_generation(self.acc, self.model):
-            batch = self.engine.generate(prompts, self.sampling, G)
-        if len(batch) != len(indices) * G:
-            raise TrainingError(f"the rollout engine returned {len(batch)} answers for {len(indices)} prompts x G={G}")
-        rows = [i for i in indices for _ in range(G)]
-        batch.records = [self.records[i] for i in rows]
-        batch.prompts = [p.text for p in prompts for _ in range(G)]
-        batch.prompt_index = torch.tensor(rows, dtype=torch.long)
-        answers = [_get(r, self.cfg.data.answer_column) for r in batch.records]
-        scores = score_batch(self.rewards, batch.texts, batch.records, prompts=batch.prompts, answer=answers)
-        batch.rewards, batch.rewards_per_fn = scores.total, scores.per_fn
-        for name, problem in scores.problems.items():
-            self._last_problem[name] = problem
-            self._warn_once(f"reward:{name}:{problem.split(' ')[0]}",
-                            f"reward {name!r} {problem}; those answers get no reward (counted in reward/failures)")
-        self._failed_now.update(scores.failed_all)
-        for name, seconds in scores.seconds.items():
-            self._reward_seconds[name] = self._reward_seconds.get(name, 0.0) + seconds
-        return batch
-
-    def collect(self) -> tuple[RolloutBatch, dict[str, float]]:
-        """Draw and score rollouts, with threshold resampling (:mod:`gpgrl.algorithms.resampling`).
-
-        Every process takes part in every draw (the decision uses all-reduced counts), keeps its own
-        groups, and ends with exactly ``local_prompts`` groups.
-        """
-        G, P_local, P = self.cfg.rollout.group_size, self.local_prompts, self.cfg.train.prompts_per_step
-        rank = self.acc.process_index
-        self._failed_now = set()
-        self._reward_seconds = {}
-        drawn: list[RolloutBatch] = []
-        degenerate: list[bool] = []  # per local group, in draw order
-        per_draw: list[list[bool]] = []
-        gathered = self.algo.resample_count == "gathered"
-        for _ in range(self.algo.max_resample_draws):
-            indices = self.sampler.draw(P)[rank * P_local : (rank + 1) * P_local]
-            batch = self.rollout(indices)
-            drawn.append(batch)
-            per_draw.append(degenerate_groups(batch.rewards, G).tolist())
-            degenerate += per_draw[-1]
-            self._update_sampler(indices, batch.rewards)
-            # kept: groups with a signal among those kept, per process at most its share; gathered (the
-            # original's): every group with a signal drawn on any process, uncapped. A reward that gave
-            # nothing usable for any answer (on any process) would fail the same way in every further
-            # draw: stop drawing now, and let _check_rewards count the step.
-            count = sum(not d for d in degenerate) if gathered else kept_with_signal(degenerate, P_local)
-            kept = torch.tensor([count, len(self._failed_now)], device=self.acc.device)
-            global_kept, failing = (int(x) for x in self.acc.reduce(kept, reduction="sum").tolist())
-            if failing or enough_signal(global_kept, P, self.algo.resample_threshold):
-                break
-        else:
-            self.counters["resample_budget_exhausted"] += 1
-            self._warn_once("resample", f"threshold resampling spent its {len(drawn)} draws with {global_kept}/{P} groups "
-                                        "carrying a signal; training on what there is "
-                                        "(counted in rollout/resample_budget_exhausted)")
-        every = torch.cat([b.rewards for b in drawn])
-        finite = every[~torch.isnan(every)]
-        total = self.acc.reduce(torch.tensor([float(finite.sum()), float(finite.numel())], dtype=torch.float64,
-                                             device=self.acc.device), reduction="sum").tolist()
-        groups = gathered_selection(per_draw, P_local) if gathered else select_groups(degenerate, P_local)
-        rows = [g * G + j for g in groups for j in range(G)]
-        batch = RolloutBatch.cat(drawn, self.pad_id).select(rows)
-        # The trained batch's reward reads high when resampling has dropped groups without a signal;
-        # this one averages every answer sampled in this step, so presets can be compared fairly.
-        return batch, {"rollout/draws": float(len(drawn)), "rollout/valid_groups_counted": float(global_kept),
-                       "reward/sampled_mean": total[0] / total[1] if total[1] else float("nan")}
-
-    def _update_sampler(self, indices: list[int], rewards: torch.Tensor) -> None:
-        """Tell a curriculum sampler each group's mean reward (identical on every process)."""
-        if self.sampler.strategy == "uniform":
-            return
-        G = self.cfg.rollout.group_size
-        grouped = rewards.view(-1, G)
-        means = torch.nanmean(grouped, dim=1).tolist()  # NaN when every reward of the group failed
-        local = list(zip(indices, means))
-        everyone = gather_object(local) if self.acc.num_processes > 1 else local
-        self.sampler.update([i for i, _ in everyone], [m for _, m in everyone])
-
-    def _check_rewards(self) -> None:
-        """Stop when a reward function has failed for every answer ``max_reward_failure_steps`` steps in a row."""
-        names = list(self.failures.steps)
-        failed = torch.tensor([float(n in self._failed_now) for n in names], device=self.acc.device)
-        failed = self.acc.reduce(failed, reduction="sum").tolist()  # every process decides the same
-        broken = self.failures.end_step({n for n, count in zip(names, failed) if count})
-        if broken:
-            name = broken[0]
-            raise TrainingError(
-                f"reward {name!r} gave no usable value for any answer in {self.failures.limit} steps in a row "
-                f"(step {self.step + 1}); its last problem: {self._last_problem.get(name, 'it failed on another process')}. "
-                "Fix the reward function (train.max_reward_failure_steps sets how many steps to allow)."
-            )
-
     # ----------------------------------------------------------------------------------------- update
     def train_step(self) -> dict[str, float]:
         """One rollout batch and (normally) one optimizer update; returns the step's metrics."""
         t0 = time.perf_counter()
-        batch, metrics = self.collect()  # drawn, scored and resampled: P_local groups on each process
-        self._check_rewards()
+        batch, metrics = self.rollouts.collect()  # drawn, scored and resampled: P_local groups on each process
+        self.rollouts.check_rewards(self.step + 1)
         t_rollout = time.perf_counter() - t0
         batch = batch.to(self.acc.device)
         global_r = self.acc.gather(batch.rewards)  # [B] float64, rank order = group order
@@ -315,8 +185,8 @@ class Trainer:
             self.engine.wake_up()
             self.engine.update_weights(self.model)
         step_seconds = time.perf_counter() - t0
-        metrics.update(perf_metrics(t_rollout, self._reward_seconds, step_seconds, num_tokens))
-        slow = slow_reward(self._reward_seconds, step_seconds)
+        metrics.update(perf_metrics(t_rollout, self.rollouts.reward_seconds, step_seconds, num_tokens))
+        slow = slow_reward(self.rollouts.reward_seconds, step_seconds)
         if slow:
             self._warn_once("slow_reward", slow)
         return metrics
@@ -414,7 +284,7 @@ class Trainer:
                          num_tokens: int) -> dict[str, float]:
         m = rollout_metrics(self.acc.gather(batch.lengths.float()), self.acc.gather(batch.truncated.float()),
                             self.acc.gather(batch.rewards_per_fn), [r.name for r in self.rewards], global_r, stats)
-        m.update({"rollout/num_tokens": float(num_tokens), "train/epoch": float(self.sampler.epoch),
+        m.update({"rollout/num_tokens": float(num_tokens), "train/epoch": float(self.rollouts.sampler.epoch),
                   **{f"rollout/{k}": float(v) for k, v in self.counters.items() if k != "nan_steps_in_a_row"}})
         return m
 
@@ -508,8 +378,8 @@ class Trainer:
     # ------------------------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
         """Write a checkpoint atomically (see :mod:`gpgrl.train.checkpoint`)."""
-        state = {"step": self.step, "sampler": self.sampler.state_dict(), "counters": dict(self.counters),
-                 "reward_failure_steps": dict(self.failures.steps)}
+        state = {"step": self.step, "sampler": self.rollouts.sampler.state_dict(), "counters": dict(self.counters),
+                 "reward_failure_steps": dict(self.rollouts.failures.steps)}
         return checkpoint.save(self.acc, self.model, self.tokenizer, self.output_dir, self.step, state,
                                to_yaml(self.run_cfg), self.cfg.train.save_total_limit)
 
@@ -523,14 +393,8 @@ class Trainer:
         checkpoint.check_resumable(ckpt, self.run_cfg)
         state = checkpoint.load(self.acc, ckpt)
         self.step = int(state["step"])
-        self.sampler.load_state_dict(state["sampler"])
+        self.rollouts.sampler.load_state_dict(state["sampler"])
         self.counters.update(state["counters"])
-        self.failures.steps.update(state.get("reward_failure_steps", {}))
+        self.rollouts.failures.steps.update(state.get("reward_failure_steps", {}))
         self.acc.print(f"[gpgrl] resumed from {ckpt} at step {self.step}")
 
-
-def _get(record: dict[str, Any], column: str) -> Any:
-    try:
-        return get_field(record, column)
-    except KeyError:
-        return None
