@@ -147,3 +147,4 @@ def test_the_trainer_keeps_the_resolved_numbers_and_leaves_the_config_alone(tmp_
     again = tiny_config(tmp_path, train={"epochs": 1.0, "prompts_per_step": 4, "resume": True})
     resumed = Trainer(again, model=build_tiny_model(tok), tokenizer=tok, dataset=records, rewards=["accuracy"])
     assert resumed.step == 2 and resumed.total_steps == 2
+    assert resumed.train() == [] and resumed.step == 2  # nothing left to do (train closes its sinks)

@@ -305,6 +305,9 @@ SECTIONS = {
     "model": ModelConfig, "data": DataConfig, "rollout": RolloutConfig, "optim": OptimConfig,
     "train": TrainConfig, "log": LogConfig,
 }
+#: The sections a ``--section.key`` override may name, and every top-level key of a recipe.
+DOTTED_SECTIONS = (*SECTIONS, "algorithm")
+TOP_LEVEL_KEYS = (*SECTIONS, "rewards", "algorithm")
 
 
 def math_keys() -> tuple[str, ...]:
@@ -503,7 +506,6 @@ def from_dict(raw: dict[str, Any]) -> Config:
     raw = dict(raw or {})
     if "reward_funcs" in raw:  # open-r1 / GPG recipe shorthand
         raw["rewards"] = reward_shorthand(raw.pop("reward_funcs"), raw.pop("reward_weights", None))
-    valid_top = [*SECTIONS, "rewards", "algorithm"]
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         if key in SECTIONS:
@@ -515,7 +517,7 @@ def from_dict(raw: dict[str, Any]) -> Config:
                 raise ConfigError(f"algorithm must be a mapping like {{preset: gpg}}, got {value!r}")
             kwargs[key] = _coerce_algorithm(value)
         else:
-            raise _unknown(key, valid_top, "the recipe's top level")
+            raise _unknown(key, list(TOP_LEVEL_KEYS), "the recipe's top level")
     try:
         return Config(**kwargs).validate()
     except ValueError as e:
@@ -551,12 +553,12 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, str]) -> dict[str,
             raw["rewards"] = [{"name": n} for n in value.split(",")] if isinstance(value, str) else value
             continue
         section, _, key = dotted.partition(".")
-        if not key or section not in [*SECTIONS, "algorithm"]:
-            near = difflib.get_close_matches(section, [*SECTIONS, "algorithm"], n=1) if key else []
+        if not key or section not in DOTTED_SECTIONS:
+            near = difflib.get_close_matches(section, DOTTED_SECTIONS, n=1) if key else []
             if near:  # a misspelt section: --rolout.temperature
                 raise ConfigError(f"unknown config section {section!r} in --{dotted}. Did you mean "
-                                  f"'{near[0]}.{key}'? Sections: {', '.join([*SECTIONS, 'algorithm'])}")
-            valid = list(dict.fromkeys([*SECTIONS, "algorithm", "rewards", *ALIASES]))  # 'model' is both
+                                  f"'{near[0]}.{key}'? Sections: {', '.join(DOTTED_SECTIONS)}")
+            valid = list(dict.fromkeys([*DOTTED_SECTIONS, "rewards", *ALIASES]))  # 'model' is both
             raise _unknown(dotted, valid, "the command line (use --section.key)")
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
@@ -597,7 +599,7 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, str] | None
         try:  # the original's own keys on the command line (its train.sh's) set the flat recipe's
             flat, overrides = split_overrides(overrides or {})
             raw, report = translate({**raw, **flat}, num_processes=num_processes,
-                                    native_keys=(*SECTIONS, "rewards", "algorithm"))
+                                    native_keys=TOP_LEVEL_KEYS)
         except TranslationError as e:
             raise ConfigError(f"{path}: {e}") from None
         if report.ignored:
