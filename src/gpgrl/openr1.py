@@ -45,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from gpgrl.algorithms.advantages import SCALES
 from gpgrl.config import LR_SCHEDULERS, REPORT_SINKS, ConfigError, reward_shorthand
 
 
@@ -416,7 +417,8 @@ def _resolve_script(raw: dict[str, Any], script: str | None, report: Report) -> 
                            f"--original_script NAME, NAME one of:\n{choices}")
 
 
-_SCALE = {True: "group", False: "none", "group": "group", "batch": "batch", "none": "none"}
+# scale_rewards: TRL's booleans, or (later TRL) the scale's own name
+_SCALE = {True: "group", False: "none", **{name: name for name in SCALES}}
 
 
 def _algorithm(values: dict[str, Any], name: str, report: Report) -> dict[str, Any]:

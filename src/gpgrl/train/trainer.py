@@ -161,7 +161,7 @@ class Trainer:
             else:
                 print(f"[gpgrl] warning: {text}", file=sys.stderr, flush=True)
 
-    # ----------------------------------------------------------------------------------------- update
+    # ------------------------------------------------------------------------------------------- step
     def train_step(self) -> dict[str, float]:
         """One rollout batch and (normally) one optimizer update; returns the step's metrics."""
         t0 = time.perf_counter()
