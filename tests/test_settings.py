@@ -148,3 +148,16 @@ def test_the_trainer_keeps_the_resolved_numbers_and_leaves_the_config_alone(tmp_
     resumed = Trainer(again, model=build_tiny_model(tok), tokenizer=tok, dataset=records, rewards=["accuracy"])
     assert resumed.step == 2 and resumed.total_steps == 2
     assert resumed.train() == [] and resumed.step == 2  # nothing left to do (train closes its sinks)
+
+
+def test_the_ctrl_c_report_counts_the_steps_the_run_resolved(tmp_path):
+    """With train.epochs the run's last step is its total_steps, not the recipe's train.steps."""
+    from types import SimpleNamespace
+
+    from gpgrl.cli import interrupted
+
+    cfg = tiny_config(tmp_path, train={"epochs": 1.0, "steps": 100})
+    trainer = SimpleNamespace(step=3, total_steps=3)
+    assert interrupted(trainer, KeyboardInterrupt(), cfg).startswith("interrupted after the last step (3), while saving")
+    trainer.step = 2
+    assert interrupted(trainer, KeyboardInterrupt(), cfg).startswith("interrupted at step 3 (2 done)")
