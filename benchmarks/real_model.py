@@ -75,7 +75,7 @@ def rl_config(run: str, *, seed: int, output_dir: str | Path, steps: int, thread
 
     >>> from gpgrl.config import from_dict
     >>> cfg = from_dict(rl_config("gpg_plain", seed=0, output_dir="/tmp/x", steps=10, threads=1))
-    >>> cfg.resolved_algorithm().age, cfg.resolved_algorithm().resample_threshold, cfg.model.name_or_path
+    >>> cfg.algo.age, cfg.algo.resample_threshold, cfg.model.name_or_path
     (False, 0.0, 'smollm2')
     """
     s = {**SETTINGS, **(settings or {})}
@@ -150,7 +150,7 @@ def run_one(run: str, seed: int, *, output: Path, minutes: float, max_steps: int
     seconds_eval = time.perf_counter() - t
     say(f"[{run} seed {seed}] loaded in {seconds_load:.0f}s; held-out greedy accuracy BEFORE: {before:.1%} "
         f"({len(problems)} questions, {seconds_eval:.0f}s)")
-    ref = copy.deepcopy(model).eval() if cfg.resolved_algorithm().beta > 0 else None
+    ref = copy.deepcopy(model).eval() if cfg.algo.beta > 0 else None
     trainer = Trainer.from_config(cfg, model=model, tokenizer=tokenizer, ref_model=ref)
     records = [json.loads(line) for line in (folder / "eval_before" / "samples.jsonl").read_text().splitlines()]
     evals = [(0, sum(r["correct"] for r in records[:eval_size]) / len(records[:eval_size]))]  # the same greedy answers

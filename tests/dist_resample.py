@@ -38,7 +38,7 @@ def main(out: Path) -> None:
         trainer = Trainer(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok, dataset=records,
                           rewards=[scripted], engine=ScriptedEngine(tok))
         draws = iter([list(range(4 * k, 4 * k + 4)) for k in range(10)])
-        trainer.sampler.draw = lambda n, draws=draws: next(draws)
+        trainer.rollouts.sampler.draw = lambda n, draws=draws: next(draws)
         (metrics,) = trainer.train()
         results[count] = {k: metrics[k] for k in ("rollout/draws", "rollout/valid_groups_counted", "adv/alpha")}
         trainer.acc.wait_for_everyone()

@@ -97,7 +97,7 @@ def test_methods_resolve_to_the_intended_algorithms():
     def algo(method):
         raw = qs.rl_config()
         raw["algorithm"] = dict(cp.METHODS[method])
-        return from_dict(raw).resolved_algorithm()
+        return from_dict(raw).algo
 
     assert set(cp.METHODS) == {"gpg", "gpg_no_age", "gpg_no_resample", "gpg_group_std", "grpo", "dr_grpo", "dapo"}
     gpg = algo("gpg")

@@ -24,7 +24,7 @@ def test_yaml_and_overrides_round_trip(tmp_path):
                                "rewards": "accuracy,format", "resume": "true", "log.report_to": "jsonl"})
     assert cfg.train.steps == 9 and cfg.optim.lr == 3e-4 and cfg.train.resume is True
     assert [r.name for r in cfg.rewards] == ["accuracy", "format"]
-    algo = cfg.resolved_algorithm()
+    algo = cfg.algo
     assert (algo.name, algo.beta, algo.ratio, algo.scale) == ("grpo", 0.0, True, "group")
     assert cfg.log.report_to == ["jsonl"]
 

@@ -48,7 +48,7 @@ def test_train_and_eval_build_the_same_prompt(tmp_path):
                      "log": {"progress": False, "report_to": []}})
     trainer = Trainer.from_config(cfg, model=build_tiny_model(tok), tokenizer=tok, engine=ScriptedEngine(tok))
     question = trainer.records[0]["question"]
-    train_prompt = trainer._prompt(0)
+    train_prompt = trainer.rollouts.prompt(0)
     assert train_prompt.text.startswith("You are a helpful assistant.\n\n" + question)
     seen = []
 

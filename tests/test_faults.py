@@ -626,9 +626,9 @@ def test_the_interrupt_line_names_the_step_and_the_last_checkpoint(tmp_path):
     cfg = SimpleNamespace(train=SimpleNamespace(steps=3, output_dir=str(tmp_path)))
     ckpt = tmp_path / "checkpoints" / "step-000002"
     assert interrupted(None, KeyboardInterrupt(), cfg) == "interrupted before training started; nothing was written"
-    assert interrupted(SimpleNamespace(step=2), KeyboardInterrupt(), cfg) == (
+    assert interrupted(SimpleNamespace(step=2, total_steps=3), KeyboardInterrupt(), cfg) == (
         f"interrupted at step 3 (2 done); last checkpoint: step 2 ({ckpt}); `gpgrl train ... --resume` continues from it")
-    assert interrupted(SimpleNamespace(step=3), KeyboardInterrupt(), cfg) == (
+    assert interrupted(SimpleNamespace(step=3, total_steps=3), KeyboardInterrupt(), cfg) == (
         f"interrupted after the last step (3), while saving; last checkpoint: step 2 ({ckpt}); `gpgrl train ... "
         "--resume` continues from it")
-    assert interrupted(SimpleNamespace(step=2), TrainingInterrupted(), cfg).startswith("stopped on Ctrl-C after step 2;")
+    assert interrupted(SimpleNamespace(step=2, total_steps=3), TrainingInterrupted(), cfg).startswith("stopped on Ctrl-C after step 2;")

@@ -7,8 +7,7 @@ import warnings
 import pytest
 import yaml
 
-from gpgrl.config import ConfigError, load_config, load_recipe
-from gpgrl.openr1 import steps_for_epochs
+from gpgrl.config import ConfigError, load_config, load_recipe, steps_for_epochs
 
 # Written in the style of the original's open-rs/recipes/gpg.yaml (GPG-RS1 on R1-Distill-1.5B)
 OPEN_RS = """
@@ -107,7 +106,7 @@ def test_the_open_rs_recipe_means_the_same_here(tmp_path, monkeypatch):
     assert [(r.name, r.weight, r.params) for r in cfg.rewards] == [("format_v2", 1.0, {}),
                                                                     ("cosine", 2.0, {"max_len": 3584, "answer_tag": False})]
     assert cfg.log.report_to == ["jsonl", "tensorboard"] and cfg.log.log_every == 1
-    algo = cfg.resolved_algorithm()  # keys left out take the original's defaults; open-rs gpg.py has no KL in its loss
+    algo = cfg.algo  # keys left out take the original's defaults; open-rs gpg.py has no KL in its loss
     assert (algo.scale, algo.age, algo.beta, algo.resample_threshold) == ("group", False, 0.0, 0.0)
     assert not algo.tempered_logprobs and algo.loss_agg == "token_mean" and not algo.ratio
     assert "beta" in report.defaults and report.defaults["scale_rewards"] is True
@@ -125,7 +124,7 @@ def test_the_7b_recipe_and_its_batch_arithmetic(tmp_path, processes, prompts):
     assert cfg.train.prompts_per_step == prompts == 16 * processes * 4 // 8
     assert cfg.train.epochs == 1.0  # max_steps -1: the dataset's size decides
     assert cfg.train.save_every == 0 and cfg.train.save_total_limit == 1
-    algo = cfg.resolved_algorithm()  # adjust_gd: only open-r1's gpg.py accepts it, so that is the script
+    algo = cfg.algo  # adjust_gd: only open-r1's gpg.py accepts it, so that is the script
     assert (algo.name, algo.scale, algo.age, algo.beta, algo.resample_threshold) == ("gpg", "none", True, 0.0, 0.5)
     assert algo.resample_count == "gathered" and algo.tempered_logprobs
     assert any("open-r1/src/open_r1/gpg.py (the only one that accepts adjust_gd, min_inverse_alpha)" in n
@@ -166,7 +165,8 @@ def test_epochs_decide_the_steps_once_the_data_is_loaded(tmp_path):
     tok = build_char_tokenizer()
     records = [{"question": f"{i}+1", "answer": str(i + 1)} for i in range(10)]
     trainer = Trainer(cfg, model=build_tiny_model(tok), tokenizer=tok, dataset=records, rewards=["accuracy"])
-    assert trainer.cfg.train.steps == 3  # 10 // 4 = 2 steps per epoch, x 1.5
+    assert trainer.total_steps == 3  # 10 // 4 = 2 steps per epoch, x 1.5
+    assert cfg.train.steps == 2  # the config is left as it was given
 
 
 def test_dry_run_checks_without_loading_a_model(tmp_path):
@@ -205,7 +205,7 @@ def test_a_flat_recipe_must_name_its_script(tmp_path):
         load_config(_recipe(tmp_path, unnamed))
     # ...the command line can name it, as a name or as the script's path
     cfg = load_config(_recipe(tmp_path, unnamed), {"original_script": "open-rs/src/open_r1/gpg_std.py"})
-    assert cfg.resolved_algorithm().beta == 0.04
+    assert cfg.algo.beta == 0.04
     with pytest.raises(ConfigError, match="unknown original_script 'gpg'"):
         load_config(_recipe(tmp_path, unnamed), {"original_script": "gpg"})
     # GPGConfig's keys exist only in open-r1's gpg.py: another script's parser would reject them
@@ -224,7 +224,7 @@ def test_a_flat_recipe_must_name_its_script(tmp_path):
 def test_each_script_trains_as_it_did(tmp_path, script, expected):
     # OPEN_RS leaves beta, scale_rewards, adjust_gd and min_inverse_alpha out: each script's defaults apply
     cfg = load_config(_recipe(tmp_path, OPEN_RS.replace("openrs_gpg", script)))
-    a = cfg.resolved_algorithm()
+    a = cfg.algo
     assert (a.name, a.scale, a.beta, a.age, a.ratio, a.loss_agg, a.resample_threshold, a.resample_count,
             a.tempered_logprobs) == expected
     assert not a.skip_no_signal  # every script steps the optimizer on a batch without signal
@@ -309,7 +309,7 @@ def test_the_7b_run_with_its_train_sh_overrides(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cfg, _ = load_recipe(path, {**overrides, "original_script": "openr1_gpg"}, num_processes=8)
-    a = cfg.resolved_algorithm()
+    a = cfg.algo
     assert (a.scale, a.age, a.beta, a.resample_threshold, a.resample_count) == ("none", True, 0.0, 0.5, "gathered")
     # 8 answers x 8 processes x 4 accumulation steps / 8 = 32 prompts per step; 5 epochs; a save per epoch
     assert (cfg.train.prompts_per_step, cfg.train.epochs, cfg.train.save_every, cfg.train.save_total_limit) == (32, 5.0, 0, 5)
@@ -416,8 +416,8 @@ def test_age_scales_kl_is_the_original_division_of_the_whole_loss():
     loss, _ = policy_loss(logp, mask, torch.tensor([2.0]), preset=get_preset("gpg", beta=0.5), ref_logp=ref)
     assert float(loss) == pytest.approx(3 + (math.e - 2) / 4, rel=1e-6)
     # the translation of open-r1 gpg.py sets it
-    assert load_config_text("openr1_gpg").resolved_algorithm().age_scales_kl
-    assert not load_config_text("openrs_gpg_std").resolved_algorithm().age_scales_kl
+    assert load_config_text("openr1_gpg").algo.age_scales_kl
+    assert not load_config_text("openrs_gpg_std").algo.age_scales_kl
 
 
 def load_config_text(script):

@@ -76,8 +76,8 @@ def test_the_trainer_keeps_signal_groups_first_and_drops_extras(tmp_path):
     trainer = Trainer(cfg, model=build_tiny_model(tok), tokenizer=tok, dataset=records, rewards=[scripted],
                       engine=ScriptedEngine(tok))
     order = iter([[0, 1, 2, 3], [4, 5, 6, 7]])  # the prompts of draw 1 and draw 2
-    trainer.sampler.draw = lambda n: next(order)
-    batch, info = trainer.collect()
+    trainer.rollouts.sampler.draw = lambda n: next(order)
+    batch, info = trainer.rollouts.collect()
     # draw 1 keeps 1 signal group of 4 (< 0.75 * 4): draw again; then 4 signal groups >= 3: stop.
     assert info["rollout/draws"] == 2.0
     assert batch.prompt_index.tolist() == [1, 1, 4, 4, 5, 5, 7, 7]  # signal first, draw order, extras dropped
@@ -141,8 +141,8 @@ def test_the_trainer_counts_as_the_original_with_resample_count_gathered(tmp_pat
         trainer = Trainer(cfg, model=build_tiny_model(tok), tokenizer=tok, dataset=records, rewards=[scripted],
                           engine=ScriptedEngine(tok))
         order = iter([[0, 1, 2, 3], [4, 5, 6, 7]])
-        trainer.sampler.draw = lambda n, order=order: next(order)
-        batch, info = trainer.collect()
+        trainer.rollouts.sampler.draw = lambda n, order=order: next(order)
+        batch, info = trainer.rollouts.collect()
         assert info["rollout/draws"] == 2.0 and info["rollout/valid_groups_counted"] == 2.0
         batches[count] = batch.prompt_index.tolist()
     assert batches["kept"] == [1, 1, 4, 4, 0, 0, 2, 2]  # filled with the first degenerate groups drawn

@@ -54,7 +54,7 @@ def test_step_matches_the_algorithm_core(tmp_path):
     cfg = tiny_config(tmp_path, rewards=[{"name": "helpers:has_one"}], algorithm={"preset": "gpg", "resample_threshold": 0.0},
                       train={"steps": 1, "prompts_per_step": 4})
     trainer = _trainer(cfg, engine=ScriptedEngine)
-    batch, info = trainer.collect()
+    batch, info = trainer.rollouts.collect()
     rewards = batch.rewards.view(4, 4)
     degenerate = int(sum(bool((row == row[0]).all()) for row in rewards))
     assert info["rollout/draws"] == 1.0
@@ -270,7 +270,7 @@ def test_the_update_differentiates_the_distribution_it_sampled_from(tmp_path):
                               "steps": 1, "prompts_per_step": 4, "micro_batch_size": 16,
                               "output_dir": str(tmp_path / str(temperature) / "run")})
         trainer = _trainer(cfg, engine=ScriptedEngine)
-        batch, _ = trainer.collect()
+        batch, _ = trainer.rollouts.collect()
         model = trainer.acc.unwrap_model(trainer.model)
         with torch.no_grad():
             got, _ = trainer._logp(trainer.model, batch, slice(None), False)

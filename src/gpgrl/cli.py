@@ -145,7 +145,7 @@ def interrupted(trainer, e: KeyboardInterrupt, cfg) -> str:
     again = "`gpgrl train ... --resume` continues from it" if latest else "`--resume` starts again from step 0"
     if isinstance(e, TrainingInterrupted):
         return f"stopped on Ctrl-C after step {trainer.step}; {kept}; {again}"
-    if trainer.step >= cfg.train.steps:
+    if trainer.step >= trainer.total_steps:  # train.steps, or those of train.epochs
         return f"interrupted after the last step ({trainer.step}), while saving; {kept}; {again}"
     return f"interrupted at step {trainer.step + 1} ({trainer.step} done); {kept}; {again}"
 

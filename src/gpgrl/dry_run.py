@@ -19,10 +19,9 @@ import yaml
 
 def dry_run(path: str | None, overrides: dict[str, str] | None = None, *, num_processes: int = 1) -> str:
     """The dry run's report text; raises ConfigError on the first problem."""
-    from gpgrl.config import ConfigError, load_recipe
+    from gpgrl.config import ConfigError, load_recipe, total_steps
     from gpgrl.data.datasets import LOCAL_FORMATS, DatasetError, check_columns, load_records
     from gpgrl.data.prepare import preparer_for
-    from gpgrl.openr1 import steps_for_epochs
     from gpgrl.rewards.scoring import as_reward_functions
 
     if num_processes < 1:
@@ -39,6 +38,7 @@ def dry_run(path: str | None, overrides: dict[str, str] | None = None, *, num_pr
     lines.append("rewards: " + ", ".join(f"{r.name} x {r.weight:g}" for r in rewards) + "  [built]")
 
     d, t = cfg.data, cfg.train
+    steps = t.steps  # with train.epochs, known once the dataset is loaded
     local = d.dataset.startswith("builtin:") or Path(d.dataset).expanduser().exists()
     if local:
         try:
@@ -52,8 +52,8 @@ def dry_run(path: str | None, overrides: dict[str, str] | None = None, *, num_pr
             raise ConfigError(f"data: {e}") from None
         lines.append(f"dataset: {d.dataset}: {len(records)} records, columns {', '.join(sorted(records[0]))}  [checked]")
         if t.epochs is not None:
-            t.steps = steps_for_epochs(len(records), t.prompts_per_step, t.epochs)
-            lines.append(f"train.epochs {t.epochs:g} -> train.steps {t.steps}")
+            steps = total_steps(cfg, len(records))
+            lines.append(f"train.epochs {t.epochs:g} -> train.steps {steps}")
     elif Path(d.dataset).suffix.lower() in LOCAL_FORMATS or d.dataset.startswith(("/", ".", "~")):
         # The recipe can be sound without its data on this machine: say how to get it, do not fail.
         name = preparer_for(d.dataset)
@@ -83,12 +83,13 @@ def dry_run(path: str | None, overrides: dict[str, str] | None = None, *, num_pr
     lines.append(
         f"batch: {t.prompts_per_step} prompts x G={G} = {t.prompts_per_step * G} answers per step over {num_processes} "
         f"process(es): {local_answers} per process, {-(-local_answers // t.micro_batch_size)} micro-batch(es) of "
-        f"<= {t.micro_batch_size}; " + (f"{t.steps} steps" if t.epochs is None or local else f"{t.epochs:g} epochs")
+        f"<= {t.micro_batch_size}; " + (f"{steps} steps" if t.epochs is None or local else f"{t.epochs:g} epochs")
     )
-    algo = cfg.resolved_algorithm()
+    algo = cfg.algo
     lines.append("algorithm: " + ", ".join(f"{k}={v}" for k, v in algo.to_dict().items()))
     # the algorithm's effective settings are the preset's with the recipe's keys applied: all of them
     effective = {**cfg.to_dict(), "algorithm": {"preset": algo.name, **{k: v for k, v in algo.to_dict().items()
                                                                         if k != "name"}}}
+    effective["train"]["steps"] = steps
     lines += ["effective settings:", yaml.safe_dump(effective, sort_keys=False).rstrip(), "dry run OK: nothing loaded"]
     return "\n".join(lines)

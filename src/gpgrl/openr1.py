@@ -37,7 +37,6 @@ script computes it. A recipe that does not name it is refused, unless it has key
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import posixpath
 from collections.abc import Callable
@@ -45,6 +44,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
+from gpgrl.algorithms.advantages import SCALES
+from gpgrl.config import LR_SCHEDULERS, REPORT_SINKS, ConfigError, reward_shorthand
 
 
 class TranslationError(ValueError):
@@ -61,15 +63,14 @@ class Key:
 
 
 def _scheduler(value: Any) -> str:
-    allowed = ("constant", "constant_with_warmup", "cosine", "cosine_with_min_lr", "linear")
-    if value not in allowed:
-        raise TranslationError(f"lr_scheduler_type {value!r} is not supported here; use one of {', '.join(allowed)}")
+    if value not in LR_SCHEDULERS:
+        raise TranslationError(f"lr_scheduler_type {value!r} is not supported here; use one of {', '.join(LR_SCHEDULERS)}")
     return value
 
 
 def _report_to(value: Any) -> list[str]:
     values = [value] if isinstance(value, str) else list(value or [])
-    sinks = [v for v in values if v in ("tensorboard", "wandb")]
+    sinks = [v for v in values if v in REPORT_SINKS and v != "jsonl"]
     return ["jsonl", *sinks]  # metrics.jsonl is always written
 
 
@@ -320,21 +321,6 @@ def is_flat_recipe(raw: dict[str, Any]) -> bool:
     return any(k in _KNOWN and k not in _SHARED for k in raw)
 
 
-def steps_for_epochs(num_records: int, prompts_per_step: int, epochs: float) -> int:
-    """Optimizer steps for ``epochs`` passes over ``num_records`` prompts, ``prompts_per_step`` at a time.
-
-    As TRL counts them: whole steps per epoch (an incomplete last batch is dropped, as the original's
-    sampler does), times the epochs, rounded up; at least 1.
-
-    >>> steps_for_epochs(8523, 128, 1), steps_for_epochs(8523, 128, 2.5), steps_for_epochs(10, 128, 1)
-    (66, 165, 1)
-    """
-    if epochs <= 0:
-        raise ValueError(f"train.epochs must be > 0, got {epochs}")
-    per_epoch = max(1, num_records // prompts_per_step)
-    return max(1, math.ceil(epochs * per_epoch))
-
-
 def _set(out: dict[str, Any], dotted: str, value: Any) -> None:
     section, key = dotted.split(".", 1)
     out.setdefault(section, {})[key] = value
@@ -431,7 +417,8 @@ def _resolve_script(raw: dict[str, Any], script: str | None, report: Report) -> 
                            f"--original_script NAME, NAME one of:\n{choices}")
 
 
-_SCALE = {True: "group", False: "none", "group": "group", "batch": "batch", "none": "none"}
+# scale_rewards: TRL's booleans, or (later TRL) the scale's own name
+_SCALE = {True: "group", False: "none", **{name: name for name in SCALES}}
 
 
 def _algorithm(values: dict[str, Any], name: str, report: Report) -> dict[str, Any]:
@@ -522,9 +509,10 @@ def _rewards(values: dict[str, Any], spec: Script, out: dict[str, Any], report: 
     if not names:
         names = DEFAULT_REWARDS
         report.defaults["reward_funcs"] = names
-    weights = values.get("reward_weights") or [1.0] * len(names)
-    if len(weights) != len(names):
-        raise TranslationError(f"reward_weights has {len(weights)} entries but reward_funcs has {len(names)}")
+    try:
+        shorthand = reward_shorthand(names, values.get("reward_weights"))
+    except ConfigError as e:
+        raise TranslationError(str(e)) from None
     bad = [n for n in names if n in UNSUPPORTED_REWARDS]
     if bad:
         raise TranslationError(f"reward(s) {', '.join(bad)} (code execution) are not available in gpgrl")
@@ -539,9 +527,9 @@ def _rewards(values: dict[str, Any], spec: Script, out: dict[str, Any], report: 
                                                          ("repetition_max_penalty", "max_penalty")) if o in values},
     }
     rewards = []
-    for name, weight in zip(names, weights):
-        ours = (OPEN_RS_REWARD_NAMES if spec.fork == "open-rs" else REWARD_NAMES).get(name, name)
-        entry: dict[str, Any] = {"name": ours, "weight": float(weight)}
+    for item in shorthand:
+        ours = (OPEN_RS_REWARD_NAMES if spec.fork == "open-rs" else REWARD_NAMES).get(item["name"], item["name"])
+        entry: dict[str, Any] = {"name": ours, "weight": float(item["weight"])}
         if ours in ANSWER_GRADED:  # the original's math-verify settings read no bare <answer> block
             params[ours] = {**params.get(ours, {}), "answer_tag": False}
         if params.get(ours):

@@ -23,13 +23,38 @@ Rules this module guarantees (each one tested against hand-computed numbers):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 
-Scale = Literal["none", "group", "batch"]
-SCALES: tuple[str, ...] = ("none", "group", "batch")
 STD_EPS = 1e-4  # added to the std, as the original GPG / open-r1 code does
+
+
+def _no_scale(r: torch.Tensor, finite: torch.Tensor, mean: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """F_norm = 1 (GPG, Dr. GRPO)."""
+    return torch.tensor(1.0, dtype=torch.float64)
+
+
+def _group_std(r: torch.Tensor, finite: torch.Tensor, mean: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """F_norm = each group's unbiased std over its finite rewards + 1e-4 (GRPO, DAPO): [num_groups, 1]."""
+    r0 = torch.where(finite, r, torch.zeros_like(r))
+    var = ((r0 - mean) ** 2 * finite).sum(dim=1, keepdim=True) / (count - 1).clamp(min=1)
+    return var.sqrt() + STD_EPS
+
+
+def _batch_std(r: torch.Tensor, finite: torch.Tensor, mean: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """F_norm = the whole batch's unbiased std over its finite rewards + 1e-4 (a scalar)."""
+    return r[finite].std(unbiased=True) + STD_EPS if finite.sum() > 1 else torch.tensor(1.0 + STD_EPS)
+
+
+Scale = Literal["none", "group", "batch"]
+#: F_norm by name (the ``scale`` setting). Each takes the grouped rewards ``r`` [num_groups, G] (float64, NaN
+#: where a reward could not be computed), their ``finite`` mask, each group's ``mean`` and finite ``count``
+#: ([num_groups, 1]), and returns F_norm, broadcastable to ``r``. ``Scale`` names the same keys
+#: (tests/test_presets.py checks that they agree).
+F_NORMS: dict[str, Callable[..., torch.Tensor]] = {"none": _no_scale, "group": _group_std, "batch": _batch_std}
+SCALES: tuple[str, ...] = tuple(F_NORMS)
 
 
 def _check_rewards(rewards: torch.Tensor, group_size: int) -> None:
@@ -121,13 +146,7 @@ def group_advantages(
     degenerate = degenerate_groups(rewards, group_size)  # [num_groups]
     carries_signal = finite & ~degenerate.unsqueeze(1)  # [num_groups, G]
 
-    if scale == "group":
-        var = ((r0 - mean) ** 2 * finite).sum(dim=1, keepdim=True) / (count - 1).clamp(min=1)
-        f_norm = var.sqrt() + STD_EPS  # [num_groups, 1]
-    elif scale == "batch":
-        f_norm = r[finite].std(unbiased=True) + STD_EPS if finite.sum() > 1 else torch.tensor(1.0 + STD_EPS)
-    else:
-        f_norm = torch.tensor(1.0, dtype=torch.float64)
+    f_norm = F_NORMS[scale](r, finite, mean, count)  # [num_groups, 1] or a scalar
 
     num_valid = int(carries_signal.sum())
     M = B - num_valid  # samples in degenerate groups, plus NaN samples

@@ -1,4 +1,4 @@
-"""Policy losses and their aggregation, as pure tensor functions.
+"""Policy losses, as pure tensor functions (their aggregations, by name: :mod:`gpgrl.algorithms.aggregation`).
 
 Shapes: B answers in this (micro-)batch, T completion tokens (padded), V vocabulary.
 ``logp[b, t]`` is log pi(o_b,t | q, o_b,<t) for the policy being trained, ``mask[b, t]`` is 1 on real
@@ -17,26 +17,10 @@ from __future__ import annotations
 
 import torch
 
+from gpgrl.algorithms.aggregation import AGGREGATIONS, masked_mean, masked_sum
 from gpgrl.algorithms.presets import AlgorithmConfig, get_preset
 
-
-def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Sum of ``x`` where ``mask`` is 1.
-
-    >>> masked_sum(torch.tensor([[1., 2.], [3., 4.]]), torch.tensor([[1, 0], [1, 1]]))
-    tensor(8.)
-    """
-    x = torch.where(mask.bool(), x, torch.zeros_like(x))  # where, not x * mask: -inf * 0 would be NaN
-    return x.sum() if dim is None else x.sum(dim=dim)
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Mean of ``x`` where ``mask`` is 1 (0 where the mask is empty).
-
-    >>> masked_mean(torch.tensor([[1., 2.], [3., 4.]]), torch.tensor([[1, 0], [1, 1]]), dim=1)
-    tensor([1.0000, 3.5000])
-    """
-    return masked_sum(x, mask, dim) / mask.sum(dim=dim).clamp(min=1)
+__all__ = ["masked_mean", "masked_sum", "policy_loss"]
 
 
 def policy_loss(
@@ -129,13 +113,5 @@ def _aggregate(
 ) -> torch.Tensor:
     """Reduce [B, T] per-token losses to a scalar, normalised by *global* counts."""
     n_seq = per_token.shape[0] if num_sequences is None else num_sequences
-    if cfg.loss_agg == "token_mean":
-        n_tok = mask.sum() if num_tokens is None else num_tokens
-        return masked_sum(per_token, mask) / max(float(n_tok), 1.0)
-    if cfg.loss_agg == "seq_mean_token_mean":
-        return masked_mean(per_token, mask, dim=1).sum() / n_seq
-    # seq_sum_constant (Dr. GRPO): every token weighs 1 / (num answers * constant), whatever its length.
-    const = cfg.loss_constant or loss_constant
-    if const is None:
-        raise ValueError("loss_agg='seq_sum_constant' needs loss_constant (e.g. max_completion_length)")
-    return masked_sum(per_token, mask) / (n_seq * const)
+    return AGGREGATIONS[cfg.loss_agg](per_token, mask, num_tokens=num_tokens, num_sequences=n_seq,
+                                      constant=cfg.loss_constant or loss_constant)

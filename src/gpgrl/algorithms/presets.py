@@ -19,12 +19,15 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
-from gpgrl.algorithms.advantages import SCALES
+from gpgrl.algorithms.advantages import SCALES, Scale
+from gpgrl.algorithms.aggregation import LOSS_AGGS, LossAgg
 
-LossAgg = Literal["token_mean", "seq_mean_token_mean", "seq_sum_constant"]
-LOSS_AGGS: tuple[str, ...] = ("token_mean", "seq_mean_token_mean", "seq_sum_constant")
+ResampleCount = Literal["kept", "gathered"]
+RESAMPLE_COUNTS: tuple[str, ...] = get_args(ResampleCount)
+#: The settings that name one of a fixed set of choices, with those choices (one list each, where the maths is).
+CHOICES = {"scale": SCALES, "loss_agg": LOSS_AGGS, "resample_count": RESAMPLE_COUNTS}
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class AlgorithmConfig:
 
     name: str = field(default="custom", metadata={"help": "preset this config started from"})
     # -- advantages ---------------------------------------------------------------------------
-    scale: Literal["none", "group", "batch"] = field(
+    scale: Scale = field(
         default="none", metadata={"help": "advantage normaliser F_norm: none (GPG), group std (GRPO), batch std"}
     )
     age: bool = field(
@@ -73,7 +76,7 @@ class AlgorithmConfig:
     num_iterations: int = field(
         default=1, metadata={"help": "optimizer updates per rollout batch; > 1 needs ratio=True (off-policy)"}
     )
-    resample_count: Literal["kept", "gathered"] = field(
+    resample_count: ResampleCount = field(
         default="kept",
         metadata={
             "help": "threshold resampling's count: kept = groups with a signal among those trained on, per "
@@ -98,10 +101,9 @@ class AlgorithmConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.scale not in SCALES:
-            raise ValueError(f"scale={self.scale!r} is not valid; choose one of {', '.join(SCALES)}")
-        if self.loss_agg not in LOSS_AGGS:
-            raise ValueError(f"loss_agg={self.loss_agg!r} is not valid; choose one of {', '.join(LOSS_AGGS)}")
+        for name, valid in CHOICES.items():
+            if getattr(self, name) not in valid:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not valid; choose one of {', '.join(valid)}")
         if self.epsilon_low < 0 or self.epsilon_high < 0:
             raise ValueError("epsilon_low and epsilon_high must be >= 0")
         if self.beta < 0:
@@ -112,8 +114,6 @@ class AlgorithmConfig:
             raise ValueError(f"max_resample_draws must be >= 1, got {self.max_resample_draws}")
         if self.loss_constant is not None and self.loss_constant < 1:
             raise ValueError(f"loss_constant must be a positive integer, got {self.loss_constant}")
-        if self.resample_count not in ("kept", "gathered"):
-            raise ValueError(f"resample_count={self.resample_count!r} is not valid; choose kept or gathered")
         if self.num_iterations < 1:
             raise ValueError(f"num_iterations must be >= 1, got {self.num_iterations}")
         if self.num_iterations > 1 and not self.ratio:

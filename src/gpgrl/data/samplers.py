@@ -30,12 +30,12 @@ uses the sampler's own seeded generator (saved in checkpoints, so a resumed run 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 Strategy = Literal["uniform", "hard", "soft", "medium"]
-STRATEGIES: tuple[str, ...] = ("uniform", "hard", "soft", "medium")
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 def curriculum_weight(strategy: str, history: list[float]) -> float:

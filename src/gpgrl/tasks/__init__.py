@@ -1,14 +1,5 @@
-"""Built-in verifiable tasks that run on a CPU in minutes (``data.dataset: builtin:NAME``)."""
+"""Built-in verifiable tasks that run on a CPU in minutes (``data.dataset: builtin:NAME``).
 
-from __future__ import annotations
-
-from gpgrl.tasks.arithmetic import ArithmeticTask
-
-TASKS = {"arithmetic": ArithmeticTask}
-
-
-def get_task(name: str, **kwargs):
-    """The built-in task called ``name``; unknown names list the valid ones."""
-    if name not in TASKS:
-        raise ValueError(f"unknown built-in task {name!r}; valid: {', '.join(TASKS)} (use data.dataset: builtin:NAME)")
-    return TASKS[name](**kwargs)
+They are registered by name in :data:`gpgrl.data.datasets.BUILTIN_DATASETS` (the one registry; add a task
+there); the quickstart's training and warm start live in :mod:`gpgrl.tasks.quickstart`.
+"""

@@ -55,14 +55,15 @@ def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer
                              weight_decay=o.weight_decay)
 
 
-def make_scheduler(cfg: Config, optimizer: torch.optim.Optimizer):
-    """transformers' learning-rate schedule named by ``optim.lr_scheduler`` over ``train.steps``."""
+def make_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, total_steps: int):
+    """transformers' learning-rate schedule named by ``optim.lr_scheduler`` over the run's ``total_steps``
+    (:func:`gpgrl.config.total_steps`: ``train.steps``, or the steps of ``train.epochs``)."""
     from transformers import get_scheduler
 
-    warmup = cfg.optim.warmup_steps or math.ceil(cfg.optim.warmup_ratio * cfg.train.steps)
+    warmup = cfg.optim.warmup_steps or math.ceil(cfg.optim.warmup_ratio * total_steps)
     extra = {"min_lr_rate": cfg.optim.min_lr_rate} if cfg.optim.lr_scheduler == "cosine_with_min_lr" else None
     return get_scheduler(cfg.optim.lr_scheduler, optimizer, num_warmup_steps=warmup,
-                         num_training_steps=cfg.train.steps, scheduler_specific_kwargs=extra)
+                         num_training_steps=total_steps, scheduler_specific_kwargs=extra)
 
 
 def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
@@ -110,6 +111,6 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
         targets = m.lora_target_modules
         out["model"] = apply_lora(out["model"], m.lora_r, m.lora_alpha, m.lora_dropout,
                                   targets if targets == "all-linear" else [t.strip() for t in targets.split(",")])
-    if out.get("ref_model") is None and cfg.resolved_algorithm().beta > 0:  # only when a KL term needs one
+    if out.get("ref_model") is None and cfg.algo.beta > 0:  # only when a KL term needs one
         out["ref_model"] = (load_vision_policy if vision else load_policy)(m.name_or_path, **load)
     return out

@@ -25,18 +25,6 @@ from typing import Any
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 
-#: Settings that change what a run computes. A resumed run must match the checkpoint's on all of them;
-#: the others (train.steps, micro-batching, logging, evaluation, output) may change between sessions.
-MATH_KEYS = (
-    "model.name_or_path", "model.tokenizer", "model.lora_r", "model.lora_alpha", "model.lora_dropout",
-    "model.lora_target_modules", "data.dataset", "data.dataset_kwargs", "data.split", "data.subset",
-    "data.prompt_column", "data.answer_column", "data.prompt", "data.system_prompt", "data.template",
-    "data.chat_template", "data.max_prompt_length", "data.max_samples", "data.sample_strategy",
-    "rollout.group_size", "rollout.max_completion_length", "rollout.temperature", "rollout.top_p",
-    "rollout.top_k", "rollout.importance_cap", "rewards", "algorithm", "optim", "train.prompts_per_step",
-    "train.seed", "train.mixed_precision",
-)
-
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
@@ -89,18 +77,21 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def math_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``"key: saved -> current"`` for every setting in :data:`MATH_KEYS` that differs.
+    """``"key: saved -> current"`` for every setting that changes the maths (:func:`gpgrl.config.math_keys`:
+    the config fields marked ``math``) and differs.
 
     Both are ``Config.to_dict()`` dicts, with ``algorithm`` already resolved to the preset's full settings.
 
     >>> math_differences({"rollout": {"group_size": 8, "top_k": 0}}, {"rollout": {"group_size": 4, "top_k": 0}})
     ['rollout.group_size: 8 -> 4']
     """
+    from gpgrl.config import math_keys
+
     a, b = _flatten(saved), _flatten(current)
     for d in (a, b):
         d.pop("algorithm.name", None)  # the label of the preset a run started from; its settings are compared
     diffs = []
-    for key in MATH_KEYS:
+    for key in math_keys():
         prefix = key + "."
         keys = sorted({k for k in (*a, *b) if k == key or k.startswith(prefix)})
         for k in keys:
@@ -111,7 +102,10 @@ def math_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str
 
 def check_resumable(ckpt: Path, cfg: Any) -> None:
     """Raise ValueError, naming every difference, if ``ckpt`` was written with other settings than ``cfg``
-    on anything that changes the maths (:data:`MATH_KEYS`). Presets are compared by their full settings."""
+    on anything that changes the maths (:func:`math_differences`). Presets are compared by their full settings.
+
+    ``cfg`` is the run's config with its resolved numbers written in (:meth:`gpgrl.config.Config.with_resolved`),
+    as the checkpoint's config.yaml holds them."""
     import yaml
 
     from gpgrl.config import from_dict
@@ -120,7 +114,7 @@ def check_resumable(ckpt: Path, cfg: Any) -> None:
     if not saved.is_file():
         return
     old = from_dict(yaml.safe_load(saved.read_text()) or {})
-    resolved = [{**c.to_dict(), "algorithm": c.resolved_algorithm().to_dict()} for c in (old, cfg)]
+    resolved = [{**c.to_dict(), "algorithm": c.algo.to_dict()} for c in (old, cfg)]
     diffs = math_differences(*resolved)
     if diffs:
         raise ValueError(

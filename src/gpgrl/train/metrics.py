@@ -1,6 +1,11 @@
-"""A step's rollout metrics from the gathered batch (pure: tensors in, a flat dict out)."""
+"""A step's metrics: rollout metrics from the gathered batch, the loss metrics' accumulator, timings.
+
+Pure bookkeeping (numbers in, a flat dict of namespaced metrics out), so that the trainer only orders the step.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -31,3 +36,77 @@ def rollout_metrics(lengths: torch.Tensor, truncated: torch.Tensor, rewards_per_
     m["rollout/completion_length_max"] = float(lengths.max())
     m["rollout/truncation_rate"] = float(truncated.float().mean())
     return m
+
+
+class LossMeter:
+    """One step's loss metrics, summed over its micro-batches (and iterations) and reduced over processes once.
+
+    ``loss/total`` and ``loss/policy`` are sums (each piece's loss is already its share of the global loss),
+    averaged over the iterations; every other metric of :func:`gpgrl.algorithms.policy_loss` (``kl``,
+    ``clip_frac_*``, ...), ``loss/entropy`` and the importance-sampling ``is/*`` are averaged over the global
+    batch's tokens.
+
+    >>> meter = LossMeter()
+    >>> meter.add(torch.tensor(0.5), {"num_tokens": 3.0, "pg_loss": 0.5, "kl": 0.1}, entropy_sum=3.0)
+    >>> meter.add(torch.tensor(0.25), {"num_tokens": 1.0, "pg_loss": 0.25, "kl": 0.5}, entropy_sum=2.0)
+    >>> {k: round(v, 6) for k, v in meter.result(lambda t: t, num_tokens=4, iterations=1).items()}
+    {'loss/total': 0.75, 'loss/policy': 0.75, 'loss/kl': 0.2, 'loss/entropy': 1.25}
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.token_sums: dict[str, float] = {}  # token-weighted sums
+
+    def add(self, loss: torch.Tensor, metrics: dict[str, float], *, entropy_sum: float,
+            extra: dict[str, float] | None = None) -> None:
+        """One micro-batch: its loss, :func:`policy_loss`'s ``metrics`` (``num_tokens`` = this piece's), the
+        sum of its tokens' entropies and ``extra`` per-token means (``is/*``)."""
+        m = dict(metrics)
+        tokens = m.pop("num_tokens")
+        self.sums["loss/total"] = self.sums.get("loss/total", 0.0) + float(loss.detach())
+        self.sums["loss/policy"] = self.sums.get("loss/policy", 0.0) + m.pop("pg_loss")
+        m["entropy"] = entropy_sum / max(tokens, 1.0)
+        for key, value in {**{f"loss/{k}": v for k, v in m.items()}, **(extra or {})}.items():
+            self.token_sums[key] = self.token_sums.get(key, 0.0) + value * tokens
+
+    def result(self, reduce_sum: Callable[[torch.Tensor], torch.Tensor], *, num_tokens: int, iterations: int,
+               device: torch.device | str = "cpu") -> dict[str, float]:
+        """The metrics over every process: ``reduce_sum`` sums a tensor over them (``accelerator.reduce``);
+        ``num_tokens`` are the global batch's completion tokens."""
+        keys = sorted(self.sums) + sorted(self.token_sums)  # the same keys, in the same order, on every process
+        local = torch.tensor([self.sums.get(k, self.token_sums.get(k)) for k in keys], dtype=torch.float64,
+                             device=device)
+        total = dict(zip(keys, reduce_sum(local).tolist()))
+        out = {k: total[k] / iterations for k in self.sums}
+        out.update({k: total[k] / max(num_tokens * iterations, 1) for k in self.token_sums})
+        return out
+
+
+def perf_metrics(rollout_seconds: float, reward_seconds: dict[str, float], step_seconds: float,
+                 num_tokens: int) -> dict[str, float]:
+    """``perf/*``: the step's time in generation (the rollout's time less the rewards'), in each reward
+    function, in all, and the tokens per second.
+
+    >>> perf_metrics(3.0, {"acc": 0.5, "fmt": 0.5}, 4.0, 100)
+    {'perf/generation_seconds': 2.0, 'perf/reward_seconds': 1.0, 'perf/reward_seconds/acc': 0.5, 'perf/reward_seconds/fmt': 0.5, 'perf/step_seconds': 4.0, 'perf/tokens_per_s': 25.0}
+    """
+    rewards = sum(reward_seconds.values())
+    m = {"perf/generation_seconds": rollout_seconds - rewards, "perf/reward_seconds": rewards}
+    m.update({f"perf/reward_seconds/{name}": sec for name, sec in reward_seconds.items()})
+    m["perf/step_seconds"] = step_seconds
+    m["perf/tokens_per_s"] = num_tokens / max(step_seconds, 1e-9)
+    return m
+
+
+def slow_reward(reward_seconds: dict[str, float], step_seconds: float) -> str | None:
+    """A warning when one reward function took over half of a step longer than a second, else None.
+
+    >>> slow_reward({"acc": 0.1}, 2.0) is None, slow_reward({"acc": 1.5}, 2.0)[:24]
+    (True, "reward 'acc' took 1.5 s ")
+    """
+    slowest = max(reward_seconds, key=reward_seconds.get, default=None)
+    if slowest is None or reward_seconds[slowest] <= 0.5 * step_seconds or step_seconds <= 1.0:
+        return None
+    return (f"reward {slowest!r} took {reward_seconds[slowest]:.1f} s of this step's {step_seconds:.1f} s "
+            f"(perf/reward_seconds/{slowest}); make it faster, or bound each call with its timeout (rewards: "
+            "[{name: ..., timeout: SECONDS}])")
