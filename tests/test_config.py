@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from gpgrl.cli import _parse_overrides, train_help
-from gpgrl.config import Config, ConfigError, from_dict, load_config
+from gpgrl.config import Config, ConfigError, from_dict
 from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model, save_tiny_model
+from gpgrl.recipe import load_config
 from gpgrl.train.trainer import Trainer
 from helpers import tiny_config
 

@@ -7,7 +7,8 @@ import warnings
 import pytest
 import yaml
 
-from gpgrl.config import ConfigError, load_config, load_recipe, steps_for_epochs
+from gpgrl.config import ConfigError, steps_for_epochs
+from gpgrl.recipe import load_config, load_recipe
 
 # Written in the style of the original's open-rs/recipes/gpg.yaml (GPG-RS1 on R1-Distill-1.5B)
 OPEN_RS = """

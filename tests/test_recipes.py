@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gpgrl.config import load_config
+from gpgrl.recipe import load_config
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 

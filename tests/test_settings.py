@@ -19,11 +19,11 @@ from gpgrl.config import (
     Config,
     ConfigError,
     from_dict,
-    load_config,
     math_keys,
     prompt_budget,
     to_yaml,
 )
+from gpgrl.recipe import load_config
 from gpgrl.train import checkpoint
 from helpers import tiny_config
 

@@ -26,7 +26,7 @@ _EXPORTS = {
     "Trainer": "gpgrl.train.trainer",
     "TrainingError": "gpgrl.train.trainer",
     "Config": "gpgrl.config",
-    "load_config": "gpgrl.config",
+    "load_config": "gpgrl.recipe",
     "from_dict": "gpgrl.config",
     "get_preset": "gpgrl.algorithms.presets",
     "AlgorithmConfig": "gpgrl.algorithms.presets",

@@ -82,7 +82,8 @@ def cmd_train(args: list[str]) -> int:
         return 0
     import warnings
 
-    from gpgrl.config import ConfigError, load_recipe
+    from gpgrl.config import ConfigError
+    from gpgrl.recipe import load_recipe
     from gpgrl.runtime import error, is_main_process
 
     try:

@@ -567,48 +567,8 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, str]) -> dict[str,
     return raw
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, str] | None = None) -> Config:
-    """Read a YAML recipe (or none) and apply command-line overrides.
-
-    An open-r1 / original-GPG style flat recipe is translated first (:mod:`gpgrl.openr1`); its keys with
-    no meaning here are named in one warning.
-    """
-    return load_recipe(path, overrides)[0]
-
-
-def load_recipe(path: str | Path | None = None, overrides: dict[str, str] | None = None, *,
-                num_processes: int | None = None) -> tuple[Config, Any]:
-    """:func:`load_config`, also returning the translation report of a flat recipe (None for a native one)."""
-    import warnings
-
-    from gpgrl.openr1 import TranslationError, is_flat_recipe, split_overrides, translate
-
-    raw: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist; pass a YAML recipe (see recipes/)")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections (model:, data:, ...)")
-    report = None
-    if is_flat_recipe(raw):
-        try:  # the original's own keys on the command line (its train.sh's) set the flat recipe's
-            flat, overrides = split_overrides(overrides or {})
-            raw, report = translate({**raw, **flat}, num_processes=num_processes,
-                                    native_keys=TOP_LEVEL_KEYS)
-        except TranslationError as e:
-            raise ConfigError(f"{path}: {e}") from None
-        if report.ignored:
-            warnings.warn(f"{path}: keys with no meaning in gpgrl, ignored: {', '.join(report.ignored)}", stacklevel=2)
-    return from_dict(apply_overrides(raw, overrides or {})), report
-
-
 def to_yaml(cfg: Config) -> str:
-    """The config as a YAML recipe (``load_config`` reads it back to an equal config)."""
+    """The config as a YAML recipe (``gpgrl.recipe.load_config`` reads it back to an equal config)."""
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 

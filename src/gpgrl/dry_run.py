@@ -19,9 +19,10 @@ import yaml
 
 def dry_run(path: str | None, overrides: dict[str, str] | None = None, *, num_processes: int = 1) -> str:
     """The dry run's report text; raises ConfigError on the first problem."""
-    from gpgrl.config import ConfigError, load_recipe, total_steps
+    from gpgrl.config import ConfigError, total_steps
     from gpgrl.data.datasets import LOCAL_FORMATS, DatasetError, check_columns, load_records
     from gpgrl.data.prepare import preparer_for
+    from gpgrl.recipe import load_recipe
     from gpgrl.rewards.scoring import as_reward_functions
 
     if num_processes < 1:

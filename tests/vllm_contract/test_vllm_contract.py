@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gpgrl.config import load_config
+from gpgrl.recipe import load_config
 
 pytestmark = pytest.mark.vllm_contract
 
