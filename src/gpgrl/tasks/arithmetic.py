@@ -16,19 +16,22 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import ClassVar
+
+from gpgrl.tasks.splits import SplitTask
 
 
 @dataclass
-class ArithmeticTask:
-    digits: int = 2
+class ArithmeticTask(SplitTask):
+    """``digits``-digit additions: ``num_train`` and ``num_test`` distinct questions."""
+
+    name: ClassVar[str] = "arithmetic"
     num_train: int = 2000
-    num_test: int = 200
-    seed: int = 1234
+    digits: int = 2
 
     def records(self, split: str = "train") -> list[dict[str, str]]:
         """``train`` and ``test`` are disjoint sets of questions, the same for a given seed."""
-        if split not in ("train", "test"):
-            raise ValueError(f"the arithmetic task has splits 'train' and 'test', not {split!r}")
+        self.check_split(split)
         rng = random.Random(self.seed)
         lo, hi = 10 ** (self.digits - 1), 10**self.digits - 1
         seen: set[tuple[int, int]] = set()
@@ -40,7 +43,7 @@ class ArithmeticTask:
                 continue
             seen.add((a, b))
             out.append({"question": f"{a}+{b}", "answer": str(a + b)})
-        return out[: self.num_train] if split == "train" else out[self.num_train :]
+        return self.split(out, split)
 
     @staticmethod
     def solution(question: str) -> str:

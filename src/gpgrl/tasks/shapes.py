@@ -22,7 +22,9 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from gpgrl.tasks.splits import SplitTask
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40), "green": (40, 170, 60), "blue": (50, 80, 220),
@@ -57,10 +59,10 @@ def draw(shape: str, colour: str, box: tuple[int, int, int, int], size: int = 56
 
 
 @dataclass
-class ShapesTask:
-    num_train: int = 1000
-    num_test: int = 200
-    seed: int = 1234
+class ShapesTask(SplitTask):
+    """One shape of one colour per ``size`` x ``size`` image; the answer is its colour (or the colour's letter)."""
+
+    name: ClassVar[str] = "shapes"
     size: int = 56
     answer: str = "word"
     colours: int = 6  # the first N of COLOURS
@@ -68,8 +70,7 @@ class ShapesTask:
 
     def records(self, split: str = "train") -> list[dict[str, Any]]:
         """``train`` and ``test`` come from one seeded stream (disjoint draws), the same for a given seed."""
-        if split not in ("train", "test"):
-            raise ValueError(f"the shapes task has splits 'train' and 'test', not {split!r}")
+        self.check_split(split)
         if not 2 <= self.colours <= len(COLOURS):
             raise ValueError(f"colours must be 2 to {len(COLOURS)}, got {self.colours}")
         if self.answer not in QUESTIONS:
