@@ -36,8 +36,8 @@ from gpgrl.eval.benchmarks import (
     BenchmarkDownloadError,
     is_vision_benchmark,
     load_benchmarks,
+    vision_spec,
 )
-from gpgrl.eval.vision import vision_spec
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from gpgrl.data.prompts import PromptBuilder, PromptPreset, apply_overrides, resolve_prompt
-from gpgrl.eval.benchmarks import Problem, load_benchmarks, parse_sources
+from gpgrl.eval.benchmarks import Problem, load_benchmarks, parse_sources, vision_spec
 from gpgrl.eval.metrics import compute_metrics, extract_final_answer, summarize
-from gpgrl.eval.vision import image_labels, open_images, vision_spec
+from gpgrl.eval.vision import image_labels, open_images
 from gpgrl.rollout.engine import HFGenerateEngine, Prompt, RolloutEngine, SamplingParams, text_tokenizer
 
 logger = logging.getLogger(__name__)

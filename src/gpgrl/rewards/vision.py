@@ -15,7 +15,7 @@ file and behaviour, and a table of every place where this module deliberately di
 
 The forks' accuracy rewards first call math-verify on the *whole* completion against the whole gold
 string. Model output is untrusted, so every math-verify call here goes through one function,
-:func:`_mv_equal`, which runs it under a hard wall-clock limit (see :mod:`gpgrl.rewards._deadline`).
+:func:`mv_equal`, which runs it under a hard wall-clock limit (see :mod:`gpgrl.rewards._deadline`).
 
 >>> from gpgrl.rewards import get_reward
 >>> get_reward("r1v_accuracy")(["<think>angle sum</think> <answer>140°</answer>", "<answer>40°</answer>"],
@@ -67,7 +67,7 @@ def _parse_gold(gold_text: str) -> tuple:
 def _mv_match(gold_text: str, pred_text: str) -> bool:
     """The forks' check ``verify(parse(completion), parse(solution)) > 0``, with no time limit of its own.
 
-    Only ever called through :func:`_mv_equal`. The forks pass the completion in math-verify's ``gold``
+    Only ever called through :func:`mv_equal`. The forks pass the completion in math-verify's ``gold``
     slot and the solution in its ``target`` slot; that order is kept so that the checks match theirs.
     math-verify's own ``signal.alarm`` timeouts are switched off (they fail outside the main thread and
     re-arm per comparison): the limit is applied around the whole call instead.
@@ -82,7 +82,7 @@ def _mv_match(gold_text: str, pred_text: str) -> bool:
         return False
 
 
-def _mv_equal(gold_text: str, pred_text: str, timeout: float) -> bool:
+def mv_equal(gold_text: str, pred_text: str, timeout: float) -> bool:
     """Whether math-verify finds the same answer in ``pred_text`` as in ``gold_text``, within ``timeout`` s.
 
     The single place where this module calls math-verify: in a killable worker process under a hard
@@ -151,7 +151,7 @@ def _text_reward(
             rewards.append(None)
             continue
         text = completion_text(completion)
-        if math_verify_first and _mv_equal(gold_text, text, timeout):
+        if math_verify_first and mv_equal(gold_text, text, timeout):
             rewards.append(1.0)
         else:
             rewards.append(float(score(answer_content(text), answer_content(gold_text))))
@@ -601,7 +601,7 @@ def _detection_reward(
             rewards.append(None)
             continue
         text = completion_text(completion)
-        if math_verify_first and isinstance(gold, str) and _mv_equal(gold, text, timeout):
+        if math_verify_first and isinstance(gold, str) and mv_equal(gold, text, timeout):
             rewards.append(1.0)
             continue
         predictions = parse_detection_boxes(text)
@@ -612,10 +612,18 @@ def _detection_reward(
     return rewards
 
 
-def _check_detection_params(name: str, iou_threshold: float, timeout: float) -> None:
+def _detection_fn(name: str, which: int, iou_threshold: float, math_verify_first: bool, timeout: float) -> RewardFn:
+    """The reward ``name``: item ``which`` of :func:`detection_scores` (0 IoU, 1 confidence), parameters checked."""
     _check_timeout(timeout)
     if not 0.0 <= iou_threshold < 1.0:
         raise ValueError(f"{name}: iou_threshold must be in [0, 1), got {iou_threshold}")
+
+    def reward(completions: list[Any], **columns: Any) -> list[float | None]:
+        return _detection_reward(completions, columns, which=which, iou_threshold=iou_threshold,
+                                 math_verify_first=math_verify_first, timeout=timeout)
+
+    reward.__name__ = reward.__qualname__ = name
+    return reward
 
 
 @register_reward("detection_iou", aliases=("accuracy_iou",))
@@ -643,13 +651,7 @@ def make_detection_iou(iou_threshold: float = 0.5, math_verify_first: bool = Fal
     >>> make_detection_iou()(["<answer>[{'Position': [0, 0, 100, 80], 'Confidence': 0.9}]</answer>"], answer=[gold])
     [0.8]
     """
-    _check_detection_params("detection_iou", iou_threshold, timeout)
-
-    def detection_iou(completions: list[Any], **columns: Any) -> list[float | None]:
-        return _detection_reward(completions, columns, which=0, iou_threshold=iou_threshold,
-                                 math_verify_first=math_verify_first, timeout=timeout)
-
-    return detection_iou
+    return _detection_fn("detection_iou", 0, iou_threshold, math_verify_first, timeout)
 
 
 @register_reward("detection_confidence", aliases=("accuracy_confidence",))
@@ -667,13 +669,7 @@ def make_detection_confidence(
     >>> make_detection_confidence()([pred + "</answer>"], answer=[gold])  # (0.75 + (1 - 0.5)) / 2
     [0.625]
     """
-    _check_detection_params("detection_confidence", iou_threshold, timeout)
-
-    def detection_confidence(completions: list[Any], **columns: Any) -> list[float | None]:
-        return _detection_reward(completions, columns, which=1, iou_threshold=iou_threshold,
-                                 math_verify_first=math_verify_first, timeout=timeout)
-
-    return detection_confidence
+    return _detection_fn("detection_confidence", 1, iou_threshold, math_verify_first, timeout)
 
 
 # LISA's box format: "(x1,y1),(x2,y2)" with non-negative integers (the fork's regex).
@@ -736,7 +732,7 @@ def make_grounding_giou(timeout: float = 5.0) -> RewardFn:
                 rewards.append(None)
                 continue
             text = completion_text(completion)
-            if _mv_equal(gold_text, text, timeout):
+            if mv_equal(gold_text, text, timeout):
                 rewards.append(1.0)
                 continue
             answer = answer_content(text)
