@@ -575,7 +575,7 @@ def test_an_evaluation_of_another_model_does_not_reuse_partial_rows(setup, tmp_p
     """The partial rows are reused only by the same evaluation of the same model files."""
     import shutil
 
-    from gpgrl.eval.evaluator import PARTIAL_FILE, _finished, _identity, _start_partial
+    from gpgrl.eval.report import PARTIAL_FILE, _finished, _identity, _start_partial
 
     model = tmp_path / "model"
     shutil.copytree(setup["model"], model)

@@ -19,7 +19,7 @@ from gpgrl.eval.benchmarks import (
     parse_benchmarks,
     parse_sources,
 )
-from gpgrl.eval.evaluator import evaluate, render_table, write_outputs
+from gpgrl.eval.evaluator import evaluate
 from gpgrl.eval.metrics import (
     compute_metrics,
     extract_final_answer,
@@ -32,6 +32,8 @@ from gpgrl.eval.metrics import (
     vote_key,
 )
 from gpgrl.eval.problem import BenchmarkDownloadError, MissingImagesError, Problem, UnknownBenchmarkError
+from gpgrl.eval.report import render_table, write_outputs
+from gpgrl.eval.settings import EvalSettings, check_settings
 
 __all__ = [
     "BENCHMARKS",
@@ -40,11 +42,13 @@ __all__ = [
     "VISION_BENCHMARKS",
     "Benchmark",
     "BenchmarkDownloadError",
+    "EvalSettings",
     "MissingImagesError",
     "Problem",
     "PromptPreset",
     "UnknownBenchmarkError",
     "all_benchmark_names",
+    "check_settings",
     "compute_metrics",
     "evaluate",
     "extract_final_answer",
