@@ -180,6 +180,12 @@ def grade_math(text: str, problem: Problem, sizes: Sequence[tuple[int, int]] = (
     return {"correct": bool(grade_answer(text, problem.gold))}
 
 
+#: Where an answer to a plain-text (no chat template) maths prompt ends, as the Qwen2.5-Math evaluation
+#: harness stops a base model: an end-of-text marker written out as text, or the start of a next problem.
+#: A chat-template prompt gets none: its turn ends with the model's EOS (``<|im_end|>``), which always stops.
+PLAIN_TEXT_STOP = ("</s>", "<|im_end|>", "<|endoftext|>", "\n\nQuestion:", "\n\nProblem:")
+
+
 # --- the registry ----------------------------------------------------------------------------------------
 
 Grade = Callable[[str, Problem, Sequence[tuple[int, int]]], dict[str, Any]]
@@ -251,6 +257,7 @@ def _math(name: str, description: str, hub_id: str, question: str, gold: Gold, l
           any_jsonl: bool = False, **fields: Any) -> Benchmark:
     """A math benchmark: ``DIR/<local_dir>/test.jsonl`` locally (or any ``*.jsonl`` there, ``any_jsonl``)."""
     files = (f"{local_dir}/test.jsonl", f"{local_dir}/*.jsonl") if any_jsonl else (f"{local_dir}/test.jsonl",)
+    fields.setdefault("stop", PLAIN_TEXT_STOP)
     rows = math_rows(question, gold, id_field=id_field, local_question=local_question, local_gold=local_gold)
     return Benchmark(name, description, rows, hub_id=hub_id, local_files=files, **fields)
 
@@ -286,7 +293,7 @@ BENCHMARKS: dict[str, Benchmark] = {spec.name: spec for spec in [
           "math-ai/olympiadbench", "question", lambda row: olympiad_gold(row["final_answer"]), "olympiadbench",
           id_field="id", any_jsonl=True, aliases=("olympiad_bench", "olympiad")),
     _math("gsm8k", "GSM8K test (1319 grade-school word problems)", "openai/gsm8k", "question",
-          lambda row: gsm8k_gold(row["answer"]), "gsm8k", id_field="idx", hub_config="main", max_new_tokens=1024),
+          lambda row: gsm8k_gold(row["answer"]), "gsm8k", id_field="idx", hub_config="main", max_new_tokens=512),
     _math("arithmetic", "2-digit addition, the held-out test split of builtin:arithmetic (200 questions)",
           "builtin:arithmetic", "question", _field("answer"), "arithmetic", max_new_tokens=256,
           aliases=("addition",)),

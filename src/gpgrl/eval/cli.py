@@ -68,7 +68,7 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
     add("--top-k", type=int, default=0, help="top-k sampling, 0 = off (default: 0)")
     add("--max-new-tokens", type=int, default=None,
         help="completion budget in tokens (default: the largest of the benchmarks' own: 3072 for MATH-style "
-             "benchmarks, 1024 for GSM8K, the forks' evaluation scripts' for vision: 1024, LISA 128; capped by the "
+             "benchmarks, 512 for GSM8K, the forks' evaluation scripts' for vision: 1024, LISA 128; capped by the "
              "model's context minus the longest prompt; the first line printed says which)")
     add("--batch-size", type=int, default=32, help="rows (prompt x sample) per generate call (default: 32)")
     add(

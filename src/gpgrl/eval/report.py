@@ -193,7 +193,8 @@ class Progress:
         """The progress now, in words."""
         elapsed = time.monotonic() - self.start
         rate = f" ({self.tokens / elapsed:.0f} tokens/s)" if elapsed > 0 and self.tokens else ""
-        left = f", ~{_duration(elapsed * (1 - self.fraction) / self.fraction)} left" if self.fraction > 0 else ""
+        left = f", ~{_duration(elapsed * (1 - self.fraction) / self.fraction)} left" \
+            if 0 < self.fraction < 1 and elapsed >= 5 else ""  # not from the first steps' pace
         return f"{self.label}: {self.done}/{self.total} problems, {self.tokens:,} tokens{rate}{left}"
 
     def step(self, new_tokens: int, step: int, max_steps: int) -> None:
@@ -220,7 +221,8 @@ class Progress:
             self._rich.update(self._task, completed=self.done, info=info)
             return
         first = self.last == self.start and now - self.start >= 2.0
-        if first or now - self.last >= (1.0 if force else self.interval) or (force and self.done == self.total):
+        if first or now - self.last >= (min(1.0, self.interval) if force else self.interval) or \
+                (force and self.done == self.total):
             self.last = now
             print(self.line(), file=self.stream, flush=True)
 

@@ -143,19 +143,24 @@ def _text_reward(
 ) -> list[float | None]:
     """1.0 if math-verify matches the whole completion to the gold (when ``math_verify_first``), else
     ``score(answer, gold answer)``; None where the gold is unusable."""
-    golds = gold_answers(len(completions), columns)
-    rewards: list[float | None] = []
-    for completion, gold in zip(completions, golds, strict=True):
-        gold_text = _gold_text(gold)
-        if gold_text is None:
-            rewards.append(None)
-            continue
-        text = completion_text(completion)
+
+    def one(text: str, gold: Any, gold_text: str) -> float:
         if math_verify_first and mv_equal(gold_text, text, timeout):
-            rewards.append(1.0)
-        else:
-            rewards.append(float(score(answer_content(text), answer_content(gold_text))))
-    return rewards
+            return 1.0
+        return float(score(answer_content(text), answer_content(gold_text)))
+
+    return _each(completions, columns, _gold_text, one)
+
+
+def _each(completions: list[Any], columns: dict[str, Any], read_gold: Callable[[Any], Any],
+          score: Callable[[str, Any, Any], float]) -> list[float | None]:
+    """``score(completion text, gold, read_gold(gold))`` per completion; None where ``read_gold`` gives None
+    (a gold that is empty or cannot be read: the trainer leaves the sample out)."""
+    out: list[float | None] = []
+    for completion, gold in zip(completions, gold_answers(len(completions), columns), strict=True):
+        parsed = read_gold(gold)
+        out.append(None if parsed is None else score(completion_text(completion), gold, parsed))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -593,23 +598,13 @@ def _detection_reward(
     math_verify_first: bool,
     timeout: float,
 ) -> list[float | None]:
-    golds = gold_answers(len(completions), columns)
-    rewards: list[float | None] = []
-    for completion, gold in zip(completions, golds, strict=True):
-        gold_boxes = _gold_boxes(gold)
-        if gold_boxes is None:
-            rewards.append(None)
-            continue
-        text = completion_text(completion)
+    def one(text: str, gold: Any, gold_boxes: Any) -> float:
         if math_verify_first and isinstance(gold, str) and mv_equal(gold, text, timeout):
-            rewards.append(1.0)
-            continue
+            return 1.0
         predictions = parse_detection_boxes(text)
-        if predictions is None:
-            rewards.append(0.0)
-            continue
-        rewards.append(detection_scores(predictions, gold_boxes, iou_threshold)[which])
-    return rewards
+        return 0.0 if predictions is None else detection_scores(predictions, gold_boxes, iou_threshold)[which]
+
+    return _each(completions, columns, _gold_boxes, one)
 
 
 def _detection_fn(name: str, which: int, iou_threshold: float, math_verify_first: bool, timeout: float) -> RewardFn:
