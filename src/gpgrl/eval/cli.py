@@ -171,7 +171,7 @@ def _load(args: argparse.Namespace, settings: EvalSettings, benchmarks: list[str
     import torch
 
     from gpgrl.data.prompts import PromptBuilder
-    from gpgrl.models.loading import ModelSource
+    from gpgrl.models.source import ModelSource
 
     source = ModelSource.detect(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
                                 min_pixels=args.min_pixels, max_pixels=args.max_pixels, quiet=args.quiet)

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from gpgrl.models.loading import DTYPES, gguf_path
+
 VISION_INSTALL = ("the vision path needs torchvision and Pillow: pip install 'gpgrl[vision]' (on a CPU-only "
                   "machine first: pip install torch==2.14.1 torchvision==0.29.1, a matching pair)")
 
@@ -65,8 +67,6 @@ def is_vision_model(model: Any, *, trust_remote_code: bool = False) -> bool:
 
 
 def _is_vision_name(name: str, trust_remote_code: bool) -> bool:
-    from gpgrl.models.loading import gguf_path
-
     if gguf_path(name) is not None:
         return False
     from transformers import AutoConfig
@@ -109,8 +109,6 @@ def load_vision_policy(name_or_path: str, *, dtype: Any = "auto", trust_remote_c
     """An image-text-to-text model to train (``AutoModelForImageTextToText``)."""
     require_vision()
     from transformers import AutoModelForImageTextToText
-
-    from gpgrl.models.loading import DTYPES
 
     if isinstance(dtype, str):
         if dtype not in DTYPES:

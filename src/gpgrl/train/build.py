@@ -71,12 +71,8 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
     checkpointing and LoRA applied as configured) and ``ref_model`` (only when the preset has a KL term).
     """
     from gpgrl.data.datasets import load_records
-    from gpgrl.models.loading import (
-        ModelSource,
-        apply_lora,
-        check_model_path,
-        enable_activation_checkpointing,
-    )
+    from gpgrl.models.loading import apply_lora, check_model_path, enable_activation_checkpointing
+    from gpgrl.models.source import ModelSource
     from gpgrl.models.vision import is_vision_model, require_vision
     from gpgrl.rewards.scoring import as_reward_functions
 
