@@ -101,6 +101,10 @@ def test_progress_lines_come_during_a_batch_every_interval():
     assert lines[0].startswith("eval: 0/8 problems, 8 tokens (") and lines[0].endswith("left")  # ~ extrapolated
     assert lines[1].startswith("eval: 4/8 problems, 600 tokens")  # a batch's real lengths replace the estimate
     assert lines[-1].startswith("eval: 8/8 problems, 900 tokens")
+    bar = io.StringIO()  # a terminal gets one live bar instead of lines
+    with Progress(8, 1, stream=bar, bar=True) as progress:
+        progress.batch_done(8, tokens=90)
+    assert "8/8" in bar.getvalue() and "90 tokens" in bar.getvalue() and "eval: " not in bar.getvalue()
     quiet = io.StringIO()
     with Progress(8, 1, stream=quiet, enabled=False) as progress:
         progress.batch_done(8, tokens=10)

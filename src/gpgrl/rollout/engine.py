@@ -380,18 +380,10 @@ class HFGenerateEngine(RolloutEngine):
                     from gpgrl.models.vision import token_type_inputs
 
                     extra.update(token_type_inputs(self.model, ids))
-                out = self.model.generate(
-                    input_ids=ids,
-                    attention_mask=mask,
-                    max_new_tokens=max_new,
-                    **sampling,
-                    pad_token_id=self.pad_id,
-                    eos_token_id=self.eos_ids,
-                    use_cache=True,
-                    suppress_tokens=self.suppress or None,
-                    stopping_criteria=[watch] if params.stop or self.on_step else None,
-                    **extra,
-                )
+                out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, **sampling,
+                                          pad_token_id=self.pad_id, eos_token_id=self.eos_ids, use_cache=True,
+                                          suppress_tokens=self.suppress or None, **extra,
+                                          stopping_criteria=[watch] if params.stop or self.on_step else None)
                 chunks.append(out[:, ids.shape[1] :].cpu())
         finally:
             self.model.train(was_training)
