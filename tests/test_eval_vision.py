@@ -9,18 +9,16 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA_MISSING, SHARED_DATA
-from gpgrl.eval.benchmarks import Problem, UnknownBenchmarkError, load_benchmarks, parse_benchmarks
-from gpgrl.eval.metrics import compute_metrics, summarize
-from gpgrl.eval.vision import (
+from gpgrl.eval.benchmarks import (
     VISION_BENCHMARKS,
-    MissingImagesError,
-    _grade_lisa,
-    box_overlap,
-    classification_question,
-    grounding_ious,
+    load_benchmarks,
     load_vision_benchmark,
+    parse_benchmarks,
     vision_spec,
 )
+from gpgrl.eval.metrics import box_overlap, compute_metrics, grounding_ious, summarize
+from gpgrl.eval.problem import MissingImagesError, Problem, UnknownBenchmarkError
+from gpgrl.eval.vision import classification_question, grade_lisa
 
 REPO = Path(__file__).resolve().parents[1]
 VISION_DATA = SHARED_DATA / "vision"
@@ -49,19 +47,19 @@ def test_box_overlap_and_grounding_ious_by_hand():
 def test_lisa_grading_scales_the_answer_box_to_the_image():
     problem = Problem("lisa", "0", "the dog", "(0,0),(100,50)", images=("x.png",), meta={"box": [0, 0, 100, 50]})
     # a 200x100 image: (0,0),(500,500) on the 0-1000 scale is (0,0),(100,50) in pixels
-    row = _grade_lisa("<think>dog</think><answer>(0,0),(500,500)</answer>", problem, [(200, 100)])
+    row = grade_lisa("<think>dog</think><answer>(0,0),(500,500)</answer>", problem, [(200, 100)])
     assert row["iou"] == pytest.approx(1.0) and row["correct"] and row["pred_box"] == [0, 0, 100, 50]
-    half = _grade_lisa("<answer>(0,0),(250,500)</answer>", problem, [(200, 100)])
+    half = grade_lisa("<answer>(0,0),(250,500)</answer>", problem, [(200, 100)])
     assert (half["intersection"], half["union"], half["correct"]) == (2500, 5000, False)
-    none = _grade_lisa("<answer>no idea</answer>", problem, [(200, 100)])
+    none = grade_lisa("<answer>no idea</answer>", problem, [(200, 100)])
     assert (none["iou"], none["intersection"], none["union"], none["pred_box"]) == (0.0, 0.0, 5000, None)
 
 
 def test_cvbench_grading():
-    from gpgrl.eval.vision import _grade_cvbench
+    from gpgrl.eval.vision import grade_cvbench
 
     p = Problem("cvbench", "0", "How many?", "(B)", meta={"option": "2"})
-    grades = [_grade_cvbench(t, p, [])["correct"] for t in (
+    grades = [grade_cvbench(t, p, [])["correct"] for t in (
         "<think>two</think><answer>(B)</answer>", "<answer>B</answer>", "<answer>The answer is B</answer>",
         "<answer>2</answer>", "<answer>(A)</answer>", "<answer>B.</answer>", "<answer>3</answer>")]
     assert grades == [True, True, True, True, False, False, False]
@@ -69,7 +67,7 @@ def test_cvbench_grading():
 
 def test_original_scripts_grading():
     """grading="original": what each fork's evaluation script counts as right, where it differs."""
-    from gpgrl.eval.vision import VISION_BENCHMARKS as V
+    from gpgrl.eval.benchmarks import VISION_BENCHMARKS as V
 
     def both(bench, text, problem, sizes=()):
         return V[bench].grade(text, problem, sizes)["correct"], V[bench].script_grade(text, problem, sizes)["correct"]

@@ -432,28 +432,30 @@ def test_eval_quiet_prints_no_loading_bars(setup, tmp_path):
     assert "Loading weights" not in proc.stderr and "it/s]" not in proc.stderr, proc.stderr
 
 
-def test_eval_quiet_also_silences_bars_drawn_with_tqdm_directly():
-    """transformers unpacks a GGUF file under a plain tqdm bar, which its progress-bar switch does not reach."""
+def test_loading_bars_also_hold_back_bars_drawn_with_tqdm_directly():
+    """transformers unpacks a GGUF file under a plain tqdm bar, which its progress-bar switch does not reach:
+    while a model loads quietly (--quiet, or stderr not a terminal: a log), that bar is held back, any other
+    line written to stderr meanwhile still comes out, and the libraries' bar settings come back after."""
     script = """
-import sys, types
-fake = types.ModuleType("gpgrl.eval.cli")
-def main(args):
+import sys, warnings
+from transformers.utils import logging as hf_logging
+from gpgrl.models.loading import loading_bars
+quiet = sys.argv[1] == "quiet"
+before = hf_logging.is_progress_bar_enabled()
+with loading_bars("model.gguf", quiet=quiet):
     from tqdm.auto import tqdm  # as transformers' GGUF loader draws its bar
     for _ in tqdm(range(3), desc="unpacking GGUF"):
         pass
-    return 0
-fake.main = main
-sys.modules["gpgrl.eval.cli"] = fake
-from gpgrl.cli import main as gpgrl_main
-sys.exit(gpgrl_main(sys.argv[1:]))
+    print("a warning while loading", file=sys.stderr)
+assert hf_logging.is_progress_bar_enabled() == before
 """
     env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
     env["PYTHONPATH"] = str(REPO / "src")
-    for flags, shown in ((["--quiet"], False), ([], True)):
-        proc = subprocess.run([sys.executable, "-c", script, "eval", *flags], capture_output=True, text=True, env=env,
+    for mode in ("quiet", "log"):  # --quiet, and a plain run whose stderr is a file or a pipe
+        proc = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, env=env,
                               timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        assert ("unpacking GGUF" in proc.stderr) == shown, proc.stderr
+        assert "unpacking GGUF" not in proc.stderr and "a warning while loading" in proc.stderr, proc.stderr
 
 
 def test_near_misses_get_a_suggestion_and_listings_have_no_duplicates():
@@ -575,7 +577,7 @@ def test_an_evaluation_of_another_model_does_not_reuse_partial_rows(setup, tmp_p
     """The partial rows are reused only by the same evaluation of the same model files."""
     import shutil
 
-    from gpgrl.eval.evaluator import PARTIAL_FILE, _finished, _identity, _start_partial
+    from gpgrl.eval.report import PARTIAL_FILE, _finished, _identity, _start_partial
 
     model = tmp_path / "model"
     shutil.copytree(setup["model"], model)

@@ -80,7 +80,7 @@ def test_smollm2_names_the_packaged_file():
     path = packaged_gguf("smollm2")
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.is_file()
     assert path.read_bytes()[:4] == b"GGUF"  # the file format's magic number
-    assert loading.smollm2_gguf() == path == gguf_path("SmolLM2")
+    assert loading.packaged_gguf("smollm2") == path == gguf_path("SmolLM2")
     check_model_path("smollm2")  # no error
 
 

@@ -223,7 +223,7 @@ def test_other_presets_run_a_step(tmp_path, preset):
     assert m["adv/alpha"] == (1.0 if m["adv/no_signal"] == 0 else 0.0)  # AGE is GPG's only
 
 
-def test_eval_every_runs_the_benchmark_evaluation(tmp_path):
+def test_eval_every_runs_the_benchmark_evaluation(tmp_path, capsys):
     from conftest import DATA_MISSING, SHARED_DATA
 
     data_dir = SHARED_DATA / "math"
@@ -236,6 +236,8 @@ def test_eval_every_runs_the_benchmark_evaluation(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "eval/gsm8k/pass@1" in r]
     assert len(evals) == 1 and evals[0]["step"] == 2
+    err = capsys.readouterr().err  # gpgrl eval's first line and progress lines, as the command prints them
+    assert "on gsm8k, amc23 (4 problems x 1 sample), up to" in err and "eval: 4/4 problems" in err
     samples = [json.loads(line) for line in
                (tmp_path / "run" / "eval" / "step-000002" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 4  # 2 benchmarks x 2 problems x 1 sample

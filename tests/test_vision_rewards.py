@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from conftest import DATA_MISSING, SHARED_DATA
 from gpgrl.rewards import get_reward, list_rewards, reward_aliases
 from gpgrl.rewards.vision import (
-    _mv_equal,
     answer_content,
     box_iou,
     detection_scores,
@@ -30,6 +29,7 @@ from gpgrl.rewards.vision import (
     generalized_iou,
     match_detections,
     multiple_choice_letter,
+    mv_equal,
     parse_detection_boxes,
 )
 
@@ -678,8 +678,8 @@ def test_grounding_gold_without_a_box_gives_none() -> None:
 def test_math_verify_finds_nothing_in_lisa_golds() -> None:
     # Why grounding_giou's math-verify check (kept from the fork) never fires on LISA data: math-verify
     # extracts nothing from "(x1,y1),(x2,y2)", so even the gold itself is "no match".
-    assert _mv_equal(LISA_GOLD, LISA_GOLD, 5.0) is False
-    assert _mv_equal(LISA_GOLD, _think("(0,0),(100,100)"), 5.0) is False
+    assert mv_equal(LISA_GOLD, LISA_GOLD, 5.0) is False
+    assert mv_equal(LISA_GOLD, _think("(0,0),(100,100)"), 5.0) is False
 
 
 @SETTINGS

@@ -184,12 +184,6 @@ def cmd_rewards(args: list[str]) -> int:
 
 
 def cmd_eval(args: list[str]) -> int:
-    if "--quiet" in args:
-        import os
-
-        # tqdm reads TQDM_DISABLE once, when first imported (before this line nothing imports it): this
-        # silences the bars no library setting reaches, such as the unpacking bar of a GGUF model file.
-        os.environ.setdefault("TQDM_DISABLE", "1")
     from gpgrl.eval.cli import main as eval_main
 
     return eval_main(args)

@@ -75,8 +75,8 @@ def check_completion_request() -> dict:
     """gpgrl's /v1/completions body through vLLM's CompletionRequest, with hostile server defaults."""
     from vllm.entrypoints.openai.completion.protocol import CompletionRequest
 
-    sampling = vllm_sampling_kwargs(GpgrlSampling(max_new_tokens=32, temperature=0.7, top_p=0.95, top_k=20), n=4,
-                                    max_tokens=32)
+    sampling = vllm_sampling_kwargs(GpgrlSampling(max_new_tokens=32, temperature=0.7, top_p=0.95, top_k=20,
+                                                  stop=("\n\nQuestion:",)), n=4, max_tokens=32)
     body = completion_request("served-model", [[1, 2, 3], [4, 5]], sampling)
     request = CompletionRequest.model_validate(body)
     # what a Qwen2.5 instruct checkpoint's generation_config would fill in, and worse
@@ -86,7 +86,7 @@ def check_completion_request() -> dict:
     hostile.update({k: hostile.get(k, 0.123) for k in defaults})
     made = request.to_sampling_params(32, hostile)
     fields = ["n", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty",
-              "frequency_penalty", "logprobs", "max_tokens", "skip_special_tokens"]
+              "frequency_penalty", "logprobs", "max_tokens", "skip_special_tokens", "stop"]
     return {"body_keys": sorted(body), "declared_fields": sorted(CompletionRequest.model_fields),
             "server_default_keys": sorted(defaults), "sent": {k: body.get(k) for k in fields},
             "sampled_with": {k: getattr(made, k) for k in fields}, "prompt": request.prompt}

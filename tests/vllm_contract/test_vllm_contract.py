@@ -51,7 +51,10 @@ def run_probe(version: str, tmp: Path) -> dict:
         pytest.skip(message)
     cases, out = tmp / "cases.json", tmp / "facts.json"
     cases.write_text(json.dumps({"sampling": sampling_cases()}))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(ROOT / "deps")]),
+    import gpgrl  # the probe checks this checkout's gpgrl, whatever copy the environment has installed
+
+    gpgrl_src = str(Path(gpgrl.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(ROOT / "deps"), gpgrl_src]),
            "VLLM_LOGGING_LEVEL": "ERROR", "TORCHDYNAMO_DISABLE": "1"}
     done = subprocess.run([sys.executable, "-W", "ignore", str(HERE / "probe.py"), str(cases), str(out)], env=env,
                           capture_output=True, text=True, timeout=600)
@@ -86,6 +89,7 @@ def test_the_completions_body_is_vllms_request_model_and_overrides_every_server_
     assert set(c["server_default_keys"]) <= set(c["body_keys"])  # nothing left for generation_config to fill
     assert c["sampled_with"] == c["sent"]  # with hostile server defaults, vLLM samples exactly what was sent
     assert c["sampled_with"]["repetition_penalty"] == 1.0 and c["sampled_with"]["logprobs"] == 0
+    assert c["sampled_with"]["stop"] == ["\n\nQuestion:"]  # an evaluation's stop strings reach the server
     assert c["prompt"] == [[1, 2, 3], [4, 5]]
 
 

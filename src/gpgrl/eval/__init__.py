@@ -8,22 +8,22 @@ from gpgrl.data.prompts import PRESETS, PromptPreset, resolve_prompt
 from gpgrl.eval.benchmarks import (
     BENCHMARKS,
     PAPER_BENCHMARKS,
-    BenchmarkDownloadError,
-    BenchmarkSpec,
-    Problem,
-    UnknownBenchmarkError,
+    VISION_BENCHMARKS,
+    Benchmark,
     all_benchmark_names,
     get_benchmark,
     is_vision_benchmark,
     load_benchmark,
     load_benchmarks,
+    load_vision_benchmark,
     parse_benchmarks,
     parse_sources,
 )
-from gpgrl.eval.evaluator import evaluate, render_table, write_outputs
+from gpgrl.eval.evaluator import evaluate
 from gpgrl.eval.metrics import (
     compute_metrics,
     extract_final_answer,
+    grounding_ious,
     maj_at_k,
     majority_correct,
     pass_at_1,
@@ -31,27 +31,24 @@ from gpgrl.eval.metrics import (
     summarize,
     vote_key,
 )
-from gpgrl.eval.vision import (
-    VISION_BENCHMARKS,
-    MissingImagesError,
-    VisionBenchmarkSpec,
-    grounding_ious,
-    load_vision_benchmark,
-)
+from gpgrl.eval.problem import BenchmarkDownloadError, MissingImagesError, Problem, UnknownBenchmarkError
+from gpgrl.eval.report import render_table, write_outputs
+from gpgrl.eval.settings import EvalSettings, check_settings
 
 __all__ = [
     "BENCHMARKS",
     "PAPER_BENCHMARKS",
     "PRESETS",
     "VISION_BENCHMARKS",
+    "Benchmark",
     "BenchmarkDownloadError",
-    "BenchmarkSpec",
+    "EvalSettings",
     "MissingImagesError",
     "Problem",
     "PromptPreset",
     "UnknownBenchmarkError",
-    "VisionBenchmarkSpec",
     "all_benchmark_names",
+    "check_settings",
     "compute_metrics",
     "evaluate",
     "extract_final_answer",

@@ -1,7 +1,10 @@
-"""Math benchmarks for evaluation: where each one lives and how to read its question and gold answer.
+"""Every benchmark ``gpgrl eval`` knows, math and vision, in one registry: where it lives, its prompt, how
+an answer is graded, its generation budget.
 
-Each benchmark loads either from its public Hugging Face dataset (the default) or from a local folder
-(``data_dir``) laid out as in the Qwen2.5-Math / simpleRL evaluation harness::
+A :class:`Benchmark` loads from its public Hugging Face dataset (the default), from a local folder
+(``data_dir``), from a given file or Hub id (``source``, the ``--source NAME=PATH_OR_ID`` flag), or, for a
+generated ``builtin:`` task, from nothing at all. The math benchmarks' local layout is the Qwen2.5-Math /
+simpleRL evaluation harness's::
 
     DIR/math500/test.jsonl          problem, answer
     DIR/aime24/test.jsonl           problem, answer ("025": compared as an integer)
@@ -17,51 +20,43 @@ Each benchmark loads either from its public Hugging Face dataset (the default) o
 For minerva_math and olympiadbench another ``*.jsonl`` file in the folder is used when there is no
 ``test.jsonl`` (e.g. the 20-record ``sample20.jsonl`` files used by this project's tests).
 
-The Hub sources (checked against their dataset cards) are listed in :data:`BENCHMARKS` and in
-``docs/eval.md``. Vision benchmarks (GEOQA, the Visual-RFT classification sets, CV-Bench, LISA) are in
-:mod:`gpgrl.eval.vision`; the functions here load both kinds. Unknown names raise :class:`UnknownBenchmarkError`, which lists the valid ones.
+The vision benchmarks (GEOQA, the Visual-RFT classification sets, CV-Bench, LISA) are entries of the same
+registry; their prompts, image look-up and grading are in :mod:`gpgrl.eval.vision`. Adding a benchmark is
+one entry in :data:`BENCHMARKS` (``docs/eval.md``, "Adding a benchmark"). Unknown names raise
+:class:`UnknownBenchmarkError`, which lists the valid ones.
 
->>> [spec.name for spec in BENCHMARKS.values()]
+>>> [name for name, spec in BENCHMARKS.items() if not spec.vision]
 ['math500', 'aime24', 'amc23', 'minerva', 'olympiadbench', 'gsm8k', 'arithmetic']
->>> parse_benchmarks("math500, gsm8k,minerva_math")
-['math500', 'gsm8k', 'minerva']
+>>> list(VISION_BENCHMARKS)
+['geoqa', 'flowers102', 'pets37', 'fgvc_aircraft', 'cars196', 'cvbench', 'lisa']
+>>> parse_benchmarks("math500, gsm8k,minerva_math,CV-Bench")
+['math500', 'gsm8k', 'minerva', 'cvbench']
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from gpgrl.data.datasets import read_jsonl
+from gpgrl.data.prompts import PromptPreset, resolve_prompt
+from gpgrl.eval import vision as v
+from gpgrl.eval.metrics import extract_final_answer
+from gpgrl.eval.problem import (
+    BenchmarkDownloadError,
+    MissingImagesError,
+    Problem,
+    Row,
+    RowContext,
+    UnknownBenchmarkError,
+)
 
-
-class UnknownBenchmarkError(ValueError):
-    """A benchmark name that is not in the registry."""
-
-
-class BenchmarkDownloadError(RuntimeError):
-    """A Hugging Face dataset that could not be loaded (offline, no access, renamed)."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One benchmark problem: ``gold`` is the bare reference answer (no ``\\boxed{}``).
-
-    Vision benchmarks (:mod:`gpgrl.eval.vision`) add ``images``: file paths (already checked to exist) or
-    image bytes, opened only when the prompt is built; and ``meta``: what their grading needs (a gold box,
-    a CV-Bench task name as ``category``).
-    """
-
-    benchmark: str
-    id: str
-    question: str
-    gold: str
-    images: tuple[Any, ...] = ()
-    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
+__all__ = ["BENCHMARKS", "PAPER_BENCHMARKS", "VISION_BENCHMARKS", "Benchmark", "BenchmarkDownloadError",
+           "MissingImagesError", "Problem", "UnknownBenchmarkError", "get_benchmark", "load_benchmark",
+           "load_benchmarks", "parse_benchmarks", "parse_sources"]
 
 # --- gold-answer helpers (pure) ----------------------------------------------------------------------
 
@@ -131,12 +126,22 @@ def olympiad_gold(final_answer: Any) -> str:
     return ", ".join(re.sub(r"(?<!\\)\$", "", str(a)).strip() for a in items)
 
 
-def _field(name: str) -> Callable[[dict[str, Any]], str]:
+
+# --- math records -> problems ----------------------------------------------------------------------------
+
+Gold = Callable[[dict[str, Any]], str]
+
+
+def _field(name: str) -> Gold:
     def get(row: dict[str, Any]) -> str:
         return str(row[name]).strip()
 
     get.__name__ = f"field_{name}"
     return get
+
+
+def _number(name: str) -> Gold:
+    return lambda row: number_to_str(row[name])
 
 
 def _minerva_local_gold(row: dict[str, Any]) -> str:
@@ -148,197 +153,224 @@ def _minerva_local_gold(row: dict[str, Any]) -> str:
     return gold
 
 
-# --- the registry --------------------------------------------------------------------------------------
+def math_rows(question: str, gold: Gold, *, id_field: str | None = None, local_question: str | None = None,
+              local_gold: Gold | None = None) -> Callable[[list[dict[str, Any]], RowContext], list[Row]]:
+    """A ``rows`` function for a text benchmark: the ``question`` column and ``gold(record)``; a local copy
+    (``--data-dir``) may name them differently (``local_question``, ``local_gold``). ``id_field``: a stable
+    id column, else the record's index."""
+
+    def rows(records: list[dict[str, Any]], ctx: RowContext) -> list[Row]:
+        q_field = (local_question or question) if ctx.local else question
+        gold_fn = (local_gold or gold) if ctx.local else gold
+        out: list[Row] = []
+        for i, row in enumerate(records):
+            if q_field not in row:
+                raise ValueError(f"{ctx.source}: record {i} has no {q_field!r} field (fields: {', '.join(row)})")
+            pid = row.get(id_field) if id_field else None
+            out.append((str(pid if pid is not None else i), str(row[q_field]), gold_fn(row), [], {}))
+        return out
+
+    return rows
+
+
+def grade_math(text: str, problem: Problem, sizes: Sequence[tuple[int, int]] = ()) -> dict[str, Any]:
+    """math-verify equivalence of the completion's answer with the gold (:func:`gpgrl.rewards.grade_answer`)."""
+    from gpgrl.rewards.math_grader import grade_answer
+
+    return {"correct": bool(grade_answer(text, problem.gold))}
+
+
+#: Where an answer to a plain-text (no chat template) maths prompt ends, as the Qwen2.5-Math evaluation
+#: harness stops a base model: an end-of-text marker written out as text, or the start of a next problem.
+#: A chat-template prompt gets none: its turn ends with the model's EOS (``<|im_end|>``), which always stops.
+PLAIN_TEXT_STOP = ("</s>", "<|im_end|>", "<|endoftext|>", "\n\nQuestion:", "\n\nProblem:")
+
+
+# --- the registry ----------------------------------------------------------------------------------------
+
+Grade = Callable[[str, Problem, Sequence[tuple[int, int]]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
-class BenchmarkSpec:
-    """Where a benchmark lives and how to read it.
+class Benchmark:
+    """One benchmark: where it lives, how a record becomes a problem, its prompt and grading, its budget.
 
-    Hub fields describe the default source (``datasets.load_dataset(hub_id, hub_config, split=hub_split)``);
-    ``local_*`` fields describe ``DIR/<local_dir>/<file>`` with ``--data-dir DIR``.
+    Where: ``hub_id`` is the default source (``datasets.load_dataset(hub_id, hub_config, split=hub_split)``;
+    ``"builtin:NAME"``: a generated task, always used; None: there is none, the data must be given);
+    ``local_files`` are tried in order under ``--data-dir`` (a ``*`` pattern takes the first match);
+    ``classes``: a class-list file next to the local data file (line i = label i).
+    How: ``rows(records, RowContext)`` gives ``(id, question, gold, image refs, meta)`` per record;
+    ``preset`` is the prompt (a :data:`gpgrl.data.prompts.PRESETS` name or a PromptPreset);
+    ``grade(text, problem, image sizes)`` returns at least ``correct`` (and ``score``), ``script_grade``
+    the same as the original evaluation script (``grading="original"``); ``extract`` gives the answer
+    that votes in maj@K. ``max_new_tokens`` is the benchmark's own generation budget, ``stop`` strings
+    that end an answer (see ``docs/eval.md``, "Stop strings").
     """
 
     name: str
     description: str
-    hub_id: str
-    hub_split: str
-    hub_config: str | None
-    hub_question: str
-    hub_gold: Callable[[dict[str, Any]], str]
-    local_dir: str
-    local_question: str
-    local_gold: Callable[[dict[str, Any]], str]
-    id_field: str | None = None  # a stable id column when the data has one; else the row index
-    any_jsonl: bool = False  # fall back to any *.jsonl in the folder when test.jsonl is missing
+    rows: Callable[[list[dict[str, Any]], RowContext], list[Row]]
+    hub_id: str | None = None
+    hub_split: str = "test"
+    hub_config: str | None = None
+    local_files: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    preset: PromptPreset | str = "qwen_math_cot"
+    grade: Grade = grade_math
+    script_grade: Grade | None = None
+    extract: Callable[[str], str | None] = extract_final_answer
+    max_new_tokens: int = 3072
+    stop: tuple[str, ...] = ()
+    vision: bool = False
+    classes: str | None = None
+    image_subdirs: tuple[str, ...] = ()
+    grader: str = "math-verify equivalence (gpgrl.rewards.grade_answer)"  # in words, for docs and results.json
+    script_grader: str = ""
+    original: str = ""  # the evaluation script this follows
 
     @property
     def builtin(self) -> bool:
         """A generated ``builtin:`` dataset: read with ``load_records`` whatever ``data_dir`` says."""
-        return self.hub_id.startswith("builtin:")
+        return bool(self.hub_id) and str(self.hub_id).startswith("builtin:")
+
+    def prompt(self) -> PromptPreset:
+        """The benchmark's own prompt preset."""
+        return self.preset if isinstance(self.preset, PromptPreset) else resolve_prompt(self.preset)
 
     def local_path(self, data_dir: str | Path) -> Path:
         """The file read under ``data_dir`` (raises FileNotFoundError naming what was expected)."""
-        folder = Path(data_dir).expanduser() / self.local_dir
-        test = folder / "test.jsonl"
-        if test.is_file():
-            return test
-        if self.any_jsonl and folder.is_dir():
-            others = sorted(folder.glob("*.jsonl"))
-            if others:
-                return others[0]
-        also = f" (or another .jsonl file in {folder})" if self.any_jsonl else ""
+        folder = Path(data_dir).expanduser()
+        for pattern in self.local_files:
+            found = sorted(folder.glob(pattern)) if "*" in pattern else [folder / pattern]
+            found = [f for f in found if f.is_file()]
+            if found:
+                return found[0]
+        hub = (f", or leave --data-dir out to load {self.hub_id} from the Hugging Face Hub"
+               if self.hub_id and not self.builtin else "")
         raise FileNotFoundError(
-            f"{self.name}: no data file at {test}{also}. Pass --data-dir DIR with {self.local_dir}/test.jsonl "
-            f"inside, or leave --data-dir out to load {self.hub_id} from the Hugging Face Hub."
-        )
+            f"{self.name}: no data file at {folder / self.local_files[0]}. Pass --data-dir DIR with "
+            f"{' or '.join(self.local_files)} inside, or --source {self.name}=FILE{hub}.")
 
 
-BENCHMARKS: dict[str, BenchmarkSpec] = {
-    spec.name: spec
-    for spec in [
-        BenchmarkSpec(
-            name="math500",
-            description="MATH-500: the 500-problem MATH test subset of 'Let's Verify Step by Step'",
-            hub_id="HuggingFaceH4/MATH-500",
-            hub_split="test",
-            hub_config=None,
-            hub_question="problem",
-            hub_gold=_field("answer"),
-            local_dir="math500",
-            local_question="problem",
-            local_gold=_field("answer"),
-            id_field="unique_id",
-        ),
-        BenchmarkSpec(
-            name="aime24",
-            description="AIME 2024 I and II (30 problems, integer answers 0-999)",
-            hub_id="HuggingFaceH4/aime_2024",
-            hub_split="train",
-            hub_config=None,
-            hub_question="problem",
-            hub_gold=lambda row: number_to_str(row["answer"]),
-            local_dir="aime24",
-            local_question="problem",
-            local_gold=lambda row: number_to_str(row["answer"]),
-            id_field="id",
-        ),
-        BenchmarkSpec(
-            name="amc23",
-            description="AMC 2023 (40 problems, as in the Qwen2.5-Math / simpleRL harness)",
-            hub_id="math-ai/amc23",
-            hub_split="test",
-            hub_config=None,
-            hub_question="question",
-            hub_gold=lambda row: number_to_str(row["answer"]),
-            local_dir="amc23",
-            local_question="problem",
-            local_gold=lambda row: number_to_str(row["answer"]),
-            id_field="id",
-        ),
-        BenchmarkSpec(
-            name="minerva",
-            description="Minerva Math (272 MIT OCW science problems)",
-            hub_id="math-ai/minervamath",
-            hub_split="test",
-            hub_config=None,
-            hub_question="question",
-            hub_gold=_field("answer"),
-            local_dir="minerva_math",
-            local_question="problem",
-            local_gold=_minerva_local_gold,
-            id_field="idx",
-            any_jsonl=True,
-        ),
-        BenchmarkSpec(
-            name="olympiadbench",
-            description="OlympiadBench, English open-ended text-only maths (675 problems, Qwen2.5-Math split)",
-            hub_id="math-ai/olympiadbench",
-            hub_split="test",
-            hub_config=None,
-            hub_question="question",
-            hub_gold=lambda row: olympiad_gold(row["final_answer"]),
-            local_dir="olympiadbench",
-            local_question="question",
-            local_gold=lambda row: olympiad_gold(row["final_answer"]),
-            id_field="id",
-            any_jsonl=True,
-        ),
-        BenchmarkSpec(
-            name="gsm8k",
-            description="GSM8K test (1319 grade-school word problems)",
-            hub_id="openai/gsm8k",
-            hub_split="test",
-            hub_config="main",
-            hub_question="question",
-            hub_gold=lambda row: gsm8k_gold(row["answer"]),
-            local_dir="gsm8k",
-            local_question="question",
-            local_gold=lambda row: gsm8k_gold(row["answer"]),
-            id_field="idx",
-        ),
-        BenchmarkSpec(
-            name="arithmetic",
-            description="2-digit addition, the held-out test split of builtin:arithmetic (200 questions)",
-            hub_id="builtin:arithmetic",
-            hub_split="test",
-            hub_config=None,
-            hub_question="question",
-            hub_gold=_field("answer"),
-            local_dir="arithmetic",  # unused: a builtin dataset is generated, never read from data_dir
-            local_question="question",
-            local_gold=_field("answer"),
-        ),
-    ]
-}
+def _math(name: str, description: str, hub_id: str, question: str, gold: Gold, local_dir: str, *,
+          local_question: str | None = None, local_gold: Gold | None = None, id_field: str | None = None,
+          any_jsonl: bool = False, **fields: Any) -> Benchmark:
+    """A math benchmark: ``DIR/<local_dir>/test.jsonl`` locally (or any ``*.jsonl`` there, ``any_jsonl``)."""
+    files = (f"{local_dir}/test.jsonl", f"{local_dir}/*.jsonl") if any_jsonl else (f"{local_dir}/test.jsonl",)
+    fields.setdefault("stop", PLAIN_TEXT_STOP)
+    rows = math_rows(question, gold, id_field=id_field, local_question=local_question, local_gold=local_gold)
+    return Benchmark(name, description, rows, hub_id=hub_id, local_files=files, **fields)
 
-ALIASES = {
-    "math_500": "math500",
-    "math-500": "math500",
-    "aime": "aime24",
-    "amc": "amc23",
-    "minerva_math": "minerva",
-    "olympiad_bench": "olympiadbench",
-    "olympiad": "olympiadbench",
-    "addition": "arithmetic",
-}
+
+_CLASSIFICATION = dict(
+    rows=v.classification_rows, preset=v.CLASSIFICATION_PRESET, vision=True, grade=v.text_grade("classification"),
+    script_grade=v.script_classification, extract=v.answer_or_none, max_new_tokens=1024,
+    grader="classification reward (default: empty answer scores 0, no math-verify)",
+    script_grader="Visual-RFT's script: <answer> on one line required; containment; empty answer right",
+    original="Visual-RFT classification/Qwen2_VL_classification_infere.py")
+
+
+def _classification(name: str, title: str, aliases: tuple[str, ...]) -> Benchmark:
+    stem, _, _, subdir = v.CLASSIFICATION_SETS[name]
+    return Benchmark(name, f"{title}: Visual-RFT's validation set, {{image, label, class_name}} + class list",
+                     local_files=(f"visual_rft_classification/{stem}_val.jsonl",), classes=f"{stem}.txt",
+                     image_subdirs=(subdir,), aliases=aliases, **_CLASSIFICATION)  # type: ignore[arg-type]
+
+
+#: Every benchmark by canonical name: the math ones, then the vision ones. One entry per benchmark.
+BENCHMARKS: dict[str, Benchmark] = {spec.name: spec for spec in [
+    _math("math500", "MATH-500: the 500-problem MATH test subset of 'Let's Verify Step by Step'",
+          "HuggingFaceH4/MATH-500", "problem", _field("answer"), "math500", id_field="unique_id",
+          aliases=("math_500", "math-500")),
+    _math("aime24", "AIME 2024 I and II (30 problems, integer answers 0-999)", "HuggingFaceH4/aime_2024",
+          "problem", _number("answer"), "aime24", id_field="id", hub_split="train", aliases=("aime",)),
+    _math("amc23", "AMC 2023 (40 problems, as in the Qwen2.5-Math / simpleRL harness)", "math-ai/amc23",
+          "question", _number("answer"), "amc23", local_question="problem", id_field="id", aliases=("amc",)),
+    _math("minerva", "Minerva Math (272 MIT OCW science problems)", "math-ai/minervamath", "question",
+          _field("answer"), "minerva_math", local_question="problem", local_gold=_minerva_local_gold,
+          id_field="idx", any_jsonl=True, aliases=("minerva_math",)),
+    _math("olympiadbench", "OlympiadBench, English open-ended text-only maths (675 problems, Qwen2.5-Math split)",
+          "math-ai/olympiadbench", "question", lambda row: olympiad_gold(row["final_answer"]), "olympiadbench",
+          id_field="id", any_jsonl=True, aliases=("olympiad_bench", "olympiad")),
+    _math("gsm8k", "GSM8K test (1319 grade-school word problems)", "openai/gsm8k", "question",
+          lambda row: gsm8k_gold(row["answer"]), "gsm8k", id_field="idx", hub_config="main", max_new_tokens=512),
+    _math("arithmetic", "2-digit addition, the held-out test split of builtin:arithmetic (200 questions)",
+          "builtin:arithmetic", "question", _field("answer"), "arithmetic", max_new_tokens=256,
+          aliases=("addition",)),
+    Benchmark(
+        "geoqa", "GEOQA test (754 geometry questions), R1-V's prompts file", v.geoqa_rows, vision=True,
+        preset=v.GEOQA_PRESET, local_files=("geoqa/geoqa_test_prompts.jsonl",), aliases=("geo_qa", "geoqa_test"),
+        grade=v.text_grade("r1v_accuracy"), script_grade=v.script_geoqa, extract=v.answer_or_math,
+        max_new_tokens=1024, grader="r1v_accuracy reward (math-verify on the whole text, else exact <answer> match)",
+        script_grader="R1-V's script: math-verify on the whole text only", original="R1-V src/eval/test_qwen2vl_geoqa.py",
+    ),
+    _classification("flowers102", "Oxford Flowers-102", ("flowers", "oxford_flowers", "oxford_flowers102")),
+    _classification("pets37", "Oxford-IIIT Pets-37", ("pets", "oxford_pets")),
+    _classification("fgvc_aircraft", "FGVC-Aircraft (100 variants)", ("aircraft", "fgvc-aircraft", "aircraft100")),
+    _classification("cars196", "Stanford Cars-196", ("cars", "stanford_cars")),
+    Benchmark(
+        "cvbench", "CV-Bench (2638 multiple-choice questions: Count, Relation, Depth, Distance)", v.cvbench_rows,
+        vision=True, preset=v.CVBENCH_PRESET, local_files=("cvbench/test.parquet", "cvbench/test.jsonl"),
+        hub_id="nyu-visionx/CV-Bench", aliases=("cv-bench", "cv_bench"), grade=v.grade_cvbench,
+        script_grade=v.script_cvbench, extract=v.answer_or_math, max_new_tokens=1024,
+        grader="choice_accuracy reward (math-verify, exact answer, or the last standalone letter A-H), or the "
+        "answer is the gold option's text",
+        script_grader="VisualThinker's script: math-verify string extraction vs the letter and option text",
+        original="VisualThinker-R1-Zero src/eval/evaluate_Qwen2_VL_CVBench.py",
+    ),
+    Benchmark(
+        "lisa", "LISA ReasonSeg grounding: box from the answer vs the gold box (gIoU, cIoU)", v.lisa_rows,
+        vision=True, preset=v.LISA_PRESET, local_files=("lisa/test.jsonl", "lisa/test.json", "lisa/test.parquet"),
+        aliases=("lisa_grounding", "reasonseg"), grade=v.grade_lisa, script_grade=v.script_lisa,
+        extract=v.answer_or_none, max_new_tokens=128,
+        grader="box IoU; correct = IoU > 0.5; gIoU = mean IoU, cIoU = sum intersections / sum unions",
+        script_grader="as the default, with the first box anywhere in the output (Visual-RFT's script)",
+        original="Visual-RFT lisa_evaluation/Qwen2_VL_lisa_infere.py (box IoU; the paper's masks come from SAM)",
+    ),
+]}
+
+#: The vision benchmarks of :data:`BENCHMARKS` (a read-only view).
+VISION_BENCHMARKS = MappingProxyType({name: spec for name, spec in BENCHMARKS.items() if spec.vision})
 
 # The five benchmarks of the paper's text results (GSM8K is extra).
 PAPER_BENCHMARKS = ("math500", "aime24", "amc23", "minerva", "olympiadbench")
 
 
+def _lookup() -> dict[str, str]:
+    """Every accepted spelling (canonical names and aliases, lower case) -> canonical name."""
+    return {key: spec.name for spec in BENCHMARKS.values() for key in (spec.name, *spec.aliases)}
+
+
 def all_benchmark_names() -> list[str]:
     """Every benchmark ``gpgrl eval`` knows: the math ones, then the vision ones."""
-    from gpgrl.eval.vision import VISION_BENCHMARKS
-
-    return [*BENCHMARKS, *VISION_BENCHMARKS]
+    return list(BENCHMARKS)
 
 
-def canonical_name(name: str) -> str:
-    """The canonical name of a math or vision benchmark (case-insensitive, aliases); raises
-    :class:`UnknownBenchmarkError` listing the valid names."""
-    from gpgrl.eval.vision import vision_spec
-
-    spec = vision_spec(name)
-    return spec.name if spec is not None else get_benchmark(name).name
-
-
-def is_vision_benchmark(name: str) -> bool:
-    """Whether ``name`` is a vision benchmark (see :mod:`gpgrl.eval.vision`)."""
-    from gpgrl.eval.vision import vision_spec
-
-    return vision_spec(name) is not None
-
-
-def get_benchmark(name: str) -> BenchmarkSpec:
-    """The spec of math benchmark ``name`` (case-insensitive, a few aliases such as ``minerva_math``)."""
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in BENCHMARKS:
+def get_benchmark(name: str) -> Benchmark:
+    """The spec of benchmark ``name`` (case-insensitive, aliases such as ``minerva_math`` or ``cv-bench``);
+    raises :class:`UnknownBenchmarkError` listing the valid names."""
+    key = _lookup().get(name.strip().lower())
+    if key is None:
         raise UnknownBenchmarkError(
             f"unknown benchmark {name!r}; choose from {', '.join(all_benchmark_names())} (comma-separated)"
         )
     return BENCHMARKS[key]
+
+
+def canonical_name(name: str) -> str:
+    """The canonical name of a benchmark (case-insensitive, aliases)."""
+    return get_benchmark(name).name
+
+
+def is_vision_benchmark(name: str) -> bool:
+    """Whether ``name`` is a known vision benchmark (False for any other name)."""
+    key = _lookup().get(name.strip().lower())
+    return key is not None and BENCHMARKS[key].vision
+
+
+def vision_spec(name: str) -> Benchmark | None:
+    """The spec of a vision benchmark name (canonical or alias), or None for any other name."""
+    return get_benchmark(name) if is_vision_benchmark(name) else None
 
 
 def parse_benchmarks(names: str | Iterable[str]) -> list[str]:
@@ -354,19 +386,6 @@ def parse_benchmarks(names: str | Iterable[str]) -> list[str]:
     if not out:
         raise UnknownBenchmarkError(f"no benchmark given; choose from {', '.join(all_benchmark_names())}")
     return out
-
-
-def _read_hub(spec: BenchmarkSpec) -> list[dict[str, Any]]:
-    from gpgrl.data.datasets import DatasetError, load_records
-
-    try:
-        return load_records(spec.hub_id, split=spec.hub_split, subset=spec.hub_config)
-    except DatasetError as e:  # network, auth, renamed dataset: all mean "use a local copy"
-        raise BenchmarkDownloadError(
-            f"{spec.name}: could not load {spec.hub_id} (split {spec.hub_split}) from the Hugging Face Hub "
-            f"({str(e).split(': ', 1)[-1].split('. Pass')[0]}). Offline, pass --data-dir DIR with "
-            f"{spec.local_dir}/test.jsonl inside."
-        ) from e
 
 
 def parse_sources(sources: Mapping[str, str] | Iterable[str] | None) -> dict[str, str]:
@@ -388,6 +407,54 @@ def parse_sources(sources: Mapping[str, str] | Iterable[str] | None) -> dict[str
     return out
 
 
+# --- loading ---------------------------------------------------------------------------------------------
+
+
+def _read(spec: Benchmark, where: str, subset: str | None = None) -> list[dict[str, Any]]:
+    """The records of ``where`` (a file, a ``builtin:`` task or a Hub id); a Hub failure means "use a local
+    copy", and the message says how."""
+    from gpgrl.data.datasets import DatasetError, load_records
+
+    try:
+        return load_records(where, split=spec.hub_split, subset=subset)
+    except DatasetError as e:  # network, auth, renamed dataset
+        if Path(where).expanduser().exists():
+            raise ValueError(f"{spec.name}: {e}") from None
+        local = f"pass --data-dir DIR with {' or '.join(spec.local_files)} inside, or " if spec.local_files else "pass "
+        raise BenchmarkDownloadError(
+            f"{spec.name}: could not load {where} (split {spec.hub_split}) from the Hugging Face Hub "
+            f"({str(e).split(': ', 1)[-1].split('. Pass')[0]}). Offline, {local}--source {spec.name}=FILE "
+            "(.jsonl/.json/.parquet)."
+        ) from e
+
+
+def _records(spec: Benchmark, data_dir: str | Path | None,
+             source: str | None) -> tuple[list[dict[str, Any]], RowContext]:
+    """The benchmark's raw records and where they came from: ``source``, a builtin task, ``data_dir``, the Hub."""
+    if source is not None:
+        local = Path(source).expanduser().exists()
+        return _read(spec, source), RowContext(spec.name, source, local=local)
+    if spec.builtin:
+        return _read(spec, str(spec.hub_id)), RowContext(spec.name, str(spec.hub_id))
+    if data_dir is not None:
+        path = spec.local_path(data_dir)
+        classes = None
+        if spec.classes:
+            class_file = path.parent / spec.classes
+            if not class_file.is_file():
+                raise FileNotFoundError(f"{spec.name}: no class list at {class_file} (one class name per line, "
+                                        "line i = label i)")
+            classes = tuple(line.strip() for line in class_file.read_text(encoding="utf-8").splitlines()
+                            if line.strip())
+        return _read(spec, str(path)), RowContext(spec.name, str(path), local=True, classes=classes)
+    if spec.hub_id is None:
+        raise FileNotFoundError(
+            f"{spec.name} has no Hugging Face copy to fall back on: pass --data-dir DIR with "
+            f"{' or '.join(spec.local_files)} inside (this project: ../shared/data/vision) or --source "
+            f"{spec.name}=FILE (schema in docs/eval.md)")
+    return _read(spec, spec.hub_id, spec.hub_config), RowContext(spec.name, spec.hub_id)
+
+
 def load_benchmark(
     name: str,
     *,
@@ -396,41 +463,28 @@ def load_benchmark(
     image_dir: str | Path | None = None,
     source: str | None = None,
 ) -> list[Problem]:
-    """The problems of one benchmark, from ``data_dir`` if given, else from the Hub; first ``limit`` only.
+    """The problems of one benchmark, first ``limit`` only, from ``source`` (a file or Hub id) if given, else
+    from ``data_dir`` if given, else from its default source (the Hub, or a builtin task).
 
-    Vision benchmarks also take ``image_dir`` (the folder their image paths are relative to) and
-    ``source`` (a file or Hub id to read instead), see :func:`gpgrl.eval.vision.load_vision_benchmark`.
+    A vision benchmark's images are resolved (looked up, not opened) under ``image_dir``. Raises
+    FileNotFoundError / MissingImagesError / ValueError / BenchmarkDownloadError saying what to change.
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
-    if is_vision_benchmark(name):
-        from gpgrl.eval.vision import load_vision_benchmark
-
-        return load_vision_benchmark(name, data_dir=data_dir, image_dir=image_dir, source=source, limit=limit)
     spec = get_benchmark(name)
-    if source is not None:
-        raise ValueError(f"--source is for vision benchmarks; {spec.name} reads --data-dir or {spec.hub_id}")
-    if spec.builtin:
-        from gpgrl.data.datasets import load_records
+    records, ctx = _records(spec, data_dir, source)
+    rows = spec.rows(records[:limit] if limit is not None else records, ctx)
+    images = v.resolve_images(spec.name, [r[3] for r in rows], image_dir, spec.image_subdirs) if spec.vision \
+        else [[] for _ in rows]
+    return [Problem(spec.name, pid, question, gold, images=tuple(refs), meta=meta)
+            for (pid, question, gold, _, meta), refs in zip(rows, images, strict=True)]
 
-        rows, q_field, gold_fn, source = (load_records(spec.hub_id, split=spec.hub_split), spec.hub_question,
-                                          spec.hub_gold, spec.hub_id)
-    elif data_dir is not None:
-        path = spec.local_path(data_dir)
-        rows, q_field, gold_fn, source = read_jsonl(path), spec.local_question, spec.local_gold, str(path)
-    else:
-        rows, q_field, gold_fn, source = _read_hub(spec), spec.hub_question, spec.hub_gold, spec.hub_id
-    if limit is not None:
-        rows = rows[:limit]
-    problems = []
-    for i, row in enumerate(rows):
-        if q_field not in row:
-            raise ValueError(f"{source}: record {i} has no {q_field!r} field (fields: {', '.join(row)})")
-        pid = row.get(spec.id_field) if spec.id_field else None
-        problems.append(
-            Problem(spec.name, str(pid if pid is not None else i), str(row[q_field]), gold_fn(row))
-        )
-    return problems
+
+def load_vision_benchmark(name: str, **kwargs: Any) -> list[Problem]:
+    """:func:`load_benchmark` for a vision benchmark (ValueError for any other name)."""
+    if not is_vision_benchmark(name):
+        raise ValueError(f"{name!r} is not a vision benchmark")
+    return load_benchmark(name, **kwargs)
 
 
 def load_benchmarks(

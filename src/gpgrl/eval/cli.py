@@ -30,19 +30,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gpgrl.data.prompts import PRESETS, apply_overrides, check_template, resolve_prompt
-from gpgrl.eval.benchmarks import (
-    PAPER_BENCHMARKS,
-    BenchmarkDownloadError,
-    is_vision_benchmark,
-    load_benchmarks,
-)
-from gpgrl.eval.vision import vision_spec
+from gpgrl.data.prompts import PRESETS
+from gpgrl.eval.benchmarks import PAPER_BENCHMARKS, get_benchmark, is_vision_benchmark, load_benchmarks
+from gpgrl.eval.problem import BenchmarkDownloadError
+from gpgrl.eval.settings import EvalSettings, check_settings
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-MATH_MAX_NEW_TOKENS = 3072  # math benchmarks' default generation budget
 
 
 def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
@@ -74,8 +67,9 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
     add("--top-p", type=float, default=1.0, help="nucleus sampling (default: 1.0)")
     add("--top-k", type=int, default=0, help="top-k sampling, 0 = off (default: 0)")
     add("--max-new-tokens", type=int, default=None,
-        help=f"completion budget in tokens (default: the largest of the benchmarks' own: {MATH_MAX_NEW_TOKENS} for "
-             "math, the forks' evaluation scripts' for vision: 1024, LISA 128)")
+        help="completion budget in tokens (default: the largest of the benchmarks' own: 3072 for MATH-style "
+             "benchmarks, 512 for GSM8K, the forks' evaluation scripts' for vision: 1024, LISA 128; capped by the "
+             "model's context minus the longest prompt; the first line printed says which)")
     add("--batch-size", type=int, default=32, help="rows (prompt x sample) per generate call (default: 32)")
     add(
         "--data-dir",
@@ -126,25 +120,8 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
     add("--device", default="auto", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if available)")
     add("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     add("--trust-remote-code", action="store_true", help="allow custom model code from the Hub")
-    add("--quiet", action="store_true", help="no progress bars (evaluation, model loading, GGUF unpacking)")
+    add("--quiet", action="store_true", help="no progress (the evaluation's lines or bar, model loading bars)")
     return parser
-
-
-def _is_vision_model(name: str, trust_remote_code: bool) -> bool:
-    """Whether the model's config describes an image-text-to-text model (read from its config.json)."""
-    from gpgrl.models.loading import gguf_path
-
-    if gguf_path(name) is not None:
-        return False
-    from transformers import AutoConfig
-
-    from gpgrl.models.vision import is_vision_config
-
-    try:
-        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError):
-        return False  # the model loader reports the problem with its own message
-    return is_vision_config(config)
 
 
 def _fail(message: str) -> int:
@@ -177,16 +154,37 @@ def prepare_output(output: str) -> str | None:
     return None
 
 
-def default_max_new_tokens(benchmarks: str) -> int:
-    """The generation budget when ``--max-new-tokens`` is not given: the largest of the chosen benchmarks'
-    own (math: 3072; vision: what the fork's evaluation script used).
+def settings_from(args: argparse.Namespace) -> EvalSettings:
+    """The evaluation settings the flags ask for."""
+    return EvalSettings(
+        samples=args.samples, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+        top_k=args.top_k, batch_size=args.batch_size, seed=args.seed, prompt=args.prompt,
+        system_prompt=args.system_prompt, template=args.template,
+        chat_template=False if args.no_chat_template else None, data_dir=args.data_dir, limit=args.limit,
+        image_dir=args.image_dir, sources=args.source, grading=args.grading, output_dir=args.output,
+        show_progress=not args.quiet, show_table=True, model_name=args.model)
 
-    >>> default_max_new_tokens("lisa"), default_max_new_tokens("geoqa,lisa"), default_max_new_tokens("math500,lisa")
-    (128, 1024, 3072)
-    """
-    budgets = [spec.max_new_tokens if (spec := vision_spec(name)) else MATH_MAX_NEW_TOKENS
-               for name in benchmarks.split(",") if name.strip()]
-    return max(budgets, default=MATH_MAX_NEW_TOKENS)
+
+def _load(args: argparse.Namespace, settings: EvalSettings, benchmarks: list[str]) -> tuple[object, object]:
+    """The model (on its device) and its tokenizer or processor; every prompt is built once first, so a
+    missing chat template fails before the weights load."""
+    import torch
+
+    from gpgrl.data.prompts import PromptBuilder
+    from gpgrl.models.source import ModelSource
+
+    source = ModelSource.detect(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                                min_pixels=args.min_pixels, max_pixels=args.max_pixels, quiet=args.quiet)
+    vision_benchmarks = [name for name in benchmarks if is_vision_benchmark(name)]
+    if vision_benchmarks and not source.vision:
+        raise ValueError(f"{', '.join(vision_benchmarks)} need a vision-language model (an image-text-to-text "
+                         f"model with a processor, e.g. Qwen2-VL); {args.model} is a text model")
+    tokenizer = source.load_processor()
+    for name in benchmarks:
+        PromptBuilder(tokenizer, settings.preset(get_benchmark(name).prompt()))
+    model = source.load_model()
+    model.to(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    return model, tokenizer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,103 +194,29 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2): argparse already printed the message
         return e.code if isinstance(e.code, int) else 2
-
+    settings = settings_from(args)
     # Validate everything cheap before loading a model (minutes for a large one).
-    if args.max_new_tokens is None:
-        args.max_new_tokens = default_max_new_tokens(args.benchmarks)
-    if args.samples < 1:
-        return _fail(f"--samples must be >= 1, got {args.samples}")
-    if args.batch_size < 1:
-        return _fail(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.samples > 1 and args.temperature == 0:
-        return _fail(f"--samples {args.samples} with --temperature 0 (greedy) gives identical answers; add "
-                     "--temperature 0.6 (or another > 0), or drop --samples")
-    if args.limit is not None and args.limit < 1:
-        return _fail(f"--limit must be >= 1, got {args.limit}")
-    if args.output and (problem := prepare_output(args.output)):  # before hours of generation, not after
-        return _fail(problem)
     try:
-        from gpgrl.rollout.engine import SamplingParams
-
-        SamplingParams(args.max_new_tokens, args.temperature, args.top_p, args.top_k)
-        if args.prompt is not None:
-            resolve_prompt(args.prompt, system_prompt=args.system_prompt, template=args.template)
-        elif args.template is not None:
-            check_template(args.template)
+        check_settings(settings)
+        if args.output and (problem := prepare_output(args.output)):  # before hours of generation, not after
+            raise ValueError(problem)
         problems = load_benchmarks(args.benchmarks, data_dir=args.data_dir, limit=args.limit,
                                    image_dir=args.image_dir, sources=args.source)
+        check_settings(settings, [name for name in problems if is_vision_benchmark(name)])
+        from gpgrl.models.loading import check_model_path
+
+        check_model_path(args.model)
     except (ValueError, FileNotFoundError, BenchmarkDownloadError) as e:
         return _fail(str(e))
-    overrides = dict(system_prompt=args.system_prompt, template=args.template,
-                     chat_template=False if args.no_chat_template else None)
-
-    if args.quiet:  # transformers' loading bars (tqdm's own, such as GGUF unpacking: gpgrl.cli.cmd_eval)
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    from gpgrl.models.loading import check_model_path
-
     try:
-        check_model_path(args.model)
-    except FileNotFoundError as e:
-        return _fail(str(e))
-
-    import torch
-
-    from gpgrl.data.prompts import PromptBuilder
-    from gpgrl.eval.evaluator import evaluate
-    from gpgrl.models import load_policy, load_tokenizer
-
-    vision_benchmarks = [name for name in problems if is_vision_benchmark(name)]
-    if vision_benchmarks and args.no_chat_template:
-        return _fail(f"{', '.join(vision_benchmarks)}: prompts with images need the chat template; drop "
-                     "--no-chat-template")
-    try:
-        vision = _is_vision_model(args.model, args.trust_remote_code)
-        if vision_benchmarks and not vision:
-            return _fail(f"{', '.join(vision_benchmarks)} need a vision-language model (an image-text-to-text "
-                         f"model with a processor, e.g. Qwen2-VL); {args.model} is a text model")
-        if vision:
-            from gpgrl.models.vision import load_processor, load_vision_policy
-
-            tokenizer = load_processor(args.model, trust_remote_code=args.trust_remote_code,
-                                       min_pixels=args.min_pixels, max_pixels=args.max_pixels)
-        else:
-            tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
-        for name in problems:  # fails now, with the fix, if a prompt needs a missing chat template
-            own = vision_spec(name).preset if is_vision_benchmark(name) else resolve_prompt("qwen_math_cot")
-            PromptBuilder(tokenizer, apply_overrides(resolve_prompt(args.prompt) if args.prompt else own, **overrides))
-        load = load_vision_policy if vision else load_policy
-        model = load(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-        model.to(device)
+        model, tokenizer = _load(args, settings, list(problems))
     except (FileNotFoundError, OSError, ValueError, RuntimeError, ImportError) as e:
         return _fail(str(e))
 
+    from gpgrl.eval.evaluator import evaluate
+
     try:
-        evaluate(
-            model,
-            tokenizer,
-            problems,
-            samples=args.samples,
-            max_new_tokens=args.max_new_tokens,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            top_k=args.top_k,
-            batch_size=args.batch_size,
-            prompt=args.prompt,
-            **overrides,
-            data_dir=args.data_dir,
-            limit=args.limit,
-            image_dir=args.image_dir,
-            sources=args.source,
-            grading=args.grading,
-            output_dir=args.output,
-            show_progress=not args.quiet,
-            show_table=True,
-            seed=args.seed,
-            model_name=args.model,
-        )
+        evaluate(model, tokenizer, problems, settings)
     except KeyboardInterrupt:
         import os
 

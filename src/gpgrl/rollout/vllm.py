@@ -100,7 +100,7 @@ def vllm_sampling_kwargs(params: SamplingParams, n: int, max_tokens: int) -> dic
     return {"n": n, "max_tokens": max_tokens, "temperature": t, "top_p": 1.0 if greedy else float(params.top_p),
             "top_k": int(params.top_k) if params.top_k and not greedy else -1,  # -1 = off in every supported version
             "min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
-            "logprobs": 0}
+            "logprobs": 0, **({"stop": list(params.stop)} if params.stop else {})}
 
 
 def completion_request(model: str, prompts: list[list[int]], sampling: dict[str, Any]) -> dict[str, Any]:
@@ -411,7 +411,7 @@ class VLLMServerEngine(RolloutEngine):
         tokens = [list(c.get("token_ids") or []) for c in choices]
         logps = [list((c.get("logprobs") or {}).get("token_logprobs") or []) for c in choices]
         return assemble([p for p in prompts for _ in range(num_samples)], tokens, self.tokenizer, self.pad_id,
-                        self.eos_ids, logps)
+                        self.eos_ids, logps, stop=params.stop)
 
     # -- weights -----------------------------------------------------------------------------------------
     def update_weights(self, model: torch.nn.Module) -> None:
@@ -587,7 +587,7 @@ class VLLMColocatedEngine(RolloutEngine):
         rows = [p for p in prompts for _ in range(num_samples)]  # the expanded ids: what the loss needs
         if len(tokens) != len(rows):
             raise EngineError(f"vLLM returned {len(tokens)} completions for {len(prompts)} prompts x {num_samples}")
-        return assemble(rows, tokens, self.tokenizer, self.pad_id, self.eos_ids, logps)
+        return assemble(rows, tokens, self.tokenizer, self.pad_id, self.eos_ids, logps, stop=params.stop)
 
     def update_weights(self, model: torch.nn.Module) -> None:
         """Load the trainer's weights into the engine one parameter at a time, then drop stale caches."""

@@ -72,14 +72,9 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
     checkpointing and LoRA applied as configured) and ``ref_model`` (only when the preset has a KL term).
     """
     from gpgrl.data.datasets import load_records
-    from gpgrl.models.loading import (
-        apply_lora,
-        check_model_path,
-        enable_activation_checkpointing,
-        load_policy,
-        load_tokenizer,
-    )
-    from gpgrl.models.vision import load_processor, load_vision_policy, require_vision
+    from gpgrl.models.loading import apply_lora, check_model_path, enable_activation_checkpointing
+    from gpgrl.models.source import ModelSource
+    from gpgrl.models.vision import is_vision_model, require_vision
     from gpgrl.rewards.scoring import as_reward_functions
 
     set_num_threads(cfg.train.num_threads)
@@ -94,17 +89,21 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
         out["rewards"] = as_reward_functions(cfg.rewards)
     if out.get("model") is None:
         check_model_path(m.name_or_path)  # the folder the user named, before its tokenizer is looked for there
-    vision = d.image_column is not None
+    vision = d.image_column is not None  # this recipe feeds images
     if vision:
         require_vision()  # a vision recipe without the extra fails now, with the install line
+        given = out.get("model")
+        if not is_vision_model(given if given is not None else m.name_or_path, trust_remote_code=m.trust_remote_code):
+            raise ValueError(f"data.image_column is set (this recipe feeds images), but model {m.name_or_path!r} is "
+                             "not an image-text-to-text model (or its config could not be read): use a vision-"
+                             "language model such as Qwen/Qwen2-VL-2B-Instruct, or drop data.image_column")
+    source = ModelSource(m.name_or_path, vision=vision, tokenizer=m.tokenizer, dtype=m.dtype,
+                         trust_remote_code=m.trust_remote_code, attn_implementation=m.attn_implementation,
+                         min_pixels=m.min_pixels, max_pixels=m.max_pixels)
     if out.get("tokenizer") is None:
-        name = m.tokenizer or m.name_or_path
-        out["tokenizer"] = load_processor(name, trust_remote_code=m.trust_remote_code, min_pixels=m.min_pixels,
-                                          max_pixels=m.max_pixels) if vision else \
-            load_tokenizer(name, trust_remote_code=m.trust_remote_code)
-    load = dict(dtype=m.dtype, trust_remote_code=m.trust_remote_code, attn_implementation=m.attn_implementation)
+        out["tokenizer"] = source.load_processor()
     if out.get("model") is None:
-        out["model"] = (load_vision_policy if vision else load_policy)(m.name_or_path, **load)
+        out["model"] = source.load_model()
     if m.gradient_checkpointing:
         enable_activation_checkpointing(out["model"])
     if m.lora_r > 0:
@@ -112,5 +111,5 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
         out["model"] = apply_lora(out["model"], m.lora_r, m.lora_alpha, m.lora_dropout,
                                   targets if targets == "all-linear" else [t.strip() for t in targets.split(",")])
     if out.get("ref_model") is None and cfg.algo.beta > 0:  # only when a KL term needs one
-        out["ref_model"] = (load_vision_policy if vision else load_policy)(m.name_or_path, **load)
+        out["ref_model"] = source.load_model()
     return out

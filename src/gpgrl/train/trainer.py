@@ -352,21 +352,22 @@ class Trainer:
         Every process evaluates a share of the problems with the rollout engine; benchmarks are loaded
         once and kept. Results (``results.json``, ``samples.jsonl``) go to ``OUTPUT/eval/step-N``.
         """
-        from gpgrl.eval import evaluate
+        from gpgrl.eval import EvalSettings, evaluate
+        from gpgrl.rollout.engine import SamplingParams
 
-        t = self.cfg.train
+        t, r = self.cfg.train, self.cfg.rollout
         if self._eval_problems is None:
             self._eval_problems = self._load_eval_problems()
+        sampling = SamplingParams(r.max_completion_length, 0.0 if t.eval_samples == 1 else r.temperature, r.top_p,
+                                  r.top_k)
+        # progress as plain lines on stderr (main process), never a second live bar beside the trainer's
+        settings = EvalSettings.of(samples=t.eval_samples, sampling=sampling, prompt=self.prompts.preset,
+                                   progress_bar=False, show_table=False, seed=t.seed + self.step,
+                                   output_dir=self.output_dir / "eval" / f"step-{self.step:06d}",
+                                   model_name=self.cfg.model.name_or_path or None)
         with gathered_for_generation(self.acc, self.model):
-            return evaluate(
-                None, self.tokenizer, self._eval_problems, engine=self.engine, samples=t.eval_samples,
-                max_new_tokens=self.cfg.rollout.max_completion_length,
-                temperature=0.0 if t.eval_samples == 1 else self.cfg.rollout.temperature,
-                top_p=self.cfg.rollout.top_p, top_k=self.cfg.rollout.top_k, prompt=self.prompts.preset,
-                accelerator=self.acc, show_progress=False, show_table=False,
-                output_dir=self.output_dir / "eval" / f"step-{self.step:06d}", seed=t.seed + self.step,
-                model_name=self.cfg.model.name_or_path or None,
-            )
+            return evaluate(None, self.tokenizer, self._eval_problems, settings, engine=self.engine,
+                            accelerator=self.acc)
 
     def _load_eval_problems(self) -> dict[str, list]:
         from gpgrl.eval import load_benchmarks

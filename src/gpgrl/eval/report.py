@@ -1,0 +1,263 @@
+"""An evaluation's report: progress while it runs, the partial file an interrupted run continues from,
+``results.json`` / ``samples.jsonl`` and the console table at the end.
+
+Progress goes to stderr on the main process: a rich bar on a terminal, plain lines elsewhere (logs, CI),
+the first within seconds of the start and then every ~10 s and at the end of each generation batch::
+
+    eval: 3/8 problems, 2,140 tokens (61 tokens/s), ~1m 25s left
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from gpgrl.eval.metrics import summarize
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator[Any]:
+    """Write ``path`` through a temporary file in the same folder and ``os.replace`` it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_outputs(
+    output_dir: str | Path, metrics: dict[str, float], records: list[dict[str, Any]], config: dict[str, Any]
+) -> tuple[Path, Path]:
+    """``results.json`` (metrics, per-benchmark summary, config) and ``samples.jsonl`` (one row per sample)."""
+    out = Path(output_dir)
+    results = {"metrics": metrics, "per_benchmark": summarize(records), "config": config}
+    with atomic_open(out / "results.json") as f:
+        json.dump(results, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    with atomic_open(out / "samples.jsonl") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return out / "results.json", out / "samples.jsonl"
+
+
+#: The rows of an evaluation in progress, in its output folder (deleted once results.json is written).
+PARTIAL_FILE = "samples.partial.jsonl"
+#: Settings that may differ between an interrupted evaluation and the run that continues it.
+_RUN_ONLY = ("batch_size", "num_processes", "timestamp")
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What makes two evaluations the same one: their config, JSON-normalised, without run-only settings,
+    and for a local model the names, sizes and times of its files (a folder saved over is another model)."""
+    identity = {k: v for k, v in config.items() if k not in _RUN_ONLY}
+    model = Path(str(config.get("model") or "")).expanduser()
+    if config.get("model") and model.exists():
+        files = sorted(model.iterdir()) if model.is_dir() else [model]
+        identity["model_files"] = [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
+    return json.loads(json.dumps(identity, default=str))
+
+
+def _finished(partial: Path, config: dict[str, Any], samples: int) -> list[dict[str, Any]]:
+    """The rows of problems that an earlier run of the same evaluation finished (all ``samples`` of them);
+    none when the file is missing or belongs to another evaluation. A line cut by a kill is skipped."""
+    if not partial.is_file():
+        return []
+    lines = partial.read_text(encoding="utf-8").splitlines()
+    try:
+        header = json.loads(lines[0]) if lines else None
+    except json.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or header.get("evaluation") != _identity(config):
+        return []
+    rows: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for line in lines[1:]:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        rows.setdefault((row["benchmark"], row["problem_index"]), []).append(row)
+    return [r for group in rows.values() if len(group) == samples for r in group]
+
+
+def _start_partial(partial: Path, config: dict[str, Any], done: list[dict[str, Any]]) -> None:
+    """Rewrite the partial file with its header and the rows kept (atomically)."""
+    with atomic_open(partial) as f:
+        f.write(json.dumps({"evaluation": _identity(config)}, ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in done)
+
+
+def render_table(records: list[dict[str, Any]], title: str = "gpgrl eval") -> Any:
+    """A rich Table: one row per benchmark plus the average."""
+    from rich.table import Table
+
+    summary = summarize(records)
+    k = max((int(row["samples"]) for row in summary.values()), default=1)
+    table = Table(title=title)
+    table.add_column("benchmark")
+    grounding = [name for name in ("gIoU", "cIoU") if any(name in row for row in summary.values())]
+    for name in (
+        ["problems", "pass@1", f"maj@{k}"] + ([f"pass@{k}"] if k > 1 else []) + grounding + ["mean len", "truncated"]
+    ):
+        table.add_column(name, justify="right")
+
+    def row_cells(row: dict[str, float]) -> list[str]:
+        cells = [f"{int(row['problems'])}", f"{100 * row['pass@1']:.1f}", f"{100 * row[f'maj@{k}']:.1f}"]
+        if k > 1:
+            cells.append(f"{100 * row[f'pass@{k}']:.1f}")
+        cells += [f"{100 * row[name]:.1f}" if name in row else "-" for name in grounding]
+        return [*cells, f"{row['mean_length']:.0f}", f"{100 * row['truncation_rate']:.1f}%"]
+
+    for bench, row in summary.items():
+        table.add_row(bench, *row_cells(row))
+    if len(summary) > 1:
+        avg = {
+            name: sum(r[name] for r in summary.values()) / len(summary)
+            for name in next(iter(summary.values()))
+            if all(name in r for r in summary.values())
+        }
+        avg["problems"] = sum(r["problems"] for r in summary.values())
+        table.add_row("avg", *row_cells(avg), style="bold")
+    return table
+
+
+def _duration(seconds: float) -> str:
+    """``1h 02m``, ``3m 05s``, ``42s``.
+
+    >>> _duration(3725), _duration(185), _duration(41.6)
+    ('1h 02m', '3m 05s', '42s')
+    """
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+class Progress:
+    """Problems done out of ``total``, tokens per second and the time left, while an evaluation runs.
+
+    The engine reports each decoding step (:attr:`gpgrl.rollout.RolloutEngine.on_step`: :meth:`step`),
+    the evaluator each finished batch (:meth:`batch_done`). ``bar``: a rich bar (None: when ``stream`` is
+    a terminal); otherwise a plain line every ``interval`` seconds and at the end of a batch (at most one a
+    second). The time left is extrapolated from the share of batches and decoding steps done: an upper
+    bound while answers still end early.
+    """
+
+    def __init__(self, total: int, batches: int, *, enabled: bool = True, bar: bool | None = None,
+                 stream: TextIO | None = None, interval: float = 10.0, label: str = "eval"):
+        self.total, self.batches, self.enabled, self.label, self.interval = total, max(batches, 1), enabled, label, \
+            interval
+        self.stream = stream if stream is not None else sys.stderr
+        self.bar = (self.stream.isatty() if bar is None else bar) and enabled
+        self.done = self.batches_done = self.finished_tokens = self.pending_tokens = 0
+        self.fraction = 0.0
+        self.start = self.last = time.monotonic()
+        self._rich: Any = None
+
+    def __enter__(self) -> Progress:
+        self.start = self.last = time.monotonic()
+        if self.bar:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self._rich = RichProgress(TextColumn(f"[bold]{self.label}[/bold] problems"), BarColumn(),
+                                      MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                      console=Console(file=self.stream))
+            self._rich.__enter__()
+            self._task = self._rich.add_task("", total=self.total, info="")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._rich is not None:
+            self._rich.__exit__(*exc)
+
+    @property
+    def tokens(self) -> int:
+        """Tokens written so far: finished batches' answers, and the current batch's as reported."""
+        return self.finished_tokens + self.pending_tokens
+
+    def line(self) -> str:
+        """The progress now, in words."""
+        elapsed = time.monotonic() - self.start
+        rate = f" ({self.tokens / elapsed:.0f} tokens/s)" if elapsed > 0 and self.tokens else ""
+        left = f", ~{_duration(elapsed * (1 - self.fraction) / self.fraction)} left" \
+            if 0 < self.fraction < 1 and elapsed >= 5 else ""  # not from the first steps' pace
+        return f"{self.label}: {self.done}/{self.total} problems, {self.tokens:,} tokens{rate}{left}"
+
+    def step(self, new_tokens: int, step: int, max_steps: int) -> None:
+        """One decoding step of the current batch: ``new_tokens`` written, step ``step`` of at most ``max_steps``."""
+        self.pending_tokens += new_tokens
+        self.fraction = (self.batches_done + min(step / max(max_steps, 1), 1.0)) / self.batches
+        self._show(force=False)
+
+    def batch_done(self, problems: int, tokens: int) -> None:
+        """A batch of ``problems`` finished, its answers ``tokens`` long in all."""
+        self.done += problems
+        self.batches_done += 1
+        self.fraction = self.batches_done / self.batches
+        self.finished_tokens += tokens
+        self.pending_tokens = 0
+        self._show(force=True)
+
+    def _show(self, force: bool) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self._rich is not None:
+            info = self.line().split("problems, ", 1)[-1]
+            self._rich.update(self._task, completed=self.done, info=info)
+            return
+        first = self.last == self.start and now - self.start >= 2.0
+        if first or now - self.last >= (min(1.0, self.interval) if force else self.interval) or \
+                (force and self.done == self.total):
+            self.last = now
+            print(self.line(), file=self.stream, flush=True)
+
+
+class PartialFile:
+    """``OUTPUT/samples.partial.jsonl``: every finished batch's rows, appended, under a header naming the
+    evaluation, so that an interrupted evaluation keeps them and the same command continues from them."""
+
+    def __init__(self, output_dir: str | Path):
+        self.path = Path(output_dir) / PARTIAL_FILE
+
+    def resume(self, config: dict[str, Any], samples: int) -> list[dict[str, Any]]:
+        """The rows an earlier run of this evaluation finished (the file is rewritten with them only)."""
+        done = _finished(self.path, config, samples)
+        _start_partial(self.path, config, done)
+        return done
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def report(records: list[dict[str, Any]], metrics: dict[str, float], config: dict[str, Any],
+           output_dir: str | Path | None, show_table: bool) -> None:
+    """The end of an evaluation (main process): the files, then the table on the console."""
+    from datetime import datetime, timezone
+
+    config["timestamp"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if output_dir is not None:
+        write_outputs(output_dir, metrics, records, config)
+        PartialFile(output_dir).remove()  # samples.jsonl now holds every row
+    if show_table:
+        from rich.console import Console
+
+        Console().print(render_table(records, title=f"gpgrl eval: {config['model']}"))

