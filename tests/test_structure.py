@@ -15,37 +15,49 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _top_level_imports(path: Path, modules: set[str]) -> set[str]:
-    """gpgrl modules imported when ``path`` is imported: module-level statements, outside TYPE_CHECKING."""
+def _imports(path: Path, modules: set[str], *, inside_functions: bool) -> set[str]:
+    """gpgrl modules that ``path`` imports, outside ``if TYPE_CHECKING:``: the module-level statements
+    (run when ``path`` is imported), and with ``inside_functions`` also the imports inside functions
+    (run when they are called), which form circles just as well."""
     tree = ast.parse(path.read_text())
     own = _module_name(path)
     package = own if path.name == "__init__.py" else own.rpartition(".")[0]
     found: set[str] = set()
 
+    def add(node: ast.Import | ast.ImportFrom) -> None:
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name in modules)
+            return
+        base = node.module or ""
+        if node.level:
+            base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+        for alias in node.names:
+            sub = f"{base}.{alias.name}"
+            found.add(sub if sub in modules else base)
+
     def visit(nodes: list[ast.stmt]) -> None:
         for node in nodes:
             if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
                 continue
-            if isinstance(node, (ast.If, ast.Try)):
-                visit(node.body + node.orelse + [s for h in getattr(node, "handlers", []) for s in h.body])
-            elif isinstance(node, ast.Import):
-                found.update(a.name for a in node.names if a.name in modules)
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-                for alias in node.names:
-                    sub = f"{base}.{alias.name}"
-                    found.add(sub if sub in modules else base)
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                add(node)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                if inside_functions:
+                    visit(list(ast.iter_child_nodes(node)))  # type: ignore[arg-type]
+            elif isinstance(node, ast.AST):
+                visit([c for c in ast.iter_child_nodes(node) if isinstance(c, ast.stmt)])
 
     visit(tree.body)
     return {m for m in found if m in modules and m != own}
 
 
-def test_no_import_circles():
+def _graph(inside_functions: bool) -> dict[str, set[str]]:
     files = {_module_name(p): p for p in SRC.rglob("*.py")}
-    graph = {name: _top_level_imports(path, set(files)) for name, path in files.items()}
-    cycles = []
+    return {name: _imports(path, set(files), inside_functions=inside_functions) for name, path in files.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[str]:
+    cycles: list[str] = []
 
     def dfs(node: str, stack: list[str], state: dict[str, int]) -> None:
         state[node] = 1
@@ -62,7 +74,76 @@ def test_no_import_circles():
     for name in sorted(graph):
         if not state.get(name):
             dfs(name, [], state)
-    assert not cycles, "import circles:\n" + "\n".join(cycles)
+    return cycles
+
+
+def test_the_import_reader_sees_function_level_imports():
+    graph = _graph(inside_functions=True)
+    assert "gpgrl.train.checkpoint" in graph["gpgrl.cli"]  # imported inside cmd_train, not at the top
+    assert "gpgrl.train.checkpoint" not in _graph(inside_functions=False)["gpgrl.cli"]
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a -> b -> c -> a"]
+
+
+# The package's layers, lowest first: a module may import its own layer and those below, never one above
+# ("an arrow back up"), inside functions included. Training orders rollouts, rewards and the maths;
+# evaluation reuses rollouts, prompts and rewards; the command line and the quickstarts sit on top.
+LAYERS = (
+    ("runtime", "parallel", "algorithms"),
+    ("models", "rewards"),
+    ("rollout",),
+    ("data",),
+    ("eval",),
+    ("config",),
+    ("openr1",),  # the original's flat recipes, translated into the config's sections
+    ("recipe",),  # reading a recipe of either kind
+    ("train", "dry_run"),
+    ("tasks",),
+    ("cli", ""),  # "": the package's own __init__
+)
+
+
+def _layer(module: str) -> int:
+    part = module.split(".")[1] if "." in module else ""
+    for i, names in enumerate(LAYERS):
+        if part in names:
+            return i
+    raise AssertionError(f"{module} is in no layer of LAYERS: add its package there")
+
+
+def test_no_import_circles():
+    for inside_functions in (False, True):
+        cycles = _cycles(_graph(inside_functions))
+        kind = "with function-level imports" if inside_functions else "at import time"
+        assert not cycles, f"import circles ({kind}):\n" + "\n".join(cycles)
+
+
+def test_no_arrow_back_up():
+    graph = _graph(inside_functions=True)
+    up = sorted(f"{a} -> {b}" for a, deps in graph.items() for b in deps if _layer(b) > _layer(a))
+    assert not up, "imports from a higher layer (see LAYERS):\n" + "\n".join(up)
+
+
+def _functions() -> list[tuple[str, int, int]]:
+    """``(where, lines, parameters)`` of every function in src/ (self and cls not counted)."""
+    out = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                names = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+                params = len(names) + (a.vararg is not None) + (a.kwarg is not None) - (names[:1] in (["self"], ["cls"]))
+                where = f"{path.relative_to(SRC)}:{node.lineno} {node.name}"
+                out.append((where, node.end_lineno - node.lineno + 1, params))  # type: ignore[operator]
+    return out
+
+
+def test_functions_stay_readable():
+    """No function in src/ over 130 lines or 15 parameters: past that, split it or pass a settings object."""
+    found = _functions()
+    assert any(lines > 20 for _, lines, _ in found)  # the reader works
+    too_long = [f"{w}: {n} lines" for w, n, _ in found if n > 130]
+    too_many = [f"{w}: {p} parameters" for w, _, p in found if p > 15]
+    assert not too_long + too_many, "\n".join(too_long + too_many)
 
 
 def test_public_api_names_and_a_fast_import():
