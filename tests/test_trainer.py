@@ -238,6 +238,7 @@ def test_eval_every_runs_the_benchmark_evaluation(tmp_path, capsys):
     assert len(evals) == 1 and evals[0]["step"] == 2
     err = capsys.readouterr().err  # gpgrl eval's first line and progress lines, as the command prints them
     assert "on gsm8k, amc23 (4 problems x 1 sample), up to" in err and "eval: 4/4 problems" in err
+    assert f"up to {cfg.rollout.max_completion_length} new tokens per answer (rollout.max_completion_length)" in err
     samples = [json.loads(line) for line in
                (tmp_path / "run" / "eval" / "step-000002" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 4  # 2 benchmarks x 2 problems x 1 sample

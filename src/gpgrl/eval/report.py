@@ -261,3 +261,29 @@ def report(records: list[dict[str, Any]], metrics: dict[str, float], config: dic
         from rich.console import Console
 
         Console().print(render_table(records, title=f"gpgrl eval: {config['model']}"))
+        note = truncation_note(records, config["sampling"]["max_new_tokens"])
+        if note:
+            print(note, file=sys.stderr, flush=True)
+
+
+#: The share of a benchmark's answers cut at the budget above which the table is followed by a note.
+TRUNCATION_NOTE_AT = 0.2
+
+
+def truncation_note(records: list[dict[str, Any]], budget: int) -> str | None:
+    """A line saying which benchmarks had many answers cut at the token budget (graded as they stand), or None.
+
+    >>> rows = [{"benchmark": "gsm8k", "problem_index": i, "sample_index": 0, "correct": False,
+    ...          "extracted_answer": None, "length": 512, "truncated": i < 3} for i in range(4)]
+    >>> truncation_note(rows, 512)
+    'gpgrl eval: note: 75% of the answers to gsm8k reached the 512-token budget and were graded cut off there; for a model that reasons at length, raise --max-new-tokens'
+    >>> truncation_note(rows[3:], 512) is None
+    True
+    """
+    cut = {bench: row["truncation_rate"] for bench, row in summarize(records).items()
+           if row["truncation_rate"] >= TRUNCATION_NOTE_AT}
+    if not cut:
+        return None
+    shares = ", ".join(f"{100 * rate:.0f}% of the answers to {bench}" for bench, rate in cut.items())
+    return (f"gpgrl eval: note: {shares} reached the {budget}-token budget and were graded cut off there; "
+            "for a model that reasons at length, raise --max-new-tokens")

@@ -26,7 +26,8 @@ class EvalSettings:
     """Everything an evaluation is told besides the model, its tokenizer and the benchmarks.
 
     Sampling: ``samples`` (K completions per problem), ``max_new_tokens`` (None: the default budget, the
-    benchmarks' own capped by the model's context, see ``docs/eval.md``), ``temperature`` (0 = greedy),
+    benchmarks' own capped by the model's context, see ``docs/eval.md``; ``budget_from`` names the setting
+    that gave it otherwise), ``temperature`` (0 = greedy),
     ``top_p``, ``top_k``, ``stop`` (None: each benchmark's own stop strings for plain-text prompts, none
     for chat prompts), ``batch_size`` (most rows per generate call), ``seed``.
     Prompt: ``prompt`` (a preset name or PromptPreset for every benchmark; None = each benchmark's own),
@@ -41,6 +42,7 @@ class EvalSettings:
 
     samples: int = 1
     max_new_tokens: int | None = None
+    budget_from: str = "--max-new-tokens"  # what set max_new_tokens, named in the first line printed
     temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 0

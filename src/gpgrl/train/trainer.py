@@ -362,6 +362,7 @@ class Trainer:
                                   r.top_k)
         # progress as plain lines on stderr (main process), never a second live bar beside the trainer's
         settings = EvalSettings.of(samples=t.eval_samples, sampling=sampling, prompt=self.prompts.preset,
+                                   budget_from="rollout.max_completion_length",
                                    progress_bar=False, show_table=False, seed=t.seed + self.step,
                                    output_dir=self.output_dir / "eval" / f"step-{self.step:06d}",
                                    model_name=self.cfg.model.name_or_path or None)
