@@ -144,15 +144,17 @@ def _hf_engine(model: Any, tokenizer: Any, accelerator: Any, batch_size: int) ->
 
 def default_budget(s: EvalSettings, specs: dict[str, Benchmark], builders: dict[str, PromptBuilder],
                    problems: dict[str, list[Problem]], context: int | None) -> tuple[int, str]:
-    """New tokens per answer and why: ``max_new_tokens`` if given (set by ``budget_from``), else the largest of the benchmarks' own
-    budgets, capped by the model's context minus the longest (text) prompt."""
+    """New tokens per answer and why: ``max_new_tokens`` if given (set by ``budget_from``), else the largest
+    of the benchmarks' own budgets, capped by the model's context minus the longest (text) prompt."""
     if s.max_new_tokens is not None:
         return s.max_new_tokens, s.budget_from
     own = max(spec.max_new_tokens for spec in specs.values()) if specs else 1024
     whose = next(name for name, spec in specs.items() if spec.max_new_tokens == own) if specs else "default"
     why = f"{whose}'s own budget" if len(specs) == 1 else f"the largest of the benchmarks' own budgets, {whose}'s"
+    if context is None:  # nothing to cap by: no prompt needs tokenizing
+        return own, f"{why}; --max-new-tokens to change"
     texts = [builders[b].build(p.question)[0] for b, ps in problems.items() if not specs[b].vision for p in ps]
-    if context is None or not texts:
+    if not texts:  # vision prompts are not measured (that would open every image); the engine caps each row
         return own, f"{why}; --max-new-tokens to change"
     longest = max(len(p.ids) for p in texts)
     if context - longest >= own:
