@@ -383,14 +383,14 @@ def run_grid(tasks: list[str], runs: list[str], seeds: list[int], *, output: Pat
         raise SystemExit(f"{len(failed)} cell(s) failed: {failed}; run the same command again to retry them")
 
 
-def _pm(values: list[float]) -> str:
-    """``mean +- std`` in percent over seeds.
+def _pm(values: list[float], signed: bool = False) -> str:
+    """``mean +- std`` in percent over seeds (``signed``: with the mean's sign, for a change).
 
-    >>> _pm([0.5, 0.7])
-    '60.0 +- 14.1'
+    >>> _pm([0.5, 0.7]), _pm([0.1, 0.2], signed=True)
+    ('60.0 +- 14.1', '+15.0 +- 7.1')
     """
     s = spread(values)
-    return f"{100 * s['mean']:.1f} +- {100 * s['std']:.1f}"
+    return f"{100 * s['mean']:{'+' if signed else ''}.1f} +- {100 * s['std']:.1f}"
 
 
 def collect(output: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -443,7 +443,7 @@ def task_section(task: str, methods: dict[str, list[dict[str, Any]]]) -> list[st
             return sum(r[k] for r in rs) / len(rs)
 
         lines.append(f"| {LABELS[run]} | {len(rs)} | {_pm([r['accuracy_after'] for r in rs])} "
-                     f"| {_pm([r['accuracy_delta'] for r in rs])} | {_pm([r['accuracy_at_budget'] for r in rs])} "
+                     f"| {_pm([r['accuracy_delta'] for r in rs], signed=True)} | {_pm([r['accuracy_at_budget'] for r in rs])} "
                      f"| {mean('budget_step'):.1f} | {mean('answers_total'):.0f} | {mean('draws_mean'):.2f} "
                      f"| {mean('alpha_mean'):.2f} | {mean('seconds_per_step_mean'):.1f} | {max(r['peak_rss_mb_max'] for r in rs):.0f} |")
     lines += ["", "Seed by seed, GPG minus each method (a difference counts as beyond the seed spread when the "
@@ -523,9 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)} (default: all)")
     p.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated, from {', '.join(RUNS)} (default: all)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
-    p.add_argument("--steps", type=int, default=20, help="training steps per cell (default: 20)")
+    p.add_argument("--steps", type=int, default=12, help="training steps per cell (default: 12)")
     p.add_argument("--jobs", type=int, default=2, help="cells run at the same time (default: 2)")
-    p.add_argument("--eval-every", type=int, default=5, help="held-out subset evaluation every N steps")
+    p.add_argument("--eval-every", type=int, default=4, help="held-out subset evaluation every N steps")
     p.add_argument("--eval-size", type=int, default=50, help="questions in that subset (default: 50)")
     p.add_argument("--threads", default="1", help="torch threads per cell; '1,2' measures seconds per step with each")
     p.add_argument("--output", default="runs/real_model", help="folder for the runs (default: runs/real_model)")
