@@ -74,6 +74,7 @@ SETTINGS = {
 }
 # --quick: a check that everything runs (minutes), not a result.
 QUICK = {"group_size": 4, "prompts_per_step": 2, "max_completion_length": 16}
+READING = {"boxes": "last", "fallback": True}  # the accuracy reward's params: as held-out grading reads
 MAX_DRAWS = 4  # most rollout batches per step, for every method (the presets' default: 20)
 RUNS = {
     "gpg": {"preset": "gpg", "max_resample_draws": MAX_DRAWS},
@@ -103,7 +104,9 @@ def rl_config(run: str, *, seed: int, output_dir: str | Path, steps: int, thread
                  "prompt": "r1_distill", "template": TEMPLATE, "max_prompt_length": 128},
         "rollout": {"group_size": s["group_size"], "max_completion_length": s["max_completion_length"],
                     "temperature": s["temperature"]},
-        "rewards": [{"name": "accuracy", "weight": 1.0}],
+        # Evaluation's reading (last box, else the last number): SmolLM2 answers `23 + 48 = 71` and never
+        # boxes; the training reward's default (the original's: boxes only) would score every answer 0.
+        "rewards": [{"name": "accuracy", "weight": 1.0, "params": READING}],
         "algorithm": dict(RUNS[run]),
         "optim": {"lr": s["lr"], "lr_scheduler": "constant_with_warmup", "warmup_steps": s["warmup_steps"],
                   "max_grad_norm": 1.0},

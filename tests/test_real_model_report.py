@@ -50,6 +50,17 @@ def test_recipe_of_each_method():
     assert algos["dapo"].max_resample_draws == rm.MAX_DRAWS
 
 
+def test_reward_reads_answers_as_the_heldout_grading_does():
+    from gpgrl.config import from_dict
+    from gpgrl.rewards import get_reward
+
+    spec = from_dict(rm.rl_config("gpg", seed=0, output_dir="/tmp/x", steps=1, threads=1)).rewards[0]
+    reward = get_reward(spec.name, **spec.params)
+    # SmolLM2's answers have no box: the last number is the answer, as `gpgrl eval` grades it
+    assert reward(["10 + 21 = 31", "10 + 21 = 32", "so \\boxed{31}", "31, no: 30"], answer=["31"] * 4) == \
+        [1.0, 0.0, 1.0, 0.0]
+
+
 def test_snapshot_keeps_the_weights_of_the_step_it_was_taken_at():
     model = torch.nn.Linear(2, 1)
     snap = rm._Snapshot()
