@@ -507,8 +507,9 @@ def report(output: Path, results: Path = RESULTS) -> None:
     any_run = next(iter(next(iter(data.values())).values()))[0]
     load = [x for methods in data.values() for rs in methods.values() for r in rs for x in r["loadavg_1min_during"]]
     lines = ["# SmolLM2-135M-Instruct, four methods, three seeds, two tasks, on a 2-core CPU", "",
-             "Written by `python benchmarks/real_model.py --report` from the runs of "
-             f"`{any_run['command']}` (see the script's docstring for what a cell does).", "",
+             "Written by `python benchmarks/real_model.py --report` from cells run as "
+             f"`python {any_run['command']}` (see the script's docstring for what a cell does). Answers: "
+             "`real_model/TASK/` (the base model's, and each method's after training, seed 0).", "",
              f"Settings (every cell): {json.dumps(any_run['settings'])}, at most {any_run['max_draws']} rollout "
              f"batches per step, {any_run['threads']} torch thread per cell. Machine: {any_run['machine']}; "
              f"1-minute load at the evaluation points: {min(load, default=0):.1f}-{max(load, default=0):.1f}.", "",
@@ -516,6 +517,16 @@ def report(output: Path, results: Path = RESULTS) -> None:
     for task in TASKS:
         if task in data:
             lines += task_section(task, data[task])
+    for task, methods in data.items():  # the answers next to the report: the base model's, each method's seed 0
+        kept = results / "real_model" / task
+        kept.mkdir(parents=True, exist_ok=True)
+        base = output / task / "base" / "eval" / "samples.jsonl"
+        if base.is_file():
+            shutil.copyfile(base, kept / "base.jsonl")
+        for run, rs in methods.items():
+            after = output / task / f"{run}-seed{rs[0]['seed']}" / "eval_after" / "samples.jsonl"
+            if after.is_file():
+                shutil.copyfile(after, kept / f"{run}-seed{rs[0]['seed']}.jsonl")
     (results / "real_model.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
