@@ -62,7 +62,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
-from seed_stats import paired_difference, spread, value_at_budget  # noqa: E402
+from seed_stats import average, paired_difference, spread, value_at_budget  # noqa: E402
 
 PRESETS = ["gpg", "grpo", "dr_grpo", "dapo"]
 # A method = a preset plus algorithm overrides (what `algorithm:` in a recipe would say).
@@ -331,13 +331,10 @@ def write_table(path: Path, data: dict[str, Any], reading: str) -> None:
     for p in presets:
         rs = [r for r in runs if r["preset"] == p]
 
-        def avg(key: str, rs: list[dict[str, Any]] = rs) -> float:
-            return sum(r[key] for r in rs) / len(rs)
-
-        lines.append(f"| {LABELS[p]} | {avg('before'):.1%} | {avg('after'):.1%} | "
-                     f"{100 * (avg('after') - avg('before')):+.1f} | {avg('final_reward'):.2f} | {avg('final_batch_reward'):.2f} | "
-                     f"{avg('mean_alpha'):.2f} | {avg('signal_share'):.0%} | {avg('mean_draws'):.2f} | "
-                     f"{avg('seconds'):.0f} |")
+        lines.append(f"| {LABELS[p]} | {average(rs, 'before'):.1%} | {average(rs, 'after'):.1%} | "
+                     f"{100 * (average(rs, 'after') - average(rs, 'before')):+.1f} | {average(rs, 'final_reward'):.2f} | {average(rs, 'final_batch_reward'):.2f} | "
+                     f"{average(rs, 'mean_alpha'):.2f} | {average(rs, 'signal_share'):.0%} | {average(rs, 'mean_draws'):.2f} | "
+                     f"{average(rs, 'seconds'):.0f} |")
     hit = [f"{LABELS[r['preset']]} seed {r['seed']}: {r['max_draws_hit']} steps" for r in runs if r["max_draws_hit"]]
     skipped = [f"{LABELS[r['preset']]} seed {r['seed']}: {r['skipped_steps']}" for r in runs if r["skipped_steps"]]
     sft = ", ".join(f"seed {k}: {v['sft_steps']} steps, {v['sft_seconds']:.0f}s" for k, v in data["warm_starts"].items())

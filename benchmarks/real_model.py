@@ -61,7 +61,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
-from seed_stats import paired_difference, spread
+from seed_stats import average, paired_difference, spread
 
 TEMPLATE = "What is {question}? Put the final answer in \\boxed{{}}."
 RESULTS = Path(__file__).parent / "results"
@@ -442,13 +442,10 @@ def task_section(task: str, methods: dict[str, list[dict[str, Any]]]) -> list[st
         rs = methods.get(run)
         if not rs:
             continue
-        def mean(k: str, rs: list[dict[str, Any]] = rs) -> float:
-            return sum(r[k] for r in rs) / len(rs)
-
         lines.append(f"| {LABELS[run]} | {len(rs)} | {_pm([r['accuracy_after'] for r in rs])} "
                      f"| {_pm([r['accuracy_delta'] for r in rs], signed=True)} | {_pm([r['accuracy_at_budget'] for r in rs])} "
-                     f"| {mean('budget_step'):.1f} | {mean('answers_total'):.0f} | {mean('draws_mean'):.2f} "
-                     f"| {mean('alpha_mean'):.2f} | {mean('seconds_per_step_mean'):.1f} | {max(r['peak_rss_mb_max'] for r in rs):.0f} |")
+                     f"| {average(rs, 'budget_step'):.1f} | {average(rs, 'answers_total'):.0f} | {average(rs, 'draws_mean'):.2f} "
+                     f"| {average(rs, 'alpha_mean'):.2f} | {average(rs, 'seconds_per_step_mean'):.1f} | {max(r['peak_rss_mb_max'] for r in rs):.0f} |")
     lines += ["", "Seed by seed, GPG minus each method (a difference counts as beyond the seed spread when the "
               "gap of the means exceeds the larger of the two methods' standard deviations over seeds):", "",
               "After the same number of steps:", "", *difference_lines(methods, "accuracy_after"), "",

@@ -59,3 +59,12 @@ def value_at_budget(points: list[tuple[float, float]], budget: float) -> float:
         if x0 <= budget <= x1:
             return y0 if x1 == x0 else round(y0 + (y1 - y0) * (budget - x0) / (x1 - x0), 12)
     return pts[-1][1]
+
+
+def average(runs: list[dict[str, Any]], key: str) -> float:
+    """The mean of ``key`` over ``runs`` (one summary dict per seed).
+
+    >>> average([{"steps": 10}, {"steps": 14}], "steps")
+    12.0
+    """
+    return sum(r[key] for r in runs) / len(runs)

@@ -1,4 +1,6 @@
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,15 @@ collect_ignore = ["vllm_contract/probe.py"]
 SHARED_DATA = Path(os.environ.get("GPGRL_DATA") or REPO.parent / "shared" / "data").expanduser()
 #: Every skip for missing data says this, so the summary can count them.
 DATA_MISSING = "benchmark data not found"
+
+
+def load_script(name: str):
+    """A script of ``benchmarks/`` (a folder of scripts, not a package) imported as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -3,26 +3,18 @@ tasks it compares, and the report it renders from a results.json (no training he
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("compare_presets", ROOT / "benchmarks" / "compare_presets.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["compare_presets"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cp = _load()
+cp = load_script("compare_presets")
 
 
 # -- spread ------------------------------------------------------------------------------------------

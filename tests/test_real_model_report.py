@@ -3,26 +3,18 @@ reading, and the report rendered from hand-made cell summaries (numbers a reader
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("real_model", ROOT / "benchmarks" / "real_model.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["real_model"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rm = _load()
+rm = load_script("real_model")
 
 
 def test_heldout_questions_are_the_test_split_never_trained_on():
