@@ -209,7 +209,8 @@ def config_floor(agg: dict[str, Any], floor: dict[str, Any] | None, model: str, 
         return None
     completion = s["tokens"]["median"] / f["rows"]
     macs = step_macs(f["shape"], f["rows"], f["prompt_tokens"], completion,
-                     head_positions(config, f["prompt_tokens"], completion), reference=config.endswith(("grpo", "beta")))
+                     head_positions(config, f["prompt_tokens"], completion), reference=config.endswith(("grpo", "beta")),
+                     prefill_rows=f.get("groups") if config.startswith("gpgrl") else None)
     seconds = floor_seconds(macs, f["decode_gflops"], f["train_gflops"])
     return {**macs, "completion": completion, "seconds": seconds, "multiple": s["wall"]["median"] / seconds,
             "gen_multiple": s["gen_wall"]["median"] / (2 * macs["generation"] / (f["decode_gflops"] * 1e9))}
@@ -224,7 +225,7 @@ def render_floor(agg: dict[str, Any], floor: dict[str, Any], model: str) -> str:
             f"training shape {ms['train'][0]}x{ms['train'][1]} by {ms['train'][1]}x{ms['train'][2]}: "
             f"**{f['train_gflops']:.1f} GFLOP/s**. Prompt {f['prompt_tokens']:.1f} tokens (mean), {f['rows']} rows. "
             "Floor = 2 x multiply-adds / throughput (`step_macs`: linear maps, attention over the cache, the LM "
-            "head where the side applies it; backward = 2 x forward).", "",
+            "head where the side applies it, gpgrl's prompt prefill once per group; backward = 2 x forward).", "",
             "| configuration | completion tokens/row | generation GMAC | forward GMAC | backward GMAC | reference GMAC "
             "| floor s | step wall s | step / floor | generation / its floor |",
             "|---|---|---|---|---|---|---|---|---|---|"]
@@ -302,7 +303,7 @@ def model_shape(config: dict[str, Any]) -> dict[str, int]:
 
 
 def step_macs(shape: dict[str, int], rows: int, prompt: float, completion: float, head_positions: float,
-              reference: bool = False) -> dict[str, float]:
+              reference: bool = False, prefill_rows: int | None = None) -> dict[str, float]:
     """Multiply-adds of one step's matrix products (the compute a step cannot avoid), by phase.
 
     Per layer and token, the linear maps: q and o (``heads * head_dim`` outputs/inputs each), k and v
@@ -314,6 +315,8 @@ def step_macs(shape: dict[str, int], rows: int, prompt: float, completion: float
     * ``generation``: ``rows`` sequences through ``generate``: positions 0 .. prompt + completion - 2 are fed
       (the prompt at once, then one token at a time into the KV cache), the head runs on ``completion``
       positions (the last prompt position, then each fed completion token: ``logits_to_keep=1``).
+      ``prefill_rows``: rows that run the prompt's first ``prompt - 1`` positions (gpgrl: one per group,
+      its cache repeated for the group's rows; default ``rows``, as TRL's ``generate``).
     * ``forward``: the training forward over all ``prompt + completion`` positions, the head on
       ``head_positions`` of them per row (gpgrl: the completion only; TRL on a CPU: every position).
     * ``backward``: twice the forward (the gradient of each product's input and of its weight).
@@ -328,6 +331,12 @@ def step_macs(shape: dict[str, int], rows: int, prompt: float, completion: float
     {'generation': 90.0, 'forward': 136.0, 'backward': 272.0, 'reference': 0.0, 'total': 498.0}
     >>> step_macs(tiny, rows=2, prompt=2, completion=1, head_positions=3, reference=True)["reference"]  # head on 3
     312.0
+
+    Two rows of one group, the prompt's first position run once (34 + 2 * 1 * 2 * 1 = 38), then each row
+    the rest (90 - 38 = 52): 38 + 2 * 52 = 142 instead of 2 * 90 = 180:
+
+    >>> step_macs(tiny, rows=2, prompt=2, completion=1, head_positions=1, prefill_rows=1)["generation"]
+    142.0
     """
     h, d, L = shape["hidden"], shape["head_dim"], shape["layers"]
     linear = h * d * (2 * shape["heads"] + 2 * shape["kv_heads"]) + 3 * h * shape["intermediate"]
@@ -336,7 +345,8 @@ def step_macs(shape: dict[str, int], rows: int, prompt: float, completion: float
     def positions(n: float, head: float) -> float:  # positions 0 .. n-1, the head on ``head`` of them
         return L * (linear * n + per_key * n * (n + 1) / 2) + head * h * shape["vocab"]
 
-    generation = rows * positions(prompt + completion - 1, completion)
+    prefix = positions(prompt - 1, 0)
+    generation = rows * (positions(prompt + completion - 1, completion) - prefix) + (prefill_rows or rows) * prefix
     forward = rows * positions(prompt + completion, head_positions)
     out = {"generation": generation, "forward": forward, "backward": 2 * forward,
            "reference": forward if reference else 0.0}
@@ -806,7 +816,8 @@ def compare(args: argparse.Namespace) -> None:
     log = workdir / "step_speed.log"
     log.write_text("")
     t0 = time.perf_counter()
-    floor = {m: floor_inputs(folders[m], args.prompts * args.G, args.length) for m in models}
+    floor = {m: {**floor_inputs(folders[m], args.prompts * args.G, args.length), "groups": args.prompts}
+             for m in models}
     for m in models:
         print(f"matmul, model {m}: decode {floor[m]['matmul_shapes']['decode']} {floor[m]['decode_gflops']:.1f} "
               f"GFLOP/s, train {floor[m]['matmul_shapes']['train']} {floor[m]['train_gflops']:.1f} GFLOP/s", flush=True)
