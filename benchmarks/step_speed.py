@@ -220,7 +220,7 @@ def render_floor(agg: dict[str, Any], floor: dict[str, Any], model: str) -> str:
     """The floor table of one model: multiply-adds per phase, floor seconds, the step as a multiple of it."""
     f = floor[model]
     ms = f["matmul_shapes"]
-    rows = [f"Matmul throughput, 1 thread, float32 `torch.mm`, best of 5: decoding shape {ms['decode'][0]}x"
+    rows = [f"Matmul throughput, 1 thread, float32 `torch.mm`, best of 15 windows of 0.1 s: decoding shape {ms['decode'][0]}x"
             f"{ms['decode'][1]} by {ms['decode'][1]}x{ms['decode'][2]}: **{f['decode_gflops']:.1f} GFLOP/s**; "
             f"training shape {ms['train'][0]}x{ms['train'][1]} by {ms['train'][1]}x{ms['train'][2]}: "
             f"**{f['train_gflops']:.1f} GFLOP/s**. Prompt {f['prompt_tokens']:.1f} tokens (mean), {f['rows']} rows. "
@@ -371,8 +371,10 @@ def head_positions(config: str, prompt: float, completion: float) -> float:
     return completion if config.startswith("gpgrl") else prompt + completion
 
 
-def matmul_gflops(m: int, k: int, n: int, repeats: int = 5, min_seconds: float = 0.2) -> float:
-    """Best-of-``repeats`` float32 ``torch.mm`` throughput of [m, k] x [k, n] on one thread, in GFLOP/s."""
+def matmul_gflops(m: int, k: int, n: int, repeats: int = 15, min_seconds: float = 0.1) -> float:
+    """Best-of-``repeats`` float32 ``torch.mm`` throughput of [m, k] x [k, n] on one thread, in GFLOP/s
+    (many short windows: on a shared machine the best one is the least disturbed; a loaded machine still
+    reads low, which makes the floor too high and the steps' multiples of it too small)."""
     import torch
 
     torch.set_num_threads(1)
