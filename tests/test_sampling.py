@@ -106,6 +106,34 @@ def test_engine_samples_the_models_tempered_distribution(tiny):
     assert len(set(tokens.tolist())) > 60  # no hidden top-k: far more than transformers' default 50 tokens
 
 
+def test_engine_prefills_each_groups_prompt_once(tiny):
+    """Rows of a group share their prompt: it runs once per group (a chunk that splits a group: every row),
+    and the samples are the ones ``generate``'s own prefill of every row gives (same seed, same tokens)."""
+    model, tok = tiny
+    prompts = [tok(q)["input_ids"] for q in ("12+34=", "7*8=", "100-1=")]
+    params = SamplingParams(max_new_tokens=6, temperature=1.0)
+    shapes = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)),
+                                           with_kwargs=True)
+    width = max(len(p) for p in prompts)
+    try:
+        for batch_size, first in ((None, (3, width - 1)), (8, (2, width - 1)), (6, (6, width))):
+            out = {}
+            for share in (True, False):
+                shapes.clear()
+                torch.manual_seed(5)
+                out[share] = HFGenerateEngine(model, tok, batch_size=batch_size, share_prompts=share).generate(
+                    prompts, params, 4)
+                if share:
+                    assert shapes[0] == first and shapes[1][1] == 1, (batch_size, shapes[:2])
+                else:
+                    assert shapes[0] == (batch_size or 12, width), (batch_size, shapes[0])
+            assert torch.equal(out[True].completion_ids, out[False].completion_ids), batch_size
+            assert torch.equal(out[True].completion_mask, out[False].completion_mask), batch_size
+    finally:
+        hook.remove()
+
+
 def test_engine_ignores_a_repetition_penalty_in_the_models_generation_config(tiny):
     model, tok = tiny
     plain = _first_tokens(model, tok, 200, seed=1)

@@ -70,8 +70,9 @@ def test_aggregate_ratios_and_report(bench, tmp_path):
     assert bench.ratio(agg, "b", "gpgrl_gpg", "trl_gpg", "peak_rss_mb") == pytest.approx(0.5)
     assert math.isnan(bench.ratio(agg, "a", "gpgrl_gpg", "trl_gpg", "wall"))
     lines = "\n".join(bench.target_lines(agg))
-    assert "**0.50x** (target <= 0.6x: met)" in lines
-    assert "model a: **nanx** (target <= 0.9x: not measured)" in lines
+    assert "model b: **0.50x** (target <= 0.3x: NOT met)" in lines
+    assert "model a: **nanx** (target <= 0.8x: not measured)" in lines
+    assert "model r (SmolLM2-135M): **nanx** (target <= 0.5x: not measured)" in lines
     table = bench.render_table(agg, "b")
     assert table.count("\n") == 5 and "| TRL GRPOTrainer, beta 0.04 | not run |" in table
     assert "10.00 (9.00-12.00)" in table
@@ -104,7 +105,49 @@ def test_memory_pass_lines_and_target(bench, tmp_path):
                            _run(bench, "b", "gpgrl_grpo", 12, 4, 1050, 1000, 0)])
     agg["b/gpgrl_grpo"]["model_mb"]["median"] = 76.0
     line = next(x for x in bench.target_lines(agg, memory) if "GRPO - GPG" in x)
-    assert "**50 MB**" in line and "NOT met" in line and "**54.0 MB** vs 76.0 MB: NOT met" in line
+    assert "(no target) memory pass, model b: gpgrl GRPO - GPG = 54.0 MB" in line
+
+
+def test_real_model_targets_floor_and_report(bench, tmp_path):
+    """Model r: time and both memory ratios against TRL, the floor table and the stretch target."""
+    runs = [_run(bench, "r", "gpgrl_gpg", 10, 4, 1000, 900), _run(bench, "r", "trl_gpg", 40, 8, 4000, 1000)]
+    agg = bench.aggregate(runs)
+    assert agg["r/gpgrl_gpg"]["step_peak_mb"]["median"] == 100 and agg["r/trl_gpg"]["step_peak_mb"]["median"] == 3000
+    shape = {"hidden": 576, "layers": 30, "heads": 9, "kv_heads": 3, "head_dim": 64, "intermediate": 1536,
+             "vocab": 49152}
+    floor = {"r": {"shape": shape, "prompt_tokens": 43.0, "rows": 32, "groups": 4, "decode_gflops": 50.0, "train_gflops": 100.0,
+                   "matmul_shapes": {"decode": [32, 576, 1536], "train": [2400, 576, 1536]}}}
+    lines = "\n".join(bench.target_lines(agg, None, floor))
+    assert "model r (SmolLM2-135M): **0.25x** (target <= 0.5x: met)" in lines
+    assert "whole-process peak RSS: **0.25x** (target <= 0.5x: met)" in lines
+    assert "step's own peak (peak RSS - RSS before the 1st step): **0.03x** (target <= 0.5x: met)" in lines
+    gpg, trl = bench.config_floor(agg, floor, "r", "gpgrl_gpg"), bench.config_floor(agg, floor, "r", "trl_gpg")
+    assert gpg["completion"] == 32.0 and gpg["generation"] < 0.6 * trl["generation"]  # prompt prefilled once per group
+    assert trl["forward"] > gpg["forward"]  # TRL's CPU head projects the prompt positions too
+    expected = bench.floor_seconds(gpg, 50.0, 100.0)
+    assert gpg["seconds"] == pytest.approx(expected) and gpg["multiple"] == pytest.approx(10 / expected)
+    assert f"**{10 / expected:.1f}x** (target <= 2x: met)" in lines  # 10 s against a ~25 s floor
+    table = bench.render_floor(agg, floor, "r")
+    assert table.count("| gpgrl GPG") == 1 and "not run" not in table
+    settings = {"G": 8, "prompts": 4, "length": 32, "warmup": 1, "steps": 3, "repetitions": 3, "lr": 1e-6,
+                "model_shape": {}, "per_model": {"r": {"steps": 2, "repetitions": 2}}}
+    check = {"r": {"checked": 8, "configs": ["gpgrl_gpg", "trl_gpg"], "mismatched": []}}
+    (tmp_path / "step_speed.json").write_text(json.dumps({
+        "settings": settings, "environment": {"platform": "x", "python": "3", "cpus": 2}, "runs": runs,
+        "load_average_1min": [1.0], "minutes": 3.0, "floor": floor, "prompt_check": check}))
+    bench.write_report(tmp_path)
+    md = (tmp_path / "step_speed.md").read_text()
+    assert "## Model r" in md and "### The floor, model r" in md and "## Model a" not in md
+    assert "(model r: 2 steps, 2 repetitions)" in md and "8 prompts checked in gpgrl_gpg, trl_gpg: every one" in md
+
+
+def test_step_macs_grows_as_the_formula_says(bench):
+    shape = {"hidden": 64, "layers": 2, "heads": 4, "kv_heads": 2, "head_dim": 16, "intermediate": 128, "vocab": 1000}
+    one = bench.step_macs(shape, rows=1, prompt=10, completion=5, head_positions=5)
+    two = bench.step_macs(shape, rows=2, prompt=10, completion=5, head_positions=5)
+    assert two["total"] == 2 * one["total"] and one["backward"] == 2 * one["forward"]
+    more_head = bench.step_macs(shape, rows=1, prompt=10, completion=5, head_positions=15)
+    assert more_head["forward"] - one["forward"] == 10 * 64 * 1000
 
 
 def test_padded_tokenizer_decodes_every_id(bench, tmp_path):

@@ -336,16 +336,27 @@ class HFGenerateEngine(RolloutEngine):
     Generation is capped at the model's context (``max_position_embeddings``) minus the prompt; the
     first time that shortens ``max_new_tokens`` a warning says so.
 
+    The rows of a group share their prompt, so ``generate``'s prefill would run each prompt
+    ``num_samples`` times: where the model takes a ``DynamicCache`` (and the call has no image inputs and
+    its chunks hold whole groups), the prompt but its last token runs once per group and its KV cache is
+    repeated for the group's rows (:meth:`_shared_prompt_cache`); ``generate`` then starts from the last
+    prompt token. The same positions and masks, so the same distribution (the logits differ only in
+    float rounding between matmul shapes).
+
     Args:
         model: the policy (unwrapped from DDP; under FSDP / ZeRO-3 the caller gathers the parameters).
         tokenizer: its tokenizer (for the pad token and decoding).
         batch_size: most rows (prompt x sample) per ``generate`` call; None = all at once.
+        share_prompts: prefill each group's prompt once (above); False = ``generate``'s own prefill of
+            every row.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int | None = None):
+    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int | None = None,
+                 share_prompts: bool = True):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.share_prompts = share_prompts
         self.pad_id = pad_token_id(tokenizer)
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.max_model_len = model_context_length(model)
@@ -380,6 +391,10 @@ class HFGenerateEngine(RolloutEngine):
                     from gpgrl.models.vision import token_type_inputs
 
                     extra.update(token_type_inputs(self.model, ids))
+                else:
+                    cache = self._shared_prompt_cache(part, num_samples, device)
+                    if cache is not None:
+                        extra["cache"] = cache
                 out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, **sampling,
                                           pad_token_id=self.pad_id, eos_token_id=self.eos_ids, use_cache=True,
                                           suppress_tokens=self.suppress or None, **extra,
@@ -390,6 +405,28 @@ class HFGenerateEngine(RolloutEngine):
         completions = [row.tolist() for chunk in chunks for row in chunk]
         return assemble(rows, completions, self.tokenizer, self.pad_id, self.eos_ids, stop=params.stop)
 
+    def _shared_prompt_cache(self, part: Sequence[Prompt], num_samples: int, device: torch.device) -> Any:
+        """A ``DynamicCache`` of each group's prompt but its last token, run once per group and repeated
+        ``num_samples`` times, for ``generate`` to continue from; None where that does not apply (one sample
+        per prompt, a chunk that splits a group, a one-token prompt, a model without a default
+        ``DynamicCache`` or without a ``cache`` argument, a static cache in its generation config)."""
+        model = self.model
+        if not self.share_prompts or num_samples < 2 or len(part) % num_samples or not _takes_dynamic_cache(model):
+            return None
+        from transformers import DynamicCache
+
+        from gpgrl.models.logprobs import position_ids_from_mask
+
+        ids, mask = left_pad([p.ids for p in part[::num_samples]], self.pad_id)  # rows are group by group
+        if ids.shape[1] < 2:
+            return None
+        ids, mask = ids[:, :-1].to(device), mask[:, :-1].to(device)
+        cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+        model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), cache=cache,
+              use_cache=True, logits_to_keep=1)
+        cache.batch_repeat_interleave(num_samples)
+        return cache
+
     def _budget(self, prompt_tokens: int, max_new_tokens: int) -> int:
         budget = budget_for(prompt_tokens, max_new_tokens, self.max_model_len)
         if budget < max_new_tokens and not self._warned_cap:
@@ -397,6 +434,20 @@ class HFGenerateEngine(RolloutEngine):
             logger.warning("generation capped at %d new tokens (asked for %d): the model's context is %d tokens "
                            "and prompts take %d", budget, max_new_tokens, self.max_model_len, prompt_tokens)
         return budget
+
+def _takes_dynamic_cache(model: torch.nn.Module) -> bool:
+    """Whether ``generate`` would give ``model`` a plain ``DynamicCache`` that its forward takes as ``cache``
+    (decoder-only, no static / quantized / offloaded cache asked for in its generation config)."""
+    import inspect
+
+    config = getattr(model, "config", None)
+    supports = getattr(model, "_supports_default_dynamic_cache", None)
+    if config is None or supports is None or getattr(config, "is_encoder_decoder", False) or not supports():
+        return False
+    if getattr(getattr(model, "generation_config", None), "cache_implementation", None) not in (None, "dynamic"):
+        return False
+    return "cache" in inspect.signature(model.forward).parameters
+
 
 def _collate(rows: Sequence[Prompt], device: torch.device) -> dict[str, torch.Tensor]:
     """The extra model inputs of several prompts' rows, concatenated along dimension 0."""
