@@ -171,8 +171,11 @@ def _start_training(setup: dict[str, Path], out: Path, **env: str) -> subprocess
     args = train_args(setup, out, "--train.steps", "500", "--rewards", "helpers:slow_sevens",
                       "--algorithm.max_resample_draws", "1")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(TESTS)]), **env}
+    # Ctrl-C as from a terminal, even when pytest itself runs in the background (`cmd &` in a script starts
+    # it with SIGINT ignored, which a child inherits; gpgrl then rightly leaves the signal alone)
     proc = subprocess.Popen([sys.executable, "-m", "gpgrl.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     metrics = out / "metrics.jsonl"
     deadline = time.monotonic() + 240
     while not (metrics.is_file() and metrics.read_text().count("\n") >= 1):  # training has started
