@@ -396,12 +396,41 @@ def _pm(values: list[float], signed: bool = False) -> str:
     return f"{100 * s['mean']:{'+' if signed else ''}.1f} +- {100 * s['std']:.1f}"
 
 
+def strict_grade(samples: Path) -> tuple[float, float]:
+    """(share of answers whose extracted answer is the gold sum written as a number, share whose extracted
+    answer still holds a ``+``): the grader counts ``\\boxed{639+517}`` right, an expression equal to the sum,
+    so a policy can learn to box the question instead of adding.
+
+    >>> import tempfile; f = Path(tempfile.mkdtemp()) / "s.jsonl"
+    >>> _ = f.write_text("\\n".join(json.dumps({"extracted_answer": a, "gold": "1156", "correct": c}) for a, c in
+    ...              [("1156", True), ("639+517", True), ("1155", False), ("1,156", True)]))
+    >>> strict_grade(f)
+    (0.5, 0.25)
+    """
+    rows = [json.loads(line) for line in samples.read_text().splitlines() if line.strip()]
+    if not rows:
+        return float("nan"), float("nan")
+
+    def number(text: Any) -> str:
+        return str(text or "").strip().replace(",", "").replace(" ", "")
+
+    strict = sum(bool(r["correct"]) and number(r["extracted_answer"]).lstrip("-").isdigit()
+                 and int(number(r["extracted_answer"])) == int(number(r["gold"])) for r in rows)
+    echo = sum("+" in str(r["extracted_answer"] or "") for r in rows)
+    return strict / len(rows), echo / len(rows)
+
+
 def collect(output: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """``{task: {method: [summary per seed, by seed]}}`` of every finished cell under ``output``."""
     out: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for f in sorted(output.glob("*/*-seed*/summary.json")):
         s = json.loads(f.read_text())
         s["rows"] = [json.loads(line) for line in (f.parent / "metrics.jsonl").read_text().splitlines()]
+        after = f.parent / "eval_after" / "samples.jsonl"
+        at_budget = f.parent / "eval_at_budget" / "samples.jsonl"
+        s["strict_after"], s["echo_after"] = strict_grade(after) if after.is_file() else (float("nan"),) * 2
+        s["strict_at_budget"] = (strict_grade(at_budget)[0] if at_budget.is_file() else
+                                 s["strict_after"] if s["budget_step"] == s["steps"] else s["accuracy_at_budget"])
         out.setdefault(s["task"], {}).setdefault(s["run"], []).append(s)
     for methods in out.values():
         for runs in methods.values():
@@ -412,8 +441,9 @@ def collect(output: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
 def difference_lines(methods: dict[str, list[dict[str, Any]]], key: str) -> list[str]:
     """GPG minus each other method on ``key``, seed by seed (only seeds both have)."""
     lines = []
-    for run, others in methods.items():
-        if run == "gpg" or "gpg" not in methods:
+    for run in RUNS:
+        others = methods.get(run)
+        if run == "gpg" or "gpg" not in methods or not others:
             continue
         seeds = sorted({r["seed"] for r in others} & {r["seed"] for r in methods["gpg"]})
         a = [next(r[key] for r in methods["gpg"] if r["seed"] == s) for s in seeds]
@@ -422,9 +452,11 @@ def difference_lines(methods: dict[str, list[dict[str, Any]]], key: str) -> list
             continue
         d = paired_difference(a, b)
         lines.append(f"- GPG - {LABELS[run]}: **{100 * d['mean']:+.1f} pts** (seeds {', '.join(f'{100 * x:+.1f}' for x in d['diffs'])}; "
-                     f"GPG above on {d['above']}, below on {d['below']} of {len(seeds)}); seed spread "
-                     f"{100 * d['seed_spread']:.1f} pts: "
-                     + ("**beyond the seed spread**" if d["beyond_spread"] else "within the seed spread"))
+                     f"GPG above on {d['above']}, below on {d['below']} of {len(seeds)}); "
+                     + ("seed spread " if len(seeds) > 1 else "")
+                     + (f"{100 * d['seed_spread']:.1f} pts: "
+                        + ("**beyond the seed spread**" if d["beyond_spread"] else "within the seed spread")
+                        if len(seeds) > 1 else "one seed: no spread to compare with"))
     return lines
 
 
@@ -435,21 +467,26 @@ def task_section(task: str, methods: dict[str, list[dict[str, Any]]]) -> list[st
              f"Base model, held-out greedy accuracy: **{100 * first['accuracy_before']:.1f}%** "
              f"({first['heldout_questions']} questions). Equal answers: {first['budget_answers']} sampled answers "
              f"(what {first['steps']} steps of {first['budget_answers'] // max(first['steps'], 1)} answers sample).", "",
-             "| method | seeds | after, same steps (%) | change (pts) | at equal answers (%) | step there "
+             "| method | seeds | after, same steps (%) | change (pts) | at equal answers (%) | after, strict (%) "
+             "| at equal answers, strict (%) | answers boxing the question (%) | step there "
              "| answers sampled | draws/step | mean alpha | s/step | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in RUNS:
         rs = methods.get(run)
         if not rs:
             continue
         lines.append(f"| {LABELS[run]} | {len(rs)} | {_pm([r['accuracy_after'] for r in rs])} "
                      f"| {_pm([r['accuracy_delta'] for r in rs], signed=True)} | {_pm([r['accuracy_at_budget'] for r in rs])} "
-                     f"| {average(rs, 'budget_step'):.1f} | {average(rs, 'answers_total'):.0f} | {average(rs, 'draws_mean'):.2f} "
+                     f"| {_pm([r['strict_after'] for r in rs])} | {_pm([r['strict_at_budget'] for r in rs])} "
+                     f"| {_pm([r['echo_after'] for r in rs])} | {average(rs, 'budget_step'):.1f} | {average(rs, 'answers_total'):.0f} | {average(rs, 'draws_mean'):.2f} "
                      f"| {average(rs, 'alpha_mean'):.2f} | {average(rs, 'seconds_per_step_mean'):.1f} | {max(r['peak_rss_mb_max'] for r in rs):.0f} |")
     lines += ["", "Seed by seed, GPG minus each method (a difference counts as beyond the seed spread when the "
               "gap of the means exceeds the larger of the two methods' standard deviations over seeds):", "",
               "After the same number of steps:", "", *difference_lines(methods, "accuracy_after"), "",
               "At equal numbers of sampled answers:", "", *difference_lines(methods, "accuracy_at_budget"), "",
+              "Strict grading (the sum written as a number), same steps:", "",
+              *difference_lines(methods, "strict_after"), "",
+              "Strict grading, equal answers:", "", *difference_lines(methods, "strict_at_budget"), "",
               "Per seed (after / at equal answers, %):", ""]
     for run in RUNS:
         for r in methods.get(run, []):
@@ -495,6 +532,19 @@ def plot(data: dict[str, dict[str, list[dict[str, Any]]]], path: Path) -> None:
     plt.close(fig)
 
 
+def _cell_args(command: str) -> str:
+    """The comparison's own options in a cell's command line (its script path and ``--cell`` dropped).
+
+    >>> _cell_args("/x/benchmarks/real_model.py --cell add2:gpg:0 --steps 12 --output runs/real_model")
+    '--steps 12 --output runs/real_model'
+    """
+    parts = command.split()[1:]
+    if "--cell" in parts:
+        i = parts.index("--cell")
+        del parts[i : i + 2]
+    return " ".join(parts)
+
+
 def report(output: Path, results: Path = RESULTS) -> None:
     """``real_model.md`` (tables, differences) and ``real_model.png`` from every finished cell."""
     data = collect(output)
@@ -505,7 +555,7 @@ def report(output: Path, results: Path = RESULTS) -> None:
     load = [x for methods in data.values() for rs in methods.values() for r in rs for x in r["loadavg_1min_during"]]
     lines = ["# SmolLM2-135M-Instruct, four methods, three seeds, two tasks, on a 2-core CPU", "",
              "Written by `python benchmarks/real_model.py --report` from cells run as "
-             f"`python {any_run['command']}` (see the script's docstring for what a cell does). Answers: "
+             f"`python benchmarks/real_model.py {_cell_args(any_run['command'])}` (see the script's docstring for what a cell does). Answers: "
              "`real_model/TASK/` (the base model's, and each method's after training, seed 0).", "",
              f"Settings (every cell): {json.dumps(any_run['settings'])}, at most {any_run['max_draws']} rollout "
              f"batches per step, {any_run['threads']} torch thread per cell. Machine: {any_run['machine']}; "

@@ -109,3 +109,11 @@ def test_report_says_within_the_spread_when_seeds_disagree(tmp_path):
     # diffs +10 and -5: mean +2.5, GPG's std 14.1 > 2.5
     assert "**+2.5 pts** (seeds +10.0, -5.0; GPG above on 1, below on 1 of 2); seed spread 14.1 pts: within" \
         in (out / "real_model.md").read_text()
+
+
+def test_strict_grading_does_not_count_a_boxed_question(tmp_path):
+    # the grader counts \boxed{639+517} right (an expression equal to 1156); strict grading wants the number
+    f = tmp_path / "samples.jsonl"
+    f.write_text("\n".join(json.dumps({"extracted_answer": a, "gold": "1156", "correct": c}) for a, c in
+                           [("1156", True), ("639+517", True), ("1155", False), ("1,156", True)]))
+    assert rm.strict_grade(f) == (0.5, 0.25)  # 1156 and 1,156 strict; one answer of four boxes the question
