@@ -74,7 +74,9 @@ SETTINGS = {
 }
 # --quick: a check that everything runs (minutes), not a result.
 QUICK = {"group_size": 4, "prompts_per_step": 2, "max_completion_length": 16}
-READING = {"boxes": "last", "fallback": True}  # the accuracy reward's params: as held-out grading reads
+# The accuracy reward's params, as held-out grading (the ``arithmetic`` benchmark) reads: the last box, else
+# the last number, and the answer written as a number (math-verify alone counts ``\boxed{639+517}`` right).
+READING = {"boxes": "last", "fallback": True, "number": True}
 MAX_DRAWS = 4  # most rollout batches per step, for every method (the presets' default: 20)
 RUNS = {
     "gpg": {"preset": "gpg", "max_resample_draws": MAX_DRAWS},
@@ -104,8 +106,8 @@ def rl_config(run: str, *, seed: int, output_dir: str | Path, steps: int, thread
                  "prompt": "r1_distill", "template": TEMPLATE, "max_prompt_length": 128},
         "rollout": {"group_size": s["group_size"], "max_completion_length": s["max_completion_length"],
                     "temperature": s["temperature"]},
-        # Evaluation's reading (last box, else the last number): SmolLM2 answers `23 + 48 = 71` and never
-        # boxes; the training reward's default (the original's: boxes only) would score every answer 0.
+        # Evaluation's reading (last box, else the last number; a number, not the question boxed): SmolLM2
+        # answers `23 + 48 = 71` and rarely boxes; the reward's default (boxes only) would score nearly all 0.
         "rewards": [{"name": "accuracy", "weight": 1.0, "params": READING}],
         "algorithm": dict(RUNS[run]),
         "optim": {"lr": s["lr"], "lr_scheduler": "constant_with_warmup", "warmup_steps": s["warmup_steps"],
@@ -396,28 +398,18 @@ def _pm(values: list[float], signed: bool = False) -> str:
     return f"{100 * s['mean']:{'+' if signed else ''}.1f} +- {100 * s['std']:.1f}"
 
 
-def strict_grade(samples: Path) -> tuple[float, float]:
-    """(share of answers whose extracted answer is the gold sum written as a number, share whose extracted
-    answer still holds a ``+``): the grader counts ``\\boxed{639+517}`` right, an expression equal to the sum,
-    so a policy can learn to box the question instead of adding.
+def question_share(samples: Path) -> float:
+    """Share of answers whose extracted answer still holds a ``+``: the question restated rather than summed
+    (the grading, ``number=True``, counts those wrong; math-verify alone would count ``\\boxed{639+517}``
+    right, and a policy trained on that reward learns to box the question).
 
     >>> import tempfile; f = Path(tempfile.mkdtemp()) / "s.jsonl"
-    >>> _ = f.write_text("\\n".join(json.dumps({"extracted_answer": a, "gold": "1156", "correct": c}) for a, c in
-    ...              [("1156", True), ("639+517", True), ("1155", False), ("1,156", True)]))
-    >>> strict_grade(f)
-    (0.5, 0.25)
+    >>> _ = f.write_text("\\n".join(json.dumps({"extracted_answer": a}) for a in ["1156", "639+517", None, "7"]))
+    >>> question_share(f)
+    0.25
     """
     rows = [json.loads(line) for line in samples.read_text().splitlines() if line.strip()]
-    if not rows:
-        return float("nan"), float("nan")
-
-    def number(text: Any) -> str:
-        return str(text or "").strip().replace(",", "").replace(" ", "")
-
-    strict = sum(bool(r["correct"]) and number(r["extracted_answer"]).lstrip("-").isdigit()
-                 and int(number(r["extracted_answer"])) == int(number(r["gold"])) for r in rows)
-    echo = sum("+" in str(r["extracted_answer"] or "") for r in rows)
-    return strict / len(rows), echo / len(rows)
+    return sum("+" in str(r["extracted_answer"] or "") for r in rows) / len(rows) if rows else float("nan")
 
 
 def collect(output: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -428,9 +420,7 @@ def collect(output: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
         s["rows"] = [json.loads(line) for line in (f.parent / "metrics.jsonl").read_text().splitlines()]
         after = f.parent / "eval_after" / "samples.jsonl"
         at_budget = f.parent / "eval_at_budget" / "samples.jsonl"
-        s["strict_after"], s["echo_after"] = strict_grade(after) if after.is_file() else (float("nan"),) * 2
-        s["strict_at_budget"] = (strict_grade(at_budget)[0] if at_budget.is_file() else
-                                 s["strict_after"] if s["budget_step"] == s["steps"] else s["accuracy_at_budget"])
+        s["question_after"] = question_share(after) if after.is_file() else float("nan")
         out.setdefault(s["task"], {}).setdefault(s["run"], []).append(s)
     for methods in out.values():
         for runs in methods.values():
@@ -467,26 +457,22 @@ def task_section(task: str, methods: dict[str, list[dict[str, Any]]]) -> list[st
              f"Base model, held-out greedy accuracy: **{100 * first['accuracy_before']:.1f}%** "
              f"({first['heldout_questions']} questions). Equal answers: {first['budget_answers']} sampled answers "
              f"(what {first['steps']} steps of {first['budget_answers'] // max(first['steps'], 1)} answers sample).", "",
-             "| method | seeds | after, same steps (%) | change (pts) | at equal answers (%) | after, strict (%) "
-             "| at equal answers, strict (%) | answers boxing the question (%) | step there "
+             "| method | seeds | after, same steps (%) | change (pts) | at equal answers (%) "
+             "| answers restating the question (%) | step there "
              "| answers sampled | draws/step | mean alpha | s/step | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in RUNS:
         rs = methods.get(run)
         if not rs:
             continue
         lines.append(f"| {LABELS[run]} | {len(rs)} | {_pm([r['accuracy_after'] for r in rs])} "
                      f"| {_pm([r['accuracy_delta'] for r in rs], signed=True)} | {_pm([r['accuracy_at_budget'] for r in rs])} "
-                     f"| {_pm([r['strict_after'] for r in rs])} | {_pm([r['strict_at_budget'] for r in rs])} "
-                     f"| {_pm([r['echo_after'] for r in rs])} | {average(rs, 'budget_step'):.1f} | {average(rs, 'answers_total'):.0f} | {average(rs, 'draws_mean'):.2f} "
+                     f"| {_pm([r['question_after'] for r in rs])} | {average(rs, 'budget_step'):.1f} | {average(rs, 'answers_total'):.0f} | {average(rs, 'draws_mean'):.2f} "
                      f"| {average(rs, 'alpha_mean'):.2f} | {average(rs, 'seconds_per_step_mean'):.1f} | {max(r['peak_rss_mb_max'] for r in rs):.0f} |")
     lines += ["", "Seed by seed, GPG minus each method (a difference counts as beyond the seed spread when the "
               "gap of the means exceeds the larger of the two methods' standard deviations over seeds):", "",
               "After the same number of steps:", "", *difference_lines(methods, "accuracy_after"), "",
               "At equal numbers of sampled answers:", "", *difference_lines(methods, "accuracy_at_budget"), "",
-              "Strict grading (the sum written as a number), same steps:", "",
-              *difference_lines(methods, "strict_after"), "",
-              "Strict grading, equal answers:", "", *difference_lines(methods, "strict_at_budget"), "",
               "Per seed (after / at equal answers, %):", ""]
     for run in RUNS:
         for r in methods.get(run, []):

@@ -111,9 +111,20 @@ def test_report_says_within_the_spread_when_seeds_disagree(tmp_path):
         in (out / "real_model.md").read_text()
 
 
-def test_strict_grading_does_not_count_a_boxed_question(tmp_path):
-    # the grader counts \boxed{639+517} right (an expression equal to 1156); strict grading wants the number
+def test_a_boxed_question_is_no_answer_in_training_or_heldout_grading(tmp_path):
+    # math-verify alone counts \boxed{639+517} equal to 1156; on 3-digit addition every method learned to box
+    # the question when the reward allowed it. The reward and the held-out grading both want the number.
+    from gpgrl.config import from_dict
+    from gpgrl.eval.benchmarks import get_benchmark
+    from gpgrl.rewards import get_reward
+
+    spec = from_dict(rm.rl_config("gpg", seed=0, output_dir="/tmp/x", steps=1, threads=1, task="add3")).rewards[0]
+    answers = ["\\boxed{639+517}", "639 + 517 = 1156", "\\boxed{1,156}"]
+    assert get_reward(spec.name, **spec.params)(answers, answer=["1156"] * 3) == [0.0, 1.0, 1.0]
+    problem = rm.heldout_problems("add3", 1)[0]
+    grade = get_benchmark("arithmetic").grade
+    assert not grade(f"\\boxed{{{problem.question}}}", problem)["correct"]
+    assert grade(f"\\boxed{{{problem.gold}}}", problem)["correct"]
     f = tmp_path / "samples.jsonl"
-    f.write_text("\n".join(json.dumps({"extracted_answer": a, "gold": "1156", "correct": c}) for a, c in
-                           [("1156", True), ("639+517", True), ("1155", False), ("1,156", True)]))
-    assert rm.strict_grade(f) == (0.5, 0.25)  # 1156 and 1,156 strict; one answer of four boxes the question
+    f.write_text("\n".join(json.dumps({"extracted_answer": a}) for a in ["1156", "639+517", "1155", None]))
+    assert rm.question_share(f) == 0.25

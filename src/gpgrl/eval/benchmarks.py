@@ -180,6 +180,19 @@ def grade_math(text: str, problem: Problem, sizes: Sequence[tuple[int, int]] = (
     return {"correct": bool(grade_answer(text, problem.gold))}
 
 
+def grade_number(text: str, problem: Problem, sizes: Sequence[tuple[int, int]] = ()) -> dict[str, Any]:
+    r"""As :func:`grade_math`, and the answer must be a number written out: on an arithmetic question
+    math-verify counts the question itself (``\boxed{23+48}``) equal to its sum.
+
+    >>> p = Problem("arithmetic", "0", "23+48", "71")
+    >>> grade_number("\\boxed{71}", p), grade_number("\\boxed{23+48}", p), grade_math("\\boxed{23+48}", p)
+    ({'correct': True}, {'correct': False}, {'correct': True})
+    """
+    from gpgrl.rewards.math_grader import grade_answer
+
+    return {"correct": bool(grade_answer(text, problem.gold, number=True))}
+
+
 #: Where an answer to a plain-text (no chat template) maths prompt ends, as the Qwen2.5-Math evaluation
 #: harness stops a base model: an end-of-text marker written out as text, or the start of a next problem.
 #: A chat-template prompt gets none: its turn ends with the model's EOS (``<|im_end|>``), which always stops.
@@ -296,7 +309,8 @@ BENCHMARKS: dict[str, Benchmark] = {spec.name: spec for spec in [
           lambda row: gsm8k_gold(row["answer"]), "gsm8k", id_field="idx", hub_config="main", max_new_tokens=512),
     _math("arithmetic", "2-digit addition, the held-out test split of builtin:arithmetic (200 questions)",
           "builtin:arithmetic", "question", _field("answer"), "arithmetic", max_new_tokens=256,
-          aliases=("addition",)),
+          aliases=("addition",), grade=grade_number,
+          grader="math-verify equivalence, the answer written as a number (gpgrl.rewards.grade_answer, number=True)"),
     Benchmark(
         "geoqa", "GEOQA test (754 geometry questions), R1-V's prompts file", v.geoqa_rows, vision=True,
         preset=v.GEOQA_PRESET, local_files=("geoqa/geoqa_test_prompts.jsonl",), aliases=("geo_qa", "geoqa_test"),

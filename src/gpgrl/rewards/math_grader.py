@@ -590,8 +590,21 @@ def _gold_to_str(gold: object) -> str | None:
     return None
 
 
+_NUMBER = re.compile(r"-?(\d+|\d{1,3}(,\d{3})+)(\.\d+)?")
+
+
+def is_written_number(answer: str) -> bool:
+    """True if an extracted answer is a number written out (sign, digits, thousands commas, decimals),
+    not an expression that merely evaluates to one.
+
+    >>> [is_written_number(a) for a in ("1156", " -1,156.5 ", "$71$", "639+517", "2^3", "1,15")]
+    [True, True, True, False, False, False]
+    """
+    return bool(_NUMBER.fullmatch(answer.strip().strip("$").replace(" ", "")))
+
+
 def grade_answer(prediction: str, gold: str, *, timeout: float | None = 5.0, boxes: str = "last",
-                 fallback: bool = True, answer_tag: bool = True) -> bool:
+                 fallback: bool = True, answer_tag: bool = True, number: bool = False) -> bool:
     r"""True if the final answer in ``prediction`` (a model's whole output) is equivalent to ``gold``.
 
     Args:
@@ -609,6 +622,9 @@ def grade_answer(prediction: str, gold: str, *, timeout: float | None = 5.0, box
             counts, as in the original reward (a policy cannot learn to game a bare trailing number).
         answer_tag: read the ``<answer>`` block when there is no box (default); ``False``: as the
             original reward's math-verify settings, which give ``<answer>3</answer>`` no answer.
+        number: the answer must be a number written out (:func:`is_written_number`); math-verify alone
+            counts ``\boxed{639+517}`` right for gold ``1156``, so on arithmetic a policy can learn to box
+            the question instead of adding (``False``, the default: equivalence only, as the original).
 
     Never raises: malformed input, parser errors and timeouts all return ``False``.
 
@@ -618,6 +634,8 @@ def grade_answer(prediction: str, gold: str, *, timeout: float | None = 5.0, box
     True
     >>> grade_answer(None, "1")  # type: ignore[arg-type]
     False
+    >>> grade_answer("\\boxed{639+517}", "1156"), grade_answer("\\boxed{639+517}", "1156", number=True)
+    (True, False)
     """
     try:
         gold_str = _gold_to_str(gold)
@@ -626,7 +644,7 @@ def grade_answer(prediction: str, gold: str, *, timeout: float | None = 5.0, box
         if boxes not in ("last", "all"):
             return False
         pred_answer, source = _extract(prediction, boxes=boxes, fallback=fallback, answer_tag=answer_tag)
-        if pred_answer is None:
+        if pred_answer is None or (number and not is_written_number(pred_answer)):
             return False
         args = (pred_answer, source, gold_str)
         if timeout is None:

@@ -18,10 +18,11 @@ from gpgrl.rewards.registry import RewardFn, register_reward
 
 
 def _correctness(completions: list[Any], columns: dict[str, Any], timeout: float, boxes: str,
-                 fallback: bool, answer_tag: bool = True) -> list[bool | None]:
+                 fallback: bool, answer_tag: bool = True, number: bool = False) -> list[bool | None]:
     gold = gold_answers(len(completions), columns)
     return [
-        grade_answer(completion_text(c), g, timeout=timeout, boxes=boxes, fallback=fallback, answer_tag=answer_tag)
+        grade_answer(completion_text(c), g, timeout=timeout, boxes=boxes, fallback=fallback, answer_tag=answer_tag,
+                     number=number)
         if is_gradable_gold(g) else None
         for c, g in zip(completions, gold, strict=True)
     ]
@@ -39,7 +40,7 @@ def _check_timeout(timeout: float) -> None:
 
 @register_reward("accuracy")
 def make_accuracy(timeout: float = 5.0, boxes: str = "all", fallback: bool = False,
-                  answer_tag: bool = True) -> RewardFn:
+                  answer_tag: bool = True, number: bool = False) -> RewardFn:
     r"""``accuracy``: 1.0 if the completion's final answer equals the gold answer, else 0.0.
 
     r = 1[grade_answer(completion, answer, boxes=boxes, fallback=fallback)]; None when the gold answer
@@ -55,6 +56,10 @@ def make_accuracy(timeout: float = 5.0, boxes: str = "all", fallback: bool = Fal
         answer_tag: grade an ``<answer>`` block that has no ``\boxed{}`` (default). ``False``: the original
             open-r1 / open-rs reward's math-verify settings, where ``<answer>3</answer>`` has no answer
             (0.0); the translation of the original's recipes and the shipped recipes set it.
+        number: the answer must be a number written out, not an expression equal to the gold
+            (``\boxed{639+517}`` for 1156 scores 0.0). Off by default, as the original; for tasks whose
+            question is itself an expression of the answer (``builtin:arithmetic``), where math-verify's
+            equivalence would reward restating the question.
 
     >>> acc = make_accuracy()
     >>> acc(["so \\boxed{\\frac12}", "\\boxed{3}", "\\boxed{1}"], answer=["0.5", "2", ""])
@@ -63,13 +68,15 @@ def make_accuracy(timeout: float = 5.0, boxes: str = "all", fallback: bool = Fal
     [1.0, 0.0]
     >>> acc(["<answer>3</answer>"], answer=["3"]), make_accuracy(answer_tag=False)(["<answer>3</answer>"], answer=["3"])
     ([1.0], [0.0])
+    >>> acc(["\\boxed{639+517}"], answer=["1156"]), make_accuracy(number=True)(["\\boxed{639+517}"], answer=["1156"])
+    ([1.0], [0.0])
     """
     _check_timeout(timeout)
     _check_grading(boxes)
 
     def accuracy(completions: list[Any], **columns: Any) -> list[float | None]:
         return [None if ok is None else float(ok)
-                for ok in _correctness(completions, columns, timeout, boxes, fallback, answer_tag)]
+                for ok in _correctness(completions, columns, timeout, boxes, fallback, answer_tag, number)]
 
     return accuracy
 
