@@ -419,7 +419,6 @@ def collect(output: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
         s = json.loads(f.read_text())
         s["rows"] = [json.loads(line) for line in (f.parent / "metrics.jsonl").read_text().splitlines()]
         after = f.parent / "eval_after" / "samples.jsonl"
-        at_budget = f.parent / "eval_at_budget" / "samples.jsonl"
         s["question_after"] = question_share(after) if after.is_file() else float("nan")
         out.setdefault(s["task"], {}).setdefault(s["run"], []).append(s)
     for methods in out.values():
