@@ -582,7 +582,11 @@ def prompt_texts(folder: str) -> list[str] | None:
     return json.loads((Path(folder) / PROMPTS_FILE).read_text())["texts"]
 
 
-def worker_gpgrl(spec: dict[str, Any]) -> dict[str, Any]:
+def gpgrl_trainer(spec: dict[str, Any], micro_batch_size: int | None = None):
+    """``(trainer, model_mb)``: the gpgrl trainer of a ``gpgrl_*`` configuration, on 1 thread (also what
+    ``benchmarks/step_profile.py`` profiles). ``micro_batch_size`` defaults to the whole batch, as TRL's side."""
+    import copy
+
     import torch
 
     from gpgrl.config import from_dict
@@ -602,7 +606,7 @@ def worker_gpgrl(spec: dict[str, Any]) -> dict[str, Any]:
         "rollout": {"group_size": G, "max_completion_length": spec["length"], "temperature": 1.0},
         "algorithm": {"preset": preset},
         "optim": {"lr": LR, "lr_scheduler": "constant", "max_grad_norm": 1.0, "weight_decay": 0.0},
-        "train": {"steps": 10_000, "prompts_per_step": P, "micro_batch_size": P * G, "seed": 0,
+        "train": {"steps": 10_000, "prompts_per_step": P, "micro_batch_size": micro_batch_size or P * G, "seed": 0,
                   "output_dir": spec["output_dir"], "overwrite": True, "mixed_precision": "no", "num_threads": 1},
         "log": {"report_to": [], "sample_every": 0, "progress": False},
     })
@@ -611,10 +615,15 @@ def worker_gpgrl(spec: dict[str, Any]) -> dict[str, Any]:
     def reward(completions, **_):
         return [reward_value(c) for c in completions]
 
-    import copy
-
     ref = copy.deepcopy(model).eval() if preset == "grpo" else None
-    trainer = Trainer(cfg, model=model, tokenizer=tok, dataset=records, rewards=[reward], ref_model=ref)
+    return Trainer(cfg, model=model, tokenizer=tok, dataset=records, rewards=[reward], ref_model=ref), model_mb
+
+
+def worker_gpgrl(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    trainer, model_mb = gpgrl_trainer(spec)
+    tok = trainer.tokenizer
     gen = Clock()
     seen: dict[str, list[int]] = {}
     record, timed = recorder(tok, seen), gen.wrap(trainer.engine.generate)
