@@ -318,7 +318,9 @@ def step_macs(shape: dict[str, int], rows: int, prompt: float, completion: float
       ``prefill_rows``: rows that run the prompt's first ``prompt - 1`` positions (gpgrl: one per group,
       its cache repeated for the group's rows; default ``rows``, as TRL's ``generate``).
     * ``forward``: the training forward over all ``prompt + completion`` positions, the head on
-      ``head_positions`` of them per row (gpgrl: the completion only; TRL on a CPU: every position).
+      ``head_positions`` of them per row (gpgrl: the completion only; TRL on a CPU: every position);
+      with ``prefill_rows``, that many rows run the prompt's positions (gpgrl: each group's prompt once,
+      its completions from the prompt's cache) and every row its completion's.
     * ``backward``: twice the forward (the gradient of each product's input and of its weight).
     * ``reference``: one more forward (no backward) for a reference model (beta > 0), else 0.
 
@@ -337,6 +339,12 @@ def step_macs(shape: dict[str, int], rows: int, prompt: float, completion: float
 
     >>> step_macs(tiny, rows=2, prompt=2, completion=1, head_positions=1, prefill_rows=1)["generation"]
     142.0
+
+    The training forward of those two rows: the prompt's 2 positions once (2 * 34 + 2 * 1 * 2 * (1 + 2) = 80),
+    each row its completion (136 - 80 = 56): 80 + 2 * 56 = 192 instead of 2 * 136 = 272:
+
+    >>> step_macs(tiny, rows=2, prompt=2, completion=1, head_positions=1, prefill_rows=1)["forward"]
+    192.0
     """
     h, d, L = shape["hidden"], shape["head_dim"], shape["layers"]
     linear = h * d * (2 * shape["heads"] + 2 * shape["kv_heads"]) + 3 * h * shape["intermediate"]
@@ -347,7 +355,8 @@ def step_macs(shape: dict[str, int], rows: int, prompt: float, completion: float
 
     prefix = positions(prompt - 1, 0)
     generation = rows * (positions(prompt + completion - 1, completion) - prefix) + (prefill_rows or rows) * prefix
-    forward = rows * positions(prompt + completion, head_positions)
+    prompt_part = positions(prompt, 0)
+    forward = rows * (positions(prompt + completion, head_positions) - prompt_part) + (prefill_rows or rows) * prompt_part
     out = {"generation": generation, "forward": forward, "backward": 2 * forward,
            "reference": forward if reference else 0.0}
     out["total"] = sum(out.values())

@@ -147,6 +147,7 @@ def completion_logprobs(
     fused: bool | None = None,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     temperature: float = 1.0,
+    share_prompts: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(o_t | q, o_<t) for each completion token: [B, T] float32, plus the entropy [B, T] if asked.
 
@@ -166,6 +167,12 @@ def completion_logprobs(
     that sampling at that temperature draws from -- what a policy gradient of answers sampled so must
     differentiate (as TRL's GRPOTrainer, which the original GPG code builds on, and verl do). A
     temperature of 0 (greedy) or 1 leaves the logits as they are.
+
+    ``share_prompts``: where consecutive rows repeat a prompt (a group's G answers), run each distinct
+    prompt once and its completions from its KV cache (:func:`shared_prompt_forward`): the same function of
+    the weights, so the same log-probs and gradients to float rounding, with the prompt's share of the
+    forward and backward work and memory divided by G. Where it does not apply (see
+    :func:`prompt_sharing_blocker`) the whole rows run as without it.
     """
     if temperature < 0 or temperature != temperature:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -187,6 +194,17 @@ def completion_logprobs(
         if head is None and fused:
             raise ValueError(f"fused=True, but the fused log-prob path would not be exact: {reason}. "
                              "Pass fused=None (auto) or fused=False.")
+    groups = None
+    if share_prompts and not model_inputs and use_position_ids and T > 0 and prompt_sharing_blocker(model) is None:
+        groups = prompt_groups(prompt_ids, prompt_mask)
+    if groups is not None:
+        states = shared_prompt_forward(model, groups, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                                       hidden=head is not None)
+        if states is not None and head is not None:
+            return head_logprobs(states, head.weight, head.bias, completion_ids, chunk_tokens=chunk_tokens,
+                                 with_entropy=with_entropy, scale=scale)
+        if states is not None:
+            return _logits_logprobs(states, completion_ids, scale, chunk_tokens, with_entropy)
     if head is not None:
         out = model(
             input_ids=input_ids,
@@ -213,12 +231,102 @@ def completion_logprobs(
         use_cache=False,
         **extra,
     )
-    logits = out.logits[:, -(T + 1) : -1, :]  # [B, T, V]: the logits that predict each completion token
+    # [B, T, V]: the logits that predict each completion token
+    return _logits_logprobs(out.logits[:, -(T + 1) : -1, :], completion_ids, scale, chunk_tokens, with_entropy)
+
+
+def _logits_logprobs(logits: torch.Tensor, completion_ids: torch.Tensor, scale: float, chunk_tokens: int,
+                     with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     if scale != 1.0:
         logits = logits * scale
     logp = token_logprobs(logits, completion_ids, chunk_tokens)  # [B, T]
     entropy = token_entropy(logits, chunk_tokens) if with_entropy else None
     return logp, entropy
+
+
+def takes_dynamic_cache(model: torch.nn.Module) -> bool:
+    """Whether ``model`` (unwrapped) takes a plain ``DynamicCache`` as its forward's ``cache`` argument, as
+    ``generate`` would give it (decoder-only, no static / quantized / offloaded cache asked for in its
+    generation config)."""
+    config = getattr(model, "config", None)
+    supports = getattr(model, "_supports_default_dynamic_cache", None)
+    if config is None or supports is None or getattr(config, "is_encoder_decoder", False) or not supports():
+        return False
+    if getattr(getattr(model, "generation_config", None), "cache_implementation", None) not in (None, "dynamic"):
+        return False
+    return "cache" in inspect.signature(model.forward).parameters
+
+
+def prompt_sharing_blocker(model: torch.nn.Module) -> str | None:
+    """Why :func:`shared_prompt_forward` cannot run ``model``, or None where it can.
+
+    It calls the model twice before one backward pass, which a DDP / DeepSpeed / FSDP wrapper does not
+    allow (their gradient hooks expect one forward per backward): only an unwrapped model (or a peft
+    model) shares. Gradient checkpointing turns the KV cache off in training, and the model must take a
+    ``DynamicCache`` (:func:`takes_dynamic_cache`).
+    """
+    if unwrap_model(model) is not model:
+        return f"the model is wrapped ({type(model).__name__}): one forward per backward"
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft: the wrapped model
+    name = "is_activation_checkpointing" if hasattr(base, "is_activation_checkpointing") else "is_gradient_checkpointing"
+    if getattr(base, name, False):  # transformers 5's name, else 4.x's
+        return "gradient checkpointing is on (the model runs without a KV cache in training)"
+    if not takes_dynamic_cache(base):
+        return f"{type(base).__name__} does not take a DynamicCache"
+    return None
+
+
+def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(first, inverse)`` for runs of consecutive rows with the same prompt (ids and mask): ``first`` the
+    first row of each run, ``inverse`` each row's run; None where no prompt repeats.
+
+    >>> ids = torch.tensor([[0, 5], [0, 5], [7, 8], [7, 8], [7, 8], [0, 5]])
+    >>> first, inverse = prompt_groups(ids, (ids > 0).long())
+    >>> first.tolist(), inverse.tolist()
+    ([0, 2, 5], [0, 0, 1, 1, 1, 2])
+    >>> prompt_groups(ids[1:3], (ids[1:3] > 0).long()) is None
+    True
+    """
+    key = torch.cat([prompt_ids, prompt_mask.to(prompt_ids.dtype)], dim=1)
+    _, inverse, counts = torch.unique_consecutive(key, dim=0, return_inverse=True, return_counts=True)
+    if len(counts) == len(key):
+        return None
+    return torch.cumsum(counts, 0) - counts, inverse
+
+
+def shared_prompt_forward(model: torch.nn.Module, groups: tuple[torch.Tensor, torch.Tensor],
+                          prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+                          completion_mask: torch.Tensor, hidden: bool) -> torch.Tensor | None:
+    """The final hidden states [B, T, H] (``hidden``) or logits [B, T, V] that predict each completion
+    token, running each distinct prompt once (``groups`` from :func:`prompt_groups`).
+
+    The distinct prompts run first, filling a ``DynamicCache``; its keys and values are then indexed out
+    to every row (``batch_select_indices``: the backward pass sums a prompt's gradients over its rows)
+    and the completions run from it, with the positions and attention mask the whole rows would have. The
+    prediction of the first completion token comes from the prompt's last position. None where the model
+    did not return the hidden states asked for (the caller then runs the whole rows).
+    """
+    from transformers import DynamicCache
+
+    first, inverse = groups
+    T = completion_ids.shape[1]
+    ids, mask = prompt_ids[first], prompt_mask[first]
+    cache = DynamicCache(config=unwrap_model(model).config.get_text_config(decoder=True))
+    none = torch.empty(0, dtype=torch.long, device=ids.device)
+    keep = {"logits_to_keep": none, "output_hidden_states": -1} if hidden else {"logits_to_keep": 1}
+    head = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), cache=cache,
+                 use_cache=True, **keep)
+    cache.batch_select_indices(inverse)
+    full = torch.cat([prompt_mask, completion_mask], dim=1)
+    keep = keep if hidden else {"logits_to_keep": T}
+    tail = model(input_ids=completion_ids, attention_mask=full, cache=cache, use_cache=True,
+                 position_ids=position_ids_from_mask(full)[:, prompt_ids.shape[1] :], **keep)
+    if not hidden:
+        return torch.cat([head.logits[:, -1:][inverse], tail.logits[:, :-1]], dim=1)
+    h_prompt, h_tail = _final_hidden(head, ids.shape), _final_hidden(tail, completion_ids.shape)
+    if h_prompt is None or h_tail is None:
+        return None
+    return torch.cat([h_prompt[:, -1:][inverse], h_tail[:, :-1]], dim=1)
 
 
 def _final_hidden(out, ids_shape: torch.Size) -> torch.Tensor | None:

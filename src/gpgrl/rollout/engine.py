@@ -410,12 +410,12 @@ class HFGenerateEngine(RolloutEngine):
         ``num_samples`` times, for ``generate`` to continue from; None where that does not apply (one sample
         per prompt, a chunk that splits a group, a one-token prompt, a model without a default
         ``DynamicCache`` or without a ``cache`` argument, a static cache in its generation config)."""
+        from gpgrl.models.logprobs import position_ids_from_mask, takes_dynamic_cache
+
         model = self.model
-        if not self.share_prompts or num_samples < 2 or len(part) % num_samples or not _takes_dynamic_cache(model):
+        if not self.share_prompts or num_samples < 2 or len(part) % num_samples or not takes_dynamic_cache(model):
             return None
         from transformers import DynamicCache
-
-        from gpgrl.models.logprobs import position_ids_from_mask
 
         ids, mask = left_pad([p.ids for p in part[::num_samples]], self.pad_id)  # rows are group by group
         if ids.shape[1] < 2:
@@ -434,20 +434,6 @@ class HFGenerateEngine(RolloutEngine):
             logger.warning("generation capped at %d new tokens (asked for %d): the model's context is %d tokens "
                            "and prompts take %d", budget, max_new_tokens, self.max_model_len, prompt_tokens)
         return budget
-
-def _takes_dynamic_cache(model: torch.nn.Module) -> bool:
-    """Whether ``generate`` would give ``model`` a plain ``DynamicCache`` that its forward takes as ``cache``
-    (decoder-only, no static / quantized / offloaded cache asked for in its generation config)."""
-    import inspect
-
-    config = getattr(model, "config", None)
-    supports = getattr(model, "_supports_default_dynamic_cache", None)
-    if config is None or supports is None or getattr(config, "is_encoder_decoder", False) or not supports():
-        return False
-    if getattr(getattr(model, "generation_config", None), "cache_implementation", None) not in (None, "dynamic"):
-        return False
-    return "cache" in inspect.signature(model.forward).parameters
-
 
 def _collate(rows: Sequence[Prompt], device: torch.device) -> dict[str, torch.Tensor]:
     """The extra model inputs of several prompts' rows, concatenated along dimension 0."""
