@@ -14,7 +14,8 @@ warm-up step, then one step under ``torch.profiler`` and reports:
   once), the parameters' gradients and AdamW's two states (from the parameter count), and the step's peak
   resident memory above the RSS before the first step (as step_speed's "step's own peak");
 - the same step's peak with the update in micro-batches of 8 rows (gradients accumulated: the same update),
-  which a user can set (``train.micro_batch_size``) where memory matters more than a few percent of time.
+  which a user can set (``train.micro_batch_size``) where memory matters more than a few percent of time
+  (measured in a fresh process).
 
 Profiled times run ~10% above unprofiled ones; the shares are what this is for. A loaded machine stretches
 every operator alike, so the shares hold under load too; the load is written next to them.
@@ -23,7 +24,9 @@ every operator alike, so the shares hold under load too; the load is written nex
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -89,12 +92,14 @@ def profiled_step(trainer) -> tuple[dict, dict]:
     return metrics, times
 
 
-def measure(model: str, workdir: Path) -> dict:
+def measure(model: str, workdir: Path, micro_batch: int | None = None, profiled: bool = True) -> dict:
+    """One warm-up step, one measured step (time, peak RSS, autograd's saved bytes) and, if ``profiled``,
+    one step under the profiler, of step_speed's gpgrl GPG configuration on ``model``."""
     folder = step_speed.build_models(workdir, [model])[model]
     spec = {"config": "gpgrl_gpg", "folder": folder, "prompts": 4, "G": 8, "length": 32,
-            "output_dir": str(workdir / "run")}
+            "output_dir": str(workdir / f"run_mb{micro_batch}")}
     out: dict = {"load_start": os.getloadavg()[0]}
-    trainer, model_mb = step_speed.gpgrl_trainer(spec)
+    trainer, model_mb = step_speed.gpgrl_trainer(spec, micro_batch_size=micro_batch)
     params = sum(p.numel() for p in trainer.model.parameters())
     out.update(model_mb=model_mb, params=params, ready_mb=step_speed._rss_mb())
     trainer.train(stop_at_step=1)  # warm-up: the optimizer's states exist from here on
@@ -106,21 +111,22 @@ def measure(model: str, workdir: Path) -> dict:
         out["step_wall"] = time.perf_counter() - t
     out.update(peak_mb=step_speed._hwm_mb(), saved_mb=saved.mb, generation=metrics["perf/generation_seconds"],
                step=metrics["perf/step_seconds"], tokens=metrics["rollout/num_tokens"])
-    metrics, times = profiled_step(trainer)
-    out.update(times=times, profiled_step=metrics["perf/step_seconds"],
-               profiled_generation=metrics["perf/generation_seconds"])
-    trainer.close()
-    del trainer
-    trainer, _ = step_speed.gpgrl_trainer({**spec, "output_dir": str(workdir / "run_mb8")}, micro_batch_size=8)
-    out["ready_mb8"] = step_speed._rss_mb()
-    trainer.train(stop_at_step=1)
-    _reset_peak_rss()
-    t = time.perf_counter()
-    metrics = trainer.train(stop_at_step=trainer.step + 1)[-1]
-    out.update(step_wall_mb8=time.perf_counter() - t, peak_mb8=step_speed._hwm_mb(),
-               generation_mb8=metrics["perf/generation_seconds"], load_end=os.getloadavg()[0])
+    if profiled:
+        metrics, times = profiled_step(trainer)
+        out.update(times=times, profiled_step=metrics["perf/step_seconds"],
+                   profiled_generation=metrics["perf/generation_seconds"])
+    out["load_end"] = os.getloadavg()[0]
     trainer.close()
     return out
+
+
+def measure_in_child(model: str, workdir: Path, micro_batch: int) -> dict:
+    """:func:`measure` (no profile) in a fresh process: a process that already ran a step reuses its freed
+    memory, which would hide the peak."""
+    path = workdir / f"mb{micro_batch}.json"
+    subprocess.run([sys.executable, __file__, "--model", model, "--workdir", str(workdir), "--micro-batch",
+                    str(micro_batch), "--json", str(path)], check=True)
+    return json.loads(path.read_text())
 
 
 def render(model: str, m: dict, command: str) -> str:
@@ -147,7 +153,8 @@ def render(model: str, m: dict, command: str) -> str:
               "Top operators by self CPU time:", "", "| operator | calls | self CPU s | share |", "|---|---|---|---|"]
     for k, (self_ms, _, n) in sorted(ops.items(), key=lambda kv: -kv[1][0])[:15]:
         lines.append(f"| `{k}` | {n} | {self_ms / 1e3:.2f} | {self_ms / total:.1%} |")
-    own, own8 = m["peak_mb"] - m["ready_mb"], m["peak_mb8"] - m["ready_mb8"]
+    own, mb8 = m["peak_mb"] - m["ready_mb"], m["mb8"]
+    own8 = mb8["peak_mb"] - mb8["ready_mb"]
     lines += ["", "## Memory", "",
               f"Parameters: {m['params'] / 1e6:.1f} M ({m['model_mb']:.0f} MB float32). RSS before the first step "
               f"{m['ready_mb']:.0f} MB; the measured step's peak {m['peak_mb']:.0f} MB: **{own:.0f} MB** above it, "
@@ -159,8 +166,9 @@ def render(model: str, m: dict, command: str) -> str:
               f"| the rest: logits and their gradients in flight, sampling, allocator slack | "
               f"{own - 3 * grads_mb - m['saved_mb']:.0f} |", "",
               f"The same step with the update in micro-batches of 8 rows (`train.micro_batch_size: 8`, gradients "
-              f"accumulated, the same update): step {m['step_wall_mb8']:.2f} s (one micro-batch: {m['step_wall']:.2f} s), "
-              f"peak **{own8:.0f} MB** above the RSS before its first step.", ""]
+              f"accumulated, the same update), in a fresh process: step {mb8['step_wall']:.2f} s (one micro-batch: "
+              f"{m['step_wall']:.2f} s), peak **{own8:.0f} MB** above the RSS before its first step, of which autograd "
+              f"saved {mb8['saved_mb']:.0f} MB.", ""]
     return "\n".join(lines)
 
 
@@ -169,9 +177,15 @@ def main() -> None:
     p.add_argument("--model", default="r", choices=list(step_speed.MODELS))
     p.add_argument("--workdir", default=None, help="where the model folder is built (default: a temporary folder)")
     p.add_argument("--out", default=str(RESULTS / "step_profile.md"))
+    p.add_argument("--micro-batch", type=int, default=None, help=argparse.SUPPRESS)  # the child's run
+    p.add_argument("--json", default=None, help=argparse.SUPPRESS)  # where the child writes its measurement
     args = p.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gpgrl_profile_"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(measure(args.model, workdir, args.micro_batch, profiled=False)))
+        return
     m = measure(args.model, workdir)
+    m["mb8"] = measure_in_child(args.model, workdir, 8)
     text = render(args.model, m, " ".join(["python", "benchmarks/step_profile.py", *sys.argv[1:]]))
     Path(args.out).write_text(text)
     print(text)

@@ -32,7 +32,7 @@ def test_saved_bytes_count_each_storage_once(prof):
 def test_report_splits_the_step_memory(prof):
     m = {"load_start": 1.0, "load_end": 1.2, "step": 3.0, "generation": 1.0, "profiled_step": 3.3,
          "profiled_generation": 1.1, "params": 2**18, "model_mb": 1.0, "ready_mb": 100.0, "peak_mb": 110.0,
-         "saved_mb": 5.0, "step_wall_mb8": 3.1, "step_wall": 3.0, "ready_mb8": 100.0, "peak_mb8": 106.0,
+         "saved_mb": 5.0, "step_wall": 3.0, "mb8": {"step_wall": 3.1, "ready_mb": 100.0, "peak_mb": 106.0, "saved_mb": 2.0},
          "times": {"aten::mm": (600.0, 600.0, 10), "aten::copy_": (300.0, 300.0, 5), "aten::mul": (100.0, 100.0, 3),
                    "Optimizer.step#AdamW.step": (0.0, 250.0, 1)}}
     text = prof.render("r", m, "python benchmarks/step_profile.py")
