@@ -70,7 +70,7 @@ TASKS = {"add2": {"digits": 2, "label": "2-digit addition"}, "add3": {"digits": 
 # The settings shared by every run; a run changes only ``algorithm`` (see RUNS).
 SETTINGS = {
     "group_size": 8, "prompts_per_step": 4, "max_completion_length": 32, "temperature": 0.8,
-    "lr": 1e-5, "warmup_steps": 2, "micro_batch_size": 8,
+    "lr": 1e-5, "warmup_steps": 0, "micro_batch_size": 8,
 }
 # --quick: a check that everything runs (minutes), not a result.
 QUICK = {"group_size": 4, "prompts_per_step": 2, "max_completion_length": 16}
@@ -569,9 +569,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)} (default: all)")
     p.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated, from {', '.join(RUNS)} (default: all)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0,1,2; --quick: 0)")
-    p.add_argument("--steps", type=int, default=12, help="training steps per cell (default: 12)")
+    p.add_argument("--steps", type=int, default=4, help="training steps per cell (default: 4)")
     p.add_argument("--jobs", type=int, default=2, help="cells run at the same time (default: 2)")
-    p.add_argument("--eval-every", type=int, default=4, help="held-out subset evaluation every N steps")
+    p.add_argument("--eval-every", type=int, default=2, help="held-out subset evaluation every N steps (default: 2)")
     p.add_argument("--eval-size", type=int, default=50, help="questions in that subset (default: 50)")
     p.add_argument("--threads", default="1", help="torch threads per cell; '1,2' measures seconds per step with each")
     p.add_argument("--output", default="runs/real_model", help="folder for the runs (default: runs/real_model)")
