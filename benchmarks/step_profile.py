@@ -167,8 +167,7 @@ def render(model: str, m: dict, command: str) -> str:
               f"{own - 3 * grads_mb - m['saved_mb']:.0f} |", "",
               f"The same step with the update in micro-batches of 8 rows (`train.micro_batch_size: 8`, gradients "
               f"accumulated, the same update), in a fresh process: step {mb8['step_wall']:.2f} s (one micro-batch: "
-              f"{m['step_wall']:.2f} s), peak **{own8:.0f} MB** above the RSS before its first step, of which autograd "
-              f"saved {mb8['saved_mb']:.0f} MB.", ""]
+              f"{m['step_wall']:.2f} s), peak **{own8:.0f} MB** above the RSS before its first step.", ""]
     return "\n".join(lines)
 
 
