@@ -152,6 +152,37 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def accuracy_of(samples: Path, n: int) -> float:
+    """Share correct among the first ``n`` answers of an evaluation's ``samples.jsonl`` (greedy answers in
+    batches of 100: the first ``n`` <= 100 are what an evaluation of those ``n`` questions gives)."""
+    rows = [json.loads(line) for line in samples.read_text().splitlines() if line.strip()][:n]
+    return sum(r["correct"] for r in rows) / len(rows)
+
+
+def base_summary(output: Path, task: str, n: int) -> dict[str, Any]:
+    """The base model's summary for ``task``, read on the first ``n`` held-out questions (from its answers
+    where it was evaluated on more)."""
+    folder = output / task / "base"
+    base = json.loads((folder / "summary.json").read_text())
+    if base["questions"] != n:
+        base.update(accuracy=accuracy_of(folder / "eval" / "samples.jsonl", n), questions=n)
+    return base
+
+
+def rescore(s: dict[str, Any], folder: Path, base: dict[str, Any]) -> dict[str, Any]:
+    """A cell's summary read on the base's number of held-out questions, from its saved answers (a cell
+    evaluated on more questions than the comparison reads)."""
+    n = base["questions"]
+    if s["heldout_questions"] == n:
+        return s
+    after = accuracy_of(folder / "eval_after" / "samples.jsonl", n)
+    at_budget = folder / "eval_at_budget" / "samples.jsonl"
+    budget = (accuracy_of(at_budget, n) if at_budget.is_file()
+              else base["accuracy"] if s["budget_step"] == 0 else after)
+    return {**s, "accuracy_before": base["accuracy"], "accuracy_after": after, "accuracy_delta": after - base["accuracy"],
+            "accuracy_at_budget": budget, "heldout_questions": n, "rescored_from": s["heldout_questions"]}
+
+
 def _reset_peak_rss() -> bool:
     """Reset the kernel's peak-RSS mark of this process (Linux: ``echo 5 > /proc/self/clear_refs``)."""
     try:
@@ -265,7 +296,7 @@ def run_cell(task: str, run: str, seed: int, *, output: Path, steps: int, eval_e
 
     torch.set_num_threads(threads)
     s = {**SETTINGS, **(settings or {})}
-    base = json.loads((output / task / "base" / "summary.json").read_text())
+    base = base_summary(output, task, len(heldout_problems(task, test_size)))
     folder = output / task / f"{run}-seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     tag = f"[{task} {run} seed {seed}]"
@@ -398,7 +429,7 @@ def _pm(values: list[float], signed: bool = False) -> str:
     return f"{100 * s['mean']:{'+' if signed else ''}.1f} +- {100 * s['std']:.1f}"
 
 
-def question_share(samples: Path) -> float:
+def question_share(samples: Path, n: int | None = None) -> float:
     """Share of answers whose extracted answer still holds a ``+``: the question restated rather than summed
     (the grading, ``number=True``, counts those wrong; math-verify alone would count ``\\boxed{639+517}``
     right, and a policy trained on that reward learns to box the question).
@@ -408,18 +439,23 @@ def question_share(samples: Path) -> float:
     >>> question_share(f)
     0.25
     """
-    rows = [json.loads(line) for line in samples.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in samples.read_text().splitlines() if line.strip()][:n]
     return sum("+" in str(r["extracted_answer"] or "") for r in rows) / len(rows) if rows else float("nan")
 
 
 def collect(output: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """``{task: {method: [summary per seed, by seed]}}`` of every finished cell under ``output``."""
     out: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for f in sorted(output.glob("*/*-seed*/summary.json")):
-        s = json.loads(f.read_text())
-        s["rows"] = [json.loads(line) for line in (f.parent / "metrics.jsonl").read_text().splitlines()]
-        after = f.parent / "eval_after" / "samples.jsonl"
-        s["question_after"] = question_share(after) if after.is_file() else float("nan")
+    found = [(f.parent, json.loads(f.read_text())) for f in sorted(output.glob("*/*-seed*/summary.json"))]
+    for task in {s["task"] for _, s in found}:  # cells evaluated on more questions: read on the fewest
+        n = min(s["heldout_questions"] for _, s in found if s["task"] == task)
+        if any(s["heldout_questions"] != n for _, s in found if s["task"] == task):
+            base = base_summary(output, task, n)
+            found = [(d, rescore(s, d, base) if s["task"] == task else s) for d, s in found]
+    for folder, s in found:
+        s["rows"] = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        after = folder / "eval_after" / "samples.jsonl"
+        s["question_after"] = question_share(after, s["heldout_questions"]) if after.is_file() else float("nan")
         out.setdefault(s["task"], {}).setdefault(s["run"], []).append(s)
     for methods in out.values():
         for runs in methods.values():
@@ -468,6 +504,11 @@ def task_section(task: str, methods: dict[str, list[dict[str, Any]]]) -> list[st
                      f"| {_pm([r['accuracy_delta'] for r in rs], signed=True)} | {_pm([r['accuracy_at_budget'] for r in rs])} "
                      f"| {_pm([r['question_after'] for r in rs])} | {average(rs, 'budget_step'):.1f} | {average(rs, 'answers_total'):.0f} | {average(rs, 'draws_mean'):.2f} "
                      f"| {average(rs, 'alpha_mean'):.2f} | {average(rs, 'seconds_per_step_mean'):.1f} | {max(r['peak_rss_mb_max'] for r in rs):.0f} |")
+    rescored = [f"{LABELS[run]} seed {r['seed']}" for run in RUNS for r in methods.get(run, []) if r.get("rescored_from")]
+    if rescored:
+        lines += ["", f"Evaluated on {first['rescored_from'] if first.get('rescored_from') else 'more'} questions and read "
+                  f"here on their first {first['heldout_questions']} answers (the same greedy answers an evaluation of "
+                  f"those questions gives): {', '.join(rescored)}."]
     lines += ["", "Seed by seed, GPG minus each method (a difference counts as beyond the seed spread when the "
               "gap of the means exceeds the larger of the two methods' standard deviations over seeds):", "",
               "After the same number of steps:", "", *difference_lines(methods, "accuracy_after"), "",
@@ -573,6 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="cells run at the same time (default: 2)")
     p.add_argument("--eval-every", type=int, default=2, help="held-out subset evaluation every N steps (default: 2)")
     p.add_argument("--eval-size", type=int, default=50, help="questions in that subset (default: 50)")
+    p.add_argument("--heldout", type=int, default=100,
+                   help="held-out questions read before and after (the first N of the task's 200; default: 100)")
     p.add_argument("--threads", default="1", help="torch threads per cell; '1,2' measures seconds per step with each")
     p.add_argument("--output", default="runs/real_model", help="folder for the runs (default: runs/real_model)")
     p.add_argument("--quick", action="store_true", help="2 small steps, 10 held-out questions: a few minutes")
@@ -593,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             p.error(f"unknown {kind}(s) {bad}; choose from {', '.join(valid)}")
     settings = {"lr": args.lr} if args.lr else {}
-    test_size = None
+    test_size = args.heldout
     if args.quick:
         args.steps, args.eval_every, args.eval_size, test_size = 2, 2, 10, 10
         settings.update(QUICK)
@@ -605,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
                  say=lambda text: print(text, flush=True))
         return 0
     cell_args = ["--steps", str(args.steps), "--eval-every", str(args.eval_every), "--eval-size", str(args.eval_size),
+                 "--heldout", str(args.heldout),
                  "--threads", args.threads, "--output", args.output, *(["--quick"] if args.quick else []),
                  *(["--lr", str(args.lr)] if args.lr else [])]
     seeds = args.seeds or ("0" if args.quick else "0,1,2")

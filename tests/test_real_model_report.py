@@ -128,3 +128,30 @@ def test_a_boxed_question_is_no_answer_in_training_or_heldout_grading(tmp_path):
     f = tmp_path / "samples.jsonl"
     f.write_text("\n".join(json.dumps({"extracted_answer": a}) for a in ["1156", "639+517", "1155", None]))
     assert rm.question_share(f) == 0.25
+
+
+def test_cells_evaluated_on_more_questions_are_read_on_the_fewest(tmp_path):
+    """A comparison resumed with a smaller --heldout: finished cells are read on their first N saved answers."""
+    def samples(folder: Path, correct: list[int]) -> None:
+        folder.mkdir(parents=True)
+        (folder / "samples.jsonl").write_text("\n".join(json.dumps({"correct": c, "extracted_answer": "7"})
+                                                        for c in correct))
+
+    task = tmp_path / "add2"
+    samples(task / "base" / "eval", [1, 0, 1, 1])
+    (task / "base" / "summary.json").write_text(json.dumps({"accuracy": 0.75, "questions": 4, "subset_accuracy": 0.5}))
+    for run, n, after, budget in (("gpg", 4, [1, 1, 0, 0], [0, 1, 1, 1]), ("grpo", 2, [0, 1], None)):
+        cell = task / f"{run}-seed0"
+        samples(cell / "eval_after", after)
+        if budget:
+            samples(cell / "eval_at_budget", budget)
+        (cell / "metrics.jsonl").write_text("{}")
+        (cell / "summary.json").write_text(json.dumps({
+            "task": "add2", "run": run, "seed": 0, "heldout_questions": n, "budget_step": 2, "accuracy_before": 0.75,
+            "accuracy_after": sum(after) / n, "accuracy_delta": 0.0, "accuracy_at_budget": 0.5}))
+    data = rm.collect(tmp_path)["add2"]
+    gpg, grpo = data["gpg"][0], data["grpo"][0]
+    # on the first 2 questions: base 1/2, GPG after 2/2, at equal answers 1/2
+    assert (gpg["accuracy_before"], gpg["accuracy_after"], gpg["accuracy_delta"]) == (0.5, 1.0, 0.5)
+    assert gpg["accuracy_at_budget"] == 0.5 and gpg["heldout_questions"] == 2 and gpg["rescored_from"] == 4
+    assert grpo["accuracy_after"] == 0.5 and "rescored_from" not in grpo  # already on 2: as written
