@@ -210,7 +210,9 @@ def config_floor(agg: dict[str, Any], floor: dict[str, Any] | None, model: str, 
     completion = s["tokens"]["median"] / f["rows"]
     macs = step_macs(f["shape"], f["rows"], f["prompt_tokens"], completion,
                      head_positions(config, f["prompt_tokens"], completion), reference=config.endswith(("grpo", "beta")),
-                     prefill_rows=f.get("groups") if config.startswith("gpgrl") else None)
+                     prefill_rows=f.get("groups") if config.startswith("gpgrl") else None,
+                     # runs made before each prompt ran once in the update recorded no "train_groups"
+                     train_prompt_rows=f.get("train_groups") if config.startswith("gpgrl") else None)
     seconds = floor_seconds(macs, f["decode_gflops"], f["train_gflops"])
     return {**macs, "completion": completion, "seconds": seconds, "multiple": s["wall"]["median"] / seconds,
             "gen_multiple": s["gen_wall"]["median"] / (2 * macs["generation"] / (f["decode_gflops"] * 1e9))}
@@ -303,7 +305,8 @@ def model_shape(config: dict[str, Any]) -> dict[str, int]:
 
 
 def step_macs(shape: dict[str, int], rows: int, prompt: float, completion: float, head_positions: float,
-              reference: bool = False, prefill_rows: int | None = None) -> dict[str, float]:
+              reference: bool = False, prefill_rows: int | None = None,
+              train_prompt_rows: int | None = None) -> dict[str, float]:
     """Multiply-adds of one step's matrix products (the compute a step cannot avoid), by phase.
 
     Per layer and token, the linear maps: q and o (``heads * head_dim`` outputs/inputs each), k and v
@@ -319,8 +322,9 @@ def step_macs(shape: dict[str, int], rows: int, prompt: float, completion: float
       its cache repeated for the group's rows; default ``rows``, as TRL's ``generate``).
     * ``forward``: the training forward over all ``prompt + completion`` positions, the head on
       ``head_positions`` of them per row (gpgrl: the completion only; TRL on a CPU: every position);
-      with ``prefill_rows``, that many rows run the prompt's positions (gpgrl: each group's prompt once,
-      its completions from the prompt's cache) and every row its completion's.
+      with ``train_prompt_rows``, that many rows run the prompt's positions (gpgrl since each prompt runs
+      once in the update: one per group, its completions from the prompt's cache) and every row its
+      completion's (default ``rows``).
     * ``backward``: twice the forward (the gradient of each product's input and of its weight).
     * ``reference``: one more forward (no backward) for a reference model (beta > 0), else 0.
 
@@ -343,7 +347,7 @@ def step_macs(shape: dict[str, int], rows: int, prompt: float, completion: float
     The training forward of those two rows: the prompt's 2 positions once (2 * 34 + 2 * 1 * 2 * (1 + 2) = 80),
     each row its completion (136 - 80 = 56): 80 + 2 * 56 = 192 instead of 2 * 136 = 272:
 
-    >>> step_macs(tiny, rows=2, prompt=2, completion=1, head_positions=1, prefill_rows=1)["forward"]
+    >>> step_macs(tiny, rows=2, prompt=2, completion=1, head_positions=1, train_prompt_rows=1)["forward"]
     192.0
     """
     h, d, L = shape["hidden"], shape["head_dim"], shape["layers"]
@@ -356,7 +360,7 @@ def step_macs(shape: dict[str, int], rows: int, prompt: float, completion: float
     prefix = positions(prompt - 1, 0)
     generation = rows * (positions(prompt + completion - 1, completion) - prefix) + (prefill_rows or rows) * prefix
     prompt_part = positions(prompt, 0)
-    forward = rows * (positions(prompt + completion, head_positions) - prompt_part) + (prefill_rows or rows) * prompt_part
+    forward = rows * (positions(prompt + completion, head_positions) - prompt_part) + (train_prompt_rows or rows) * prompt_part
     out = {"generation": generation, "forward": forward, "backward": 2 * forward,
            "reference": forward if reference else 0.0}
     out["total"] = sum(out.values())
@@ -836,7 +840,8 @@ def compare(args: argparse.Namespace) -> None:
     log = workdir / "step_speed.log"
     log.write_text("")
     t0 = time.perf_counter()
-    floor = {m: {**floor_inputs(folders[m], args.prompts * args.G, args.length), "groups": args.prompts}
+    floor = {m: {**floor_inputs(folders[m], args.prompts * args.G, args.length), "groups": args.prompts,
+                 "train_groups": args.prompts}
              for m in models}
     for m in models:
         print(f"matmul, model {m}: decode {floor[m]['matmul_shapes']['decode']} {floor[m]['decode_gflops']:.1f} "
