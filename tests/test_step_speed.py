@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import doctest
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "step_speed.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("step_speed", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # registered in sys.modules (doctest only runs the examples of objects it finds there, and
+    # step_profile.py may have imported another copy under the same name)
+    return load_script("step_speed")
 
 
 def test_doctests(bench):
