@@ -579,7 +579,8 @@ def report(output: Path, results: Path = RESULTS) -> None:
     plot(data, results / "real_model.png")
     any_run = next(iter(next(iter(data.values())).values()))[0]
     load = [x for methods in data.values() for rs in methods.values() for r in rs for x in r["loadavg_1min_during"]]
-    lines = ["# SmolLM2-135M-Instruct, four methods, three seeds, two tasks, on a 2-core CPU", "",
+    seeds = sorted({r["seed"] for methods in data.values() for rs in methods.values() for r in rs})
+    lines = [f"# SmolLM2-135M-Instruct, four methods, seeds {', '.join(map(str, seeds))}, two tasks, on a 2-core CPU", "",
              "Written by `python benchmarks/real_model.py --report` from cells run as "
              f"`python benchmarks/real_model.py {_cell_args(any_run['command'])}` (see the script's docstring for what a cell does). Answers: "
              "`real_model/TASK/` (the base model's, and each method's after training, seed 0).", "",
