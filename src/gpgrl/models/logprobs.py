@@ -195,7 +195,8 @@ def completion_logprobs(
             raise ValueError(f"fused=True, but the fused log-prob path would not be exact: {reason}. "
                              "Pass fused=None (auto) or fused=False.")
     groups = None
-    if share_prompts and not model_inputs and use_position_ids and T > 0 and prompt_sharing_blocker(model) is None:
+    if (share_prompts and not model_inputs and use_position_ids and T > 0 and prompt_ids.shape[1] > 0
+            and prompt_sharing_blocker(model) is None):
         groups = prompt_groups(prompt_ids, prompt_mask)
     if groups is not None:
         states = shared_prompt_forward(model, groups, prompt_ids, prompt_mask, completion_ids, completion_mask,
