@@ -164,6 +164,9 @@ def base_summary(output: Path, task: str, n: int) -> dict[str, Any]:
     where it was evaluated on more)."""
     folder = output / task / "base"
     base = json.loads((folder / "summary.json").read_text())
+    if base["questions"] < n:
+        raise SystemExit(f"{folder}: the base model was evaluated on {base['questions']} questions, fewer than "
+                         f"--heldout {n}; give --heldout {base['questions']} or less, or delete {folder} to evaluate again")
     if base["questions"] != n:
         base.update(accuracy=accuracy_of(folder / "eval" / "samples.jsonl", n), questions=n)
     return base
@@ -504,11 +507,12 @@ def task_section(task: str, methods: dict[str, list[dict[str, Any]]]) -> list[st
                      f"| {_pm([r['accuracy_delta'] for r in rs], signed=True)} | {_pm([r['accuracy_at_budget'] for r in rs])} "
                      f"| {_pm([r['question_after'] for r in rs])} | {average(rs, 'budget_step'):.1f} | {average(rs, 'answers_total'):.0f} | {average(rs, 'draws_mean'):.2f} "
                      f"| {average(rs, 'alpha_mean'):.2f} | {average(rs, 'seconds_per_step_mean'):.1f} | {max(r['peak_rss_mb_max'] for r in rs):.0f} |")
-    rescored = [f"{LABELS[run]} seed {r['seed']}" for run in RUNS for r in methods.get(run, []) if r.get("rescored_from")]
+    rescored = [r for run in RUNS for r in methods.get(run, []) if r.get("rescored_from")]
     if rescored:
-        lines += ["", f"Evaluated on {first['rescored_from'] if first.get('rescored_from') else 'more'} questions and read "
-                  f"here on their first {first['heldout_questions']} answers (the same greedy answers an evaluation of "
-                  f"those questions gives): {', '.join(rescored)}."]
+        names = ", ".join(f"{LABELS[r['run']]} seed {r['seed']}" for r in rescored)
+        lines += ["", f"Evaluated on {max(r['rescored_from'] for r in rescored)} questions and read here on their "
+                  f"first {first['heldout_questions']} answers (the same greedy answers an evaluation of those "
+                  f"questions gives): {names}."]
     lines += ["", "Seed by seed, GPG minus each method (a difference counts as beyond the seed spread when the "
               "gap of the means exceeds the larger of the two methods' standard deviations over seeds):", "",
               "After the same number of steps:", "", *difference_lines(methods, "accuracy_after"), "",
@@ -631,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     if "," in args.threads:
         threads_check(output / "threads")
         return 0
+    if not 1 <= args.heldout <= 200:
+        p.error(f"--heldout {args.heldout}: each task has 200 held-out questions; give 1 to 200")
     tasks, runs = [t for t in args.tasks.split(",") if t], [r for r in args.runs.split(",") if r]
     for kind, names, valid in (("task", tasks, TASKS), ("run", runs, RUNS)):
         bad = [n for n in names if n not in valid]

@@ -155,3 +155,15 @@ def test_cells_evaluated_on_more_questions_are_read_on_the_fewest(tmp_path):
     assert (gpg["accuracy_before"], gpg["accuracy_after"], gpg["accuracy_delta"]) == (0.5, 1.0, 0.5)
     assert gpg["accuracy_at_budget"] == 0.5 and gpg["heldout_questions"] == 2 and gpg["rescored_from"] == 4
     assert grpo["accuracy_after"] == 0.5 and "rescored_from" not in grpo  # already on 2: as written
+
+
+def test_heldout_out_of_range_or_beyond_the_base_evaluation_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        rm.main(["--heldout", "0", "--output", str(tmp_path)])
+    assert e.value.code == 2 and "--heldout 0: each task has 200 held-out questions; give 1 to 200" in capsys.readouterr().err
+    base = tmp_path / "add2" / "base"
+    base.mkdir(parents=True)
+    (base / "summary.json").write_text(json.dumps({"questions": 100, "accuracy": 0.1}))
+    with pytest.raises(SystemExit, match="evaluated on 100 questions, fewer than --heldout 200; give --heldout 100"):
+        rm.base_summary(tmp_path, "add2", 200)
+    assert rm.base_summary(tmp_path, "add2", 100)["accuracy"] == 0.1  # as evaluated: not read again
