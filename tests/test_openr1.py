@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import yaml
@@ -109,7 +110,7 @@ def test_the_open_rs_recipe_means_the_same_here(tmp_path, monkeypatch):
     assert cfg.log.report_to == ["jsonl", "tensorboard"] and cfg.log.log_every == 1
     algo = cfg.algo  # keys left out take the original's defaults; open-rs gpg.py has no KL in its loss
     assert (algo.scale, algo.age, algo.beta, algo.resample_threshold) == ("group", False, 0.0, 0.0)
-    assert not algo.tempered_logprobs and algo.loss_agg == "token_mean" and not algo.ratio
+    assert algo.tempered_logprobs and algo.loss_agg == "token_mean" and not algo.ratio  # TRL >= 0.16
     assert "beta" in report.defaults and report.defaults["scale_rewards"] is True
     assert cfg.rollout.top_k == 50 and report.defaults["top_k"] == 50  # TRL's / transformers' default
     assert report.ignored == ["gradient_checkpointing_kwargs", "hub_model_id", "logging_strategy", "model_revision",
@@ -216,11 +217,11 @@ def test_a_flat_recipe_must_name_its_script(tmp_path):
 
 @pytest.mark.parametrize(("script", "expected"), [
     # (preset, scale, beta, age, ratio, loss_agg, resample_threshold, resample_count, tempered_logprobs)
-    ("openrs_gpg", ("gpg", "group", 0.0, False, False, "token_mean", 0.0, "kept", False)),
-    ("openrs_gpg_std", ("gpg", "group", 0.04, False, False, "token_mean", 0.0, "kept", False)),
-    ("openrs_grpo", ("grpo", "group", 0.04, False, True, "seq_mean_token_mean", 0.0, "kept", False)),
+    ("openrs_gpg", ("gpg", "group", 0.0, False, False, "token_mean", 0.0, "kept", True)),
+    ("openrs_gpg_std", ("gpg", "group", 0.04, False, False, "token_mean", 0.0, "kept", True)),
+    ("openrs_grpo", ("grpo", "group", 0.04, False, True, "token_mean", 0.0, "kept", True)),
     ("openr1_gpg", ("gpg", "group", 0.04, False, False, "token_mean", 0.5, "gathered", True)),
-    ("openr1_grpo", ("grpo", "group", 0.04, False, True, "seq_mean_token_mean", 0.0, "kept", True)),
+    ("openr1_grpo", ("grpo", "group", 0.04, False, True, "token_mean", 0.0, "kept", True)),
 ])
 def test_each_script_trains_as_it_did(tmp_path, script, expected):
     # OPEN_RS leaves beta, scale_rewards, adjust_gd and min_inverse_alpha out: each script's defaults apply
@@ -246,9 +247,9 @@ def test_reward_names_and_defaults_follow_the_fork(tmp_path):
 def test_top_k_is_the_original_samplers(tmp_path):
     assert load_config(_recipe(tmp_path, OPEN_RS)).rollout.top_k == 50
     assert load_config(_recipe(tmp_path, OPEN_RS + "top_k: 20\n")).rollout.top_k == 20
-    # open-rs's pinned TRL gives vLLM no top_k (vLLM's default -1: off); TRL 0.16 passes its 50
+    # with vLLM too: TRL 0.16 (which both forks ran) passes its top_k 50 to vLLM's SamplingParams
     vllm = OPEN_RS.replace("use_vllm: false", "use_vllm: true")
-    assert load_config(_recipe(tmp_path, vllm)).rollout.top_k == 0
+    assert load_config(_recipe(tmp_path, vllm)).rollout.top_k == 50
     assert load_config(_recipe(tmp_path, vllm.replace("openrs_gpg", "openr1_grpo"))).rollout.top_k == 50
 
 
@@ -354,8 +355,9 @@ def test_the_simplerl_parquet_prompt_is_used_as_it_is(tmp_path):
 
 
 @pytest.mark.parametrize(("tempered", "expected"), [(True, 0.7), (False, 1.0)])
-def test_open_rs_log_probs_are_untempered(tmp_path, monkeypatch, tempered, expected):
-    """open-rs's pinned TRL computes the loss's log-probs from softmax(logits), not softmax(logits / T)."""
+def test_the_loss_log_probs_follow_tempered_logprobs(tmp_path, monkeypatch, tempered, expected):
+    """tempered_logprobs: true takes the loss's log-probs from softmax(logits / T), as TRL >= 0.16 (which
+    the open-rs and open-r1 runs used); false from softmax(logits), as TRL before 0.16."""
     import gpgrl.train.trainer as trainer_module
     from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
     from helpers import ScriptedEngine, tiny_config
@@ -443,3 +445,89 @@ def test_the_key_mapping_table_lists_every_key_and_script():
         assert f"| `{key}` | |" in table, key
     for name, script in SCRIPTS.items():
         assert f"| `{name}` | `{script.path}`" in doc, name
+
+
+OPEN_RS_SCRIPTS = ("openrs_gpg", "openrs_gpg_std", "openrs_grpo")
+RS_RECIPES = ("r1-distill-qwen-1.5b_gpg-rs1", "r1-distill-qwen-1.5b_gpg-rs3")
+
+
+@pytest.mark.parametrize("script", OPEN_RS_SCRIPTS)
+def test_open_rs_ran_on_trl_0_16_with_tempered_log_probs(tmp_path, script):
+    """open-rs/setup.py (AMAP-ML/GPG e096da8) pins TRL 69ad852, but open-rs/src/open_r1/trainer/__init__.py
+    imports gpg_std_trainer, whose `from trl.extras.profiling import profiling_decorator, profiling_context`
+    fails there (69ad852's trl/extras/profiling.py has only profiling_decorator; profiling_context is TRL
+    commit ac327d5, first in v0.16.0), and whose `_generate_and_score_completions` reads
+    `self.vllm_client`, `self.min_p`, `self._total_train_tokens` (TRL commit f713f61, v0.16.0). TRL
+    v0.16.0's grpo_trainer.py `_get_per_token_logps` has `logits = logits / self.temperature` (commit
+    04f6597, an ancestor of f713f61), and neither open-rs trainer overrides it: tempered log-probs, T = 0.7."""
+    cfg, report = load_recipe(_recipe(tmp_path, OPEN_RS.replace("openrs_gpg", script)))
+    assert cfg.algo.tempered_logprobs and cfg.rollout.temperature == 0.7
+    assert any("on TRL >= 0.16 (setup.py pins 69ad852, which cannot import its trainers)" in n for n in report.notes)
+    for recipe in RS_RECIPES:
+        rs = load_config(Path(__file__).resolve().parents[1] / "recipes" / f"{recipe}.yaml")
+        assert rs.algo.tempered_logprobs and rs.rollout.temperature == 0.7
+
+
+@pytest.mark.parametrize("script", ["openrs_grpo", "openr1_grpo"])
+def test_trl_grpo_translations_take_the_token_mean(tmp_path, script):
+    """TRL's GRPOTrainer.compute_loss, at 69ad852 (open-rs's pin) and at v0.16.0 (open-r1's), trl/trainer/
+    grpo_trainer.py: `loss = (per_token_loss * completion_mask).sum() / completion_mask.sum()`: one token
+    mean over the micro-batch, not a per-answer mean. By hand, on-policy (ratio 1), beta x KL = 0 (the
+    reference equals the policy): answer 1 has 1 token and A = +1, answer 2 has 3 tokens and A = -1; the
+    per-token losses are -A: (-1) and (1, 1, 1). Token mean: (-1 + 3) / 4 = 0.5; per-answer mean then batch
+    mean (gpgrl's grpo preset, the GRPO paper's): (-1 + 1) / 2 = 0."""
+    import torch
+
+    from gpgrl.algorithms import get_preset, policy_loss
+
+    algo = load_config(_recipe(tmp_path, OPEN_RS.replace("openrs_gpg", script))).algo
+    assert (algo.name, algo.ratio, algo.loss_agg, algo.beta) == ("grpo", True, "token_mean", 0.04)
+    logp = torch.full((2, 3), -1.0)
+    mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    adv = torch.tensor([1.0, -1.0])
+    loss, _ = policy_loss(logp, mask, adv, preset=algo, ref_logp=logp)
+    assert float(loss) == pytest.approx(0.5)
+    paper, _ = policy_loss(logp, mask, adv, preset=get_preset("grpo"), ref_logp=logp)
+    assert float(paper) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("script", ["openrs_gpg", "openrs_gpg_std", "openrs_grpo", "openr1_gpg", "openr1_grpo"])
+def test_dry_run_of_an_original_recipe_prints_rewards_and_the_log_prob_temperature(tmp_path, capsys, script):
+    """`gpgrl train --dry-run` on the original's YAML (open-rs/recipes/gpg.yaml's keys) for each script."""
+    from gpgrl.cli import main
+
+    recipe = _recipe(tmp_path, OPEN_RS.replace("openrs_gpg", script).replace("[format_v2, cosine]",
+                                                                              "[format, cosine]"))
+    assert main(["train", "--config", str(recipe), "--dry-run", "--num-processes", "16"]) == 0
+    out = capsys.readouterr().out
+    assert ("loss log-probs: tempered, log softmax(logits / T) with T = rollout.temperature = 0.7, the distribution "
+            "sampled from (algorithm.tempered_logprobs: true)") in out
+    fmt = "think_close" if script.startswith("openrs") else "format"
+    assert f"\n  1 x {fmt}: " in out
+    assert ("\n  2 x cosine: correctness scaled by completion length on a cosine schedule (open-r1). params: "
+            "max_len=3584 (recipe), answer_tag=False (recipe), min_value_wrong=0.0, max_value_wrong=-0.5, "
+            "min_value_correct=0.5, max_value_correct=1.0, clip_len=False") in out
+
+
+def test_dry_run_of_the_7b_run_and_an_untempered_override(tmp_path, capsys):
+    from gpgrl.cli import main
+
+    path = _recipe(tmp_path, SIMPLE_RL.replace("DATA", str(tmp_path)))
+    assert main(["train", "--config", str(path), "--original_script", "openr1_gpg", *TRAIN_SH, "--dry-run",
+                 "--num-processes", "8", "--algorithm.tempered_logprobs", "false"]) == 0
+    out = capsys.readouterr().out
+    assert ("loss log-probs: untempered, log softmax(logits) (T = 1), while sampling at T = 1 "
+            "(algorithm.tempered_logprobs: false)") in out
+    assert "\n  1 x accuracy: 1.0 if the completion's final answer equals the gold answer, else 0.0. params: " \
+           "answer_tag=False (recipe)" in out
+
+
+@pytest.mark.parametrize("recipe", RS_RECIPES)
+def test_dry_run_of_the_rs_recipes_says_tempered(capsys, recipe):
+    from gpgrl.cli import main
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / f"{recipe}.yaml"
+    assert main(["train", "--config", str(path), "--dry-run", "--num-processes", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "loss log-probs: tempered, log softmax(logits / T) with T = rollout.temperature = 0.7" in out
+    assert "\n  1 x think_close: 1.0 if \"\\n</think>\\n\" occurs exactly once in the completion, else 0.0.\n" in out

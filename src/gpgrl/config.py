@@ -86,7 +86,8 @@ class DataConfig:
     image_dir: str | None = _math(None, "folder that relative image paths are read from")
     answer_column: str = _math("answer", "column with the gold answer, passed to rewards as 'answer' (dotted "
                                          "paths ok)")
-    prompt: str = _math("plain", "prompt preset: plain, qwen_math_cot, qwen_boxed, r1_distill, r1_think, open_r1")
+    prompt: str = _math("plain", "prompt preset: plain, qwen_math_cot, qwen_boxed, simplelr_qwen, r1_distill, "
+                                 "r1_think, open_r1")
     system_prompt: str | None = _math(None, "system prompt; default: the preset's ('' = none)")
     template: str | None = _math(None, "text around the question, e.g. '{question} Answer in \\boxed{{}}.'; "
                                        "default: the preset's")

@@ -13,8 +13,51 @@ be sound.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
+
+
+def reward_semantics(specs: list[Any]) -> list[str]:
+    """One line per reward: its weight, what it scores (the registered reward's summary, which starts with
+    its name) and every parameter in effect, those the recipe gives marked ``(recipe)``, the rest the
+    reward's defaults.
+
+    >>> from gpgrl.config import RewardSpec
+    >>> print(reward_semantics([RewardSpec("reasoning_steps", 0.5, {"min_steps": 2})])[0])
+      0.5 x reasoning_steps: r = min(1, n / min_steps), n = number of step markers (open-r1). params: min_steps=2 (recipe)
+    """
+    from gpgrl.rewards.registry import describe_reward, list_rewards, reward_aliases
+
+    lines = []
+    for spec in specs:
+        given = dict(spec.params or {})
+        if spec.name in list_rewards() or spec.name in reward_aliases():
+            summary, defaults = describe_reward(spec.name)
+        else:  # a user function ("module:function"): no registered summary or defaults
+            summary, defaults = f"{spec.name}: your own function", []
+        params = [f"{k}={given.pop(k)!r} (recipe)" for k, _ in defaults if k in given]
+        params += [f"{k}={v!r} (recipe)" for k, v in given.items()]
+        params += [f"{k}={v!r}" for k, v in defaults if k not in (spec.params or {})]
+        lines.append(f"  {spec.weight:g} x {summary}" + (f" params: {', '.join(params)}" if params else ""))
+    return lines
+
+
+def logprob_temperature(tempered: bool, temperature: float) -> str:
+    """The temperature of the loss's log-probs, in words.
+
+    >>> print(logprob_temperature(True, 0.7))  # doctest: +NORMALIZE_WHITESPACE
+    loss log-probs: tempered, log softmax(logits / T) with T = rollout.temperature = 0.7, the distribution
+    sampled from (algorithm.tempered_logprobs: true)
+    >>> print(logprob_temperature(False, 0.7))  # doctest: +NORMALIZE_WHITESPACE
+    loss log-probs: untempered, log softmax(logits) (T = 1), while sampling at T = 0.7
+    (algorithm.tempered_logprobs: false)
+    """
+    if tempered:
+        return (f"loss log-probs: tempered, log softmax(logits / T) with T = rollout.temperature = {temperature:g}, "
+                "the distribution sampled from (algorithm.tempered_logprobs: true)")
+    return (f"loss log-probs: untempered, log softmax(logits) (T = 1), while sampling at T = {temperature:g} "
+            "(algorithm.tempered_logprobs: false)")
 
 
 def dry_run(path: str | None, overrides: dict[str, str] | None = None, *, num_processes: int = 1) -> str:
@@ -37,6 +80,7 @@ def dry_run(path: str | None, overrides: dict[str, str] | None = None, *, num_pr
     except ValueError as e:
         raise ConfigError(f"rewards: {e}") from None
     lines.append("rewards: " + ", ".join(f"{r.name} x {r.weight:g}" for r in rewards) + "  [built]")
+    lines += reward_semantics(cfg.rewards)
 
     d, t = cfg.data, cfg.train
     steps = t.steps  # with train.epochs, known once the dataset is loaded
@@ -88,6 +132,7 @@ def dry_run(path: str | None, overrides: dict[str, str] | None = None, *, num_pr
     )
     algo = cfg.algo
     lines.append("algorithm: " + ", ".join(f"{k}={v}" for k, v in algo.to_dict().items()))
+    lines.append(logprob_temperature(algo.tempered_logprobs, cfg.rollout.temperature))
     # the algorithm's effective settings are the preset's with the recipe's keys applied: all of them
     effective = {**cfg.to_dict(), "algorithm": {"preset": algo.name, **{k: v for k, v in algo.to_dict().items()
                                                                         if k != "name"}}}

@@ -171,38 +171,52 @@ GPG_CONFIG_DEFAULTS: dict[str, Any] = {"adjust_gd": False, "min_inverse_alpha": 
 DEFAULT_REWARDS = ["accuracy", "format", "tag_count"]
 
 
+#: The TRL each fork ran. open-rs's setup.py pins TRL at commit 69ad852 (2025-02-25), but its
+#: ``open_r1/trainer/__init__.py`` imports ``gpg_std_trainer``, which imports ``profiling_context`` (TRL
+#: commit ac327d5, 2025-02-27) and reads ``vllm_client``, ``top_k``, ``temperature`` and
+#: ``_total_train_tokens`` of TRL's GRPOTrainer: attributes 69ad852 does not have and TRL 0.16.0
+#: (2025-03-22) does. The first release with ``profiling_context``, 0.16.0, also divides the logits by the
+#: sampling temperature before the log-softmax (commit 04f6597, 2025-03-12): so open-rs ran as open-r1 did,
+#: on TRL >= 0.16 (docs/recipes.md, "Which TRL the open-rs runs used").
+TRL_OF_FORK = {"open-rs": "TRL >= 0.16 (setup.py pins 69ad852, which cannot import its trainers)",
+               "open-r1": "TRL 0.16.0"}
+
+
 @dataclass(frozen=True)
 class Script:
     """One of the original's entry scripts that reads a flat recipe, and what its training computes."""
 
     path: str
     preset: str              # gpg: -A * logp, token mean over the micro-batch; grpo: TRL's GRPO loss
-    fork: str                # open-rs (TRL pinned at 69ad852) or open-r1 (TRL 0.16.0)
+    fork: str                # open-rs or open-r1 (:data:`TRL_OF_FORK`: both ran on TRL >= 0.16)
     kl_in_loss: bool         # whether beta's KL term is in the loss (else only logged)
     gpg_config: bool         # accepts GPGConfig's keys: adjust_gd, min_inverse_alpha (resampling), ...
     tempered_logprobs: bool  # whether the loss's log-probs divide the logits by the temperature
     what: str
 
 
-#: The original's scripts a flat recipe can be written for (``original_script``), by name.
+#: The original's scripts a flat recipe can be written for (``original_script``), by name. Every one
+#: trains on TRL >= 0.16's GRPOTrainer: log-probs of softmax(logits / temperature) (its
+#: ``_get_per_token_logps``, which the GPG trainers inherit), and the loss's token mean
+#: ``(per_token_loss * mask).sum() / mask.sum()`` over the micro-batch, GRPO's included.
 SCRIPTS: dict[str, Script] = {
     "openrs_gpg": Script(
-        "open-rs/src/open_r1/gpg.py", "gpg", "open-rs", False, False, False,
+        "open-rs/src/open_r1/gpg.py", "gpg", "open-rs", False, False, True,
         "GPGTrainer: -A*logp, A = (r - mean) / (std + 1e-4) unless scale_rewards: false; no KL in the loss "
-        "(beta only loads a reference model), no AGE, no resampling; untempered log-probs"),
+        "(beta only loads a reference model), no AGE, no resampling; token mean; tempered log-probs (TRL 0.16)"),
     "openrs_gpg_std": Script(
-        "open-rs/src/open_r1/gpg_std.py", "gpg", "open-rs", True, False, False,
+        "open-rs/src/open_r1/gpg_std.py", "gpg", "open-rs", True, False, True,
         "GPGSTDTrainer: openrs_gpg plus beta x KL in the loss"),
     "openrs_grpo": Script(
-        "open-rs/src/open_r1/grpo.py", "grpo", "open-rs", True, False, False,
-        "TRL's GRPOTrainer (pinned): ratio, clip, beta x KL, per-answer token mean; untempered log-probs"),
+        "open-rs/src/open_r1/grpo.py", "grpo", "open-rs", True, False, True,
+        "TRL 0.16's GRPOTrainer: ratio, clip, beta x KL, token mean over the micro-batch; tempered log-probs"),
     "openr1_gpg": Script(
         "open-r1/src/open_r1/gpg.py", "gpg", "open-r1", True, True, True,
         "GPGTrainer: -A*logp + beta x KL, divided by inverse_alpha with adjust_gd; threshold resampling "
         "(min_inverse_alpha) counting every valid group gathered over the processes"),
     "openr1_grpo": Script(
         "open-r1/src/open_r1/grpo.py", "grpo", "open-r1", True, False, True,
-        "TRL 0.16's GRPOTrainer: ratio, clip, beta x KL, per-answer token mean"),
+        "TRL 0.16's GRPOTrainer: ratio, clip, beta x KL, token mean over the micro-batch; tempered log-probs"),
 }
 
 #: Keys only supervised fine-tuning configs (TRL SFTConfig, open-r1 sft.py) have.
@@ -350,8 +364,6 @@ def translate(raw: dict[str, Any], *, num_processes: int | None = None, native_k
     values = dict(raw)
     values.pop("original_script", None)
     defaults = {**ORIGINAL_DEFAULTS, **(GPG_CONFIG_DEFAULTS if spec.gpg_config else {})}
-    if spec.fork == "open-rs" and values.get("use_vllm"):
-        defaults["top_k"] = -1  # the pinned TRL's vLLM SamplingParams set no top_k (vLLM's -1: off)
     for key, default in defaults.items():
         if key not in values:
             values[key] = default
@@ -405,11 +417,12 @@ def _resolve_script(raw: dict[str, Any], script: str | None, report: Report) -> 
         if gpg_only and not SCRIPTS[name].gpg_config:
             raise TranslationError(f"{', '.join(gpg_only)}: only open-r1's gpg.py accepts these keys; "
                                    f"{SCRIPTS[name].path}'s argument parser rejects them")
-        report.notes.append(f"original script: {SCRIPTS[name].path}: {SCRIPTS[name].what}")
+        report.notes.append(f"original script: {SCRIPTS[name].path} on {TRL_OF_FORK[SCRIPTS[name].fork]}: "
+                            f"{SCRIPTS[name].what}")
         return name
     if gpg_only:
         report.notes.append(f"original script: {SCRIPTS['openr1_gpg'].path} (the only one that accepts "
-                            f"{', '.join(gpg_only)}): {SCRIPTS['openr1_gpg'].what}")
+                            f"{', '.join(gpg_only)}) on {TRL_OF_FORK['open-r1']}: {SCRIPTS['openr1_gpg'].what}")
         return "openr1_gpg"
     choices = "\n".join(f"  {n:<15} {sc.path}: {sc.what}" for n, sc in SCRIPTS.items())
     raise TranslationError("which of the original's scripts ran this recipe? Their training differs (KL in the loss, "
@@ -440,10 +453,10 @@ def _algorithm(values: dict[str, Any], name: str, report: Report) -> dict[str, A
         if int(values.get("num_iterations", 1)) != 1:
             raise TranslationError(f"num_iterations {values['num_iterations']}: {spec.path}'s loss has no ratio; "
                                    "use a GRPO script for several updates per batch")
-    else:
+    else:  # TRL's GRPO loss: (per_token_loss * mask).sum() / mask.sum(), a token mean, not the GRPO paper's
         eps = float(values.get("epsilon", 0.2))
         algo.update(beta=beta, epsilon_low=eps, epsilon_high=float(values.get("epsilon_high", eps)),
-                    num_iterations=int(values.get("num_iterations", 1)))
+                    num_iterations=int(values.get("num_iterations", 1)), loss_agg="token_mean")
     report.mapped["original_script"] = "algorithm = " + ", ".join(f"{k}={v!r}" for k, v in algo.items())
     return algo
 

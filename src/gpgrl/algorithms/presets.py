@@ -92,12 +92,13 @@ class AlgorithmConfig:
     skip_no_signal: bool = field(
         default=True,
         metadata={"help": "skip the optimizer step when no group carries a signal (advantages all 0); False: step "
-                  "anyway, as the original's trainers do (Adam's momentum still moves the weights, a KL term applies)"},
+                  "anyway, as the original's trainers do (TRL's; the vision forks' when 20 draws found no signal): "
+                  "Adam's momentum still moves the weights, a KL term applies"},
     )
     tempered_logprobs: bool = field(
         default=True,
-        metadata={"help": "loss log-probs of softmax(logits / temperature), the sampled distribution (TRL >= 0.16); "
-                  "False: of softmax(logits) (the open-rs fork's pinned TRL)"},
+        metadata={"help": "loss log-probs of softmax(logits / temperature), the sampled distribution (TRL >= 0.16, "
+                  "which the open-rs and open-r1 runs used); False: of softmax(logits) (TRL before 0.16)"},
     )
 
     def __post_init__(self) -> None:

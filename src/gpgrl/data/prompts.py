@@ -12,13 +12,17 @@ Presets (the prompts the paper's models were trained and evaluated with):
 * ``plain``: the question alone, in the chat template when the tokenizer has one (the default).
 * ``qwen_math_cot``: the Qwen2.5-Math chain-of-thought system prompt (the CoT prompt of the Qwen2.5-Math
   evaluation harness).
-* ``qwen_boxed``: simpleRL-Zoo's prompt, the one in the paper's Qwen2.5-Math-7B training data
-  (``simplelr_qwen``, MATH level 3-5): system "You are a helpful assistant.", the ``\boxed{}``
-  instruction after the question.
+* ``qwen_boxed``: simpleRL-Zoo's prompt as its evaluation formats it: system "You are a helpful
+  assistant.", the ``\boxed{}`` instruction after the question.
+* ``simplelr_qwen``: what the paper's Qwen2.5-Math-7B run trained on, byte for byte: the prompt stored in
+  simpleRL-Zoo's ``simplelr_qwen_level3to5/train.parquet`` (``prompt[0].content``, already in Qwen's chat
+  template), which holds the instruction with its braces doubled, ``\boxed{{}}.``, as every one of its 8,523
+  records does (the original's ``gpg.py`` sends that text unformatted): ``qwen_boxed`` with ``\boxed{{}}.``.
 * ``r1_distill``: DeepSeek-R1-Distill models' recommended prompt: no system prompt, the instruction at
   the end of the user turn.
 * ``r1_think``: the ``<think>``/``<answer>`` system prompt of the open-rs recipes that the GPG
-  repository's DeepSeek-R1-Distill-Qwen-1.5B runs (GPG-Open-RS1) train with.
+  repository's DeepSeek-R1-Distill-Qwen-1.5B runs (GPG-Open-RS1) train with, with ``\boxed{} .``; the
+  original's YAML gives ``\boxed{{}} .``, which the RS1 / RS3 recipes send as their ``data.system_prompt``.
 * ``open_r1``: the original R1-Zero / open-r1 ``<think>``/``<answer>`` system prompt, without ``\boxed{}``.
 
 Without a chat template (base models) the text is the system prompt, a blank line, then the templated
@@ -31,6 +35,8 @@ files) goes through the chat template as is.
 '1+1?\nPlease reason step by step, and put your final answer within \\boxed{}.'
 >>> resolve_prompt("qwen_math_cot", system_prompt="").system_prompt is None
 True
+>>> resolve_prompt("simplelr_qwen").template.format(question="1+1?")   # the 7B training data's characters
+'1+1?\nPlease reason step by step, and put your final answer within \\boxed{{}}.'
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+#: The instruction as simpleRL-Zoo's training parquet (simplelr_qwen_level3to5/train.parquet) holds it: its
+#: braces doubled, never formatted; the paper's Qwen2.5-Math-7B run trained on these characters.
+SIMPLELR_TRAIN_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{{}}."
 
 R1_ZERO_SYSTEM_PROMPT = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
@@ -108,6 +117,13 @@ PRESETS: dict[str, PromptPreset] = {
             "{question}\n" + BOXED_INSTRUCTION.replace("{}", "{{}}"),
             description="simpleRL-Zoo / the paper's Qwen2.5-Math-7B data: system 'You are a helpful "
             "assistant.', the \\boxed{} instruction after the question",
+        ),
+        PromptPreset(
+            "simplelr_qwen",
+            "You are a helpful assistant.",
+            "{question}\n" + SIMPLELR_TRAIN_INSTRUCTION.replace("{", "{{").replace("}", "}}"),
+            description="the paper's Qwen2.5-Math-7B training prompt as simpleRL-Zoo's parquet stores it: "
+            "qwen_boxed with the instruction's braces doubled, \\boxed{{}}.",
         ),
         PromptPreset(
             "r1_distill",
