@@ -408,9 +408,9 @@ class HFGenerateEngine(RolloutEngine):
         finally:
             self.model.train(was_training)
         completions = [row.tolist() for chunk in chunks for row in chunk]
-        sampled = [row[: len(c)].tolist() for chunk, lp in zip(chunks, logps, strict=True) for c, row in zip(chunk, lp)]
-        return assemble(rows, completions, self.tokenizer, self.pad_id, self.eos_ids,
-                        logps=sampled if sampler is not None else None, stop=params.stop)
+        sampled = None if sampler is None else [row[: len(c)].tolist() for chunk, lp in zip(chunks, logps, strict=True)
+                                                for c, row in zip(chunk, lp, strict=True)]
+        return assemble(rows, completions, self.tokenizer, self.pad_id, self.eos_ids, logps=sampled, stop=params.stop)
 
     def _shared_prompt_cache(self, part: Sequence[Prompt], num_samples: int, device: torch.device) -> Any:
         """A ``DynamicCache`` of each group's prompt but its last token, run once per group and repeated

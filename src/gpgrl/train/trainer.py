@@ -8,7 +8,9 @@ One step, as data (B = prompts_per_step x G answers over all processes)::
     -> threshold resampling (algorithms.resampling): draw more until the global share of groups
        with a signal >= threshold, keep P_local groups
     -> gather rewards over processes -> group_advantages       A [B] (alpha and degenerate groups: global)
-    -> per micro-batch: log-probs -> policy_loss(num_tokens = global completion tokens) -> backward
+    -> per micro-batch: log-probs (and, where the engine reported its own, the trainer's log-probs of the
+       engine's sampled distribution -> importance weights and is/ metrics, algorithms.importance)
+       -> policy_loss(num_tokens = global completion tokens) -> backward
     -> clip grad norm -> optimizer step -> engine.update_weights
        (skipped when no group carries a signal or the gradient is not finite)
 
