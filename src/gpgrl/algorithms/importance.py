@@ -30,9 +30,10 @@ trainer's own. Why per token rather than TRL's default ``sequence_mask``: GPG's 
 with a per-token term, and its answers are long (3,584 tokens in the R1-Distill recipes). A sequence's
 ratio is the product of its tokens' ratios, so a per-token log-gap of typical size ``s`` becomes a
 sequence log-ratio of about ``s * sqrt(T)``: at ``s`` = 0.02 and T = 3,584 that is 1.2, and a fifth
-of the answers would cross log 3 and be dropped whole while the rest got weights spread over [0.05, 3]
--- most of the batch's signal thrown away or reweighted by noise. Token truncation touches only the
-tokens that are actually off (``tests/test_importance.py`` shows both on the same perturbed batch).
+of the answers cross log 3 and are dropped whole while the rest get weights spread over [0.07, 3] --
+much of the batch's signal thrown away or reweighted by noise, where token truncation keeps every token
+within 10 % of 1. Token truncation touches only the tokens that are actually off
+(``tests/test_importance.py`` shows the modes on the same perturbed batches).
 
 >>> logp = torch.log(torch.tensor([[0.5, 0.2]]))
 >>> engine = torch.log(torch.tensor([[0.25, 0.4]]))
