@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gpgrl.algorithms import policy_loss
-from gpgrl.algorithms.importance import truncated_is_weights
+from gpgrl.algorithms.importance import importance_metrics, importance_weights
 from gpgrl.rollout import RolloutBatch
 
 
@@ -74,9 +74,10 @@ def test_importance_weights_scale_gpg_gradients_token_by_token():
     logp = torch.log(torch.tensor([[0.5, 0.2]])).requires_grad_()
     engine = torch.log(torch.tensor([[0.25, 0.4]]))
     mask = torch.tensor([[1, 1]])
-    w, m = truncated_is_weights(logp, engine, mask, cap=1.5)
+    w, stats = importance_weights(logp, engine, mask, mode="token_truncate", cap=1.5)
+    m = importance_metrics(stats)
     torch.testing.assert_close(w, torch.tensor([[1.5, 0.5]]))  # 2 capped to 1.5; 0.5 below the cap
-    assert m["is/weight_max"] == pytest.approx(2.0) and m["is/clipped_frac"] == 0.5
+    assert m["is/ratio_max"] == pytest.approx(2.0) and m["is/capped_frac"] == 0.5
     assert m["is/weight_mean"] == pytest.approx(1.0)
     # |log 2| and |log 0.5|: both log 2
     assert m["is/logp_diff_abs"] == pytest.approx(0.6931, abs=1e-4)

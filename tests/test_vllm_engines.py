@@ -379,14 +379,19 @@ def test_training_through_the_server_engine_with_importance_weights(server, tmp_
     from helpers import tiny_config
 
     cfg = tiny_config(tmp_path, rewards=[{"name": "helpers:count_sevens"}],
-                      rollout={"group_size": 4, "max_completion_length": 6, "importance_cap": 2.0},
+                      rollout={"group_size": 4, "max_completion_length": 6, "importance_cap": 2.0,
+                               "engine": "vllm_server"},
                       algorithm={"preset": "gpg", "resample_threshold": 0.0}, train={"steps": 2, "prompts_per_step": 2})
     model = build_tiny_model(TOK, seed=5)  # the server starts from the same weights
     engine = VLLMServerEngine(server.url, TOK, timeout=60, transport=server.transport)
-    history = Trainer.from_config(cfg, model=model, tokenizer=TOK, engine=engine).train()
+    trainer = Trainer.from_config(cfg, model=model, tokenizer=TOK, engine=engine)
+    assert (trainer.importance_mode, trainer.importance_cap) == ("token_truncate", 2.0)  # on for vllm_server
+    history = trainer.train()
     for m in history:
         assert m["optim/skipped"] == 0.0
-        assert 0 < m["is/weight_mean"] <= 2.0 and m["is/logp_diff_abs"] < 1e-3  # one model: almost no mismatch
+        # one model, synced after every step: almost no mismatch, nothing capped
+        assert m["is/logp_diff_abs"] < 1e-3 and m["is/logp_gap_max"] < 1e-3 and m["is/capped_frac"] == 0.0
+        assert m["is/weight_mean"] == pytest.approx(1.0, abs=1e-3)
     for (name, p), (_, q) in zip(model.named_parameters(), server.model.named_parameters()):
         assert torch.equal(p, q), name  # synced after every step
 

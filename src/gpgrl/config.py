@@ -28,6 +28,7 @@ from typing import Any, Literal, get_args
 
 import yaml
 
+from gpgrl.algorithms.importance import DEFAULT_CAP, Correction, resolve_correction
 from gpgrl.algorithms.presets import PRESETS, AlgorithmConfig, get_preset
 from gpgrl.data.prompts import PromptPreset, resolve_prompt
 from gpgrl.data.samplers import Strategy
@@ -122,9 +123,22 @@ class RolloutConfig:
     vllm_timeout: float = _f(600.0, "vllm_server: seconds any request or weight transfer may take before it is an error")
     vllm_gpu_memory_utilization: float = _f(0.3, "vllm: share of each GPU's memory the colocated engine may take")
     vllm_sleep: bool = _f(True, "vllm: free the engine's memory (sleep mode) while the trainer updates the model")
-    importance_cap: float | None = _math(
-        None, "truncated importance sampling: weight tokens by min(pi_train/pi_engine, cap); null = off"
+    importance_correction: Correction = _math(
+        "auto", "weight tokens by pi_train/pi_engine, both of the distribution sampled from (docs/engines.md): "
+                "auto = token_truncate for vllm / vllm_server, off for hf; off = the paper's loss exactly"
     )
+    importance_cap: float | None = _math(
+        None, "the importance correction's cap C (ratios truncated at C, or masked above it); null = 2.0"
+    )
+
+    def importance(self) -> tuple[str, float]:
+        """``(mode, cap)`` of the importance correction this rollout runs with (``auto`` resolved by the
+        engine; :func:`gpgrl.algorithms.importance.resolve_correction`).
+
+        >>> RolloutConfig(engine="vllm").importance(), RolloutConfig().importance()
+        (('token_truncate', 2.0), ('off', 2.0))
+        """
+        return resolve_correction(self.importance_correction, self.engine, self.importance_cap)
 
 
 @dataclass
@@ -258,8 +272,13 @@ class Config:
             raise ValueError(f"log.report_to has unknown sink(s) {sorted(bad_sinks)}; valid: {', '.join(REPORT_SINKS)}")
         if self.train.num_threads is not None and self.train.num_threads < 1:
             raise ValueError(f"train.num_threads must be >= 1 (or null for the default), got {self.train.num_threads}")
-        if self.rollout.importance_cap is not None and not self.rollout.importance_cap > 0:
-            raise ValueError(f"rollout.importance_cap must be > 0 (or null = off), got {self.rollout.importance_cap}")
+        r = self.rollout
+        if r.importance_cap is not None and not (r.importance_cap > 0 and math.isfinite(r.importance_cap)):
+            raise ValueError(f"rollout.importance_cap must be > 0 (or null = {DEFAULT_CAP}), got {r.importance_cap}; "
+                             "rollout.importance_correction: off turns the correction off")
+        if r.importance_correction == "off" and r.importance_cap is not None:
+            raise ValueError(f"rollout.importance_cap={r.importance_cap} has no effect with "
+                             "rollout.importance_correction: off; remove one of them")
         self.data.prompt_preset()  # raises on an unknown preset or a bad template
         self.algo  # noqa: B018 (resolves it; raises on an unknown preset or a bad setting)
         return self

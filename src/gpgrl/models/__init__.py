@@ -2,9 +2,16 @@
 
 from gpgrl.models.kernels import head_logprobs, token_entropy, token_logprobs
 from gpgrl.models.loading import apply_lora, load_policy, load_tokenizer
-from gpgrl.models.logprobs import completion_logprobs, fusable_head, position_ids_from_mask
+from gpgrl.models.logprobs import (
+    Sampling,
+    completion_logprobs,
+    fusable_head,
+    position_ids_from_mask,
+    processed_logprobs,
+)
 
 __all__ = [
+    "Sampling",
     "apply_lora",
     "completion_logprobs",
     "fusable_head",
@@ -12,6 +19,7 @@ __all__ = [
     "load_policy",
     "load_tokenizer",
     "position_ids_from_mask",
+    "processed_logprobs",
     "token_entropy",
     "token_logprobs",
 ]

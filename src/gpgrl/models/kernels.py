@@ -18,7 +18,7 @@ head's weight is trained in bf16/fp16, a float32 accumulator for its gradient an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -147,7 +147,7 @@ class _HeadLogprob(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, tokens, chunk_tokens: int, with_entropy: bool, dtype: torch.dtype,
-                scale: float):
+                scale: float, visit: Callable[[slice, torch.Tensor], None] | None):
         N = hidden.shape[0]
         device = hidden.device
         logp = torch.empty(N, dtype=torch.float32, device=device)
@@ -160,6 +160,8 @@ class _HeadLogprob(torch.autograd.Function):
             exp_buf = torch.empty_like(chunk.out) if with_entropy else None
             for s in _spans(N, chunk_tokens):
                 z = chunk(s)  # [c, V] float32: the chunk's logits (scaled), in a buffer reused by every chunk
+                if visit is not None:  # reads the chunk's logits before they are consumed below
+                    visit(s, z)
                 top = z.amax(-1, keepdim=True)
                 picked = z.gather(-1, tokens[s].unsqueeze(-1)).squeeze(-1)
                 z.sub_(top)  # z - max <= 0: exp cannot overflow
@@ -210,7 +212,7 @@ class _HeadLogprob(torch.autograd.Function):
                     grad_w += product
         del product  # freed before the cast below allocates the gradient in the weight's dtype
         return (grad_x, None if grad_w is None else grad_w.to(weight.dtype),
-                None if grad_b is None else grad_b.to(bias.dtype), None, None, None, None, None)
+                None if grad_b is None else grad_b.to(bias.dtype), None, None, None, None, None, None)
 
 
 def head_logprobs(
@@ -222,6 +224,7 @@ def head_logprobs(
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     with_entropy: bool = False,
     scale: float = 1.0,
+    visit: Callable[[slice, torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log softmax(scale * (hidden @ weight.T + bias))[tokens] [B, T] float32, and the entropy if asked.
 
@@ -239,6 +242,10 @@ def head_logprobs(
         with_entropy: also return the entropy of each position's distribution.
         scale: multiplies the logits (in float32) before the softmax: ``1 / temperature`` gives the
             log-probs of the distribution that sampling at that temperature draws from.
+        visit: called in the forward pass as ``visit(rows, z)`` with each chunk's float32 (scaled) logits
+            ``z`` [c, V], ``rows`` the chunk's slice of the B * T positions (row-major), before they are
+            used; it must not change ``z`` (:func:`gpgrl.models.logprobs.completion_logprobs` computes the
+            engine's sampling log-probs so, from the logits the loss already makes).
 
     A head that maps the hidden state (1, 0) to logits (0, 0) and (0, 1) to (1, 3):
 
@@ -262,5 +269,5 @@ def head_logprobs(
     dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else weight.dtype
     flat = hidden.to(weight.device).reshape(B * T, H)  # [N, H]; a copy only if ``hidden`` is a strided view
     logp, entropy = _HeadLogprob.apply(flat, weight, bias, tokens.to(weight.device).reshape(B * T),
-                                       chunk_tokens, with_entropy, dtype, float(scale))
+                                       chunk_tokens, with_entropy, dtype, float(scale), visit)
     return logp.view(B, T), entropy.view(B, T) if with_entropy else None

@@ -11,12 +11,17 @@ Two paths give the same numbers (to float rounding):
 ``fused=None`` (auto) takes the fused path where it is exact, as decided by :func:`fusable_head`: the head
 must be a plain ``nn.Linear`` applied to the last hidden state and nothing else done to the logits, and
 its parameters must be whole outside the forward pass (not FSDP / DeepSpeed ZeRO-3 shards).
+
+Either path can also return, from the same logits, the log-probs of the distribution a rollout engine
+sampled from (:func:`processed_logprobs`: temperature, then top-k / top-p, renormalised), which the
+importance correction compares with the engine's own (:mod:`gpgrl.algorithms.importance`).
 """
 
 from __future__ import annotations
 
 import inspect
 import warnings
+from typing import NamedTuple
 
 import torch
 
@@ -36,6 +41,114 @@ VOCAB_FIELDS = ("unpadded_vocab_size",)
 # Model types whose forward edits the logits without a config field saying so (Chameleon masks its image
 # tokens out of the softmax).
 LOGIT_EDITING_MODEL_TYPES = frozenset({"chameleon"})
+
+
+class Sampling(NamedTuple):
+    """How a rollout engine sampled: ``softmax(logits / temperature)``, restricted to the ``top_k`` largest
+    logits (0 = off) and then to the ``top_p`` nucleus (1 = off), renormalised. A temperature of 0
+    (greedy) counts as 1, as vLLM's processed log-probs of greedy requests do."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+
+#: Elements of one row block of :func:`processed_logprobs` (its temporaries are a few copies of a block).
+PROCESSED_BLOCK_ELEMENTS = 1 << 24
+
+
+@torch.no_grad()
+def processed_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
+                       top_p: float = 1.0) -> torch.Tensor:
+    """log-prob [n] float32 of each ``tokens`` [n] under the distribution an engine samples from ``logits``
+    [n, V]: what vLLM returns as ``processed_logprobs`` (vllm/v1/sample/sampler.py, 0.17-0.34).
+
+    vLLM divides the logits by the temperature, then keeps the ``top_k`` largest (every logit equal to
+    the k-th largest stays, as its ``apply_top_k_top_p`` compares with that value), then the smallest
+    set of most likely tokens whose probability reaches ``top_p`` (the token that crosses it included),
+    sets the others to ``-inf`` and takes the log-softmax: the kept tokens are renormalised. A token
+    outside the set gets ``-inf`` (never NaN). Tokens tied with the last one top-p keeps all stay (vLLM's
+    sort keeps an arbitrary share of such exact ties). No gradient; the temporaries are a few float32
+    copies of ``PROCESSED_BLOCK_ELEMENTS`` logits at a time, whatever n.
+
+    Probabilities (1/2, 1/4, 1/8, 1/8): top-k 2 renormalises the first two to (2/3, 1/3); at temperature
+    0.5 the weights are squared, (16, 4, 1, 1) / 22, and top-k 2 leaves (16, 4) / 20; top-p 0.5 keeps
+    the first token only (it alone reaches half the mass):
+
+    >>> logits = torch.log(torch.tensor([[4.0, 2.0, 1.0, 1.0]])).expand(4, 4)
+    >>> [round(x, 4) for x in processed_logprobs(logits, torch.tensor([0, 1, 1, 2]), top_k=2).tolist()]  # log 2/3, log 1/3
+    [-0.4055, -1.0986, -1.0986, -inf]
+    >>> [round(x, 4) for x in processed_logprobs(logits[:2], torch.tensor([1, 1]), 0.5).tolist()]  # log(4/22)
+    [-1.7047, -1.7047]
+    >>> [round(x, 4) for x in processed_logprobs(logits[:1], torch.tensor([1]), 0.5, top_k=2).tolist()]  # log(4/20)
+    [-1.6094]
+    >>> processed_logprobs(logits[:2], torch.tensor([0, 1]), top_p=0.5).tolist()
+    [0.0, -inf]
+    """
+    if logits.dim() != 2 or tokens.shape != logits.shape[:1]:
+        raise ValueError(f"logits must be [n, V] and tokens [n]; got {tuple(logits.shape)} and {tuple(tokens.shape)}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    n, V = logits.shape
+    out = torch.empty(n, dtype=torch.float32, device=logits.device)
+    step = max(1, PROCESSED_BLOCK_ELEMENTS // max(V, 1))
+    for i in range(0, n, step):
+        out[i : i + step] = _processed_block(logits[i : i + step], tokens[i : i + step].to(logits.device),
+                                             temperature, top_k, top_p)
+    return out
+
+
+def _processed_block(logits: torch.Tensor, tokens: torch.Tensor, temperature: float, top_k: int,
+                     top_p: float) -> torch.Tensor:
+    V = logits.shape[-1]
+    x = logits.float()
+    if temperature not in (0.0, 1.0):
+        x = x / temperature  # a new tensor: the caller's logits are never changed
+    picked = x.gather(-1, tokens.unsqueeze(-1))  # [n, 1]
+    cut = None  # [n, 1]: the kept set is x >= cut
+    top = None
+    if 0 < top_k < V:
+        top = x.topk(top_k, dim=-1).values  # [n, k], descending
+        cut = top[:, -1:]
+    if top_p < 1.0:
+        peak = x.amax(-1, keepdim=True)
+        if top is None:
+            top = x.sort(dim=-1, descending=True).values  # [n, V]
+            total = torch.exp(top - peak).sum(-1, keepdim=True)
+        else:  # every logit tied with the k-th stays, so the mass is summed over the whole row
+            total = torch.exp(x - peak).masked_fill_(x < cut, 0.0).sum(-1, keepdim=True)
+        mass = torch.exp(top - peak)
+        before = mass.cumsum(-1, dtype=torch.float64) - mass  # mass of the more likely tokens
+        keep = before < top_p * total.double()  # a prefix; the first token always stays
+        cut = top.gather(-1, keep.sum(-1, keepdim=True) - 1)
+    if cut is None:
+        return (picked - torch.logsumexp(x, dim=-1, keepdim=True)).squeeze(-1)
+    lse = torch.logsumexp(x.masked_fill(x < cut, float("-inf")), dim=-1, keepdim=True)
+    return torch.where(picked >= cut, picked - lse, float("-inf")).squeeze(-1)
+
+
+class _ProcessedChunks:
+    """The ``visit`` of :func:`~gpgrl.models.kernels.head_logprobs` (and the plain path's chunk loop): fills
+    ``out`` [N] with :func:`processed_logprobs` of each chunk of logits already divided by the loss's
+    temperature (``divided_by``), so that ``sampling``'s temperature is reached from them."""
+
+    def __init__(self, tokens: torch.Tensor, sampling: Sampling, divided_by: float):
+        self.tokens = tokens.reshape(-1)  # [N], row-major over [B, T]
+        self.out = torch.empty(self.tokens.shape, dtype=torch.float32, device=tokens.device)
+        t = sampling.temperature if sampling.temperature > 0 else 1.0
+        self.temperature = t / divided_by  # (logits / divided_by) / (t / divided_by) = logits / t
+        self.top_k, self.top_p = int(sampling.top_k), float(sampling.top_p)
+
+    def __call__(self, rows: slice, z: torch.Tensor) -> None:
+        self.out[rows] = processed_logprobs(z, self.tokens[rows].to(z.device), self.temperature, self.top_k,
+                                            self.top_p).to(self.out.device)
+
+
+def _sampling_is_the_loss(sampling: Sampling, loss_temperature: float, vocab: int) -> bool:
+    """Whether the engine's processed distribution is the loss's own: same temperature, no truncation."""
+    t = sampling.temperature if sampling.temperature > 0 else 1.0
+    loss_t = loss_temperature if loss_temperature > 0 else 1.0
+    return t == loss_t and not 0 < sampling.top_k < vocab and sampling.top_p >= 1.0
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -148,7 +261,8 @@ def completion_logprobs(
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     temperature: float = 1.0,
     share_prompts: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+    sampling: Sampling | tuple[float, int, float] | None = None,
+) -> tuple[torch.Tensor, ...]:
     """log pi(o_t | q, o_<t) for each completion token: [B, T] float32, plus the entropy [B, T] if asked.
 
     ``prompt_ids`` [B, P] are left-padded, ``completion_ids`` [B, T] right-padded. ``model_inputs`` are
@@ -173,6 +287,13 @@ def completion_logprobs(
     the weights, so the same log-probs and gradients to float rounding, with the prompt's share of the
     forward and backward work and memory divided by G. Where it does not apply (see
     :func:`prompt_sharing_blocker`) the whole rows run as without it.
+
+    ``sampling`` (a :class:`Sampling` or ``(temperature, top_k, top_p)``): also return, as a third tensor
+    [B, T] float32 without gradient, each token's log-prob under the distribution an engine sampled from
+    with those settings (:func:`processed_logprobs`, ``-inf`` outside the top-k / top-p set), computed from
+    the same logits as the first, a chunk at a time (on the fused path inside the head's chunk loop, so
+    the logits still never exist whole). Where that distribution is the loss's own (the same temperature,
+    no top-k / top-p) it is the first tensor itself, detached.
     """
     if temperature < 0 or temperature != temperature:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -194,6 +315,28 @@ def completion_logprobs(
         if head is None and fused:
             raise ValueError(f"fused=True, but the fused log-prob path would not be exact: {reason}. "
                              "Pass fused=None (auto) or fused=False.")
+    spec = None if sampling is None else Sampling(*sampling)
+    if spec is not None and not 0 < spec.top_p <= 1:
+        raise ValueError(f"sampling top_p must be in (0, 1], got {spec.top_p}")
+
+    def fused_head(hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:  # hidden [B, T, H]
+        vocab = head.weight.shape[0]
+        visit = None if spec is None or _sampling_is_the_loss(spec, temperature, vocab) else \
+            _ProcessedChunks(completion_ids, spec, divided_by=1.0 / scale)
+        logp, entropy = head_logprobs(hidden, head.weight, head.bias, completion_ids, chunk_tokens=chunk_tokens,
+                                      with_entropy=with_entropy, scale=scale, visit=visit)
+        if spec is None:
+            return logp, entropy
+        return logp, entropy, logp.detach() if visit is None else visit.out.view_as(logp)
+
+    def plain(logits: torch.Tensor) -> tuple[torch.Tensor, ...]:  # logits [B, T, V]
+        logp, entropy = _logits_logprobs(logits, completion_ids, scale, chunk_tokens, with_entropy)
+        if spec is None:
+            return logp, entropy
+        if _sampling_is_the_loss(spec, temperature, logits.shape[-1]):
+            return logp, entropy, logp.detach()
+        return logp, entropy, _chunked_processed(logits, completion_ids, spec, chunk_tokens)
+
     groups = None
     if (share_prompts and not model_inputs and use_position_ids and T > 0 and prompt_ids.shape[1] > 0
             and prompt_sharing_blocker(model) is None):
@@ -201,11 +344,8 @@ def completion_logprobs(
     if groups is not None:
         states = shared_prompt_forward(model, groups, prompt_ids, prompt_mask, completion_ids, completion_mask,
                                        hidden=head is not None)
-        if states is not None and head is not None:
-            return head_logprobs(states, head.weight, head.bias, completion_ids, chunk_tokens=chunk_tokens,
-                                 with_entropy=with_entropy, scale=scale)
         if states is not None:
-            return _logits_logprobs(states, completion_ids, scale, chunk_tokens, with_entropy)
+            return fused_head(states) if head is not None else plain(states)
     if head is not None:
         out = model(
             input_ids=input_ids,
@@ -217,8 +357,7 @@ def completion_logprobs(
         )
         hidden = _final_hidden(out, input_ids.shape)
         if hidden is not None:
-            return head_logprobs(hidden[:, -(T + 1) : -1], head.weight, head.bias, completion_ids,  # [B, T, H]
-                                 chunk_tokens=chunk_tokens, with_entropy=with_entropy, scale=scale)
+            return fused_head(hidden[:, -(T + 1) : -1])  # [B, T, H]
         problem = (f"{type(unwrap_model(model)).__name__} returned no [B, L, H] final hidden state with empty "
                    "logits (output_hidden_states / logits_to_keep not honoured)")
         if fused:
@@ -232,8 +371,7 @@ def completion_logprobs(
         use_cache=False,
         **extra,
     )
-    # [B, T, V]: the logits that predict each completion token
-    return _logits_logprobs(out.logits[:, -(T + 1) : -1, :], completion_ids, scale, chunk_tokens, with_entropy)
+    return plain(out.logits[:, -(T + 1) : -1, :])  # [B, T, V]: the logits that predict each completion token
 
 
 def _logits_logprobs(logits: torch.Tensor, completion_ids: torch.Tensor, scale: float, chunk_tokens: int,
@@ -243,6 +381,21 @@ def _logits_logprobs(logits: torch.Tensor, completion_ids: torch.Tensor, scale: 
     logp = token_logprobs(logits, completion_ids, chunk_tokens)  # [B, T]
     entropy = token_entropy(logits, chunk_tokens) if with_entropy else None
     return logp, entropy
+
+
+@torch.no_grad()
+def _chunked_processed(logits: torch.Tensor, completion_ids: torch.Tensor, spec: Sampling,
+                       chunk_tokens: int) -> torch.Tensor:
+    """:func:`processed_logprobs` [B, T] of the model's (unscaled) logits [B, T, V], ``chunk_tokens``
+    positions of one row at a time (one float32 chunk, as :func:`~gpgrl.models.kernels.token_logprobs`)."""
+    B, T = completion_ids.shape
+    visit = _ProcessedChunks(completion_ids, spec, divided_by=1.0)
+    step = max(1, chunk_tokens)
+    for b in range(B):
+        for t0 in range(0, T, step):
+            t1 = min(T, t0 + step)
+            visit(slice(b * T + t0, b * T + t1), logits[b, t0:t1])
+    return visit.out.view(B, T)
 
 
 def takes_dynamic_cache(model: torch.nn.Module) -> bool:

@@ -15,7 +15,9 @@ Conventions (the trainer and the evaluator rely on them):
 * a completion that writes one of ``SamplingParams.stop`` ends there: its text is cut before the stop
   string, its length counts the tokens up to the one that completes it, and it is not ``truncated``;
 * ``sampling_logprobs`` [N, T] are the log-probs of the sampled tokens under the distribution the engine
-  sampled from, where the engine reports them (vLLM does; transformers ``generate`` gives None);
+  sampled from (after temperature and top-k / top-p, renormalised: vLLM's ``processed_logprobs``), where
+  the engine reports them (vLLM does; transformers ``generate`` does when it samples, from
+  :class:`~gpgrl.rollout.sampling.ExactSampler`'s draw; greedy decoding gives None);
 * after every optimizer step the trainer calls :meth:`RolloutEngine.update_weights`, and around the
   update :meth:`RolloutEngine.sleep` / :meth:`RolloutEngine.wake_up` (engines that hold their own copy
   of the weights free their memory there; the in-process engine has nothing to do).
@@ -377,8 +379,9 @@ class HFGenerateEngine(RolloutEngine):
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
-        chunks = []
+        chunks, logps = [], []
         sampling = generate_sampling_kwargs(params)
+        sampler = sampling["logits_processor"][0] if "logits_processor" in sampling else None  # None: greedy
         try:
             for start in range(0, len(rows), step):
                 part = rows[start : start + step]
@@ -400,10 +403,14 @@ class HFGenerateEngine(RolloutEngine):
                                           suppress_tokens=self.suppress or None, **extra,
                                           stopping_criteria=[watch] if params.stop or self.on_step else None)
                 chunks.append(out[:, ids.shape[1] :].cpu())
+                if sampler is not None:  # [rows, steps]: column t is the log-prob new token t was drawn with
+                    logps.append(sampler.take_logprobs().cpu())
         finally:
             self.model.train(was_training)
         completions = [row.tolist() for chunk in chunks for row in chunk]
-        return assemble(rows, completions, self.tokenizer, self.pad_id, self.eos_ids, stop=params.stop)
+        sampled = None if sampler is None else [row[: len(c)].tolist() for chunk, lp in zip(chunks, logps, strict=True)
+                                                for c, row in zip(chunk, lp, strict=True)]
+        return assemble(rows, completions, self.tokenizer, self.pad_id, self.eos_ids, logps=sampled, stop=params.stop)
 
     def _shared_prompt_cache(self, part: Sequence[Prompt], num_samples: int, device: torch.device) -> Any:
         """A ``DynamicCache`` of each group's prompt but its last token, run once per group and repeated

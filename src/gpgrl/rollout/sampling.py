@@ -38,6 +38,7 @@ def sample_tokens(
     *,
     uniform: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    logprobs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One token per row of ``logits`` [B, V] from ``softmax(logits / temperature)``; returns [B] ids.
 
@@ -46,11 +47,18 @@ def sample_tokens(
     and vLLM's warpers do, in that order. ``-inf`` logits (suppressed tokens) are never drawn.
     ``uniform`` [B, 1] in [0, 1) replaces the random draw (for tests); otherwise ``torch.rand`` with
     ``generator`` (default: the global one, so ``torch.manual_seed`` makes runs repeatable).
+    ``logprobs`` [B] float32, if given, receives each drawn token's log-prob under the distribution it
+    was drawn from (after temperature and top-k / top-p, renormalised: vLLM's ``processed_logprobs``),
+    from the probabilities the draw already made.
 
     **Overwrites** ``logits`` (float32/64) in place: pass a copy you do not need any more.
 
     >>> sample_tokens(torch.tensor([[2.0, 1.0, 0.0]]), 1.0, top_k=1, uniform=torch.tensor([[0.9]])).tolist()
     [0]
+    >>> lp = torch.empty(1)   # probabilities (1/2, 1/4, 1/4); top-k 2 keeps (2/3, 1/3); u = 0.9 draws the second
+    >>> sample_tokens(torch.log(torch.tensor([[2.0, 1.0, 1.0]])), 1.0, top_k=2, uniform=torch.tensor([[0.9]]),
+    ...               logprobs=lp).tolist(), round(lp.item(), 4)   # log(1/3)
+    ([1], -1.0986)
     """
     if temperature <= 0:
         raise ValueError(f"sample_tokens needs temperature > 0 (greedy is argmax), got {temperature}")
@@ -73,6 +81,9 @@ def sample_tokens(
     u = torch.rand((B, 1), dtype=torch.float64, device=probs.device, generator=generator) if uniform is None \
         else uniform.to(device=probs.device, dtype=torch.float64)
     choice = _inverse_cdf(probs, u)
+    if logprobs is not None:  # log(p_choice / sum p): the kept probabilities renormalised
+        picked = probs.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
+        logprobs.copy_((picked.log() - probs.sum(-1).log()).float())
     if index is not None:
         choice = index.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
     return choice
@@ -138,9 +149,19 @@ class ExactSampler(LogitsProcessor):
         if temperature <= 0:
             raise ValueError(f"ExactSampler needs temperature > 0, got {temperature}; greedy needs no sampler")
         self.temperature, self.top_k, self.top_p, self.generator = temperature, top_k, top_p, generator
+        self._logprobs: list[torch.Tensor] = []
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         work = scores if scores.dtype in (torch.float32, torch.float64) else scores.float()
-        tokens = sample_tokens(work, self.temperature, self.top_k, self.top_p, generator=self.generator)
+        logprobs = torch.empty(scores.shape[0], dtype=torch.float32, device=scores.device)
+        tokens = sample_tokens(work, self.temperature, self.top_k, self.top_p, generator=self.generator,
+                               logprobs=logprobs)
+        self._logprobs.append(logprobs)  # [B]: one float per row and step, never the [B, V] distribution
         scores.fill_(float("-inf"))
         return scores.scatter_(-1, tokens.unsqueeze(-1), 0.0)
+
+    def take_logprobs(self) -> torch.Tensor:
+        """The sampling log-probs [B, steps] of the tokens drawn since the last call (one column per
+        ``generate`` step: column t is the t-th new token's), and forget them."""
+        steps, self._logprobs = self._logprobs, []
+        return torch.stack(steps, dim=1) if steps else torch.empty(0, 0)

@@ -5,6 +5,7 @@ Pure bookkeeping (numbers in, a flat dict of namespaced metrics out), so that th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -43,8 +44,7 @@ class LossMeter:
 
     ``loss/total`` and ``loss/policy`` are sums (each piece's loss is already its share of the global loss),
     averaged over the iterations; every other metric of :func:`gpgrl.algorithms.policy_loss` (``kl``,
-    ``clip_frac_*``, ...), ``loss/entropy`` and the importance-sampling ``is/*`` are averaged over the global
-    batch's tokens.
+    ``clip_frac_*``, ...) and ``loss/entropy`` are averaged over the global batch's tokens.
 
     >>> meter = LossMeter()
     >>> meter.add(torch.tensor(0.5), {"num_tokens": 3.0, "pg_loss": 0.5, "kl": 0.1}, entropy_sum=3.0)
@@ -57,16 +57,15 @@ class LossMeter:
         self.sums: dict[str, float] = {}
         self.token_sums: dict[str, float] = {}  # token-weighted sums
 
-    def add(self, loss: torch.Tensor, metrics: dict[str, float], *, entropy_sum: float,
-            extra: dict[str, float] | None = None) -> None:
-        """One micro-batch: its loss, :func:`policy_loss`'s ``metrics`` (``num_tokens`` = this piece's), the
-        sum of its tokens' entropies and ``extra`` per-token means (``is/*``)."""
+    def add(self, loss: torch.Tensor, metrics: dict[str, float], *, entropy_sum: float) -> None:
+        """One micro-batch: its loss, :func:`policy_loss`'s ``metrics`` (``num_tokens`` = this piece's) and the
+        sum of its tokens' entropies."""
         m = dict(metrics)
         tokens = m.pop("num_tokens")
         self.sums["loss/total"] = self.sums.get("loss/total", 0.0) + float(loss.detach())
         self.sums["loss/policy"] = self.sums.get("loss/policy", 0.0) + m.pop("pg_loss")
         m["entropy"] = entropy_sum / max(tokens, 1.0)
-        for key, value in {**{f"loss/{k}": v for k, v in m.items()}, **(extra or {})}.items():
+        for key, value in {f"loss/{k}": v for k, v in m.items()}.items():
             self.token_sums[key] = self.token_sums.get(key, 0.0) + value * tokens
 
     def result(self, reduce_sum: Callable[[torch.Tensor], torch.Tensor], *, num_tokens: int, iterations: int,
@@ -80,6 +79,41 @@ class LossMeter:
         out = {k: total[k] / iterations for k in self.sums}
         out.update({k: total[k] / max(num_tokens * iterations, 1) for k in self.token_sums})
         return out
+
+
+class ImportanceMeter:
+    """One step's importance-sampling statistics (:func:`gpgrl.algorithms.importance.importance_weights`),
+    combined over its micro-batches and then over processes, as ``is/*`` metrics of the global batch.
+
+    Sums add up and extremes take the max or min (:data:`~gpgrl.algorithms.importance.STAT_REDUCTIONS`),
+    so a max over 8 processes is the max of the 8 batches, not a mean of their maxima.
+
+    >>> meter = ImportanceMeter()
+    >>> meter.add({"tokens": 2.0, "gap_tokens": 2.0, "gap_sum": 0.2, "gap_max": 0.15, "ratio_sum": 2.0,
+    ...            "ratio_sq_sum": 2.02, "ratio_min": 0.9, "ratio_max": 1.1, "weight_sum": 2.0, "capped": 0.0,
+    ...            "masked": 0.0, "outside": 0.0})
+    >>> two = lambda t: torch.stack([t, t * torch.tensor([2.0] * 12)])   # a second process: every value doubled
+    >>> m = meter.result(two)
+    >>> round(m["is/logp_diff_abs"], 6), m["is/logp_gap_max"], m["is/ratio_max"], m["is/ratio_min"]
+    (0.1, 0.3, 2.2, 0.9)
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[dict[str, float]] = []
+
+    def add(self, stats: dict[str, float]) -> None:
+        self.parts.append(stats)
+
+    def result(self, gather: Callable[[torch.Tensor], torch.Tensor], device: torch.device | str = "cpu") -> dict[str, float]:
+        """The ``is/*`` metrics over every process: ``gather`` stacks a [K] tensor of each process into
+        [processes, K] or concatenates it into [processes * K] (``accelerator.gather``)."""
+        from gpgrl.algorithms.importance import STAT_REDUCTIONS, combine_stats, importance_metrics
+
+        keys = list(STAT_REDUCTIONS)  # the same order on every process
+        neutral = {"sum": 0.0, "max": -math.inf, "min": math.inf}
+        local = combine_stats([{k: neutral[STAT_REDUCTIONS[k]] for k in keys}, *self.parts])
+        rows = gather(torch.tensor([local[k] for k in keys], dtype=torch.float64, device=device)).reshape(-1, len(keys))
+        return importance_metrics(combine_stats([dict(zip(keys, row.tolist())) for row in rows]))
 
 
 def perf_metrics(rollout_seconds: float, reward_seconds: dict[str, float], step_seconds: float,

@@ -8,7 +8,9 @@ One step, as data (B = prompts_per_step x G answers over all processes)::
     -> threshold resampling (algorithms.resampling): draw more until the global share of groups
        with a signal >= threshold, keep P_local groups
     -> gather rewards over processes -> group_advantages       A [B] (alpha and degenerate groups: global)
-    -> per micro-batch: log-probs -> policy_loss(num_tokens = global completion tokens) -> backward
+    -> per micro-batch: log-probs (and, where the engine reported its own, the trainer's log-probs of the
+       engine's sampled distribution -> importance weights and is/ metrics, algorithms.importance)
+       -> policy_loss(num_tokens = global completion tokens) -> backward
     -> clip grad norm -> optimizer step -> engine.update_weights
        (skipped when no group carries a signal or the gradient is not finite)
 
@@ -44,12 +46,12 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from gpgrl.algorithms import AlgorithmConfig, group_advantages, policy_loss
-from gpgrl.algorithms.importance import truncated_is_weights
+from gpgrl.algorithms.importance import importance_weights
 from gpgrl.algorithms.resampling import gathered_alpha
 from gpgrl.config import Config, prompt_budget, to_yaml, total_steps
 from gpgrl.data.datasets import check_columns
 from gpgrl.data.prompts import PromptBuilder
-from gpgrl.models.logprobs import completion_logprobs
+from gpgrl.models.logprobs import Sampling, completion_logprobs
 from gpgrl.models.vision import is_vision_model
 from gpgrl.parallel import gathered_for_generation
 from gpgrl.rewards.scoring import RewardFunction, as_reward_functions
@@ -61,7 +63,7 @@ from gpgrl.train.build import make_accelerator, make_optimizer, make_scheduler
 from gpgrl.train.errors import TrainingError, TrainingInterrupted
 from gpgrl.train.interrupt import GracefulStop
 from gpgrl.train.logging import MetricsLogger
-from gpgrl.train.metrics import LossMeter, perf_metrics, rollout_metrics, slow_reward
+from gpgrl.train.metrics import ImportanceMeter, LossMeter, perf_metrics, rollout_metrics, slow_reward
 from gpgrl.train.rollouts import Rollouts
 
 __all__ = ["Trainer", "TrainingError", "TrainingInterrupted"]
@@ -88,6 +90,9 @@ class Trainer:
                  accelerator: Accelerator | None = None, engine: RolloutEngine | None = None):
         self.cfg = cfg  # read, never changed: what the run resolves from it is kept here
         self.algo = cfg.algo
+        # the importance correction ("auto" resolved by the engine) and the distribution the engine samples from
+        self.importance_mode, self.importance_cap = cfg.rollout.importance()
+        self.sampling = Sampling(cfg.rollout.temperature, cfg.rollout.top_k, cfg.rollout.top_p)
         self.acc = accelerator or make_accelerator(cfg)
         set_seed(cfg.train.seed)
         self.output_dir = Path(cfg.train.output_dir)
@@ -179,6 +184,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self._scheduler_step()
             metrics.update({"optim/skipped": 1.0, "optim/lr": self.scheduler.get_last_lr()[0]})
+            metrics.update(self._importance_metrics_only(batch))  # the gap is measured on every step
         else:
             self.engine.sleep()
             metrics.update(self._update(batch, adv, num_tokens, int(global_r.numel()), self._step_algo(stats["alpha"])))
@@ -217,20 +223,47 @@ class Trainer:
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
             self.scheduler.step()
 
-    def _logp(self, model: torch.nn.Module, batch: RolloutBatch, sl: slice, with_entropy: bool):
+    def _logp(self, model: torch.nn.Module, batch: RolloutBatch, sl: slice, with_entropy: bool,
+              sampling: Sampling | None = None):
+        """The loss's log-probs (and entropy) of ``batch[sl]``; with ``sampling``, also the engine's sampled
+        distribution's log-probs of the same tokens, from the same forward pass (see ``completion_logprobs``)."""
         return completion_logprobs(model, batch.prompt_ids[sl], batch.prompt_mask[sl], batch.completion_ids[sl],
                                    batch.completion_mask[sl], with_entropy=with_entropy,
                                    model_inputs=batch.model_inputs_for(sl), use_position_ids=not self._vision,
                                    share_prompts=True,  # a group's prompt runs once (where exact; see the function)
                                    # the distribution sampled from, or the untempered one (open-rs's pinned TRL)
-                                   temperature=self.cfg.rollout.temperature if self.algo.tempered_logprobs else 1.0)
+                                   temperature=self.cfg.rollout.temperature if self.algo.tempered_logprobs else 1.0,
+                                   sampling=sampling)
+
+    def _importance(self, proc_logp: torch.Tensor, batch: RolloutBatch, sl: slice) -> tuple[torch.Tensor, dict]:
+        """Importance weights [n, T] of ``batch[sl]`` and their statistics: the trainer's log-probs of the
+        engine's sampled distribution (``proc_logp``) against the engine's own."""
+        return importance_weights(proc_logp, batch.sampling_logprobs[sl], batch.completion_mask[sl],
+                                  mode=self.importance_mode, cap=self.importance_cap)
+
+    def _importance_metrics_only(self, batch: RolloutBatch) -> dict[str, float]:
+        """``is/*`` of a step that runs no update: a no-grad forward pass for them alone, only when the engine
+        reported its sampling log-probs (every process takes this branch together: the rewards are global)."""
+        if batch.sampling_logprobs is None:
+            return {}
+        meter, mbs = ImportanceMeter(), self.cfg.train.micro_batch_size
+        with torch.no_grad():
+            for i in range(0, len(batch), mbs):
+                sl = slice(i, min(i + mbs, len(batch)))
+                meter.add(self._importance(self._logp(self.model, batch, sl, False, self.sampling)[2], batch, sl)[1])
+        return meter.result(self.acc.gather, device=self.acc.device)
 
     def _update(self, batch: RolloutBatch, adv: torch.Tensor, num_tokens: int, num_sequences: int,
                 algo: AlgorithmConfig | None = None) -> dict[str, float]:
         """Micro-batched forward/backward of the preset's loss, then one optimizer step per iteration.
 
         Whatever :func:`policy_loss` reports is logged under ``loss/`` (:class:`~gpgrl.train.metrics.LossMeter`:
-        per-token metrics such as ``kl``, ``clip_frac_*``, ``is/*`` averaged over the global batch's tokens).
+        per-token metrics such as ``kl``, ``clip_frac_*`` averaged over the global batch's tokens). Where the
+        engine reported its sampling log-probs, the first iteration's forward pass also gives the trainer's
+        log-probs of the same distribution: the importance weights (kept for later iterations, as they
+        correct the sampling policy, which the PPO ratio of iterations > 1 does not) multiply each token's
+        advantage unless the correction is off, and their statistics are logged under ``is/``
+        (:class:`~gpgrl.train.metrics.ImportanceMeter`).
         """
         world, mbs = self.acc.num_processes, self.cfg.train.micro_batch_size
         slices = [slice(i, min(i + mbs, len(batch))) for i in range(0, len(batch), mbs)]
@@ -239,30 +272,35 @@ class Trainer:
                 else [None] * len(slices)  # off-policy reuse: freeze the sampling policy's log-probs
             ref = [self._logp(self.ref_model, batch, sl, False)[0] for sl in slices] if self.ref_model is not None \
                 else [None] * len(slices)
-        cap = self.cfg.rollout.importance_cap
-        meter, grad_norm, skipped = LossMeter(), float("nan"), 0.0
-        for _ in range(self.algo.num_iterations):
+        sampling = self.sampling if batch.sampling_logprobs is not None else None
+        weights: list[torch.Tensor | None] = [None] * len(slices)
+        meter, is_meter, grad_norm, skipped = LossMeter(), ImportanceMeter(), float("nan"), 0.0
+        for it in range(self.algo.num_iterations):
             for k, sl in enumerate(slices):
                 sync = contextlib.nullcontext() if k == len(slices) - 1 else self.acc.no_sync(self.model)
                 with sync:
-                    logp, entropy = self._logp(self.model, batch, sl, with_entropy=True)
+                    logp, entropy, *proc = self._logp(self.model, batch, sl, with_entropy=True,
+                                                      sampling=sampling if it == 0 else None)
                     mask = batch.completion_mask[sl]
+                    if proc:  # the trainer's log-probs of the engine's sampled distribution, no gradient
+                        weights[k], stats = self._importance(proc[0], batch, sl)
+                        is_meter.add(stats)
                     a = adv[sl]
-                    extra: dict[str, float] = {}
-                    if cap is not None and batch.sampling_logprobs is not None:
-                        w, extra = truncated_is_weights(logp, batch.sampling_logprobs[sl], mask, cap=cap)
-                        a = a.unsqueeze(1) * w  # [n, T]: the token's advantage times its importance weight
+                    if weights[k] is not None and self.importance_mode != "off":
+                        a = a.unsqueeze(1) * weights[k]  # [n, T]: the token's advantage times its importance weight
                     loss, m = policy_loss(logp, mask, a, preset=algo or self.algo, num_tokens=num_tokens,
                                           num_sequences=num_sequences, loss_constant=self.cfg.rollout.max_completion_length,
                                           old_logp=old[k], ref_logp=ref[k])
                     # DDP averages gradients over processes; each piece is already a share of the global
                     # loss, so multiply by the world size to sum them instead.
                     self.acc.backward(loss * world)
-                meter.add(loss, m, entropy_sum=float((entropy * mask).sum()), extra=extra)
+                meter.add(loss, m, entropy_sum=float((entropy * mask).sum()))
             grad_norm, skipped = self._optimizer_step(skipped)
         self._scheduler_step()
         out = meter.result(lambda t: self.acc.reduce(t, reduction="sum"), num_tokens=num_tokens,
                            iterations=self.algo.num_iterations, device=self.acc.device)
+        if sampling is not None:
+            out.update(is_meter.result(self.acc.gather, device=self.acc.device))
         out.update({"optim/grad_norm": grad_norm, "optim/lr": self.scheduler.get_last_lr()[0], "optim/skipped": skipped})
         if skipped:
             self._warn_once("nan", "a step had a non-finite loss or gradient and was skipped (optim/skipped)")
