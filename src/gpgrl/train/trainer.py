@@ -231,7 +231,7 @@ class Trainer:
                                    batch.completion_mask[sl], with_entropy=with_entropy,
                                    model_inputs=batch.model_inputs_for(sl), use_position_ids=not self._vision,
                                    share_prompts=True,  # a group's prompt runs once (where exact; see the function)
-                                   # the distribution sampled from, or the untempered one (open-rs's pinned TRL)
+                                   # the distribution sampled from, or the untempered one (TRL before its 04f6597; a preset's choice)
                                    temperature=self.cfg.rollout.temperature if self.algo.tempered_logprobs else 1.0,
                                    sampling=sampling)
 
