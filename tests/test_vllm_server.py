@@ -19,11 +19,16 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -740,3 +745,23 @@ def test_training_through_the_server_engine_with_importance_weights(server, tmp_
         assert 0 < m["is/weight_mean"] <= 2.0 and m["is/logp_diff_abs"] < 1e-3  # one model: almost no mismatch
     for (name, p), (_, q) in zip(model.named_parameters(), server.model.named_parameters()):
         assert torch.equal(p, q), name  # synced after every step
+
+
+@pytest.mark.distributed
+@pytest.mark.skipif(shutil.which("accelerate") is None and not Path(sys.executable).with_name("accelerate").exists(),
+                    reason="accelerate launcher not installed")
+def test_two_real_processes_wait_for_the_main_process_sync(tmp_path):
+    """dist_vllm_server.py under `accelerate launch` (gloo): the status collective on a real Accelerator."""
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), str(here.parent / "src")]), "OMP_NUM_THREADS": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                           "--main_process_port", "29523", str(here / "dist_vllm_server.py"), str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    main, other = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
+    assert main["world"] == 2 and main["new"] == other["new"]
+    assert main["served"] == [main["new"]]  # process 1's completion: the whole new weights
+    assert "answered POST /update_weights with HTTP 500" in main["error"]
+    assert "the main process's weight sync with vllm_server" in other["error"]
