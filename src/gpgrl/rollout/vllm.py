@@ -695,7 +695,7 @@ class VLLMServerEngine(RolloutEngine):
                     self._call("resume", {}, deadline=Deadline(self.sync_timeout, SYNC_SETTING))
             elif paused:
                 raise EngineError(f"{e} (vllm_server {self.base_url} is left paused: its weights may be half-updated; "
-                                  "restart `vllm serve`, then the run with --resume)") from None
+                                  "restart `vllm serve`, then the run with --resume)") from e
             raise
         if paused:
             self._call("resume", {}, deadline=deadline)
