@@ -4,11 +4,7 @@ The stand-ins refuse what real vLLM refuses and misbehave where real vLLM does w
 something; the payloads themselves are checked against real vLLM releases' code in
 ``tests/vllm_contract`` (``pytest -m vllm_contract``):
 
-* the server engine against a stand-in HTTP server on 127.0.0.1, backed by a tiny transformers model, with
-  a loopback in place of NCCL for the tensors. Like ``vllm serve``, it fills sampling fields a request
-  omits from the model's generation config, refuses sampling settings and ``update_info`` keys vLLM
-  refuses, serves prompts it has seen from a prefix cache until ``/reset_prefix_cache``, and (as vLLM
-  0.17) can answer 404 on the start/finish routes;
+* the server engine: ``tests/test_vllm_server.py`` (it shares this module's sampling helpers);
 * the colocated engine against a stand-in ``vllm.LLM`` that needs the launcher's ``RANK`` / ``LOCAL_RANK``,
   validates sampling settings, counts one image placeholder per image, and loads weights through
   ``apply_model``.
@@ -19,11 +15,7 @@ Tests against real vLLM on a GPU are marked ``gpu`` (and ``benchmarks/gpu_smoke.
 from __future__ import annotations
 
 import copy
-import json
 import os
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
@@ -32,7 +24,7 @@ import torch
 from gpgrl.models.logprobs import completion_logprobs
 from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
 from gpgrl.rollout.engine import SamplingParams, left_pad
-from gpgrl.rollout.vllm import EngineError, VLLMColocatedEngine, VLLMServerEngine, vllm_named_parameters
+from gpgrl.rollout.vllm import EngineError, VLLMColocatedEngine, vllm_named_parameters
 
 TOK = build_char_tokenizer()
 EOS = TOK.eos_token_id
@@ -57,21 +49,6 @@ def sample(model, ids: list[int], n: int, max_tokens: int, temperature: float, s
     return out
 
 
-class Loopback:
-    """The weight data plane in the tests: tensors handed over in order (NCCL's place on GPUs)."""
-
-    def __init__(self):
-        self.inits, self.box = [], []
-        self.ready = threading.Event()
-
-    def init(self, master_address, master_port, world_size):
-        self.inits.append((master_address, master_port, world_size))
-
-    def send(self, tensors):
-        self.box = [(n, t.detach().clone()) for n, t in tensors]
-        self.ready.set()
-
-
 def check_sampling(n, temperature, top_p, top_k):
     """What vLLM's SamplingParams refuses (vllm/sampling_params.py, 0.17-0.34)."""
     if not 0 <= temperature <= 2:
@@ -82,318 +59,11 @@ def check_sampling(n, temperature, top_p, top_k):
         raise ValueError("bad top_p / top_k")
 
 
-SERVER_SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty",
-                        "frequency_penalty")
-UPDATE_INFO_KEYS = {"names", "dtype_names", "shapes"}  # vLLM 0.28+: anything else is "Invalid update_info"
-
-
-class StandInServer:
-    """`vllm serve` as far as the engine can tell: its routes, a tiny model behind them."""
-
-    def __init__(self, model, transport: Loopback, max_model_len=64, four_phase=True,
-                 generation_config=None):
-        self.model, self.transport, self.max_model_len = model.eval(), transport, max_model_len
-        self.four_phase = four_phase
-        # a Qwen2.5 instruct checkpoint's generation_config: what the server fills into omitted fields
-        self.generation_config = generation_config or {"repetition_penalty": 1.05, "temperature": 0.7,
-                                                       "top_p": 0.8, "top_k": 20}
-        self.calls: list[tuple[str, dict]] = []
-        self.sampled_with: list[dict] = []
-        self.prefix_cache: dict[tuple, torch.nn.Module] = {}  # prompt -> the weights its cached KV came from
-        self.hang = False
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _reply(self, payload, code=200):
-                data = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                server.calls.append((self.path, {}))
-                if self.path == "/v1/models":
-                    return self._reply({"data": [{"id": "tiny", "max_model_len": server.max_model_len}]})
-                if self.path == "/get_world_size":
-                    return self._reply({"world_size": 1})
-                self._reply({"detail": "Not Found"}, 404)
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                server.calls.append((self.path, body))
-                if server.hang:
-                    time.sleep(60)
-                try:
-                    return self._reply(server.route(self.path, body))
-                except LookupError:
-                    return self._reply({"detail": "Not Found"}, 404)
-                except ValueError as e:
-                    return self._reply({"detail": str(e)}, 400)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def route(self, path, body):
-        if path == "/v1/completions":
-            return self.complete(body)
-        if path == "/update_weights":
-            info = body["update_info"]
-            if set(info) - UPDATE_INFO_KEYS:
-                raise ValueError(f"Invalid update_info: unexpected {sorted(set(info) - UPDATE_INFO_KEYS)}")
-            self.transport.ready.wait(30)  # the workers receive while this call is open
-            assert [n for n, _ in self.transport.box] == info["names"], "tensors not in the announced order"
-            state = dict(self.model.named_parameters())
-            with torch.no_grad():
-                for name, tensor in self.transport.box:
-                    state[name].copy_(tensor)
-            self.transport.ready.clear()
-            return {"message": "Weights updated"}
-        if path == "/init_weight_transfer_engine":
-            if set(body["init_info"]) != {"master_address", "master_port", "rank_offset", "world_size"}:
-                raise ValueError(f"Invalid init_info: {sorted(body['init_info'])}")
-            return {"message": "ok"}
-        if path in ("/start_weight_update", "/finish_weight_update") and self.four_phase:
-            return {"message": "ok"}
-        if path == "/reset_prefix_cache":
-            self.prefix_cache.clear()
-            return {}
-        raise LookupError(path)
-
-    def complete(self, body):
-        settings = {k: body.get(k, self.generation_config.get(k)) for k in SERVER_SAMPLING_KEYS}
-        check_sampling(body["n"], settings["temperature"], settings["top_p"], settings["top_k"])
-        self.sampled_with.append(settings)
-        choices = []
-        for p, ids in enumerate(body["prompt"]):
-            weights = self.prefix_cache.setdefault(tuple(ids), copy.deepcopy(self.model))  # KV of these weights
-            for j, (tokens, logps) in enumerate(sample(weights, ids, body["n"], body["max_tokens"],
-                                                       settings["temperature"], seed=17 * p)):
-                choices.append({"index": p * body["n"] + j, "token_ids": tokens,
-                                "logprobs": {"token_logprobs": logps},
-                                "finish_reason": "stop" if tokens[-1] == EOS else "length"})
-        return {"choices": choices[::-1]}  # any order: the engine sorts by index
-
-    def close(self):
-        self.httpd.shutdown()
-
-
-@pytest.fixture
-def server():
-    transport = Loopback()
-    s = StandInServer(build_tiny_model(TOK, seed=5), transport)
-    yield s
-    s.close()
-
-
-def test_server_groups_logprobs_and_eos(server):
-    engine = VLLMServerEngine(server.url, TOK, timeout=60, transport=server.transport)
-    assert (engine.model_name, engine.max_model_len) == ("tiny", 64)
-    prompts = [TOK("12+3=")["input_ids"], TOK("4+5=")["input_ids"]]
-    batch = engine.generate(prompts, SamplingParams(max_new_tokens=6, temperature=1.0), num_samples=3)
-    assert len(batch) == 6
-    for g, ids in enumerate(prompts):  # rows g*3..g*3+2 are prompt g's
-        for row in range(3 * g, 3 * g + 3):
-            assert batch.prompt_ids[row][batch.prompt_mask[row].bool()].tolist() == ids
-    # the server's log-probs are the model's own at temperature 1: what the trainer recomputes
-    with torch.no_grad():
-        mine, _ = completion_logprobs(server.model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
-                                      batch.completion_mask)
-    mask = batch.completion_mask.bool()
-    torch.testing.assert_close(batch.sampling_logprobs[mask], mine[mask], atol=1e-4, rtol=1e-4)
-    for row in range(6):  # an answer ends at its first EOS or is truncated at the budget
-        n = int(batch.completion_mask[row].sum())
-        ended = batch.completion_ids[row, n - 1].item() == EOS
-        assert ended != bool(batch.truncated[row]) and (ended or n == 6)
-    body = next(b for path, b in server.calls if path == "/v1/completions")
-    assert body["n"] == 3 and body["return_token_ids"] and body["logprobs"] == 0 and body["top_k"] == -1
-
-
-def test_a_prompt_over_the_context_is_refused_before_sending(server):
-    engine = VLLMServerEngine(server.url, TOK, timeout=60, transport=server.transport)
-    with pytest.raises(EngineError, match=r"a prompt of 70 tokens does not fit vllm_server .* context of 64 tokens"):
-        engine.generate([[5] * 70], SamplingParams(max_new_tokens=4), num_samples=2)
-    assert not any(path == "/v1/completions" for path, _ in server.calls)
-
-
-def test_a_server_that_stops_answering_is_an_error_within_the_timeout(server):
-    engine = VLLMServerEngine(server.url, TOK, timeout=1.0, transport=server.transport)
-    server.hang = True
-    start = time.monotonic()
-    with pytest.raises(EngineError, match=r"did not answer POST /v1/completions within 1 s"):
-        engine.generate([TOK("1+1=")["input_ids"]], SamplingParams(max_new_tokens=4), num_samples=2)
-    assert time.monotonic() - start < 30.0  # the timeout, not the server's 60 s
-
-
 def _step(model):
     """An optimizer step's worth of change: every parameter moves."""
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
-
-
-def test_server_weights_equal_the_trainers_after_a_sync(server):
-    trainer_model = build_tiny_model(TOK, seed=0)
-    engine = VLLMServerEngine(server.url, TOK, timeout=60, transport=server.transport)
-    _step(trainer_model)
-    engine.update_weights(trainer_model)
-    engine.update_weights(trainer_model)  # a second sync reuses the transfer group
-    for (name, p), (_, q) in zip(trainer_model.named_parameters(), server.model.named_parameters()):
-        assert torch.equal(p, q), name
-    routes = [path for path, _ in server.calls if path != "/v1/models"]
-    sync = ["/start_weight_update", "/update_weights", "/finish_weight_update", "/reset_prefix_cache"]
-    assert routes == ["/get_world_size", "/init_weight_transfer_engine", *sync, *sync]
-    assert server.transport.inits == [("127.0.0.1", 51216, 2)]  # the trainer and the server's one worker
-    init = next(b for path, b in server.calls if path == "/init_weight_transfer_engine")["init_info"]
-    assert init["rank_offset"] == 1 and init["world_size"] == 2
-    info = next(b for path, b in server.calls if path == "/update_weights")["update_info"]
-    assert set(info) == {"names", "dtype_names", "shapes"}  # finding 4: "packed" is refused from vLLM 0.28 on
-    named = dict(trainer_model.named_parameters())
-    assert info["dtype_names"][0] == "float32" and info["shapes"][0] == list(named[info["names"][0]].shape)
-
-
-def test_a_server_without_the_start_and_finish_routes_gets_the_two_phase_sync():
-    """vLLM 0.17 has no /start_weight_update or /finish_weight_update: they answer 404 there."""
-    transport = Loopback()
-    old = StandInServer(build_tiny_model(TOK, seed=5), transport, four_phase=False)
-    try:
-        trainer_model = build_tiny_model(TOK, seed=0)
-        engine = VLLMServerEngine(old.url, TOK, timeout=60, transport=transport)
-        engine.update_weights(trainer_model)
-        engine.update_weights(trainer_model)
-        for (name, p), (_, q) in zip(trainer_model.named_parameters(), old.model.named_parameters()):
-            assert torch.equal(p, q), name
-        routes = [path for path, _ in old.calls if path != "/v1/models"]
-        assert routes == ["/get_world_size", "/init_weight_transfer_engine", "/start_weight_update", "/update_weights",
-                          "/reset_prefix_cache", "/update_weights", "/reset_prefix_cache"]  # asked once, then not
-    finally:
-        old.close()
-
-
-def test_after_a_sync_prompts_seen_before_are_served_with_the_new_weights(server):
-    """Finding 6: without /reset_prefix_cache the server reuses KV computed with the old weights."""
-    engine = VLLMServerEngine(server.url, TOK, timeout=60, transport=server.transport)
-    prompt = [TOK("12+3=")["input_ids"]]
-    engine.generate(prompt, SamplingParams(max_new_tokens=4), num_samples=2)  # cached with the old weights
-    trainer_model = build_tiny_model(TOK, seed=0)
-    _step(trainer_model)
-    engine.update_weights(trainer_model)
-    batch = engine.generate(prompt, SamplingParams(max_new_tokens=4), num_samples=2)
-    with torch.no_grad():
-        mine, _ = completion_logprobs(trainer_model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
-                                      batch.completion_mask)
-    mask = batch.completion_mask.bool()
-    torch.testing.assert_close(batch.sampling_logprobs[mask], mine[mask], atol=1e-4, rtol=1e-4)
-
-
-def test_every_sampling_field_is_sent_so_the_servers_generation_config_cannot_fill_it(server):
-    """Finding 7: omitted fields are filled from the model's generation_config (repetition_penalty 1.05)."""
-    engine = VLLMServerEngine(server.url, TOK, timeout=60, transport=server.transport)
-    engine.generate([TOK("1+2=")["input_ids"]], SamplingParams(max_new_tokens=4, temperature=0.9, top_k=50),
-                    num_samples=2)
-    assert server.sampled_with == [{"temperature": 0.9, "top_p": 1.0, "top_k": 50, "min_p": 0.0,
-                                    "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}]
-    with pytest.raises(EngineError, match="greedy decoding"):  # refused before the server would
-        engine.generate([TOK("1+2=")["input_ids"]], SamplingParams(max_new_tokens=4, temperature=0.0), num_samples=2)
-
-
-class StuckTransport(Loopback):
-    """A data plane whose peer never comes: the rendezvous or the broadcast blocks for good."""
-
-    def __init__(self, where):
-        super().__init__()
-        self.where = where
-
-    def init(self, *args):
-        if self.where == "init":
-            threading.Event().wait()
-        super().init(*args)
-
-    def send(self, tensors):
-        if self.where == "send":
-            threading.Event().wait()
-        super().send(tensors)
-
-
-@pytest.mark.parametrize("where, message", [("init", "NCCL rendezvous with vllm_server .* did not finish within 2 s"),
-                                            ("send", "weight transfer of .* tensors did not finish within 2 s")])
-def test_a_weight_sync_that_never_completes_is_an_error_not_a_hang(server, where, message):
-    """Finding 8: NCCL calls have no timeout of their own; the engine bounds them."""
-    transport = StuckTransport(where)
-    server.transport = transport
-    engine = VLLMServerEngine(server.url, TOK, timeout=2.0, transport=transport)
-    start = time.monotonic()
-    with pytest.raises(EngineError, match=message):
-        engine.update_weights(build_tiny_model(TOK, seed=0))
-    assert time.monotonic() - start < 45  # 2 s per wait (the server holds /update_weights open for 30 s)
-
-
-def test_trainer_endpoint_follows_the_vllm_version(monkeypatch):
-    """Finding 5: from vLLM 0.28 the trainer's rendezvous lives in nccl_common; before, in NCCLWeightTransferEngine."""
-    import sys
-    import types
-
-    from gpgrl.rollout.vllm import trainer_endpoint
-
-    def fake(modules):
-        for name in ("vllm", "vllm.distributed", "vllm.distributed.weight_transfer",
-                     "vllm.distributed.weight_transfer.nccl_common", "vllm.distributed.weight_transfer.nccl_engine"):
-            monkeypatch.setitem(sys.modules, name, modules.get(name, None))
-
-    new = types.SimpleNamespace(stateless_init_process_group=lambda *a: "0.28+")
-    old_engine = types.SimpleNamespace(_stateless_init_process_group=lambda *a: "0.17-0.27")
-    fake({"vllm.distributed.weight_transfer.nccl_common": new,
-          "vllm.distributed.weight_transfer.nccl_engine": types.SimpleNamespace(NCCLWeightTransferEngine=object)})
-    assert trainer_endpoint()() == "0.28+"
-    fake({"vllm.distributed.weight_transfer.nccl_engine": types.SimpleNamespace(NCCLWeightTransferEngine=old_engine)})
-    assert trainer_endpoint()() == "0.17-0.27"
-    fake({})
-    with pytest.raises(ImportError, match=r"vLLM >=0.17,<0.35"):
-        trainer_endpoint()
-
-
-def test_lora_weights_are_merged_and_sent_under_the_base_names(server):
-    peft = pytest.importorskip("peft")
-    base = build_tiny_model(TOK, seed=0)
-    lora = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    with torch.no_grad():  # a trained adapter (B starts at 0, which would merge to no change)
-        for name, p in lora.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.1)
-    engine = VLLMServerEngine(server.url, TOK, timeout=60, transport=server.transport)
-    engine.update_weights(lora)
-    merged = lora.merge_and_unload()
-    for (name, p), (_, q) in zip(merged.named_parameters(), server.model.named_parameters()):
-        torch.testing.assert_close(q, p, atol=1e-6, rtol=0, msg=name)
-    names = next(b for path, b in server.calls if path == "/update_weights")["update_info"]["names"]
-    assert "model.layers.0.self_attn.q_proj.weight" in names and not any("lora" in n for n in names)
-
-
-def test_training_through_the_server_engine_with_importance_weights(server, tmp_path):
-    from gpgrl.train.trainer import Trainer
-    from helpers import tiny_config
-
-    cfg = tiny_config(tmp_path, rewards=[{"name": "helpers:count_sevens"}],
-                      rollout={"group_size": 4, "max_completion_length": 6, "importance_cap": 2.0,
-                               "engine": "vllm_server"},
-                      algorithm={"preset": "gpg", "resample_threshold": 0.0}, train={"steps": 2, "prompts_per_step": 2})
-    model = build_tiny_model(TOK, seed=5)  # the server starts from the same weights
-    engine = VLLMServerEngine(server.url, TOK, timeout=60, transport=server.transport)
-    trainer = Trainer.from_config(cfg, model=model, tokenizer=TOK, engine=engine)
-    assert (trainer.importance_mode, trainer.importance_cap) == ("token_truncate", 2.0)  # on for vllm_server
-    history = trainer.train()
-    for m in history:
-        assert m["optim/skipped"] == 0.0
-        # one model, synced after every step: almost no mismatch, nothing capped
-        assert m["is/logp_diff_abs"] < 1e-3 and m["is/logp_gap_max"] < 1e-3 and m["is/capped_frac"] == 0.0
-        assert m["is/weight_mean"] == pytest.approx(1.0, abs=1e-3)
-    for (name, p), (_, q) in zip(model.named_parameters(), server.model.named_parameters()):
-        assert torch.equal(p, q), name  # synced after every step
 
 
 # --- colocated -------------------------------------------------------------------------------------------

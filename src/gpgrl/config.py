@@ -120,7 +120,13 @@ class RolloutConfig:
     )
     generation_batch_size: int | None = _f(None, "hf engine: most rows per generate call; default: all of a process's rows")
     vllm_server_url: str = _f("http://127.0.0.1:8000", "vllm_server: base URL of the `vllm serve` process")
-    vllm_timeout: float = _f(600.0, "vllm_server: seconds any request or weight transfer may take before it is an error")
+    vllm_timeout: float = _f(600.0, "vllm_server: seconds one generation request may take before it is an error")
+    vllm_sync_timeout: float = _f(300.0, "vllm_server: seconds the NCCL rendezvous, each weight sync and each other "
+                                         "control call may take before it is an error")
+    vllm_master_address: str | None = _f(None, "vllm_server: address of the trainer's main process that the server's "
+                                               "workers connect to for the weight transfer; default: this machine's "
+                                               "interface that routes to the server")
+    vllm_master_port: int = _f(0, "vllm_server: port of that rendezvous on the main process; 0 = a free port")
     vllm_gpu_memory_utilization: float = _f(0.3, "vllm: share of each GPU's memory the colocated engine may take")
     vllm_sleep: bool = _f(True, "vllm: free the engine's memory (sleep mode) while the trainer updates the model")
     importance_correction: Correction = _math(
@@ -294,6 +300,10 @@ class Config:
             raise ValueError(f"rollout.top_p must be in (0, 1], got {r.top_p}")
         checks = [  # (key, value, ok, the allowed range)
             ("rollout.top_k", r.top_k, r.top_k >= 0, ">= 0 (0 = off)"),
+            ("rollout.vllm_timeout", r.vllm_timeout, r.vllm_timeout > 0, "> 0 seconds"),
+            ("rollout.vllm_sync_timeout", r.vllm_sync_timeout, r.vllm_sync_timeout > 0, "> 0 seconds"),
+            ("rollout.vllm_master_port", r.vllm_master_port, 0 <= r.vllm_master_port <= 65535,
+             "in [0, 65535] (0 = a free port)"),
             ("optim.lr", o.lr, o.lr >= 0, ">= 0"),
             ("optim.weight_decay", o.weight_decay, o.weight_decay >= 0, ">= 0"),
             ("optim.adam_beta1", o.adam_beta1, 0 <= o.adam_beta1 < 1, "in [0, 1)"),
@@ -316,6 +326,7 @@ class Config:
         for key, value, ok, allowed in checks:
             if not ok or (isinstance(value, float) and not math.isfinite(value)):
                 raise ValueError(f"{key} must be {allowed}, got {value}")
+        _check_master_address(r.vllm_master_address)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -409,6 +420,29 @@ ALIASES = {
     "output_dir": "train.output_dir", "steps": "train.steps", "lr": "optim.lr", "seed": "train.seed",
     "resume": "train.resume", "group_size": "rollout.group_size",
 }
+
+
+def _check_master_address(address: str | None) -> None:
+    """``rollout.vllm_master_address``: an IPv4 address or host name of this machine that the server can reach
+    (vLLM's rendezvous listens on it over IPv4 and the server's workers connect to it).
+
+    >>> _check_master_address("0.0.0.0")
+    Traceback (most recent call last):
+    ...
+    ValueError: rollout.vllm_master_address must be an address the server's workers can connect to, got '0.0.0.0' (listen-on-all is not one); leave it unset for the address of the interface that routes to the server
+    """
+    if address is None:
+        return
+    hint = "; leave it unset for the address of the interface that routes to the server"
+    if not address.strip() or any(c.isspace() or c in "/[]" for c in address) or "://" in address:
+        raise ValueError(f"rollout.vllm_master_address must be a bare IPv4 address or host name (no scheme, port or "
+                         f"path), got {address!r}{hint}")
+    if address in ("0.0.0.0", "*"):
+        raise ValueError(f"rollout.vllm_master_address must be an address the server's workers can connect to, got "
+                         f"{address!r} (listen-on-all is not one){hint}")
+    if ":" in address:
+        raise ValueError(f"rollout.vllm_master_address must be an IPv4 address or host name (vLLM's rendezvous "
+                         f"listens over IPv4; a port goes in rollout.vllm_master_port), got {address!r}{hint}")
 
 
 class ConfigError(ValueError):

@@ -201,9 +201,78 @@ def check_colocated() -> dict:
     return facts
 
 
+def _handlers(paths: tuple[str, ...]) -> dict[str, dict]:
+    """For each POST route in ``paths``: its handler's parameters (the query / body fields it reads) and the
+    keys of the dicts it answers with (an empty list: it answers a bare ``Response``), from the source."""
+    found: dict[str, dict] = {}
+    for path in (SOURCE / "entrypoints").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef):
+                continue
+            for dec in node.decorator_list:
+                if (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute) and dec.func.attr == "post"
+                        and dec.args and isinstance(dec.args[0], ast.Constant) and dec.args[0].value in paths):
+                    keys = sorted({k.value for sub in ast.walk(node) if isinstance(sub, ast.Dict)
+                                   for k in sub.keys if isinstance(k, ast.Constant)})
+                    found[dec.args[0].value] = {"params": [a.arg for a in node.args.args + node.args.kwonlyargs
+                                                           if a.arg != "raw_request"], "reply_keys": keys}
+    return found
+
+
+def _literal_args(relative: str, name: str) -> list[str]:
+    """The strings of ``NAME = Literal["a", "b"]`` in ``relative``."""
+    for node in ast.walk(_parse(relative)):
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+                and isinstance(node.value, ast.Subscript)):
+            return [e.value for e in ast.walk(node.value.slice) if isinstance(e, ast.Constant)]
+    return []
+
+
+def _frontend_fields() -> list[str]:
+    """The ``vllm serve`` flags of the API server itself (``FrontendArgs`` and its base), from the source."""
+    for relative in ("entrypoints/common/cli_args.py", "entrypoints/openai/cli_args.py"):
+        if (SOURCE / relative).exists():
+            fields = set()
+            for node in ast.walk(_parse(relative)):
+                if isinstance(node, ast.ClassDef) and node.name in ("FrontendArgs", "BaseFrontendArgs"):
+                    fields |= {n.target.id for n in node.body if isinstance(n, ast.AnnAssign)
+                               and isinstance(n.target, ast.Name)}
+            if fields:
+                return sorted(fields)
+    return []
+
+
+def check_serve_commands(commands: list[dict]) -> dict:
+    """The documented ``vllm serve`` command lines: their flags and environment through vLLM's own definitions."""
+    import vllm.envs as envs
+    from vllm.config.weight_transfer import WeightTransferConfig
+    from vllm.engine.arg_utils import EngineArgs
+
+    out = []
+    for cmd in commands:
+        record: dict = {"flags": cmd["flags"], "env": cmd["env"]}
+        record["unknown_env"] = sorted(k for k in cmd["env"]  # vLLM's own variables (NCCL_* are NCCL's)
+                                       if k.startswith("VLLM_") and k not in envs.environment_variables)
+        value = cmd["flags"].get("weight_transfer_config")
+        if value is not None:
+            try:
+                record["weight_transfer_backend"] = WeightTransferConfig(**json.loads(value)).backend
+            except Exception as e:
+                record["weight_transfer_backend"] = f"refused: {type(e).__name__}: {e}"
+        out.append(record)
+    return {"commands": out, "engine_args_fields": sorted(f.name for f in dataclasses.fields(EngineArgs)),
+            "frontend_fields": _frontend_fields()}
+
+
 def check_server() -> dict:
-    """The routes the server engine calls, against the routes vLLM declares; the model card's fields."""
+    """The routes the server engine calls, against the routes vLLM declares; the model card's fields; the
+    pause protocol and the prefix-cache reset's reply."""
     facts: dict = {"routes": _routes(), "engine_routes": sorted(VLLMServerEngine.ROUTES.values())}
+    facts["handlers"] = _handlers(("/pause", "/resume", "/reset_prefix_cache"))
+    facts["pause_modes"] = _literal_args("v1/engine/__init__.py", "PauseMode")
+    facts["pause_query"] = VLLMServerEngine.PAUSE_QUERY
+    # 0.34: a request added while paused is answered 503 (RetryableRequestError); before, it waits in the queue
+    facts["rejects_while_paused"] = "_reject_add_while_paused" in (SOURCE / "v1/engine/core.py").read_text()
 
     card = None
     for module in ("vllm.entrypoints.serve.engine.protocol", "vllm.entrypoints.openai.engine.protocol",
@@ -222,7 +291,8 @@ def main() -> None:
     facts: dict = {"version": vllm.__version__}
     for name, fn in [("sampling", lambda: check_sampling(cases["sampling"])),
                      ("completion", check_completion_request), ("weight_transfer", check_weight_transfer),
-                     ("colocated", check_colocated), ("server", check_server)]:
+                     ("colocated", check_colocated), ("server", check_server),
+                     ("serve_commands", lambda: check_serve_commands(cases.get("serve_commands", [])))]:
         try:
             facts[name] = fn()
         except Exception:

@@ -42,6 +42,30 @@ def sampling_cases() -> list[dict]:
     return cases
 
 
+def serve_commands(doc: Path = HERE.parents[1] / "docs" / "engines.md") -> list[dict]:
+    """Every ``vllm serve`` command line in ``doc``'s code blocks: its environment and ``--flag value``s
+    (flag names as vLLM's dataclass fields: ``--max-model-len`` -> ``max_model_len``)."""
+    import re
+    import shlex
+
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if "vllm" not in words or words[words.index("vllm") + 1:words.index("vllm") + 2] != ["serve"]:
+                continue
+            at = words.index("vllm")
+            env = dict(w.split("=", 1) for w in words[:at] if "=" in w)
+            args = words[at + 3:]  # after `vllm serve MODEL`
+            flags = {}
+            for i, word in enumerate(args):
+                if word.startswith("--"):
+                    value = args[i + 1] if i + 1 < len(args) and not args[i + 1].startswith("--") else "true"
+                    flags[word.removeprefix("--").replace("-", "_")] = value
+            commands.append({"env": env, "flags": flags})
+    return commands
+
+
 def run_probe(version: str, tmp: Path) -> dict:
     folder = ROOT / f"vllm-{version}"
     if not (folder / ".complete").exists() or not (ROOT / "deps" / ".complete").exists():
@@ -50,7 +74,7 @@ def run_probe(version: str, tmp: Path) -> dict:
             pytest.fail(message)
         pytest.skip(message)
     cases, out = tmp / "cases.json", tmp / "facts.json"
-    cases.write_text(json.dumps({"sampling": sampling_cases()}))
+    cases.write_text(json.dumps({"sampling": sampling_cases(), "serve_commands": serve_commands()}))
     import gpgrl  # the probe checks this checkout's gpgrl, whatever copy the environment has installed
 
     gpgrl_src = str(Path(gpgrl.__file__).resolve().parents[1])
@@ -149,3 +173,32 @@ def test_the_documented_vllm_serve_flags_are_engine_arguments(vllm_facts):
     flags = {f.removeprefix("--").replace("-", "_") for f in cmd[3::2]} - {"port"}  # --port is the server's own
     assert flags == {"max_model_len", "dtype", "gpu_memory_utilization", "weight_transfer_config", "logprobs_mode"}
     assert flags <= set(vllm_facts["colocated"]["engine_args_fields"])
+
+
+def test_the_pause_protocol_and_the_prefix_cache_reply_are_what_the_server_engine_expects(vllm_facts):
+    """/pause takes the mode as a query parameter, "wait" among its modes; /resume takes nothing;
+    /reset_prefix_cache answers {"success": bool} from 0.28 (checked and retried), an empty 200 in 0.17."""
+    s = vllm_facts["server"]
+    handlers, query = s["handlers"], s["pause_query"]
+    assert set(query) <= set(handlers["/pause"]["params"]) and query["mode"] in s["pause_modes"]
+    assert s["pause_modes"] == ["abort", "wait", "keep"] and handlers["/resume"]["params"] == []
+    assert {("POST", "/pause"), ("POST", "/resume")} <= {tuple(r) for r in s["routes"]}
+    old = vllm_facts["version"].startswith("0.17")
+    assert ("success" in handlers["/reset_prefix_cache"]["reply_keys"]) == (not old)
+    # 0.34 turns requests away while paused (HTTP 503, retried by the engine); before, they wait in the queue
+    assert s["rejects_while_paused"] == vllm_facts["version"].startswith("0.34")
+
+
+def test_the_vllm_serve_command_lines_in_the_docs_use_flags_and_settings_vllm_has(vllm_facts):
+    """docs/engines.md's `vllm serve` lines: every flag is an engine argument or the API server's own, the
+    weight-transfer config parses in vLLM's WeightTransferConfig, the environment variables are vLLM's."""
+    facts = vllm_facts["serve_commands"]
+    assert len(facts["commands"]) >= 2  # one node, several nodes
+    known = set(facts["engine_args_fields"]) | set(facts["frontend_fields"])
+    assert {"host", "port"} <= set(facts["frontend_fields"])
+    for cmd in facts["commands"]:
+        assert set(cmd["flags"]) <= known, set(cmd["flags"]) - known
+        assert cmd["env"].get("VLLM_SERVER_DEV_MODE") == "1" and not cmd["unknown_env"], cmd
+        # what the server engine needs: the weight routes, NCCL transfer, sampling log-probs, a bounded context
+        assert cmd["weight_transfer_backend"] == "nccl"
+        assert cmd["flags"]["logprobs_mode"] == "processed_logprobs" and int(cmd["flags"]["max_model_len"]) > 0

@@ -8,11 +8,12 @@ never a dependency of gpgrl:
   through the OpenAI-compatible ``/v1/completions`` route with token ids in and token ids plus per-token
   log-probs out. Every sampling field the route would otherwise fill from the model's
   ``generation_config`` is sent explicitly (:func:`completion_request`). Weights go through vLLM's
-  weight-transfer routes (``/init_weight_transfer_engine`` once, then ``/start_weight_update``,
-  ``/update_weights``, ``/finish_weight_update`` per sync, then ``/reset_prefix_cache``): the HTTP calls
-  carry the names, dtypes and shapes, and the tensors travel over NCCL from the trainer's main process
-  (:class:`NCCLTransport`, which joins the group with vLLM's own trainer-side rendezvous code, so vLLM
-  must be importable in the training environment, at the same version as the server's).
+  weight-transfer routes (``/init_weight_transfer_engine`` once, then per sync ``/pause``,
+  ``/start_weight_update``, ``/update_weights``, ``/finish_weight_update``, ``/reset_prefix_cache``,
+  ``/resume``): the HTTP calls carry the names, dtypes and shapes, and the tensors travel over NCCL from
+  the trainer's main process (:class:`NCCLTransport`, which joins the group with vLLM's own trainer-side
+  rendezvous code, so vLLM must be importable in the training environment, at the same version as the
+  server's). The other processes wait for the sync's outcome in a collective before they sample again.
 * :class:`VLLMColocatedEngine` holds a ``vllm.LLM`` in each training process (``external_launcher``),
   loads the new weights parameter by parameter after each optimizer step (gathered one at a time under
   ZeRO-3 / FSDP; a LoRA adapter's weights merged into each base weight out of place), resets the prefix
@@ -23,18 +24,23 @@ classes and routes by ``pytest -m vllm_contract``): the weight-transfer init inf
 rendezvous (``master_address``, ``master_port``, ``rank_offset``, ``world_size``) and the update info only
 ``names``, ``dtype_names``, ``shapes``, so both sides use the plain, unpacked broadcast in every version.
 
-Nothing here waits forever: every HTTP call, the NCCL rendezvous and every tensor transfer runs under
-``rollout.vllm_timeout`` and ends in an :class:`EngineError` that names the server and what was asked.
+Nothing here waits forever: a generation request runs under ``rollout.vllm_timeout``; the NCCL
+rendezvous, each weight sync (HTTP calls and tensors together) and the other control calls under
+``rollout.vllm_sync_timeout``; past them, or as soon as one side of a transfer fails, the run gets an
+:class:`EngineError` that names the server, what was asked and the setting to raise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import socket
 import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -246,34 +252,167 @@ def checked(weights: Iterator[tuple[str, torch.Tensor]],
         raise EngineError(f"weight sync: sent {sent} parameters, but the server was told {len(meta)}")
 
 
-class Background:
-    """``fn()`` started in a daemon thread; :meth:`result` waits at most ``timeout`` s for it.
+#: The setting that bounds a generation request, and the one that bounds the rendezvous, each weight sync
+#: and the server's other control calls (named in every timeout error, so the message says what to raise).
+GENERATION_SETTING = "rollout.vllm_timeout"
+SYNC_SETTING = "rollout.vllm_sync_timeout"
+#: Waits between tries of ``POST /reset_prefix_cache`` while the server answers ``{"success": false}``
+#: (vLLM 0.28+ does while running requests still hold cache blocks); after the last try the sync fails.
+RESET_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0)
+#: Waits between tries of a generation request that a paused server turned away (HTTP 503, vLLM 0.34).
+PAUSED_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+#: Seconds more that an HTTP request raced against a transfer may take than the race's deadline.
+RACE_SLACK_S = 5.0
+#: What the other training processes wait for the main process beyond its own bounds (the rendezvous and
+#: the sync, each ``rollout.vllm_sync_timeout``): the metadata, the gathers and the status collective.
+FOLLOWER_GRACE_S = 60.0
 
-    For calls that can block forever (an HTTP request the server holds open during a broadcast, an NCCL
-    rendezvous or broadcast whose peer never comes): past the timeout the thread is abandoned and the run
-    gets an :class:`EngineError` naming what was waited for.
+
+class Deadline:
+    """One time budget shared by several waits: each gets what is left, and an error names the whole budget
+    and the setting that sets it.
+
+    >>> d = Deadline(300, "rollout.vllm_sync_timeout")
+    >>> 299 < d.left() <= 300, d.limit
+    (True, 'within 300 s (rollout.vllm_sync_timeout)')
     """
 
-    def __init__(self, fn: Callable[[], Any]):
+    def __init__(self, seconds: float, setting: str):
+        self.seconds, self.setting = float(seconds), setting
+        self._end = time.monotonic() + self.seconds
+
+    def left(self) -> float:
+        return max(self._end - time.monotonic(), 0.0)
+
+    @property
+    def limit(self) -> str:
+        return f"within {self.seconds:g} s ({self.setting})"
+
+
+class Background:
+    """``fn()`` started in a daemon thread, named ``what``; :meth:`result` waits for it within a deadline.
+
+    For calls that can block forever (an HTTP request the server holds open during a broadcast, an NCCL
+    rendezvous or broadcast whose peer never comes, a collective of the training processes): past the
+    deadline the thread is abandoned and the run gets an :class:`EngineError` naming what was waited for.
+    :func:`first_failure` waits for several at once and raises the first failure as soon as it happens.
+    """
+
+    _changed = threading.Condition()  # notified whenever any Background finishes
+
+    def __init__(self, fn: Callable[[], Any], what: str):
+        self.what = what
         self._out: list[Any] = []
         self._err: list[BaseException] = []
+        self._done = threading.Event()
 
         def target() -> None:
             try:
                 self._out.append(fn())
-            except BaseException as e:  # re-raised in the caller's thread by result()
+            except BaseException as e:  # re-raised in the caller's thread by result() / first_failure()
                 self._err.append(e)
+            finally:
+                with Background._changed:
+                    self._done.set()
+                    Background._changed.notify_all()
 
         self._thread = threading.Thread(target=target, name="gpgrl-vllm", daemon=True)
         self._thread.start()
 
-    def result(self, timeout: float, what: str) -> Any:
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise EngineError(f"{what} did not finish within {timeout:g} s (rollout.vllm_timeout)")
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._err[0] if self._err else None
+
+    def result(self, deadline: Deadline) -> Any:
+        if not self._done.wait(deadline.left()):
+            raise EngineError(f"{self.what} did not finish {deadline.limit}")
         if self._err:
             raise self._err[0]
         return self._out[0] if self._out else None
+
+
+def first_failure(tasks: Sequence[Background], deadline: Deadline, hint: str = "") -> list[Any]:
+    """Every task's result, waiting within ``deadline``; the first task that fails raises its error at once,
+    without waiting for the others (an HTTP error while the tensors wait in a broadcast for a receiver
+    that will never come is reported when it happens, not when the broadcast times out).
+
+    >>> slow = Background(lambda: threading.Event().wait(), "a broadcast")
+    >>> first_failure([Background(lambda: 1 / 0, "a request"), slow], Deadline(60, "x"))
+    Traceback (most recent call last):
+    ...
+    ZeroDivisionError: division by zero
+    >>> first_failure([slow], Deadline(0.01, "x.timeout"), hint="; is the peer there?")
+    Traceback (most recent call last):
+    ...
+    gpgrl.rollout.vllm.EngineError: a broadcast did not finish within 0.01 s (x.timeout); is the peer there?
+    """
+    with Background._changed:
+        while True:
+            failed = next((t for t in tasks if t.error is not None), None)
+            if failed is not None:
+                raise failed.error
+            pending = [t for t in tasks if not t.done]
+            if not pending:
+                break
+            left = deadline.left()
+            if left <= 0:
+                raise EngineError(f"{' and '.join(t.what for t in pending)} did not finish {deadline.limit}{hint}")
+            Background._changed.wait(left)
+    return [t.result(deadline) for t in tasks]
+
+
+class ServerHTTPError(EngineError):
+    """The server answered with an HTTP error (``code``)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def routed_address(url: str) -> str:
+    """The address of this machine's network interface that routes to ``url``'s host: where a server
+    there reaches this machine (``127.0.0.1`` for a server on this machine). A UDP socket's ``connect``
+    picks the route; no packet is sent.
+
+    >>> routed_address("http://127.0.0.1:8000")
+    '127.0.0.1'
+    """
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((parts.hostname or "", port))
+            return s.getsockname()[0]
+    except OSError as e:
+        raise EngineError(f"cannot tell which address of this machine vllm_server {url} would reach ({e}); set "
+                          "rollout.vllm_master_address to this machine's address as the server's node sees it") from None
+
+
+def free_port(address: str) -> int:
+    """A TCP port free on ``address`` now (the OS's pick; the rendezvous binds it moments later)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((address, 0))
+            return int(s.getsockname()[1])
+    except OSError as e:
+        raise EngineError(f"cannot open a port on {address} for the NCCL rendezvous ({e}); is it an address of this "
+                          "machine? (rollout.vllm_master_address)") from None
+
+
+def prefix_cache_was_reset(reply: Any) -> bool:
+    """Whether ``POST /reset_prefix_cache``'s reply says the cache was reset.
+
+    vLLM 0.28+ answers ``{"success": false}`` while running requests hold blocks; 0.17 answers an empty
+    200 without checking (taken as done).
+
+    >>> prefix_cache_was_reset({}), prefix_cache_was_reset({"success": True}), prefix_cache_was_reset({"success": False})
+    (True, True, False)
+    """
+    return not (isinstance(reply, dict) and reply.get("success", True) is False)
 
 
 # ----------------------------------------------------------------------------------------------- server
@@ -281,9 +420,10 @@ class NCCLTransport:
     """The data plane of a weight sync: an NCCL group of the trainer's main process (rank 0) and the
     server's workers, opened with vLLM's own trainer-side rendezvous (``nccl_common.
     stateless_init_process_group`` from 0.28, ``NCCLWeightTransferEngine._stateless_init_process_group``
-    before), so vLLM must be importable in the training environment, at the server's version. Tensors
-    go one by one with ``PyNcclCommunicator.broadcast``, which is what the worker's unpacked receive loop
-    expects in every supported version."""
+    before), so vLLM must be importable in the training environment, at the server's version. Rank 0
+    listens on ``master_address:master_port`` (vLLM's TCP store; the workers connect to it), then NCCL
+    opens its own connections. Tensors go one by one with ``PyNcclCommunicator.broadcast``, which is what
+    the worker's unpacked receive loop expects in every supported version."""
 
     def init(self, master_address: str, master_port: int, world_size: int) -> None:
         self._group = trainer_endpoint()(master_address, master_port, 0, world_size, torch.cuda.current_device())
@@ -333,34 +473,47 @@ class VLLMServerEngine(RolloutEngine):
     Args:
         base_url: the server, e.g. ``http://127.0.0.1:8000``.
         tokenizer: the policy's tokenizer (EOS, padding, decoding).
-        timeout: seconds any HTTP call, the NCCL rendezvous or a weight transfer may take.
+        timeout: seconds one generation request may take (``rollout.vllm_timeout``).
+        sync_timeout: seconds the NCCL rendezvous, each weight sync and each other control call may take
+            (``rollout.vllm_sync_timeout``).
         accelerator: the trainer's (gathering parameters; only the main process talks to the server for
-            weights). None: a single process.
+            weights, and every process waits for its outcome). None: a single process.
         transport: the weight data plane (default :class:`NCCLTransport`); ``None`` with ``sync_weights=False``
             for a server whose weights are never updated (evaluation).
-        master_address, master_port: the NCCL rendezvous the server's workers join.
+        master_address, master_port: the NCCL rendezvous the server's workers join, on the trainer's main
+            process; None / 0: the address of the interface that routes to the server, a free port.
     """
 
     ROUTES = {"models": ("GET", "/v1/models"), "completions": ("POST", "/v1/completions"),
               "world_size": ("GET", "/get_world_size"), "init": ("POST", "/init_weight_transfer_engine"),
+              "pause": ("POST", "/pause"), "resume": ("POST", "/resume"),
               "start": ("POST", "/start_weight_update"), "update": ("POST", "/update_weights"),
               "finish": ("POST", "/finish_weight_update"), "reset_prefix_cache": ("POST", "/reset_prefix_cache")}
+    #: ``/pause``'s mode: in-flight requests (another client's) finish with the old weights; new ones wait
+    #: (0.17 - 0.28 hold them, 0.34 answers 503) until ``/resume``. ("abort" would cut them off.)
+    PAUSE_QUERY = {"mode": "wait"}
 
-    def __init__(self, base_url: str, tokenizer: Any, *, timeout: float = 600.0, accelerator: Any = None,
-                 transport: Any = None, sync_weights: bool = True, master_address: str = "127.0.0.1",
-                 master_port: int = 51216, model: torch.nn.Module | None = None):
+    def __init__(self, base_url: str, tokenizer: Any, *, timeout: float = 600.0, sync_timeout: float = 300.0,
+                 accelerator: Any = None, transport: Any = None, sync_weights: bool = True,
+                 master_address: str | None = None, master_port: int = 0, model: torch.nn.Module | None = None):
         self.base_url = base_url.rstrip("/")
         self.tokenizer = tokenizer
-        self.timeout = timeout
+        self.timeout, self.sync_timeout = timeout, sync_timeout
         self.accelerator = accelerator
         self.pad_id = pad_token_id(tokenizer)
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.sync_weights = sync_weights
         self.transport = transport if transport is not None else (NCCLTransport() if sync_weights else None)
-        self.master_address, self.master_port = master_address, master_port
+        self.master_address, self.master_port = master_address, int(master_port)
+        #: (address, port) the rendezvous used, once it happened (the main process only)
+        self.rendezvous: tuple[str, int] | None = None
+        self._meta: list[tuple[str, torch.dtype, tuple[int, ...]]] | None = None
+        self._stream: Iterator[Any] | None = None  # the weights being sent (set once a sync starts sending)
         self._initialised = False
+        self._synced = False
         self._four_phase = True
-        models = self._call("models")
+        self._can_pause = True
+        models = self._call("models", deadline=Deadline(sync_timeout, SYNC_SETTING))
         try:
             card = models["data"][0]
         except (KeyError, IndexError, TypeError):
@@ -369,27 +522,33 @@ class VLLMServerEngine(RolloutEngine):
         self.max_model_len = card.get("max_model_len")
 
     # -- HTTP ------------------------------------------------------------------------------------------
-    def _call(self, route: str, body: dict[str, Any] | None = None, *, allow_404: bool = False) -> Any:
+    def _call(self, route: str, body: dict[str, Any] | None = None, *, deadline: Deadline,
+              query: dict[str, str] | None = None, allow_404: bool = False, slack: float = 0.0) -> Any:
+        """One request, answered within ``deadline``: its JSON reply (``{}`` for an empty one), None for a
+        404 where ``allow_404``, else an :class:`EngineError` naming the server, the route and the reason.
+        ``slack``: seconds more for a request raced against a transfer, so that the race's own deadline,
+        which names both sides, is what ends a stuck pair."""
         method, path = self.ROUTES[route]
+        url = self.base_url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base_url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=max(deadline.left(), 1e-3) + slack) as response:
                 text = response.read().decode()
         except urllib.error.HTTPError as e:
             if allow_404 and e.code == 404:
                 return None
             detail = e.read().decode(errors="replace")[:300]
-            raise EngineError(f"vllm_server {self.base_url} answered {path} with HTTP {e.code}: {detail}") from None
+            raise ServerHTTPError(f"vllm_server {self.base_url} answered {method} {path} with HTTP {e.code}: {detail}",
+                                  e.code) from None
         except (urllib.error.URLError, TimeoutError, OSError) as e:
             reason = getattr(e, "reason", e)
             if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
-                raise EngineError(f"vllm_server {self.base_url} did not answer {method} {path} within "
-                                  f"{self.timeout:g} s (rollout.vllm_timeout); is the server stuck?") from None
+                raise EngineError(f"vllm_server {self.base_url} did not answer {method} {path} {deadline.limit}; is "
+                                  "the server stuck?") from None
             raise EngineError(f"vllm_server {self.base_url} failed on {method} {path} ({reason}); is `vllm serve` "
                               "running there, with VLLM_SERVER_DEV_MODE=1 for the weight routes?") from None
-        return json.loads(text) if text else {}
+        return json.loads(text) if text.strip() else {}
 
     # -- generation --------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Prompt | Sequence[int]], params: SamplingParams,
@@ -403,7 +562,7 @@ class VLLMServerEngine(RolloutEngine):
                               f"{self.max_model_len} tokens; lower data.max_prompt_length")
         sampling = vllm_sampling_kwargs(params, num_samples, budget_for(longest, params.max_new_tokens,
                                                                         self.max_model_len))
-        out = self._call("completions", completion_request(self.model_name, [p.ids for p in prompts], sampling))
+        out = self._complete(completion_request(self.model_name, [p.ids for p in prompts], sampling))
         choices = sorted(out.get("choices", []), key=lambda c: c["index"])
         if len(choices) != len(prompts) * num_samples:
             raise EngineError(f"vllm_server {self.base_url} returned {len(choices)} completions for "
@@ -413,40 +572,170 @@ class VLLMServerEngine(RolloutEngine):
         return assemble([p for p in prompts for _ in range(num_samples)], tokens, self.tokenizer, self.pad_id,
                         self.eos_ids, logps, stop=params.stop)
 
+    def _complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/completions`` within ``rollout.vllm_timeout``; a 503 (vLLM 0.34 turns requests away while
+        paused for a weight sync) is tried again after a wait, within the same budget."""
+        deadline = Deadline(self.timeout, GENERATION_SETTING)
+        for wait in (*PAUSED_BACKOFF_S, None):
+            try:
+                return self._call("completions", body, deadline=deadline)
+            except ServerHTTPError as e:
+                if e.code != 503 or wait is None or deadline.left() <= wait:
+                    if e.code == 503:
+                        raise EngineError(f"{e}; the server is paused (a weight sync in progress, or one that failed "
+                                          "and left it paused: restart `vllm serve`)") from None
+                    raise
+                time.sleep(wait)
+        raise AssertionError("unreachable")
+
     # -- weights -----------------------------------------------------------------------------------------
     def update_weights(self, model: torch.nn.Module) -> None:
-        """Push the trainer's weights: every process gathers (collective), the main process sends."""
+        """Push the trainer's weights to the server; every process returns only once the server serves them.
+
+        The main process sends (pausing the server around the sync where it can, so that no request, of
+        this run or another client, is served by half-updated weights); every process takes part in
+        gathering the parameters, then in one collective that carries the main process's outcome: the
+        others neither sample before the sync is over nor hang when it failed.
+        """
         if not self.sync_weights:
             return
-        main = self.accelerator is None or self.accelerator.is_main_process
-        meta = weight_metadata(self.accelerator, model)
-        if not main:
-            for _ in vllm_weights(self.accelerator, model):  # take part in the gathers
-                pass
-            return
+        if self._meta is None:  # names, dtypes and shapes never change during a run (FSDP: one more gather)
+            self._meta = weight_metadata(self.accelerator, model)
+        several = self.accelerator is not None and self.accelerator.num_processes > 1
+        if several and not self.accelerator.is_main_process:
+            self._follow(model)
+        else:
+            self._lead(model, several)
+        self._synced = True
+
+    def _gathers_are_collective(self) -> bool:
+        if self.accelerator is None:
+            return False
+        from gpgrl.parallel import sharding
+
+        return sharding(self.accelerator) != "none"
+
+    def _lead(self, model: torch.nn.Module, several: bool) -> None:
+        """The main process: sync, then tell the others how it went (also when it failed)."""
+        self._stream = None
+        try:
+            self._push(model)
+        except Exception:
+            if several:
+                if self._stream is None and self._gathers_are_collective():
+                    for _ in vllm_weights(self.accelerator, model):  # the others' gathers wait for ours
+                        pass
+                if self._stream is None or not self._gathers_are_collective():
+                    # (a broadcast stuck mid-stream holds the gathers: the others then time out on their own)
+                    with contextlib.suppress(EngineError):
+                        self._agree(failed=True)
+            raise
+        if several:
+            self._agree(failed=False)
+
+    def _follow(self, model: torch.nn.Module) -> None:
+        """Another process: take part in the gathers, then wait for the main process's outcome."""
+        collective = self._gathers_are_collective()
+
+        def follow() -> bool:
+            if collective:
+                for _ in vllm_weights(self.accelerator, model):
+                    pass
+            return self._agree(failed=False, wait=False)
+
+        rounds = 1 if self._synced else 2  # the first sync also opens the NCCL group
+        deadline = Deadline(rounds * self.sync_timeout + FOLLOWER_GRACE_S, SYNC_SETTING)
+        failed = Background(follow, f"waiting for the main process's weight sync with vllm_server {self.base_url}"
+                            ).result(deadline)
+        if failed:
+            raise EngineError(f"the main process's weight sync with vllm_server {self.base_url} failed (its own error "
+                              "says why); this process stops too rather than sample from half-updated weights")
+
+    def _agree(self, failed: bool, wait: bool = True) -> bool:
+        """Whether the main process's sync failed, on every process: one sum over the processes of a flag
+        that only the main process can set. The main process waits at most ``rollout.vllm_sync_timeout``."""
+        acc = self.accelerator
+        flag = torch.tensor([1 if failed else 0], device=acc.device)
+        if not wait:  # a follower: already bounded by its caller
+            return bool(int(acc.reduce(flag, reduction="sum").item()))
+        total = Background(lambda: int(acc.reduce(flag, reduction="sum").item()),
+                           "the other training processes' end of the weight sync").result(
+            Deadline(self.sync_timeout, SYNC_SETTING))
+        return bool(total)
+
+    def _push(self, model: torch.nn.Module) -> None:
+        """The main process's sync: pause, start, names + tensors, finish, reset the prefix cache, resume."""
+        meta = self._meta
         if not self._initialised:
             self._init_transfer()
-        if self._four_phase and self._call("start", {}, allow_404=True) is None:
-            self._four_phase = False  # a server without the start/finish routes: init + update_weights only
-        what = f"vllm_server {self.base_url}: weight transfer of {len(meta)} tensors"
-        request = Background(lambda: self._call("update", {"update_info": transfer_update_info(meta)}))
-        # the server's workers receive inside /update_weights while the tensors are broadcast
-        Background(lambda: self.transport.send(checked(vllm_weights(self.accelerator, model), meta))).result(
-            self.timeout, what)
-        request.result(self.timeout, f"vllm_server {self.base_url}: POST /update_weights")
-        if self._four_phase:
-            self._call("finish", {})
-        self._call("reset_prefix_cache")  # cached prefixes hold KV computed with the old weights
+        deadline = Deadline(self.sync_timeout, SYNC_SETTING)
+        paused = self._pause(deadline)
+        touched = False  # whether the server's weights may have changed
+        try:
+            if self._four_phase and self._call("start", {}, deadline=deadline, allow_404=True) is None:
+                self._four_phase = False  # a server without the start/finish routes: init + update_weights only
+            touched = True
+            self._stream = stream = checked(vllm_weights(self.accelerator, model), meta)
+            # the server's workers receive inside /update_weights while the tensors are broadcast: whichever
+            # fails first is the error, at once (an HTTP error leaves the broadcast without a receiver)
+            first_failure([
+                Background(lambda: self._call("update", {"update_info": transfer_update_info(meta)},
+                                              deadline=deadline, slack=RACE_SLACK_S),
+                           f"vllm_server {self.base_url}: POST /update_weights"),
+                Background(lambda: self.transport.send(stream),
+                           f"vllm_server {self.base_url}: weight transfer of {len(meta)} tensors"),
+            ], deadline, hint="; is the server's weight transfer stuck? (a timed-out NCCL group is unusable: restart "
+                              "`vllm serve`, then the run with --resume)")
+            if self._four_phase:
+                self._call("finish", {}, deadline=deadline)
+            self._reset_prefix_cache(deadline)  # cached prefixes hold KV computed with the old weights
+        except Exception as e:
+            if paused and not touched:
+                with contextlib.suppress(EngineError):
+                    self._call("resume", {}, deadline=Deadline(self.sync_timeout, SYNC_SETTING))
+            elif paused:
+                raise EngineError(f"{e} (vllm_server {self.base_url} is left paused: its weights may be half-updated; "
+                                  "restart `vllm serve`, then the run with --resume)") from e
+            raise
+        if paused:
+            self._call("resume", {}, deadline=deadline)
+
+    def _pause(self, deadline: Deadline) -> bool:
+        """``POST /pause?mode=wait`` where the server has it (True); a 404: the route is absent (False)."""
+        if not self._can_pause:
+            return False
+        if self._call("pause", {}, deadline=deadline, query=self.PAUSE_QUERY, allow_404=True) is None:
+            self._can_pause = False
+            return False
+        return True
+
+    def _reset_prefix_cache(self, deadline: Deadline) -> None:
+        """``POST /reset_prefix_cache``, tried again while the server answers that blocks are still held."""
+        for tries, wait in enumerate((*RESET_BACKOFF_S, None), start=1):
+            if prefix_cache_was_reset(self._call("reset_prefix_cache", deadline=deadline)):
+                return
+            if wait is None or deadline.left() <= wait:
+                raise EngineError(f"vllm_server {self.base_url} did not reset its prefix cache after {tries} tries "
+                                  "(it answers success: false while running requests hold cache blocks: another "
+                                  "client's?); its cache would serve KV of the old weights")
+            time.sleep(wait)
 
     def _init_transfer(self) -> None:
-        world = self._call("world_size", allow_404=True)
+        """Open the NCCL group: the server's workers join the rendezvous on this process."""
+        deadline = Deadline(self.sync_timeout, SYNC_SETTING)
+        world = self._call("world_size", deadline=deadline, allow_404=True)
         server_world = int((world or {}).get("world_size", 1))
-        init = transfer_init_info(self.master_address, self.master_port, server_world)
-        request = Background(lambda: self._call("init", {"init_info": init}))
-        Background(lambda: self.transport.init(self.master_address, self.master_port, init["world_size"])).result(
-            self.timeout, f"NCCL rendezvous with vllm_server {self.base_url}'s {server_world} worker(s) at "
-                         f"{self.master_address}:{self.master_port}")
-        request.result(self.timeout, f"vllm_server {self.base_url}: POST /init_weight_transfer_engine")
+        address = self.master_address or routed_address(self.base_url)
+        port = self.master_port or free_port(address)
+        init = transfer_init_info(address, port, server_world)
+        first_failure([
+            Background(lambda: self._call("init", {"init_info": init}, deadline=deadline, slack=RACE_SLACK_S),
+                       f"vllm_server {self.base_url}: POST /init_weight_transfer_engine"),
+            Background(lambda: self.transport.init(address, port, init["world_size"]),
+                       f"NCCL rendezvous with vllm_server {self.base_url}'s {server_world} worker(s) at {address}:{port}"),
+        ], deadline, hint=f"; can the server's node connect to {address}:{port} (rollout.vllm_master_address, "
+                          "rollout.vllm_master_port), and do both sides run the same vLLM release?")
+        self.rendezvous = (address, port)
         self._initialised = True
 
 
@@ -620,7 +909,9 @@ def build_server_engine(cfg: Any, accelerator: Any, model: torch.nn.Module, toke
     _check_rollout_sampling(cfg)
     r = cfg.rollout
     return VLLMServerEngine(r.vllm_server_url, text_tokenizer(tokenizer), timeout=r.vllm_timeout,
-                            accelerator=accelerator, model=accelerator.unwrap_model(model))
+                            sync_timeout=r.vllm_sync_timeout, master_address=r.vllm_master_address,
+                            master_port=r.vllm_master_port, accelerator=accelerator,
+                            model=accelerator.unwrap_model(model))
 
 
 def build_colocated_engine(cfg: Any, accelerator: Any, model: torch.nn.Module, tokenizer: Any) -> VLLMColocatedEngine:
