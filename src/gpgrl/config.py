@@ -121,6 +121,10 @@ class RolloutConfig:
     vllm_timeout: float = _f(600.0, "vllm_server: seconds any request or weight transfer may take before it is an error")
     vllm_gpu_memory_utilization: float = _f(0.3, "vllm: share of each GPU's memory the colocated engine may take")
     vllm_sleep: bool = _f(True, "vllm: free the engine's memory (sleep mode) while the trainer updates the model")
+    vllm_sleep_level: int = _f(2, "vllm: sleep level; 2 discards the weights (the sync reloads every one), 1 keeps "
+                                  "a copy in host RAM (for models whose vLLM weights the sync does not all rewrite)")
+    vllm_max_model_len: int | None = _f(None, "vllm: longest prompt + answer the engine holds KV for; null = "
+                                              "data.max_prompt_length + rollout.max_completion_length")
     importance_cap: float | None = _math(
         None, "truncated importance sampling: weight tokens by min(pi_train/pi_engine, cap); null = off"
     )

@@ -9,6 +9,7 @@ last problem of each, and the seconds spent in each. The trainer orders the step
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -81,7 +82,10 @@ class Rollouts:
         """G answers to each prompt index, scored: a :class:`RolloutBatch` with rewards and metadata."""
         G = self.cfg.rollout.group_size
         prompts = [self.prompt(i) for i in indices]
-        with gathered_for_generation(self.acc, self.model):
+        # only an engine that runs the trainer's module needs its full parameters (vLLM holds its own copy)
+        gather = (gathered_for_generation(self.acc, self.model) if self.engine.samples_with_trainer_module
+                  else contextlib.nullcontext())
+        with gather:
             batch = self.engine.generate(prompts, self.sampling, G)
         if len(batch) != len(indices) * G:
             raise TrainingError(f"the rollout engine returned {len(batch)} answers for {len(indices)} prompts x G={G}")
