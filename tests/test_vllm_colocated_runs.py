@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def gpgrl_train(model: Path, out: Path, log: Path, *extra: str) -> subprocess.CompletedProcess:
     args = ["train", "--model", str(model), "--dataset", "builtin:arithmetic", "--rewards",
-            "vllm_standin:distinct_characters", "--rollout.engine", "vllm", "--rollout.group_size", "4", "--rollout.max_completion_length", "6",
+            "vllm_standin:distinct_characters", "--rollout.engine", "vllm", "--rollout.group_size", "4",
+            "--rollout.max_completion_length", "6",
             "--rollout.temperature", "1.0", "--data.max_prompt_length", "48", "--train.prompts_per_step", "2",
             "--algorithm.resample_threshold", "0", "--optim.lr", "0.01", "--optim.lr_scheduler", "constant",
             "--output_dir", str(out), "--log.progress", "false", "--log.sample_every", "0",

@@ -43,6 +43,14 @@ def gathered_for_generation(accelerator, model: torch.nn.Module) -> contextlib.A
     return contextlib.nullcontext()
 
 
+def gathered_for_engine(accelerator, model: torch.nn.Module, engine) -> contextlib.AbstractContextManager:
+    """:func:`gathered_for_generation` around an engine that samples with the trainer's own module
+    (``engine.samples_with_trainer_module``: the ``hf`` engine); nothing for one with its own weights (vLLM)."""
+    if getattr(engine, "samples_with_trainer_module", False):
+        return gathered_for_generation(accelerator, model)
+    return contextlib.nullcontext()
+
+
 def iter_full_parameters(accelerator, model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """``(name, full tensor)`` for every parameter of the unwrapped model, never the whole model at once.
 
@@ -97,7 +105,8 @@ def fsdp_full_parameters(model: torch.nn.Module) -> Iterator[tuple[str, torch.Te
                     yield clean_parameter_name(name), param.data
 
 
-def _unit_parameters(module: torch.nn.Module, path: str, fsdp_type: type) -> Iterator[tuple[str, torch.nn.Parameter]]:
+def _unit_parameters(module: torch.nn.Module, path: str,
+                     fsdp_type: type) -> Iterator[tuple[str, torch.nn.Parameter]]:
     """``module``'s parameters by qualified name, depth first, not descending into nested FSDP units."""
     for name, param in module.named_parameters(recurse=False):
         yield f"{path}{name}", param

@@ -195,9 +195,19 @@ def _merged(layer: torch.nn.Module, parts: dict[str, torch.Tensor]) -> torch.Ten
     return weight.to(base.dtype)
 
 
+def _unwrapped(accelerator: Any, model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside DDP / DeepSpeed / FSDP wrappers: the accelerator's, or for an engine built without
+    one (and handed the trainer's prepared model) accelerate's own unwrapping."""
+    if accelerator is not None:
+        return accelerator.unwrap_model(model)
+    from accelerate.utils import extract_model_from_parallel
+
+    return extract_model_from_parallel(model)
+
+
 def _full_parameters(accelerator: Any, model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    if accelerator is None:
-        for name, p in model.named_parameters():
+    if accelerator is None:  # nothing sharded: DDP's replica (or a bare module) holds whole parameters
+        for name, p in _unwrapped(None, model).named_parameters():
             yield name, p.data
         return
     from gpgrl.parallel import iter_full_parameters
@@ -217,7 +227,7 @@ def weight_metadata(accelerator: Any, model: torch.nn.Module) -> list[tuple[str,
 
     if accelerator is not None and sharding(accelerator) == "fsdp":
         return [(name, t.dtype, tuple(t.shape)) for name, t in vllm_weights(accelerator, model)]
-    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
+    unwrapped = _unwrapped(accelerator, model)
     shells = ((n, torch.empty(tuple(getattr(p, "ds_shape", p.shape)), dtype=p.dtype, device="meta"))
               for n, p in unwrapped.named_parameters())
     return [(name, t.dtype, tuple(t.shape)) for name, t in vllm_named_parameters(unwrapped, shells)]
@@ -225,8 +235,7 @@ def weight_metadata(accelerator: Any, model: torch.nn.Module) -> list[tuple[str,
 
 def vllm_weights(accelerator: Any, model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """The full weights under vLLM's names, LoRA merged, gathered one at a time (every process iterates)."""
-    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
-    yield from vllm_named_parameters(unwrapped, _full_parameters(accelerator, model))
+    yield from vllm_named_parameters(_unwrapped(accelerator, model), _full_parameters(accelerator, model))
 
 
 def checked(weights: Iterator[tuple[str, torch.Tensor]],
@@ -690,9 +699,9 @@ def colocated_max_model_len(cfg: Any, context: int | None) -> int | None:
     if r.vllm_max_model_len < 2:
         raise EngineError(f"rollout.vllm_max_model_len must be at least 2 tokens, got {r.vllm_max_model_len}")
     if context is not None and r.vllm_max_model_len > context:
-        raise EngineError(f"rollout.vllm_max_model_len={r.vllm_max_model_len} is above the model's context of {context} "
-                          "tokens (max_position_embeddings), which vLLM refuses; lower it, or leave it null for "
-                          f"prompt + answer budget ({needed})")
+        raise EngineError(f"rollout.vllm_max_model_len={r.vllm_max_model_len} is above the model's context of "
+                          f"{context} tokens (max_position_embeddings), which vLLM refuses; lower it, or leave it "
+                          f"null for prompt + answer budget ({needed})")
     return r.vllm_max_model_len
 
 

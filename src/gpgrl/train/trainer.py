@@ -51,7 +51,7 @@ from gpgrl.data.datasets import check_columns
 from gpgrl.data.prompts import PromptBuilder
 from gpgrl.models.logprobs import completion_logprobs
 from gpgrl.models.vision import is_vision_model
-from gpgrl.parallel import gathered_for_generation
+from gpgrl.parallel import gathered_for_engine
 from gpgrl.rewards.scoring import RewardFunction, as_reward_functions
 from gpgrl.rollout.batch import RolloutBatch
 from gpgrl.rollout.engine import RolloutEngine, model_context_length
@@ -366,9 +366,7 @@ class Trainer:
                                    progress_bar=False, show_table=False, seed=t.seed + self.step,
                                    output_dir=self.output_dir / "eval" / f"step-{self.step:06d}",
                                    model_name=self.cfg.model.name_or_path or None)
-        gather = (gathered_for_generation(self.acc, self.model) if self.engine.samples_with_trainer_module
-                  else contextlib.nullcontext())
-        with gather:
+        with gathered_for_engine(self.acc, self.model, self.engine):
             return evaluate(None, self.tokenizer, self._eval_problems, settings, engine=self.engine,
                             accelerator=self.acc)
 

@@ -387,8 +387,8 @@ class LLM:
         elif stop is not None and stop.hit:
             finish = "stop"
             text = text[: min(i for i in (text.find(s) for s in params.stop) if i >= 0)]
-        return CompletionOutput(index=index, text=text, token_ids=tokens,
-                                cumulative_logprob=sum(next(iter(e.values())).logprob for e in logprobs) if tokens else 0.0,
+        cumulative = sum(entry[token].logprob for token, entry in draw.steps[: len(tokens)])
+        return CompletionOutput(index=index, text=text, token_ids=tokens, cumulative_logprob=cumulative,
                                 logprobs=logprobs if params.logprobs is not None else None, finish_reason=finish)
 
     # -- weights and memory ----------------------------------------------------------------------------
