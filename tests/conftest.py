@@ -12,8 +12,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 REPO = Path(__file__).resolve().parents[1]
-# imports vllm; runs only in the contract tests' subprocesses (tests/vllm_contract), never collected here
-collect_ignore = ["vllm_contract/probe.py"]
+# probe.py imports vllm; runs only in the contract tests' subprocesses (tests/vllm_contract), never collected here;
+# standins/ holds a package named vllm, imported only by subprocesses (see tests/vllm_standin.py)
+collect_ignore = ["vllm_contract/probe.py", "standins"]
 #: The benchmark data folder (holding math/ and vision/): $GPGRL_DATA, else ../shared/data next to the repository.
 SHARED_DATA = Path(os.environ.get("GPGRL_DATA") or REPO.parent / "shared" / "data").expanduser()
 #: Every skip for missing data says this, so the summary can count them.

@@ -129,6 +129,10 @@ class RolloutConfig:
     vllm_master_port: int = _f(0, "vllm_server: port of that rendezvous on the main process; 0 = a free port")
     vllm_gpu_memory_utilization: float = _f(0.3, "vllm: share of each GPU's memory the colocated engine may take")
     vllm_sleep: bool = _f(True, "vllm: free the engine's memory (sleep mode) while the trainer updates the model")
+    vllm_sleep_level: int = _f(2, "vllm: sleep level; 2 discards the weights (the sync reloads every one), 1 keeps "
+                                  "a copy in host RAM (for models whose vLLM weights the sync does not all rewrite)")
+    vllm_max_model_len: int | None = _f(None, "vllm: longest prompt + answer the engine holds KV for; null = "
+                                              "data.max_prompt_length + rollout.max_completion_length")
     importance_correction: Correction = _math(
         "auto", "weight tokens by pi_train/pi_engine, both of the distribution sampled from (docs/engines.md): "
                 "auto = token_truncate for vllm / vllm_server, off for hf; off = the paper's loss exactly"

@@ -177,10 +177,20 @@ def check_colocated() -> dict:
     from vllm.inputs import TokensPrompt
 
     folder = _tiny_model_folder()
-    kwargs = VLLMColocatedEngine.llm_kwargs(folder, 0.3, True, 7, 64)
+    kwargs = VLLMColocatedEngine.llm_kwargs(folder, gpu_memory_utilization=0.3, sleep=True, seed=7, max_model_len=64,
+                                            dtype="bfloat16", trust_remote_code=False, tokenizer=folder,
+                                            mm_processor_kwargs={"min_pixels": 3136, "max_pixels": 401408})
     facts: dict = {"llm_kwargs": sorted(kwargs), "engine_args_fields": sorted(f.name for f in dataclasses.fields(EngineArgs))}
     args = EngineArgs(**kwargs)  # what LLM(**kwargs) builds first (model checks that need a GPU come later)
-    facts["engine_args"] = {k: getattr(args, k) for k in kwargs if k != "model"}
+    facts["engine_args"] = {k: getattr(args, k) for k in kwargs if k not in ("model", "tokenizer")}
+    facts["tokenizer_kept"] = args.tokenizer == folder
+    facts["sampling_fields"] = sorted(vllm.SamplingParams.__struct_fields__)
+    # the mm_processor_kwargs keys vLLM's Qwen2-VL processing reads: mm_kwargs.get("min_pixels") and the like
+    facts["qwen2_vl_pixel_keys"] = sorted({node.args[0].value for node in ast.walk(_parse("model_executor/models/qwen2_vl.py"))
+                                           if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                                           and node.func.attr == "get" and node.args
+                                           and isinstance(node.args[0], ast.Constant)
+                                           and node.args[0].value in ("min_pixels", "max_pixels")})
     try:
         EngineArgs(**kwargs, logprob_mode="processed_logprobs")  # a misspelt keyword: the check can fail
         facts["misspelt_keyword"] = "accepted"

@@ -147,11 +147,16 @@ def test_colocated_engine_arguments_and_methods_exist(vllm_facts):
     assert set(c["llm_kwargs"]) <= set(c["engine_args_fields"])
     assert c["engine_args"] == {"tensor_parallel_size": 1, "distributed_executor_backend": "external_launcher",
                                 "gpu_memory_utilization": 0.3, "enable_sleep_mode": True, "seed": 7,
-                                "max_model_len": 64, "logprobs_mode": "processed_logprobs"}
+                                "max_model_len": 64, "dtype": "bfloat16", "trust_remote_code": False,
+                                "mm_processor_kwargs": {"min_pixels": 3136, "max_pixels": 401408},
+                                "logprobs_mode": "processed_logprobs"}
+    assert c["tokenizer_kept"]  # a separate tokenizer (model.tokenizer) reaches EngineArgs.tokenizer
+    assert c["qwen2_vl_pixel_keys"] == ["max_pixels", "min_pixels"]  # what vLLM's Qwen2-VL resizes by
     assert c["misspelt_keyword"].startswith("refused")  # EngineArgs refuses what it does not know
     assert "processed_logprobs" in c["logprobs_modes"]
     methods = c["llm_methods"]
     assert {"sampling_params", "use_tqdm"} <= set(methods["generate"]) and "level" in methods["sleep"]
+    assert "tags" in methods["wake_up"]  # wake_up(tags=["weights"]), then wake_up(tags=["kv_cache"])
     assert {"wake_up", "reset_prefix_cache", "apply_model"} <= set(methods)
     assert "reset_encoder_cache" in c["llm_engine_methods"]  # llm.llm_engine.reset_encoder_cache()
     # LLM.apply_model -> LLMEngine.apply_model -> the worker's apply_model(fn) = fn(its model): load_weights
@@ -159,6 +164,19 @@ def test_colocated_engine_arguments_and_methods_exist(vllm_facts):
     assert {"prompt_token_ids", "multi_modal_data"} <= set(c["tokens_prompt_keys"])
     assert set(c["launcher_reads"]) <= set(c["launcher_env"])  # finding 1: what external_launcher reads is set
     assert "logprob" in c["logprob_fields"]
+
+
+def test_the_vllm_stand_in_accepts_only_what_every_release_accepts(vllm_facts):
+    """tests/standins/vllm takes LLM(**kwargs) and SamplingParams(**fields) names from these lists: each must
+    be a real EngineArgs / SamplingParams field of every contract-tested release."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("standin_fields", HERE.parent / "standins" / "vllm" / "_fields.py")
+    fields = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fields)
+    assert not fields.ENGINE_ARGS - set(vllm_facts["colocated"]["engine_args_fields"])
+    assert not fields.SAMPLING_FIELDS - set(vllm_facts["colocated"]["sampling_fields"])
+    assert {"max_model_len", "dtype", "mm_processor_kwargs", "enable_sleep_mode"} <= fields.ENGINE_ARGS
 
 
 def test_the_documented_vllm_serve_flags_are_engine_arguments(vllm_facts):

@@ -18,9 +18,12 @@ Conventions (the trainer and the evaluator rely on them):
   sampled from (after temperature and top-k / top-p, renormalised: vLLM's ``processed_logprobs``), where
   the engine reports them (vLLM does; transformers ``generate`` does when it samples, from
   :class:`~gpgrl.rollout.sampling.ExactSampler`'s draw; greedy decoding gives None);
-* after every optimizer step the trainer calls :meth:`RolloutEngine.update_weights`, and around the
-  update :meth:`RolloutEngine.sleep` / :meth:`RolloutEngine.wake_up` (engines that hold their own copy
-  of the weights free their memory there; the in-process engine has nothing to do).
+* before each optimizer update the trainer calls :meth:`RolloutEngine.sleep` and after it
+  :meth:`RolloutEngine.update_weights`, which wakes the engine (engines that hold their own copy of the
+  weights free their memory there and reload it in the sync; the in-process engine has nothing to do);
+  after a resume it calls ``update_weights`` once, so the first rollout samples the checkpoint's weights;
+* an engine that samples with the trainer's own module sets ``samples_with_trainer_module`` (its
+  generation is then wrapped in a full-parameter gather under FSDP / ZeRO-3).
 """
 
 from __future__ import annotations
@@ -94,6 +97,10 @@ class RolloutEngine:
 
     #: Longest sequence (prompt + completion) the engine can handle; None = unknown.
     max_model_len: int | None = None
+    #: True when :meth:`generate` runs the trainer's own module: under FSDP / ZeRO-3 the caller then
+    #: gathers the full parameters around it (:func:`gpgrl.parallel.gathered_for_generation`). Engines
+    #: with their own copy of the weights (vLLM) leave it False and are never wrapped in that gather.
+    samples_with_trainer_module: bool = False
     #: Set by a caller that shows progress (the evaluator): called during :meth:`generate`, where the
     #: engine can, as ``on_step(new_tokens, step, max_steps)`` after each decoding step, ``new_tokens``
     #: being the tokens written by the rows still generating. None: nothing is reported.
@@ -110,7 +117,7 @@ class RolloutEngine:
         """Free the engine's memory while the trainer updates the model (optional)."""
 
     def wake_up(self) -> None:
-        """Undo :meth:`sleep` before the next generation (optional)."""
+        """Undo :meth:`sleep` (optional; :meth:`update_weights` wakes an engine that sleeps)."""
 
     def close(self) -> None:
         """Release the engine's resources (processes, connections)."""
@@ -352,6 +359,8 @@ class HFGenerateEngine(RolloutEngine):
         share_prompts: prefill each group's prompt once (above); False = ``generate``'s own prefill of
             every row.
     """
+
+    samples_with_trainer_module = True  # the policy being trained: gathered around generate under FSDP / ZeRO-3
 
     def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int | None = None,
                  share_prompts: bool = True):

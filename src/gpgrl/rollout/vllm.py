@@ -15,9 +15,11 @@ never a dependency of gpgrl:
   rendezvous code, so vLLM must be importable in the training environment, at the same version as the
   server's). The other processes wait for the sync's outcome in a collective before they sample again.
 * :class:`VLLMColocatedEngine` holds a ``vllm.LLM`` in each training process (``external_launcher``),
-  loads the new weights parameter by parameter after each optimizer step (gathered one at a time under
-  ZeRO-3 / FSDP; a LoRA adapter's weights merged into each base weight out of place), resets the prefix
-  and encoder caches, and sleeps (frees its memory) while the trainer updates the model.
+  started with what the trainer loaded (folder, tokenizer, dtype, image sizes) and a ``max_model_len`` of
+  the run's prompt + answer budget; it sleeps (frees its memory; level 2 by default) while the trainer
+  updates the model, then wakes its weights, loads them parameter by parameter (gathered one FSDP unit or
+  one ZeRO-3 parameter at a time; a LoRA adapter merged into each base weight out of place), wakes its KV
+  cache and resets the prefix and encoder caches.
 
 The payloads are the intersection of what every supported version accepts (checked against vLLM's own
 classes and routes by ``pytest -m vllm_contract``): the weight-transfer init info carries only the
@@ -199,9 +201,19 @@ def _merged(layer: torch.nn.Module, parts: dict[str, torch.Tensor]) -> torch.Ten
     return weight.to(base.dtype)
 
 
+def _unwrapped(accelerator: Any, model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside DDP / DeepSpeed / FSDP wrappers: the accelerator's, or for an engine built without
+    one (and handed the trainer's prepared model) accelerate's own unwrapping."""
+    if accelerator is not None:
+        return accelerator.unwrap_model(model)
+    from accelerate.utils import extract_model_from_parallel
+
+    return extract_model_from_parallel(model)
+
+
 def _full_parameters(accelerator: Any, model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    if accelerator is None:
-        for name, p in model.named_parameters():
+    if accelerator is None:  # nothing sharded: DDP's replica (or a bare module) holds whole parameters
+        for name, p in _unwrapped(None, model).named_parameters():
             yield name, p.data
         return
     from gpgrl.parallel import iter_full_parameters
@@ -221,7 +233,7 @@ def weight_metadata(accelerator: Any, model: torch.nn.Module) -> list[tuple[str,
 
     if accelerator is not None and sharding(accelerator) == "fsdp":
         return [(name, t.dtype, tuple(t.shape)) for name, t in vllm_weights(accelerator, model)]
-    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
+    unwrapped = _unwrapped(accelerator, model)
     shells = ((n, torch.empty(tuple(getattr(p, "ds_shape", p.shape)), dtype=p.dtype, device="meta"))
               for n, p in unwrapped.named_parameters())
     return [(name, t.dtype, tuple(t.shape)) for name, t in vllm_named_parameters(unwrapped, shells)]
@@ -229,8 +241,7 @@ def weight_metadata(accelerator: Any, model: torch.nn.Module) -> list[tuple[str,
 
 def vllm_weights(accelerator: Any, model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """The full weights under vLLM's names, LoRA merged, gathered one at a time (every process iterates)."""
-    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
-    yield from vllm_named_parameters(unwrapped, _full_parameters(accelerator, model))
+    yield from vllm_named_parameters(_unwrapped(accelerator, model), _full_parameters(accelerator, model))
 
 
 def checked(weights: Iterator[tuple[str, torch.Tensor]],
@@ -801,22 +812,40 @@ def image_token_id(model: torch.nn.Module | None, tokenizer: Any) -> int | None:
 class VLLMColocatedEngine(RolloutEngine):
     """A ``vllm.LLM`` in this training process, sharing its GPU; weights loaded in place after each step.
 
+    The update cycle with sleep mode (``sleep=True``), driven by the trainer: :meth:`sleep` before the
+    optimizer update frees the engine's GPU memory (level 2 discards the weights and the KV cache; level 1
+    copies the weights to host RAM first), then :meth:`update_weights` wakes the **weights only**
+    (``wake_up(tags=["weights"])``), loads every parameter, and only then wakes the KV cache
+    (``wake_up(tags=["kv_cache"])``) and resets the prefix and encoder caches. So the sync's peak holds the
+    trainer's state, one gathered tensor and vLLM's weights, never the KV cache as well; and level 2 is
+    safe because the sync rewrites every weight vLLM holds before anything is generated (a generation
+    after a level-2 sleep without a sync is refused).
+
     Args:
-        model_name: what vLLM loads at start (the policy's name or folder; its weights are replaced at
+        model_name: what vLLM loads at start (the policy's folder or hub id; its weights are replaced at
             the first sync).
         tokenizer: the policy's tokenizer.
-        accelerator: the trainer's (gathering parameters one at a time under ZeRO-3 / FSDP; its process
-            index and count fill the launcher variables a plain one-process run lacks).
-        gpu_memory_utilization, sleep, seed, max_model_len: vLLM settings.
+        accelerator: the trainer's (gathering parameters one module at a time under FSDP, one at a time
+            under ZeRO-3; its process index and count fill the launcher variables a plain run lacks).
+        gpu_memory_utilization, seed, max_model_len, dtype, trust_remote_code: vLLM settings
+            (``EngineArgs`` fields); ``max_model_len`` None lets vLLM take the model's whole context.
+        sleep: use sleep mode around the trainer's update; sleep_level: 1 or 2 (see above).
+        tokenizer_name: a tokenizer folder or id other than the model's (``model.tokenizer``).
+        mm_processor_kwargs: vLLM's image-processor overrides (``{"min_pixels": ..., "max_pixels": ...}``),
+            so that vLLM resizes images as the trainer's processor does.
         llm_factory: builds the engine (default ``vllm.LLM``; the tests pass a stand-in).
         sampling_factory: builds sampling settings (default ``vllm.SamplingParams``).
         model: the policy (EOS ids, the image placeholder id).
     """
 
     def __init__(self, model_name: str, tokenizer: Any, *, accelerator: Any = None, gpu_memory_utilization: float = 0.3,
-                 sleep: bool = True, seed: int = 0, max_model_len: int | None = None,
-                 llm_factory: Callable[..., Any] | None = None, sampling_factory: Callable[..., Any] | None = None,
-                 model: torch.nn.Module | None = None):
+                 sleep: bool = True, sleep_level: int = 2, seed: int = 0, max_model_len: int | None = None,
+                 dtype: str = "auto", trust_remote_code: bool = False, tokenizer_name: str | None = None,
+                 mm_processor_kwargs: dict[str, Any] | None = None, llm_factory: Callable[..., Any] | None = None,
+                 sampling_factory: Callable[..., Any] | None = None, model: torch.nn.Module | None = None):
+        if sleep_level not in (1, 2):
+            raise EngineError(f"rollout.vllm_sleep_level must be 1 (weights kept in host RAM) or 2 (weights "
+                              f"discarded, reloaded by the sync); got {sleep_level}")
         if llm_factory is None or sampling_factory is None:
             try:
                 import vllm
@@ -830,24 +859,41 @@ class VLLMColocatedEngine(RolloutEngine):
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.image_token_id = image_token_id(model, tokenizer)
         self.sleep_between = sleep
+        self.sleep_level = sleep_level
         self.sampling_factory = sampling_factory
         self.max_model_len = max_model_len
         acc = accelerator
         os.environ.update(launcher_env(os.environ, rank=acc.process_index if acc else 0,
                                        local_rank=acc.local_process_index if acc else 0,
                                        world_size=acc.num_processes if acc else 1))
-        self.llm = llm_factory(**self.llm_kwargs(model_name, gpu_memory_utilization, sleep, seed, max_model_len))
+        self.llm = llm_factory(**self.llm_kwargs(
+            model_name, gpu_memory_utilization=gpu_memory_utilization, sleep=sleep, seed=seed,
+            max_model_len=max_model_len, dtype=dtype, trust_remote_code=trust_remote_code, tokenizer=tokenizer_name,
+            mm_processor_kwargs=mm_processor_kwargs))
         self._asleep = False
+        self._weights_discarded = False  # after a level-2 sleep, until the next sync
 
     @staticmethod
-    def llm_kwargs(model_name: str, gpu_memory_utilization: float, sleep: bool, seed: int,
-                   max_model_len: int | None) -> dict[str, Any]:
-        """``vllm.LLM`` keyword arguments (each an ``EngineArgs`` field in every supported version)."""
-        return {"model": model_name, "tensor_parallel_size": 1, "distributed_executor_backend": "external_launcher",
-                "gpu_memory_utilization": gpu_memory_utilization, "enable_sleep_mode": sleep, "seed": seed,
-                "max_model_len": max_model_len,
-                # sampling log-probs of softmax(logits / temperature), as the trainer computes them
-                "logprobs_mode": "processed_logprobs"}
+    def llm_kwargs(model_name: str, *, gpu_memory_utilization: float, sleep: bool, seed: int, max_model_len: int | None,
+                   dtype: str = "auto", trust_remote_code: bool = False, tokenizer: str | None = None,
+                   mm_processor_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``vllm.LLM`` keyword arguments (each an ``EngineArgs`` field in every supported version).
+
+        >>> kw = VLLMColocatedEngine.llm_kwargs("M", gpu_memory_utilization=0.3, sleep=True, seed=1, max_model_len=4096,
+        ...                                     dtype="bfloat16", mm_processor_kwargs={"max_pixels": 401408})
+        >>> kw["max_model_len"], kw["dtype"], kw["mm_processor_kwargs"], "tokenizer" in kw
+        (4096, 'bfloat16', {'max_pixels': 401408}, False)
+        """
+        kwargs = {"model": model_name, "tensor_parallel_size": 1, "distributed_executor_backend": "external_launcher",
+                  "gpu_memory_utilization": gpu_memory_utilization, "enable_sleep_mode": sleep, "seed": seed,
+                  "max_model_len": max_model_len, "dtype": dtype, "trust_remote_code": trust_remote_code,
+                  # sampling log-probs of the distribution sampled from (temperature, top-k/top-p applied)
+                  "logprobs_mode": "processed_logprobs"}
+        if tokenizer:
+            kwargs["tokenizer"] = tokenizer
+        if mm_processor_kwargs:
+            kwargs["mm_processor_kwargs"] = dict(mm_processor_kwargs)
+        return kwargs
 
     def request(self, prompt: Prompt) -> dict[str, Any]:
         """One prompt as vLLM takes it: token ids with one placeholder per image, and the images."""
@@ -861,7 +907,10 @@ class VLLMColocatedEngine(RolloutEngine):
     def generate(self, prompts: Sequence[Prompt | Sequence[int]], params: SamplingParams,
                  num_samples: int) -> RolloutBatch:
         prompts = as_prompts(prompts)
-        self.wake_up()
+        if self._weights_discarded:
+            raise EngineError("the vllm engine slept at level 2, which discards its weights; update_weights(model) "
+                              "reloads them before the next generation")
+        self.wake_up()  # after a level-1 sleep without a sync: the offloaded weights are still good
         longest = max(len(p.ids) for p in prompts)
         sampling = self.sampling_factory(**vllm_sampling_kwargs(
             params, num_samples, budget_for(longest, params.max_new_tokens, self.max_model_len)))
@@ -879,22 +928,94 @@ class VLLMColocatedEngine(RolloutEngine):
         return assemble(rows, tokens, self.tokenizer, self.pad_id, self.eos_ids, logps, stop=params.stop)
 
     def update_weights(self, model: torch.nn.Module) -> None:
-        """Load the trainer's weights into the engine one parameter at a time, then drop stale caches."""
-        self.wake_up()
+        """Load the trainer's weights into the engine, weights first when it sleeps, then fresh caches.
+
+        Asleep: ``wake_up(tags=["weights"])``, every parameter loaded (gathered one FSDP unit or ZeRO-3
+        parameter at a time, LoRA merged), ``wake_up(tags=["kv_cache"])``. Then the prefix cache (KV of the
+        old weights) and the encoder cache (image embeddings of the old vision tower) are reset. Every
+        process calls it (the gathers are collective).
+        """
+        asleep = self._asleep
+        if asleep:
+            self.llm.wake_up(tags=["weights"])  # the KV cache stays freed while the weights load
         for name, tensor in vllm_weights(self.accelerator, model):
             self.llm.apply_model(lambda m, w=(name, tensor): m.load_weights([w]))
+        self._weights_discarded = False
+        if asleep:
+            self.llm.wake_up(tags=["kv_cache"])
+            self._asleep = False
         self.llm.reset_prefix_cache()  # cached prefixes hold KV computed with the old weights
         self.llm.llm_engine.reset_encoder_cache()  # and image embeddings of the old vision tower
 
     def sleep(self) -> None:
+        """Free the engine's GPU memory (sleep mode, ``sleep_level``) until :meth:`update_weights`."""
         if self.sleep_between and not self._asleep:
-            self.llm.sleep(level=1)
+            self.llm.sleep(level=self.sleep_level)
             self._asleep = True
+            self._weights_discarded = self.sleep_level == 2
 
     def wake_up(self) -> None:
+        """Take all the engine's memory back (after a level-2 sleep the weights still need a sync)."""
         if self._asleep:
             self.llm.wake_up()
             self._asleep = False
+
+
+def colocated_max_model_len(cfg: Any, context: int | None) -> int | None:
+    """The colocated engine's ``max_model_len``: ``rollout.vllm_max_model_len``, or the run's prompt budget
+    (``data.max_prompt_length`` as the run resolved it: the trainer builds its engine from that config) plus
+    ``rollout.max_completion_length``, never above the model's context (vLLM refuses that). Left to vLLM
+    (None), it takes the model's whole context (131,072 tokens for the R1-Distill models) and refuses to
+    start when one such sequence's KV cache does not fit.
+
+    >>> from types import SimpleNamespace as S
+    >>> cfg = S(data=S(max_prompt_length=512), rollout=S(max_completion_length=3584, vllm_max_model_len=None))
+    >>> colocated_max_model_len(cfg, 131072), colocated_max_model_len(cfg, None), colocated_max_model_len(cfg, 2048)
+    (4096, 4096, 2048)
+    >>> cfg.rollout.vllm_max_model_len = 6000; colocated_max_model_len(cfg, 131072)
+    6000
+    >>> colocated_max_model_len(cfg, 4096)
+    Traceback (most recent call last):
+    ...
+    gpgrl.rollout.vllm.EngineError: rollout.vllm_max_model_len=6000 is above the model's context of 4096 tokens (max_position_embeddings), which vLLM refuses; lower it, or leave it null for prompt + answer budget (4096)
+    """
+    r, prompt = cfg.rollout, cfg.data.max_prompt_length
+    needed = prompt + r.max_completion_length if prompt is not None else context  # unresolved: the context
+    if context is not None and needed is not None:
+        needed = min(needed, context)
+    if r.vllm_max_model_len is None:
+        return needed
+    if r.vllm_max_model_len < 2:
+        raise EngineError(f"rollout.vllm_max_model_len must be at least 2 tokens, got {r.vllm_max_model_len}")
+    if context is not None and r.vllm_max_model_len > context:
+        raise EngineError(f"rollout.vllm_max_model_len={r.vllm_max_model_len} is above the model's context of "
+                          f"{context} tokens (max_position_embeddings), which vLLM refuses; lower it, or leave it "
+                          f"null for prompt + answer budget ({needed})")
+    return r.vllm_max_model_len
+
+
+def engine_dtype(setting: str, model: torch.nn.Module | None) -> str:
+    """vLLM's ``dtype``: ``model.dtype`` when set, else the dtype of the trainer's loaded weights. vLLM's own
+    ``auto`` would run a float32 checkpoint in bfloat16, i.e. sample from another model than the loss's.
+
+    >>> engine_dtype("bfloat16", None), engine_dtype("auto", torch.nn.Linear(2, 2))
+    ('bfloat16', 'float32')
+    """
+    if setting != "auto":
+        return setting
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32) if model else None
+    return str(dtype or torch.float32).removeprefix("torch.")
+
+
+def pixel_kwargs(min_pixels: int | None, max_pixels: int | None) -> dict[str, int] | None:
+    """``mm_processor_kwargs`` that make vLLM's Qwen2-VL image processing resize as the trainer's processor
+    (``model.min_pixels`` / ``model.max_pixels``); None when neither is set (both use the model's own).
+
+    >>> pixel_kwargs(None, 401408), pixel_kwargs(None, None)
+    ({'max_pixels': 401408}, None)
+    """
+    kwargs = {k: int(v) for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    return kwargs or None
 
 
 def _check_rollout_sampling(cfg: Any) -> None:
@@ -915,9 +1036,27 @@ def build_server_engine(cfg: Any, accelerator: Any, model: torch.nn.Module, toke
 
 
 def build_colocated_engine(cfg: Any, accelerator: Any, model: torch.nn.Module, tokenizer: Any) -> VLLMColocatedEngine:
-    """``rollout.engine: vllm``: a ``vllm.LLM`` in this process, on its GPU."""
+    """``rollout.engine: vllm``: a ``vllm.LLM`` in this process, on its GPU, loading what the trainer loaded:
+    the same folder, tokenizer, dtype and image sizes, with room for the run's longest prompt + answer
+    (``cfg`` as the run resolved it: ``data.max_prompt_length`` set, see :meth:`gpgrl.config.Config.with_resolved`)."""
+    from gpgrl.models.loading import gguf_path
+    from gpgrl.models.vision import is_vision_model
+    from gpgrl.rollout.engine import model_context_length
+
     _check_rollout_sampling(cfg)
-    r = cfg.rollout
-    return VLLMColocatedEngine(cfg.model.name_or_path, text_tokenizer(tokenizer), accelerator=accelerator,
+    r, m = cfg.rollout, cfg.model
+    if gguf_path(m.name_or_path) is not None:
+        raise EngineError(f"rollout.engine vllm cannot start from the GGUF file {m.name_or_path!r}: vLLM 0.28+ has no "
+                          "GGUF loader, and 0.17's keeps the weights quantized, where the trainer's float weights "
+                          "cannot be loaded. Save the model once as a folder (load it with transformers, then "
+                          "save_pretrained) and pass that folder as model.name_or_path")
+    unwrapped = accelerator.unwrap_model(model)
+    return VLLMColocatedEngine(m.name_or_path, text_tokenizer(tokenizer), accelerator=accelerator,
                                gpu_memory_utilization=r.vllm_gpu_memory_utilization, sleep=r.vllm_sleep,
-                               seed=cfg.train.seed + accelerator.process_index, model=accelerator.unwrap_model(model))
+                               sleep_level=r.vllm_sleep_level, seed=cfg.train.seed + accelerator.process_index,
+                               max_model_len=colocated_max_model_len(cfg, model_context_length(unwrapped)),
+                               dtype=engine_dtype(m.dtype, unwrapped), trust_remote_code=m.trust_remote_code,
+                               tokenizer_name=m.tokenizer,
+                               mm_processor_kwargs=pixel_kwargs(m.min_pixels, m.max_pixels)
+                               if is_vision_model(unwrapped) else None,
+                               model=unwrapped)

@@ -23,7 +23,7 @@ from gpgrl.data.datasets import get_field
 from gpgrl.data.images import load_images
 from gpgrl.data.prompts import PromptBuilder
 from gpgrl.data.samplers import PromptSampler
-from gpgrl.parallel import gathered_for_generation
+from gpgrl.parallel import gathered_for_engine
 from gpgrl.rewards.scoring import FailureTracker, RewardFunction, score_batch
 from gpgrl.rollout.batch import RolloutBatch
 from gpgrl.rollout.engine import Prompt, RolloutEngine, SamplingParams, pad_token_id
@@ -81,7 +81,7 @@ class Rollouts:
         """G answers to each prompt index, scored: a :class:`RolloutBatch` with rewards and metadata."""
         G = self.cfg.rollout.group_size
         prompts = [self.prompt(i) for i in indices]
-        with gathered_for_generation(self.acc, self.model):
+        with gathered_for_engine(self.acc, self.model, self.engine):  # vLLM holds its own copy: no gather
             batch = self.engine.generate(prompts, self.sampling, G)
         if len(batch) != len(indices) * G:
             raise TrainingError(f"the rollout engine returned {len(batch)} answers for {len(indices)} prompts x G={G}")

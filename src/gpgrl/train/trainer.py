@@ -53,7 +53,7 @@ from gpgrl.data.datasets import check_columns
 from gpgrl.data.prompts import PromptBuilder
 from gpgrl.models.logprobs import Sampling, completion_logprobs
 from gpgrl.models.vision import is_vision_model
-from gpgrl.parallel import gathered_for_generation
+from gpgrl.parallel import gathered_for_engine
 from gpgrl.rewards.scoring import RewardFunction, as_reward_functions
 from gpgrl.rollout.batch import RolloutBatch
 from gpgrl.rollout.engine import RolloutEngine, model_context_length
@@ -117,7 +117,7 @@ class Trainer:
         self.model, self.optimizer, self.scheduler = self.acc.prepare(model, optimizer,
                                                                       make_scheduler(cfg, optimizer, self.total_steps))
         self.ref_model = ref_model.to(self.acc.device).eval().requires_grad_(False) if ref_model is not None else None
-        self.engine = engine or make_engine(cfg, self.acc, self.model, tokenizer)
+        self.engine = engine or make_engine(self.run_cfg, self.acc, self.model, tokenizer)  # prompt budget set
         self.counters = {"resample_budget_exhausted": 0, "nan_steps_in_a_row": 0, "prompts_truncated": 0}
         self._warned: set[str] = set()
         self.rollouts = Rollouts(cfg, self.algo, self.acc, model=self.model, engine=self.engine, records=self.records,
@@ -186,10 +186,9 @@ class Trainer:
             metrics.update({"optim/skipped": 1.0, "optim/lr": self.scheduler.get_last_lr()[0]})
             metrics.update(self._importance_metrics_only(batch))  # the gap is measured on every step
         else:
-            self.engine.sleep()
+            self.engine.sleep()  # frees a colocated engine's memory for the update
             metrics.update(self._update(batch, adv, num_tokens, int(global_r.numel()), self._step_algo(stats["alpha"])))
-            self.engine.wake_up()
-            self.engine.update_weights(self.model)
+            self.engine.update_weights(self.model)  # wakes the engine: weights first, then its KV cache
         step_seconds = time.perf_counter() - t0
         metrics.update(perf_metrics(t_rollout, self.rollouts.reward_seconds, step_seconds, num_tokens))
         slow = slow_reward(self.rollouts.reward_seconds, step_seconds)
@@ -405,7 +404,7 @@ class Trainer:
                                    progress_bar=False, show_table=False, seed=t.seed + self.step,
                                    output_dir=self.output_dir / "eval" / f"step-{self.step:06d}",
                                    model_name=self.cfg.model.name_or_path or None)
-        with gathered_for_generation(self.acc, self.model):
+        with gathered_for_engine(self.acc, self.model, self.engine):
             return evaluate(None, self.tokenizer, self._eval_problems, settings, engine=self.engine,
                             accelerator=self.acc)
 
@@ -437,5 +436,8 @@ class Trainer:
         self.rollouts.sampler.load_state_dict(state["sampler"])
         self.counters.update(state["counters"])
         self.rollouts.failures.steps.update(state.get("reward_failure_steps", {}))
+        # the engine is part of the state: one that holds its own weights (vLLM) started from the base
+        # model, so the first rollout after a resume would sample from another policy than the checkpoint's
+        self.engine.update_weights(self.model)
         self.acc.print(f"[gpgrl] resumed from {ckpt} at step {self.step}")
 
