@@ -994,13 +994,20 @@ def colocated_max_model_len(cfg: Any, context: int | None) -> int | None:
     return r.vllm_max_model_len
 
 
-def engine_dtype(setting: str, model: torch.nn.Module | None) -> str:
-    """vLLM's ``dtype``: ``model.dtype`` when set, else the dtype of the trainer's loaded weights. vLLM's own
-    ``auto`` would run a float32 checkpoint in bfloat16, i.e. sample from another model than the loss's.
+def engine_dtype(setting: str, model: torch.nn.Module | None, mixed_precision: str = "no") -> str:
+    """vLLM's ``dtype``: the precision the trainer computes in. Under bf16 / fp16 mixed precision that is
+    the autocast dtype (the forward runs in it, whatever the stored weights' dtype; a float32 master copy
+    must not make vLLM run in float32); else ``model.dtype`` when set, else the dtype of the trainer's
+    loaded weights. vLLM's own ``auto`` would run a float32 checkpoint in bfloat16, i.e. sample from
+    another model than the loss's.
 
     >>> engine_dtype("bfloat16", None), engine_dtype("auto", torch.nn.Linear(2, 2))
     ('bfloat16', 'float32')
+    >>> engine_dtype("float32", torch.nn.Linear(2, 2), mixed_precision="bf16")
+    'bfloat16'
     """
+    if mixed_precision in ("bf16", "fp16"):
+        return {"bf16": "bfloat16", "fp16": "float16"}[mixed_precision]
     if setting != "auto":
         return setting
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32) if model else None
@@ -1055,7 +1062,8 @@ def build_colocated_engine(cfg: Any, accelerator: Any, model: torch.nn.Module, t
                                gpu_memory_utilization=r.vllm_gpu_memory_utilization, sleep=r.vllm_sleep,
                                sleep_level=r.vllm_sleep_level, seed=cfg.train.seed + accelerator.process_index,
                                max_model_len=colocated_max_model_len(cfg, model_context_length(unwrapped)),
-                               dtype=engine_dtype(m.dtype, unwrapped), trust_remote_code=m.trust_remote_code,
+                               dtype=engine_dtype(m.dtype, unwrapped, str(accelerator.mixed_precision)),
+                               trust_remote_code=m.trust_remote_code,
                                tokenizer_name=m.tokenizer,
                                mm_processor_kwargs=pixel_kwargs(m.min_pixels, m.max_pixels)
                                if is_vision_model(unwrapped) else None,
