@@ -7,6 +7,7 @@ weights, not from the base model it was started with.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -72,8 +73,14 @@ def test_resume_samples_the_first_rollout_from_the_checkpoints_weights(tmp_path)
     before = calls[: calls.index("generate")]  # the sync right after the checkpoint is loaded (awake: no wake)
     assert before == ["LLM", "ready", *["apply_model", "load_weights"] * n_params(model), "reset_prefix_cache",
                       "reset_encoder_cache"]
-    metrics = [line for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     assert len(metrics) == 4
+    for m in metrics:  # one float32 model on both sides: the engine's log-probs are the trainer's
+        assert m["is/logp_diff_abs"] < 1e-4 and m["is/logp_gap_max"] < 1e-4 and m["is/capped_frac"] == 0.0, m
+    wakes = [c["tags"] for c in log if c["call"] == "wake_up"]
+    sleeps = [c["level"] for c in log if c["call"] == "sleep"]
+    # every update slept at level 2 and woke the weights, then (after the sync) the KV cache
+    assert sleeps and set(sleeps) == {2} and wakes == [["weights"], ["kv_cache"]] * len(sleeps)
 
 
 @pytest.mark.parametrize("budget", [None, "40"])

@@ -96,6 +96,7 @@ MAPPING: dict[str, Key] = {
     "use_vllm": Key("rollout.engine", "true -> vllm (colocated)", lambda v: "vllm" if v else "hf"),
     "vllm_gpu_memory_utilization": Key("rollout.vllm_gpu_memory_utilization"),
     "vllm_importance_sampling_cap": Key("rollout.importance_cap"),
+    "vllm_max_model_len": Key("rollout.vllm_max_model_len", "vllm: the engine's context (prompt + answer)"),
     "learning_rate": Key("optim.lr"),
     "lr_scheduler_type": Key("optim.lr_scheduler", "", _scheduler),
     "warmup_ratio": Key("optim.warmup_ratio"),
@@ -147,7 +148,7 @@ COMBINED = {
 IGNORED = {
     "model_revision", "hub_model_id", "hub_strategy", "push_to_hub", "hub_always_push", "logging_strategy",
     "logging_first_step", "log_level", "log_completions", "vllm_device", "vllm_enforce_eager",
-    "vllm_max_model_len", "do_eval", "eval_strategy", "eval_steps", "per_device_eval_batch_size",
+    "do_eval", "eval_strategy", "eval_steps", "per_device_eval_batch_size",
     "gradient_checkpointing_kwargs", "save_only_model", "dataset_num_proc", "preprocessing_num_workers",
     "remove_unused_columns", "use_liger", "use_liger_kernel", "optim", "ddp_timeout", "callbacks",
     "benchmarks", "wandb_entity", "wandb_project", "report_to_wandb", "code_language",

@@ -1062,7 +1062,7 @@ def build_colocated_engine(cfg: Any, accelerator: Any, model: torch.nn.Module, t
                                gpu_memory_utilization=r.vllm_gpu_memory_utilization, sleep=r.vllm_sleep,
                                sleep_level=r.vllm_sleep_level, seed=cfg.train.seed + accelerator.process_index,
                                max_model_len=colocated_max_model_len(cfg, model_context_length(unwrapped)),
-                               dtype=engine_dtype(m.dtype, unwrapped, str(accelerator.mixed_precision)),
+                               dtype=engine_dtype(m.dtype, unwrapped, str(getattr(accelerator, "mixed_precision", "no"))),
                                trust_remote_code=m.trust_remote_code,
                                tokenizer_name=m.tokenizer,
                                mm_processor_kwargs=pixel_kwargs(m.min_pixels, m.max_pixels)
