@@ -934,7 +934,8 @@ def run_server(args: argparse.Namespace, rt: Runtime, out: PartReport) -> None:
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         seconds = wait_for_server(url, args.server_timeout, poll=0.5 if rt.dry_run else 2.0, process=server)
-        out.add(Check("server: answers /health", "PASS", f"after {seconds:.0f} s ({command[0]} ...)"))
+        what = "the stand-in tests/standins/vllm_server.py" if rt.dry_run else "vllm serve"
+        out.add(Check("server: answers /health", "PASS", f"{what} after {seconds:.0f} s (its log: {log.name})"))
         engine = build_server_engine(cfg, acc, model, tokenizer)  # rollout.vllm_* timeouts and rendezvous
         if plan == "socket":
             from vllm_server import SocketTransport  # tests/standins, on the dry run's PYTHONPATH
