@@ -1018,15 +1018,14 @@ def prepare_dry_run(args: argparse.Namespace) -> None:
     root = args.out / "models"
     if args.model is None:
         args.model = str(root / "text")
-        if not (root / "text" / "config.json").is_file():
-            model = build_tiny_model(build_char_tokenizer(root / "text"), seed=3, max_positions=2048)  # room for
-            with torch.no_grad():  # the prefix-cache prompts
-                model.get_input_embeddings().weight.mul_(DRY_RUN_EMBEDDING_SCALE)
-            model.save_pretrained(str(root / "text"))
+        # built anew on every run (a second): a folder left by an older version could hold other models
+        model = build_tiny_model(build_char_tokenizer(root / "text"), seed=3, max_positions=2048)  # room for
+        with torch.no_grad():  # the prefix-cache prompts
+            model.get_input_embeddings().weight.mul_(DRY_RUN_EMBEDDING_SCALE)
+        model.save_pretrained(str(root / "text"))
     if args.vision_model is None:
         args.vision_model = str(root / "vision")
-        if not (root / "vision" / "config.json").is_file():
-            save_tiny_vlm(root / "vision", seed=1)
+        save_tiny_vlm(root / "vision", seed=1)
 
 
 def run_part(part: str, args: argparse.Namespace, env: dict[str, str]) -> list[Check]:
