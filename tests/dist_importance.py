@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpgrl.algorithms.importance import combine_stats
 from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
 from gpgrl.train.trainer import Trainer
-from helpers import tiny_config
+from helpers import save_result, tiny_config
 from importance_engines import PerturbedScriptedEngine
 
 
@@ -41,10 +41,7 @@ def main(out: Path) -> None:
     trainer._importance = recording
     (metrics,) = trainer.train()
     torch.save(combine_stats(local), out / f"stats-{trainer.acc.process_index}.pt")
-    if trainer.acc.is_main_process:
-        params = {k: v.detach().cpu() for k, v in trainer.acc.unwrap_model(trainer.model).state_dict().items()}
-        torch.save({"params": params, "metrics": metrics, "world": trainer.acc.num_processes}, out / "result.pt")
-    trainer.acc.end_training()  # destroy the process group before exit
+    save_result(trainer, metrics, out)
 
 
 if __name__ == "__main__":  # a script, not a test module: pytest's doctest collection imports it

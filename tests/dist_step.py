@@ -9,12 +9,10 @@ Writes OUT_DIR/result.pt (the trained parameters and the step's metrics) from th
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
 from gpgrl.train.trainer import Trainer
-from helpers import ScriptedEngine, tiny_config
+from helpers import ScriptedEngine, save_result, tiny_config
 
 
 def main(out: Path) -> None:
@@ -25,10 +23,7 @@ def main(out: Path) -> None:
     tok = build_char_tokenizer()
     trainer = Trainer.from_config(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok, engine=ScriptedEngine(tok))
     (metrics,) = trainer.train()
-    if trainer.acc.is_main_process:
-        params = {k: v.detach().cpu() for k, v in trainer.acc.unwrap_model(trainer.model).state_dict().items()}
-        torch.save({"params": params, "metrics": metrics, "world": trainer.acc.num_processes}, out / "result.pt")
-    trainer.acc.end_training()  # destroy the process group before exit
+    save_result(trainer, metrics, out)
 
 
 if __name__ == "__main__":  # a script, not a test module: pytest's doctest collection imports it

@@ -79,10 +79,25 @@ class ScriptedEngine(RolloutEngine):
                     texts.append("<answer>22</answer>")
                 else:
                     texts.append("<answer>1</answer>" if (j + sum(p)) % 2 else "<think>" + "2" * (j + 1) + "</think>")
-        rows = [p for p in prompts for _ in range(num_samples)]
-        prompt_ids, prompt_mask = left_pad(rows, self.tok.pad_token_id)
-        comp = [self.tok(t, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id] for t in texts]
-        width = max(len(c) for c in comp)
-        ids = torch.tensor([c + [self.tok.pad_token_id] * (width - len(c)) for c in comp])
-        ids, mask, truncated = mask_after_eos(ids, [self.tok.eos_token_id], self.tok.pad_token_id)
-        return RolloutBatch(prompt_ids, prompt_mask, ids, mask, truncated, texts)
+        return scripted_batch(self.tok, prompts, texts, num_samples)
+
+
+def scripted_batch(tok, prompts: list[list[int]], texts: list[str], num_samples: int) -> RolloutBatch:
+    """The batch of ``texts`` (group by group, ``num_samples`` per prompt) as answers to ``prompts``, each
+    ended by EOS."""
+    rows = [p for p in prompts for _ in range(num_samples)]
+    prompt_ids, prompt_mask = left_pad(rows, tok.pad_token_id)
+    comp = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
+    width = max(len(c) for c in comp)
+    ids = torch.tensor([c + [tok.pad_token_id] * (width - len(c)) for c in comp])
+    ids, mask, truncated = mask_after_eos(ids, [tok.eos_token_id], tok.pad_token_id)
+    return RolloutBatch(prompt_ids, prompt_mask, ids, mask, truncated, texts)
+
+
+def save_result(trainer, metrics: dict, out) -> None:
+    """A distributed test script's end: the main process saves the trained weights and the step's metrics
+    to ``out/result.pt``; then the process group is destroyed before exit."""
+    if trainer.acc.is_main_process:
+        params = {k: v.detach().cpu() for k, v in trainer.acc.unwrap_model(trainer.model).state_dict().items()}
+        torch.save({"params": params, "metrics": metrics, "world": trainer.acc.num_processes}, out / "result.pt")
+    trainer.acc.end_training()

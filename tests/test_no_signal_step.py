@@ -18,8 +18,8 @@ import pytest
 import torch
 import yaml
 
-from gpgrl.rollout import RolloutBatch
-from gpgrl.rollout.engine import RolloutEngine, as_prompts, left_pad, mask_after_eos
+from gpgrl.rollout.engine import RolloutEngine, as_prompts
+from helpers import scripted_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 VISION_RECIPES = sorted((ROOT / "recipes").glob("vision-*.yaml"))
@@ -50,13 +50,7 @@ class SwitchedEngine(RolloutEngine):
         prompts = [p.ids for p in as_prompts(prompts)]
         texts = [("<answer>1</answer>" if j % 2 and self.signal else "<answer>22</answer>")
                  for _ in prompts for j in range(num_samples)]
-        rows = [p for p in prompts for _ in range(num_samples)]
-        prompt_ids, prompt_mask = left_pad(rows, self.tok.pad_token_id)
-        comp = [self.tok(t, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id] for t in texts]
-        width = max(len(c) for c in comp)
-        ids = torch.tensor([c + [self.tok.pad_token_id] * (width - len(c)) for c in comp])
-        ids, mask, truncated = mask_after_eos(ids, [self.tok.eos_token_id], self.tok.pad_token_id)
-        return RolloutBatch(prompt_ids, prompt_mask, ids, mask, truncated, texts)
+        return scripted_batch(self.tok, prompts, texts, num_samples)
 
 
 def _expected_after_zero_gradient(trainer) -> dict[str, torch.Tensor]:
