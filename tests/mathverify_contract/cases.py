@@ -33,6 +33,54 @@ SHAPES: dict[str, str] = {
     "display_math": "We conclude\n\\[\n\\boxed{{{G}}}\n\\]",
 }
 
+#: (completion, gold) probes aimed at one rule each (scored with accuracy_lv35): 0.5.2's reading of LaTeX
+#: where later releases changed it (percent, case, and / or, units, unary and binary plus-minus, "0,111",
+#: gamma, chains of relations, assignments, sets, intervals, equations) and of the text around it.
+TARGETED: list[tuple[str, str]] = [
+    ("The answer is $\\boxed{50\\%}$", "50"),
+    ("The answer is $\\boxed{50}$%", "50"),
+    ("The answer is $\\boxed{0.5}$", "50\\%"),
+    ("The answer is $\\boxed{\\text{evelyn}}$", "\\text{Evelyn}"),
+    ("The answer is $\\boxed{X}$", "x"),
+    ("The answer is $\\boxed{\\text{a,c}}$", "\\text{A,C}"),
+    ("The answer is $\\boxed{x \\in [-2,7] \\text{ and } 15x - 80}$", "x \\in [-2,7]"),
+    ("The answer is $\\boxed{3 \\text{ and } 5}$", "3, 5"),
+    ("The answer is $\\boxed{5 \\text{ cm}}$", "5"),
+    ("The answer is $\\boxed{5 cm}$", "5"),
+    ("The answer is $\\boxed{\\pm 2}$", "2, -2"),
+    ("The answer is $\\boxed{x=\\pm 2}$", "\\pm 2"),
+    ("The answer is $\\boxed{3 \\pm 2\\sqrt{2}}$", "3 \\pm \\sqrt{8}"),
+    ("The answer is $\\boxed{1 + \\sqrt{19}, 1 - \\sqrt{19}}$", "1 \\pm \\sqrt{19}"),
+    ("The answer is $\\boxed{0,111}$", "111"),
+    ("The answer is $\\boxed{0,5}$", "\\frac12"),
+    ("The answer is $\\boxed{\\Gamma}$", "\\gamma"),
+    ("The answer is $\\boxed{2\\gamma+1}$", "3"),
+    ("The answer is $\\boxed{\\Gamma(3)}$", "2"),
+    ("The answer is $\\boxed{y = y\\leq 4-x}$", "y\\leq 4-x"),
+    ("The answer is $\\boxed{1 < x < 3 < y}$", "1 < x < 3 < y"),
+    ("The answer is $\\boxed{-1 \\le x < 2}$", "[-1, 2)"),
+    ("The answer is $\\boxed{x = 05\\!:\\!00}$", "05\\!:\\!00"),
+    ("The answer is $\\boxed{6 + 9 i}$", "6+9i"),
+    ("The answer is $\\boxed{x = 3}$", "3"),
+    ("The answer is $\\boxed{3}$", "x = 3"),
+    ("The answer is $\\boxed{a = b = 4}$", "4"),
+    ("The answer is $\\boxed{(1, 2)}$", "(1,2)"),
+    ("The answer is $\\boxed{\\{1, 2\\}}$", "2, 1"),
+    ("The answer is $\\boxed{(2, 5]}$", "2 < x \\le 5"),
+    ("The answer is $\\boxed{\\frac{1}{3}}$", "0.333333"),
+    ("The answer is $\\boxed{0.3333}$", "\\frac13"),
+    ("The answer is $\\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}$", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
+    ("The answer is $\\boxed{e}$", "e"),
+    ("The answer is $\\boxed{\\text{east}}$", "\\text{east}"),
+    ("The final answer is $\\frac{1}{2}$ and $\\frac{1}{3}$", "\\frac12, \\frac13"),
+    ("The answer is $\\frac{1}{2}$, and $\\frac{1}{3}$", "\\frac12, \\frac13"),
+    ("Answer: \\frac{3}{4} percent", "\\frac{3}{4}\\%"),
+    ("\\boxed{7} so \\boxed{9}", "9"),
+    ("\\boxed{9}, \\boxed{9}", "9"),
+    ("\\boxed {5}", "5"),
+    ("\\fbox{5}", "5"),
+]
+
 #: benchmark file -> (field holding the gold, how many golds to take for accuracy_lv35)
 SOURCES: dict[str, tuple[str, int]] = {
     "math500/test.jsonl": ("answer", 60),
@@ -88,6 +136,9 @@ def build(math_dir: Path) -> list[dict]:
             for shape, template in SHAPES.items():
                 cases.append({"id": f"accuracy_lv35|{name}#{i}|{shape}", "reward": "accuracy_lv35", "gold": gold,
                               "completion": template.format(G=gold, W=wrong), "shape": shape, "source": name})
+    for i, (completion, gold) in enumerate(TARGETED):
+        cases.append({"id": f"accuracy_lv35|targeted#{i}", "reward": "accuracy_lv35", "gold": gold,
+                      "completion": completion})
     math500 = golds(math_dir).get("math500/test.jsonl", [])
     for reward, k in OTHER_REWARDS.items():
         for i, bare in enumerate(math500[:k]):
@@ -131,14 +182,16 @@ def gpgrl_values(probes: list[dict]) -> dict[str, float | None]:
     return out
 
 
-def remaining_differences_table(found: dict[str, tuple]) -> str:
+def remaining_differences_table(probes: list[dict], found: dict[str, tuple]) -> str:
     """The markdown table of docs/recipes.md: the differing probes counted by cause (the causes of
     :data:`KNOWN_DIFFERENCES`; a difference that is not listed there counts as "unexplained")."""
     cause = {d["id"]: d["cause"] for d in KNOWN_DIFFERENCES}
     counts: dict[str, int] = {}
     for probe_id in found:
         counts[cause.get(probe_id, "unexplained")] = counts.get(cause.get(probe_id, "unexplained"), 0) + 1
-    lines = ["| probes that differ | cause |", "|---|---|"]
+    per_reward = ", ".join(f"{sum(p['reward'] == r for p in probes):,} `{r}`" for r in ("accuracy_lv35", "accuracy", "cosine"))
+    lines = [f"Probes: {len(probes):,} ({per_reward}); {len(found)} differ.", "",
+             "| probes that differ | cause |", "|---|---|"]
     lines += [f"| {n} | {c} |" for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     if not counts:
         lines.append("| 0 | none: every probe agrees |")

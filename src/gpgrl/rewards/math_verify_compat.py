@@ -4,10 +4,11 @@ The original GPG code (AMAP-ML/GPG, its open-r1 and open-rs forks) pins ``math-v
 ``latex2sympy2_extended==1.0.6``) and scores answers with open-r1's reward functions. Later math-verify
 releases changed what those same calls return (with two boxes, 0.5.2 grades the last one; today's makes a
 set of both), so calling today's ``parse`` / ``verify`` with the original's arguments is not the original's
-reward. This module rebuilds 0.5.2's *rules* (which text is the answer, how it is normalised) and hands the
-normalised LaTeX to today's ``latex2sympy`` and ``verify``. It never imports math-verify 0.5.2; the contract
-test ``tests/mathverify_contract`` runs the original functions on the real 0.5.2 and lists every case where
-this module still differs, with its cause (docs/recipes.md, "Accuracy reward vs math-verify 0.5.2").
+reward. This module rebuilds 0.5.2's *rules* (which text is the answer, how it is normalised, how two
+answers are compared) and parses the normalised LaTeX with today's ``latex2sympy`` (a dependency of today's
+math-verify). It never imports math-verify 0.5.2; the contract test ``tests/mathverify_contract`` runs the
+original functions on the real 0.5.2 and lists every case where this module still differs, with its cause
+(docs/recipes.md, "Accuracy reward vs math-verify 0.5.2").
 
 The rules, as 0.5.2 applies them (each is a rule of 0.5.2 that a later release changed, or one the
 original's arguments select):
@@ -38,15 +39,21 @@ original's arguments select):
    sign, units are hardly removed (0.5.2's unit pattern can only match `` m east``; a trailing
    ``\text{...}`` is removed as today), an empty ``\text{}`` becomes a space, and ``equations=True`` keeps
    the last part of a chain ``a = b = c`` (no comma or semicolon in it).
-5. **Parsing**: today's ``latex2sympy`` with symbols kept in their case (0.5.2 did not lower-case them),
-   no retry on the last part of an equation (0.5.2 had none); a parse error or a timeout gives no
-   expression. A match whose LaTeX does not parse still gives its normalised text, and ``verify`` compares
-   two texts by equality (``fallback_mode="first_match"``): a gold and an answer that normalise to the same
-   string are equal even when neither parses.
-6. **Comparison**: ``verify(answer, gold)``, the completion first, as the original calls it.
+5. **Parsing** (:func:`_to_sympy`): today's ``latex2sympy`` with 1.0.6's readings where they changed:
+   symbols keep their case, ``x%`` is ``x * 1/100`` (today's ``verify`` would count ``9%`` equal to 9), a
+   unary ``\pm`` does not parse, ``0,111`` is 111, ``\gamma`` / ``\Gamma`` are symbols; no retry on the
+   last part of an equation (0.5.2 had none). A parse error, or 3 seconds (0.5.2's alarm), gives no
+   expression. A match whose LaTeX does not parse still gives its normalised text, and texts compare by
+   equality (``fallback_mode="first_match"``): a gold and an answer that normalise to the same string are
+   equal even when neither parses.
+6. **Comparison** (:func:`verify_052`): 0.5.2's ``verify(answer, gold)``, the completion first as the
+   original calls it, with 0.5.2's order of checks (later releases keep assignments as equations, solve
+   relations, compare symbol names case-insensitively, count a percentage equal to its number, and no
+   longer compare printed text); each pair gets 3 seconds.
 
-What cannot be rebuilt this way (today's ``latex2sympy`` grammar and ``verify``, sympy's version) is listed
-with its cause by the contract test.
+What cannot be rebuilt this way (today's latex2sympy grammar beyond the readings above, sympy's version,
+the machine's speed under 0.5.2's alarms) is described, and any case the probes find is listed with its
+cause, by the contract test.
 """
 
 from __future__ import annotations
@@ -64,8 +71,10 @@ __all__ = [
     "boxed_content",
     "normalize",
     "original_correct",
+    "original_verdict",
     "parse_answer",
     "parse_gold",
+    "verify_052",
 ]
 
 # ----------------------------------------------------------------------------------------------------
@@ -98,7 +107,7 @@ def _answer_normalization(boxed: Any) -> Normalization:
                          equations=True)
 
 
-#: The original accuracy rewards' normalisation of a completion.
+#: How the original accuracy rewards normalise the boxes of a completion (its cosine and len_reward: True).
 ANSWER_BOXES = "all"
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
@@ -388,8 +397,9 @@ _COMMA_NUMBER = re.compile(r"^\s*-?\d{1,3}(,\d{3})+(\.\d+)?\s*$")
 def _to_sympy(latex: str) -> Any:
     """Today's latex2sympy on normalised LaTeX, as 0.5.2 called its own: real symbols unless the text
     looks complex, degrees kept, no normalisation; symbols keep their case (1.0.6 never lower-cased them).
-    Three readings of 1.0.6 are kept: a unary ``\\pm`` does not parse, ``0,111`` is 111, and ``\\gamma`` /
-    ``\\Gamma`` are symbols."""
+    1.0.6's readings are kept where today's differ: a unary ``\\pm`` does not parse, ``0,111`` is 111,
+    ``\\gamma`` / ``\\Gamma`` are symbols, a chain of relations is sympy's ``And`` built as 1.0.6 built it,
+    and ``x%`` is ``x * 1/100``."""
     from latex2sympy2_extended.latex2sympy2 import ConversionConfig, latex2sympy
     from math_verify.grader import should_treat_as_complex
     from sympy import Number
@@ -402,9 +412,36 @@ def _to_sympy(latex: str) -> Any:
     expr = latex2sympy(_gamma_standins(latex) if gamma else latex, is_real=not should_treat_as_complex(latex),
                        convert_degrees=False, normalization_config=None,
                        conversion_config=ConversionConfig(lowercase_symbols=False))
+    expr = _old_chains(expr)
     if gamma:
         expr = _gamma_named_back(expr)
     return _old_percents(expr) if "%" in latex else expr
+
+
+def _old_chains(expr: Any) -> Any:
+    """A chain of relations (``a < b < c``, ``y = y \\leq 4 - x``) as 1.0.6 built it: sympy's own ``And``
+    (today's latex2sympy uses a subclass, whose ``doit()`` fails, so 0.5.2's "equal after doit" check
+    would not apply), each further relation starting from the right side of the ``And``'s last argument in
+    sympy's order (today: of the last one written)."""
+    import sympy
+    from latex2sympy2_extended.logic import And as ChainAnd
+
+    if not isinstance(expr, sympy.Basic) or not expr.args:
+        return expr
+    if isinstance(expr, ChainAnd):
+        relations = [_old_chains(r) for r in getattr(expr, "_unsorted_args", expr.args)]
+        chain = relations[0]
+        for relation in relations[1:]:
+            previous = chain.args if isinstance(chain, sympy.And) else (chain,)
+            chain = sympy.And(*previous, type(relation)(previous[-1].rhs, relation.rhs, evaluate=False))
+        return chain
+    args = [_old_chains(a) for a in expr.args]
+    if all(a is b for a, b in zip(args, expr.args)):
+        return expr
+    try:
+        return expr.func(*args, evaluate=False)
+    except TypeError:
+        return expr.func(*args)
 
 
 # 1.0.6 read \gamma and \Gamma as symbols (and \Gamma(3) as an unknown function named "\Gamma"); today's grammar
