@@ -2,10 +2,11 @@
 
 Each probe is ``{"id", "reward", "gold", "completion"}``; ``reward`` names the original function it is
 scored with (``accuracy_lv35``: the Qwen2.5-Math-7B recipes; ``accuracy``: the original's open-r1 YAML with
-``accuracy``; ``cosine``: the R1-Distill (open-rs) recipes' correctness). The golds come from the benchmark
-files under the shared data folder (``GPGRL_DATA``, see the README's "Tests"), a fixed spread of each set,
-so the probes are the same on every machine. Completions are built around a gold ``G`` and a wrong answer
-``W`` (another gold of the same set):
+``accuracy``; ``cosine``: the R1-Distill (open-rs) recipes, ``max_len`` 1000). The golds come from the
+benchmark files under the shared data folder (``GPGRL_DATA``, see the README's "Tests"), a fixed spread of
+each set, so the probes are the same on every machine. Completions are built around a gold ``G`` and a
+wrong answer ``W`` (another gold of the same set) in the :data:`SHAPES`; :data:`TARGETED` adds probes aimed
+at one rule each.
 """
 
 from __future__ import annotations
