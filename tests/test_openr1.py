@@ -105,8 +105,8 @@ def test_the_open_rs_recipe_means_the_same_here(tmp_path, monkeypatch):
     # 6 answers per device x 16 processes x 4 accumulation steps = 384 answers = 64 groups of 6
     assert (cfg.train.prompts_per_step, cfg.train.micro_batch_size, cfg.train.steps) == (64, 6, 100)
     assert (cfg.train.save_every, cfg.train.overwrite, cfg.train.mixed_precision, cfg.train.seed) == (50, True, "bf16", 42)
-    assert [(r.name, r.weight, r.params) for r in cfg.rewards] == [("format_v2", 1.0, {}),
-                                                                    ("cosine", 2.0, {"max_len": 3584, "answer_tag": False})]
+    assert [(r.name, r.weight, r.params) for r in cfg.rewards] == [
+        ("format_v2", 1.0, {}), ("cosine", 2.0, {"max_len": 3584, "semantics": "math_verify_0.5.2"})]
     assert cfg.log.report_to == ["jsonl", "tensorboard"] and cfg.log.log_every == 1
     algo = cfg.algo  # keys left out take the original's defaults; open-rs gpg.py has no KL in its loss
     assert (algo.scale, algo.age, algo.beta, algo.resample_threshold) == ("group", False, 0.0, 0.0)
@@ -322,8 +322,13 @@ def test_the_7b_run_with_its_train_sh_overrides(tmp_path):
                                                             "prompt.0.content", "target")
     assert (d.subset, d.chat_template, d.system_prompt) == (None, False, "")
     assert [r.name for r in cfg.rewards] == ["accuracy"] and cfg.rollout.top_k == 50
-    listed, _ = load_recipe(path, {"reward_funcs": "accuracy_lv35,format", "original_script": "openr1_gpg"})
-    assert [(r.name, r.weight) for r in listed.rewards] == [("accuracy", 1.0), ("format", 1.0)]
+    # open-r1 rewards.py: accuracy_reward_lv35 parses the gold as "$\\boxed{...}$", accuracy_reward as written,
+    # both with math-verify 0.5.2 (the fork's setup.py pin)
+    assert cfg.rewards[0].params == {"semantics": "math_verify_0.5.2", "boxed_gold": True}
+    listed, _ = load_recipe(path, {"reward_funcs": "accuracy_lv35,format,accuracy", "original_script": "openr1_gpg"})
+    assert [(r.name, r.weight, r.params) for r in listed.rewards] == [
+        ("accuracy", 1.0, {"semantics": "math_verify_0.5.2", "boxed_gold": True}), ("format", 1.0, {}),
+        ("accuracy", 1.0, {"semantics": "math_verify_0.5.2", "boxed_gold": False})]
     with pytest.raises(ConfigError, match="--adjust_gd takes a boolean"):
         load_recipe(path, {"adjust_gd": "maybe", "original_script": "openr1_gpg"})
     # open-r1's grpo.py reads the same parquet but makes the prompt a user turn: the chat template wraps it again

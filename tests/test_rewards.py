@@ -360,3 +360,63 @@ def test_returned_functions_carry_the_documentation() -> None:
     for name in BUILTIN:
         doc = get_reward(name).__doc__
         assert doc and doc.strip().startswith(f"``{name}``"), name
+
+
+# ---------------------------------------------------------------------------------------------------
+# semantics="math_verify_0.5.2": the original GPG code's answer check
+# ---------------------------------------------------------------------------------------------------
+
+ORIGINAL = {"semantics": "math_verify_0.5.2"}
+
+
+def test_original_accuracy_lv35_values() -> None:
+    """Expected values: open-r1/src/open_r1/rewards.py ``accuracy_reward_lv35`` (AMAP-ML/GPG e096da8) run on
+    math-verify 0.5.2, the fork's setup.py pin (tests/mathverify_contract's probe gives these numbers)."""
+    lv35 = get_reward("accuracy", **ORIGINAL, boxed_gold=True)
+    ours = get_reward("accuracy")
+    cases = [  # (completion, gold, the original's reward, gpgrl's default grader)
+        ("First \\boxed{7}, finally \\boxed{9}.", "9", 1.0, 0.0),  # two boxes: 0.5.2 grades the last
+        ("First \\boxed{7}, finally \\boxed{9}.", "7", 0.0, 0.0),
+        ("\\boxed{1}, \\boxed{2} and \\boxed{3}", "1,2,3", 1.0, 1.0),  # joined by separators only: a set
+        ("<think>\nok\n</think>\n<answer>\\frac{9}{32}</answer>", "\\frac{9}{32}", 1.0, 1.0),  # "answer" anchors LaTeX
+        ("<answer>3</answer>", "3", 0.0, 1.0),  # no LaTeX after the anchor: no answer
+        ("So \\boxed{\\frac12}", "\\frac12", 0.0, 1.0),  # the gold is normalised to \frac{1}{2}, the answer is not
+        ("The answer is $\\boxed{50\\%}$", "50", 0.0, 1.0),  # 50% is 1/2
+        ("The answer is $\\boxed{\\text{evelyn}}$", "\\text{Evelyn}", 0.0, 1.0),  # symbols keep their case
+        ("The answer is $5$", "5", 1.0, 1.0),
+        ("Answer: 5", "5", 0.0, 0.0),  # no LaTeX: no answer
+    ]
+    completions, golds = [c[0] for c in cases], [c[1] for c in cases]
+    assert lv35(completions, answer=golds) == [c[2] for c in cases]
+    assert ours(completions, answer=golds) == [c[3] for c in cases]
+
+
+def test_original_accuracy_reads_the_gold_as_written_and_rewards_an_unparsed_gold_with_one() -> None:
+    """open-r1 ``accuracy_reward``: the gold parsed with ``LatexExtractionConfig()`` only, so a bare "5" has no
+    LaTeX; "If the gold solution is not parseable, we reward 1 to skip this example"."""
+    plain = get_reward("accuracy", **ORIGINAL, boxed_gold=False)
+    assert plain(["\\boxed{4}", "\\boxed{4}", "\\boxed{5}"], answer=["5", "$5$", "$5$"]) == [1.0, 0.0, 1.0]
+    # the empty gold too; only a missing one (None) is left out
+    assert get_reward("accuracy", **ORIGINAL)(["\\boxed{4}", "\\boxed{4}"], answer=["", None]) == [1.0, None]
+
+
+def test_original_cosine_and_length() -> None:
+    """open-rs ``get_cosine_scaled_reward`` / ``len_reward``: correctness from math-verify 0.5.2, the gold as
+    written; 1.0 (cosine) or "correct" (length) where the gold parses to nothing."""
+    cos = get_reward("cosine", **ORIGINAL, max_len=100)
+    right, wrong = "." * 41 + "\\boxed{7}", "." * 41 + "\\boxed{8}"  # 50 characters: c = cos(pi / 2) = 0
+    assert cos([right, wrong, right], answer=["$7$", "$7$", "7"]) == [0.75, -0.25, 1.0]
+    length = get_reward("length", **ORIGINAL)
+    assert length(["\\boxed{7}", "\\boxed{8}" + "." * 10, "\\boxed{8}" + "." * 20], answer=["$7$"] * 3) == [0.5, 0.0, -0.5]
+    assert length(["\\boxed{8}", "\\boxed{8}" + "." * 10], answer=["7", "7"]) == [0.5, -0.5]  # unparsed gold: correct
+
+
+def test_original_semantics_refuses_gpgrl_grader_settings() -> None:
+    with pytest.raises(ValueError, match="answer_tag set\\(s\\) gpgrl's grader"):
+        get_reward("accuracy", semantics="math_verify_0.5.2", answer_tag=False)
+    with pytest.raises(ValueError, match="boxes, fallback set\\(s\\) gpgrl's grader"):
+        get_reward("cosine", semantics="math_verify_0.5.2", boxes="last", fallback=True)
+    with pytest.raises(ValueError, match="semantics must be 'gpgrl'"):
+        get_reward("length", semantics="math_verify_0.9")
+    with pytest.raises(ValueError, match=r"boxed_gold applies to semantics 'math_verify_0\.5\.2' only"):
+        get_reward("accuracy", boxed_gold=False)

@@ -301,8 +301,10 @@ REWARD_NAMES = {"accuracy_lv35": "accuracy"}
 #: open-rs registers another function as ``format``: one ``\n</think>\n`` (``think_close`` here).
 OPEN_RS_REWARD_NAMES = {"format": "think_close"}
 UNSUPPORTED_REWARDS = {"code", "code_format", "ioi_code"}
-#: Rewards that grade the answer: translated with ``answer_tag: false``, as the original's math-verify reads it.
+#: Rewards that grade the answer: translated with the original's answer check (``semantics``: math-verify
+#: 0.5.2's rules, see gpgrl.rewards.math_verify_compat); ``accuracy_lv35`` reads the gold as ``$\\boxed{gold}$``.
 ANSWER_GRADED = ("accuracy", "cosine", "length")
+ORIGINAL_SEMANTICS = "math_verify_0.5.2"
 
 _KNOWN = set(MAPPING) | set(COMBINED) | IGNORED
 # Keys that a native recipe may have too: open-r1's reward shorthand, and TRL's `optim` (the optimizer's
@@ -544,10 +546,13 @@ def _rewards(values: dict[str, Any], spec: Script, out: dict[str, Any], report: 
     for item in shorthand:
         ours = (OPEN_RS_REWARD_NAMES if spec.fork == "open-rs" else REWARD_NAMES).get(item["name"], item["name"])
         entry: dict[str, Any] = {"name": ours, "weight": float(item["weight"])}
-        if ours in ANSWER_GRADED:  # the original's math-verify settings read no bare <answer> block
-            params[ours] = {**params.get(ours, {}), "answer_tag": False}
-        if params.get(ours):
-            entry["params"] = params[ours]
+        entry_params = dict(params.get(ours, {}))
+        if ours in ANSWER_GRADED:  # the original's answer check, as its pinned math-verify 0.5.2 ran it
+            entry_params["semantics"] = ORIGINAL_SEMANTICS
+            if ours == "accuracy":  # accuracy_reward_lv35 wraps the gold in a box; accuracy_reward does not
+                entry_params["boxed_gold"] = item["name"] == "accuracy_lv35"
+        if entry_params:
+            entry["params"] = entry_params
         rewards.append(entry)
     out["rewards"] = rewards
     report.mapped["reward_funcs"] = "rewards = " + ", ".join(

@@ -5,6 +5,11 @@ and return ``None`` for a sample whose gold answer is empty, so that the trainer
 than rewarding it. (open-r1 gives such samples 1.0, or counts them as correct in ``len_reward``; a
 constant reward carries no signal and biases the group mean, so this project skips them instead.)
 Lengths are counted in characters of the completion text, as open-r1 does.
+
+``semantics="math_verify_0.5.2"`` swaps the grader for the original GPG code's own answer check, as the
+math-verify release it pinned ran it (:mod:`gpgrl.rewards.math_verify_compat`), including its rule for a
+gold that parses to nothing (accuracy and cosine 1.0, length "correct"): the shipped recipes and the
+translation of the original's YAML set it, so that they train on the rewards the original computed.
 """
 
 from __future__ import annotations
@@ -14,7 +19,13 @@ from typing import Any
 
 from gpgrl.rewards._common import completion_text, gold_answers
 from gpgrl.rewards.math_grader import grade_answer, is_gradable_gold
+from gpgrl.rewards.math_verify_compat import original_verdict
 from gpgrl.rewards.registry import RewardFn, register_reward
+
+#: ``semantics`` of the answer-graded rewards: this project's grader, or the original GPG code's answer
+#: check as math-verify 0.5.2 (the release its forks pin) ran it.
+GPGRL, ORIGINAL = "gpgrl", "math_verify_0.5.2"
+SEMANTICS = (GPGRL, ORIGINAL)
 
 
 def _correctness(completions: list[Any], columns: dict[str, Any], timeout: float, boxes: str,
@@ -38,9 +49,36 @@ def _check_timeout(timeout: float) -> None:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
 
 
+def _check_semantics(semantics: str, **grader_params: tuple[object, object]) -> None:
+    """``semantics`` is known, and with the original's, none of gpgrl's grader settings is changed."""
+    if semantics not in SEMANTICS:
+        raise ValueError(f"semantics must be {GPGRL!r} (this project's grader) or {ORIGINAL!r} (the original "
+                         f"GPG code's answer check, as math-verify 0.5.2 ran it), got {semantics!r}")
+    changed = sorted(name for name, (value, default) in grader_params.items() if value != default)
+    if semantics == ORIGINAL and changed:
+        raise ValueError(f"{', '.join(changed)} set(s) gpgrl's grader, which semantics {ORIGINAL!r} does not use "
+                         "(the original's rules decide what the answer is): remove it, or use semantics 'gpgrl'")
+
+
+def _original_correctness(completions: list[Any], columns: dict[str, Any], timeout: float, boxed_gold: bool,
+                          boxes: Any) -> list[bool | str | None]:
+    """The original's verdict per completion: True / False, ``"unparsed"`` where its gold parses to nothing
+    (the original then rewards 1.0), None where there is no gold at all (a missing value)."""
+    gold = gold_answers(len(completions), columns)
+    out: list[bool | str | None] = []
+    for c, g in zip(completions, gold, strict=True):
+        if g is None or (isinstance(g, float) and g != g):
+            out.append(None)
+            continue
+        verdict = original_verdict(completion_text(c), g, boxed_gold=boxed_gold, boxes=boxes, timeout=timeout)
+        out.append("unparsed" if verdict is None else verdict)
+    return out
+
+
 @register_reward("accuracy")
 def make_accuracy(timeout: float = 5.0, boxes: str = "all", fallback: bool = False,
-                  answer_tag: bool = True, number: bool = False) -> RewardFn:
+                  answer_tag: bool = True, number: bool = False, semantics: str = GPGRL,
+                  boxed_gold: bool = True) -> RewardFn:
     r"""``accuracy``: 1.0 if the completion's final answer equals the gold answer, else 0.0.
 
     r = 1[grade_answer(completion, answer, boxes=boxes, fallback=fallback)]; None when the gold answer
@@ -60,6 +98,14 @@ def make_accuracy(timeout: float = 5.0, boxes: str = "all", fallback: bool = Fal
             (``\boxed{639+517}`` for 1156 scores 0.0). Off by default, as the original; for tasks whose
             question is itself an expression of the answer (``builtin:arithmetic``), where math-verify's
             equivalence would reward restating the question.
+        semantics: ``"gpgrl"`` (default): this project's grader with the settings above;
+            ``"math_verify_0.5.2"``: the original GPG code's reward as math-verify 0.5.2 computed it
+            (:mod:`gpgrl.rewards.math_verify_compat`; the settings above do not apply): with two boxes the
+            last one counts, LaTeX after the word "answer" counts (``<answer>\frac{9}{32}</answer>`` is an
+            answer, ``<answer>5</answer>`` is not), and a gold that parses to nothing gives 1.0.
+        boxed_gold: with ``semantics="math_verify_0.5.2"``, read the gold as ``$\\boxed{gold}$`` (open-r1's
+            ``accuracy_reward_lv35``, the Qwen2.5-Math-7B runs; default) or, ``False``, as written
+            (``accuracy_reward``, whose bare gold ``5`` has no LaTeX: 1.0 for every answer).
 
     >>> acc = make_accuracy()
     >>> acc(["so \\boxed{\\frac12}", "\\boxed{3}", "\\boxed{1}"], answer=["0.5", "2", ""])
@@ -70,11 +116,21 @@ def make_accuracy(timeout: float = 5.0, boxes: str = "all", fallback: bool = Fal
     ([1.0], [0.0])
     >>> acc(["\\boxed{639+517}"], answer=["1156"]), make_accuracy(number=True)(["\\boxed{639+517}"], answer=["1156"])
     ([1.0], [0.0])
+    >>> two_boxes = "First \\boxed{7}, finally \\boxed{9}."
+    >>> acc([two_boxes], answer=["9"]), make_accuracy(semantics="math_verify_0.5.2")([two_boxes], answer=["9"])
+    ([0.0], [1.0])
     """
     _check_timeout(timeout)
     _check_grading(boxes)
+    _check_semantics(semantics, boxes=(boxes, "all"), fallback=(fallback, False), answer_tag=(answer_tag, True),
+                     number=(number, False))
+    if semantics == GPGRL and not boxed_gold:
+        raise ValueError("boxed_gold applies to semantics 'math_verify_0.5.2' only; remove it")
 
     def accuracy(completions: list[Any], **columns: Any) -> list[float | None]:
+        if semantics == ORIGINAL:
+            return [None if ok is None else 1.0 if ok == "unparsed" else float(ok)
+                    for ok in _original_correctness(completions, columns, timeout, boxed_gold, "all")]
         return [None if ok is None else float(ok)
                 for ok in _correctness(completions, columns, timeout, boxes, fallback, answer_tag, number)]
 
@@ -121,6 +177,7 @@ def make_cosine(
     timeout: float = 5.0,
     boxes: str = "all",
     fallback: bool = False, answer_tag: bool = True,
+    semantics: str = GPGRL,
 ) -> RewardFn:
     r"""``cosine``: correctness scaled by completion length on a cosine schedule (open-r1).
 
@@ -144,6 +201,9 @@ def make_cosine(
     the cosine turns back up (a completion of 2 * max_len scores like an empty one). ``clip_len=True``
     scores every length beyond ``max_len`` as ``max_len`` (a monotone schedule). Correctness is graded
     as in ``accuracy`` (``boxes``, ``fallback``, ``answer_tag``). Samples with an empty gold answer give None.
+    ``semantics="math_verify_0.5.2"``: correctness as the original cosine reward's math-verify 0.5.2 call
+    decided it (the gold read as written; a box inside ``$...$`` is left to the LaTeX parser), and 1.0,
+    not the schedule, where the gold parses to nothing.
 
     >>> cos = make_cosine(max_len=100)
     >>> cos(["\\boxed{7}" + "x" * 41, "\\boxed{8}" + "x" * 41], answer=["7", "7"])
@@ -151,6 +211,7 @@ def make_cosine(
     """
     _check_timeout(timeout)
     _check_grading(boxes)
+    _check_semantics(semantics, boxes=(boxes, "all"), fallback=(fallback, False), answer_tag=(answer_tag, True))
     if max_len <= 0:
         raise ValueError(f"cosine: max_len must be > 0, got {max_len}")
     bounds = dict(
@@ -163,6 +224,11 @@ def make_cosine(
     )
 
     def cosine(completions: list[Any], **columns: Any) -> list[float | None]:
+        if semantics == ORIGINAL:
+            verdicts = _original_correctness(completions, columns, timeout, False, True)
+            return [None if ok is None else 1.0 if ok == "unparsed"
+                    else cosine_scaled(len(completion_text(c)), bool(ok), **bounds)
+                    for c, ok in zip(completions, verdicts, strict=True)]
         correct = _correctness(completions, columns, timeout, boxes, fallback, answer_tag)
         return [
             None if ok is None else cosine_scaled(len(completion_text(c)), ok, **bounds)
@@ -177,7 +243,8 @@ def _group_key(prompt: Any) -> Any:
 
 
 @register_reward("length")
-def make_length(timeout: float = 5.0, boxes: str = "all", fallback: bool = False, answer_tag: bool = True) -> RewardFn:
+def make_length(timeout: float = 5.0, boxes: str = "all", fallback: bool = False, answer_tag: bool = True,
+                semantics: str = GPGRL) -> RewardFn:
     r"""``length``: Kimi 1.5 length reward (arXiv 2501.12599, sec. 2.3.3), as in open-r1's ``len_reward``.
 
     Within a group of completions of the same prompt, with lengths L_i in characters::
@@ -191,6 +258,8 @@ def make_length(timeout: float = 5.0, boxes: str = "all", fallback: bool = False
     Groups are formed from the ``prompts`` column (completions with equal prompts form a group); without
     it the whole batch is one group, which is what open-r1 does (it always uses the whole batch passed
     to it). Samples with an empty gold answer give None and do not take part in min/max.
+    ``semantics="math_verify_0.5.2"``: correctness as the original ``len_reward``'s math-verify 0.5.2 call
+    decided it (as ``cosine``'s), a gold that parses to nothing counting as correct, as there.
 
     >>> kimi = make_length()
     >>> kimi(["\\boxed{2}", "\\boxed{2} " + "a" * 10, "\\boxed{3} " + "a" * 21], answer=["2"] * 3)
@@ -198,9 +267,15 @@ def make_length(timeout: float = 5.0, boxes: str = "all", fallback: bool = False
     """
     _check_timeout(timeout)
     _check_grading(boxes)
+    _check_semantics(semantics, boxes=(boxes, "all"), fallback=(fallback, False), answer_tag=(answer_tag, True))
 
     def length(completions: list[Any], **columns: Any) -> list[float | None]:
-        correct = _correctness(completions, columns, timeout, boxes, fallback, answer_tag)
+        correct: list[bool | None]
+        if semantics == ORIGINAL:
+            correct = [None if ok is None else ok is True or ok == "unparsed"
+                       for ok in _original_correctness(completions, columns, timeout, False, True)]
+        else:
+            correct = _correctness(completions, columns, timeout, boxes, fallback, answer_tag)
         prompts = columns.get("prompts")
         keys = [_group_key(p) for p in prompts] if prompts is not None else [0] * len(completions)
         if len(keys) != len(completions):
