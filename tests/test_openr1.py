@@ -510,8 +510,8 @@ def test_dry_run_of_an_original_recipe_prints_rewards_and_the_log_prob_temperatu
     fmt = "think_close" if script.startswith("openrs") else "format"
     assert f"\n  1 x {fmt}: " in out
     assert ("\n  2 x cosine: correctness scaled by completion length on a cosine schedule (open-r1). params: "
-            "max_len=3584 (recipe), answer_tag=False (recipe), min_value_wrong=0.0, max_value_wrong=-0.5, "
-            "min_value_correct=0.5, max_value_correct=1.0, clip_len=False") in out
+            "max_len=3584 (recipe), semantics='math_verify_0.5.2' (recipe), min_value_wrong=0.0, max_value_wrong=-0.5, "
+            "min_value_correct=0.5, max_value_correct=1.0, clip_len=False, timeout=5.0\n") in out
 
 
 def test_dry_run_of_the_7b_run_and_an_untempered_override(tmp_path, capsys):
@@ -524,7 +524,7 @@ def test_dry_run_of_the_7b_run_and_an_untempered_override(tmp_path, capsys):
     assert ("loss log-probs: untempered, log softmax(logits) (T = 1), while sampling at T = 1 "
             "(algorithm.tempered_logprobs: false)") in out
     assert "\n  1 x accuracy: 1.0 if the completion's final answer equals the gold answer, else 0.0. params: " \
-           "answer_tag=False (recipe)" in out
+           "semantics='math_verify_0.5.2' (recipe), boxed_gold=True (recipe), timeout=5.0\n" in out  # no grader settings
 
 
 @pytest.mark.parametrize("recipe", RS_RECIPES)

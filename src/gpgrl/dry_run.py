@@ -27,6 +27,7 @@ def reward_semantics(specs: list[Any]) -> list[str]:
     >>> print(reward_semantics([RewardSpec("reasoning_steps", 0.5, {"min_steps": 2})])[0])
       0.5 x reasoning_steps: r = min(1, n / min_steps), n = number of step markers (open-r1). params: min_steps=2 (recipe)
     """
+    from gpgrl.rewards.math_rewards import GRADER_PARAMS, ORIGINAL
     from gpgrl.rewards.registry import describe_reward, list_rewards, reward_aliases
 
     lines = []
@@ -36,6 +37,8 @@ def reward_semantics(specs: list[Any]) -> list[str]:
             summary, defaults = describe_reward(spec.name)
         else:  # a user function ("module:function"): no registered summary or defaults
             summary, defaults = f"{spec.name}: your own function", []
+        if given.get("semantics") == ORIGINAL:  # the original's answer check: gpgrl's grader settings unused
+            defaults = [(k, v) for k, v in defaults if k not in GRADER_PARAMS]
         params = [f"{k}={given.pop(k)!r} (recipe)" for k, _ in defaults if k in given]
         params += [f"{k}={v!r} (recipe)" for k, v in given.items()]
         params += [f"{k}={v!r}" for k, v in defaults if k not in (spec.params or {})]

@@ -26,6 +26,8 @@ from gpgrl.rewards.registry import RewardFn, register_reward
 #: check as math-verify 0.5.2 (the release its forks pin) ran it.
 GPGRL, ORIGINAL = "gpgrl", "math_verify_0.5.2"
 SEMANTICS = (GPGRL, ORIGINAL)
+#: gpgrl's grader settings: semantics ORIGINAL uses none of them (and refuses them when changed).
+GRADER_PARAMS = ("boxes", "fallback", "answer_tag", "number")
 
 
 def _correctness(completions: list[Any], columns: dict[str, Any], timeout: float, boxes: str,
