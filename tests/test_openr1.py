@@ -536,3 +536,26 @@ def test_dry_run_of_the_rs_recipes_says_tempered(capsys, recipe):
     out = capsys.readouterr().out
     assert "loss log-probs: tempered, log softmax(logits / T) with T = rollout.temperature = 0.7" in out
     assert "\n  1 x think_close: 1.0 if \"\\n</think>\\n\" occurs exactly once in the completion, else 0.0.\n" in out
+
+
+@pytest.mark.parametrize("keys, expected", [
+    ({"vllm_importance_sampling_correction": False, "vllm_importance_sampling_cap": 2.0}, ("off", None)),
+    ({"vllm_importance_sampling_correction": True}, ("sequence_mask", 3.0)),  # TRL's defaults
+    ({"vllm_importance_sampling_mode": "token_truncate", "vllm_importance_sampling_cap": 2.5}, ("token_truncate", 2.5)),
+    ({}, ("auto", None)),  # the original's TRL 0.16 has none of these keys: gpgrl's default
+])
+def test_trls_importance_sampling_keys_translate_to_the_correction(keys, expected):
+    from gpgrl.openr1 import translate
+
+    raw = {"model_name_or_path": "m", "reward_funcs": ["accuracy"], "use_vllm": True, **keys}
+    out, _ = translate(raw, script="openr1_grpo")
+    rollout = out["rollout"]
+    assert (rollout.get("importance_correction", "auto"), rollout.get("importance_cap")) == expected
+
+
+def test_an_unknown_trl_importance_mode_is_refused():
+    from gpgrl.openr1 import TranslationError, translate
+
+    raw = {"model_name_or_path": "m", "reward_funcs": ["accuracy"], "vllm_importance_sampling_mode": "seq"}
+    with pytest.raises(TranslationError, match="vllm_importance_sampling_mode 'seq' is not one of token_truncate"):
+        translate(raw, script="openr1_grpo")

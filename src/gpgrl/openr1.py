@@ -128,6 +128,10 @@ COMBINED = {
     "reward_funcs": "rewards (open-r1's names; `format` is open-r1's strict format, see docs/recipes.md)",
     "reward_weights": "the rewards' weights",
     "lr_scheduler_kwargs": "min_lr_rate -> optim.min_lr_rate",
+    "vllm_importance_sampling_correction": "newer TRL than the original's: false -> rollout.importance_correction: "
+                                           "off (the cap dropped); true -> the mode below",
+    "vllm_importance_sampling_mode": "rollout.importance_correction (the same mode names); with the correction on and "
+                                     "no mode or cap given, TRL's defaults: sequence_mask, cap 3",
     "cosine_min_value_wrong": "cosine reward's min_value_wrong", "cosine_max_value_wrong": "cosine's max_value_wrong",
     "cosine_min_value_correct": "cosine's min_value_correct", "cosine_max_value_correct": "cosine's max_value_correct",
     "cosine_max_len": "cosine's max_len", "repetition_n_grams": "repetition_penalty's ngram_size",
@@ -386,6 +390,7 @@ def translate(raw: dict[str, Any], *, num_processes: int | None = None, native_k
     _batch(values, out, report, num_processes)
     _steps_and_saving(values, out, report)
     _rewards(values, spec, out, report)
+    _importance(values, out, report)
     kwargs = values.get("lr_scheduler_kwargs") or {}
     if "min_lr_rate" in kwargs:
         _set(out, "optim.min_lr_rate", kwargs["min_lr_rate"])
@@ -501,6 +506,32 @@ def _batch(values: dict[str, Any], out: dict[str, Any], report: Report, num_proc
     report.mapped["per_device_train_batch_size"] = (
         f"train.micro_batch_size = {per_device}; train.prompts_per_step = {per_device} x {world} processes x "
         f"{accum} accumulation / {G} = {answers // G}")
+
+
+def _importance(values: dict[str, Any], out: dict[str, Any], report: Report) -> None:
+    """TRL's vLLM importance-sampling keys -> ``rollout.importance_correction`` (the same mode names) and
+    TRL's defaults where the recipe turns the correction on without them (``sequence_mask``, cap 3). The
+    original's TRL 0.16 has none of these keys; without them gpgrl's default applies (docs/engines.md)."""
+    from gpgrl.algorithms.importance import CORRECTIONS
+
+    modes = [m for m in CORRECTIONS if m not in ("auto", "off")]
+
+    on = values.get("vllm_importance_sampling_correction")
+    mode = values.get("vllm_importance_sampling_mode")
+    if on is None and mode is None:
+        return
+    if on is False:
+        _set(out, "rollout.importance_correction", "off")
+        out.get("rollout", {}).pop("importance_cap", None)  # no cap without a correction
+        report.mapped["vllm_importance_sampling_correction"] = "rollout.importance_correction = 'off'"
+        return
+    mode = mode or "sequence_mask"  # TRL's default mode
+    if mode not in modes:
+        raise TranslationError(f"vllm_importance_sampling_mode {mode!r} is not one of {', '.join(modes)}")
+    _set(out, "rollout.importance_correction", mode)
+    if "vllm_importance_sampling_cap" not in values:
+        _set(out, "rollout.importance_cap", 3.0)  # TRL's default cap
+    report.mapped["vllm_importance_sampling_mode"] = f"rollout.importance_correction = {mode!r}"
 
 
 def _steps_and_saving(values: dict[str, Any], out: dict[str, Any], report: Report) -> None:
