@@ -435,13 +435,7 @@ def _old_chains(expr: Any) -> Any:
             previous = chain.args if isinstance(chain, sympy.And) else (chain,)
             chain = sympy.And(*previous, type(relation)(previous[-1].rhs, relation.rhs, evaluate=False))
         return chain
-    args = [_old_chains(a) for a in expr.args]
-    if all(a is b for a, b in zip(args, expr.args)):
-        return expr
-    try:
-        return expr.func(*args, evaluate=False)
-    except TypeError:
-        return expr.func(*args)
+    return _with_args(expr, [_old_chains(a) for a in expr.args])
 
 
 # 1.0.6 read \gamma and \Gamma as symbols (and \Gamma(3) as an unknown function named "\Gamma"); today's grammar
@@ -492,7 +486,12 @@ def _old_percents(expr: Any) -> Any:
     if isinstance(expr, sympy.Mul) and hundredth in expr.args:
         return sympy.Mul(*[sympy.Rational(1, 100) if a == hundredth else _old_percents(a) for a in expr.args],
                          evaluate=False)
-    args = [_old_percents(a) for a in expr.args]
+    return _with_args(expr, [_old_percents(a) for a in expr.args])
+
+
+def _with_args(expr: Any, args: list[Any]) -> Any:
+    """``expr`` itself when no argument changed, else the same node over ``args``, unevaluated where the
+    node takes ``evaluate``."""
     if all(a is b for a, b in zip(args, expr.args)):
         return expr
     try:
