@@ -770,9 +770,7 @@ def launcher_env(environ: dict[str, str], *, rank: int, local_rank: int, world_s
         if world_size > 1:
             raise EngineError("rollout.engine vllm with several processes needs MASTER_PORT; start the run with "
                               "`accelerate launch` or `torchrun`")
-        with socket.socket() as s:  # a free port for the one-process group
-            s.bind(("127.0.0.1", 0))
-            missing["MASTER_PORT"] = str(s.getsockname()[1])
+        missing["MASTER_PORT"] = str(free_port("127.0.0.1"))  # for the one-process group
     return missing
 
 

@@ -230,7 +230,7 @@ class Trainer:
                                    batch.completion_mask[sl], with_entropy=with_entropy,
                                    model_inputs=batch.model_inputs_for(sl), use_position_ids=not self._vision,
                                    share_prompts=True,  # a group's prompt runs once (where exact; see the function)
-                                   # the distribution sampled from, or the untempered one (TRL before its 04f6597; a preset's choice)
+                                   # the distribution sampled from, or the untempered one (the preset's choice)
                                    temperature=self.cfg.rollout.temperature if self.algo.tempered_logprobs else 1.0,
                                    sampling=sampling)
 
@@ -245,12 +245,16 @@ class Trainer:
         reported its sampling log-probs (every process takes this branch together: the rewards are global)."""
         if batch.sampling_logprobs is None:
             return {}
-        meter, mbs = ImportanceMeter(), self.cfg.train.micro_batch_size
+        meter = ImportanceMeter()
         with torch.no_grad():
-            for i in range(0, len(batch), mbs):
-                sl = slice(i, min(i + mbs, len(batch)))
+            for sl in self._micro_batches(batch):
                 meter.add(self._importance(self._logp(self.model, batch, sl, False, self.sampling)[2], batch, sl)[1])
         return meter.result(self.acc.gather, device=self.acc.device)
+
+    def _micro_batches(self, batch: RolloutBatch) -> list[slice]:
+        """``batch``'s rows, ``train.micro_batch_size`` at a time."""
+        mbs = self.cfg.train.micro_batch_size
+        return [slice(i, min(i + mbs, len(batch))) for i in range(0, len(batch), mbs)]
 
     def _update(self, batch: RolloutBatch, adv: torch.Tensor, num_tokens: int, num_sequences: int,
                 algo: AlgorithmConfig | None = None) -> dict[str, float]:
@@ -264,8 +268,7 @@ class Trainer:
         advantage unless the correction is off, and their statistics are logged under ``is/``
         (:class:`~gpgrl.train.metrics.ImportanceMeter`).
         """
-        world, mbs = self.acc.num_processes, self.cfg.train.micro_batch_size
-        slices = [slice(i, min(i + mbs, len(batch))) for i in range(0, len(batch), mbs)]
+        world, slices = self.acc.num_processes, self._micro_batches(batch)
         with torch.no_grad():
             old = [self._logp(self.model, batch, sl, False)[0] for sl in slices] if self.algo.num_iterations > 1 \
                 else [None] * len(slices)  # off-policy reuse: freeze the sampling policy's log-probs
