@@ -130,6 +130,9 @@ def test_short_forms_win_over_trl_names_of_the_same_spelling(capsys):
     (["--cosine_max_len", "1000"], "rewards: [{name: cosine, params: {max_len: VALUE}}]"),
     (["--num_generations", "4", "--rollout.group_size", "6"], "--num_generations 4 and --rollout.group_size both "
                                                               "set rollout.group_size; keep one"),
+    (["--learning_rate", "abc"], "optim.lr must be float, got 'abc' (from --learning_rate abc)"),
+    (["--num_generations", "1"], "rollout.group_size must be >= 2, got 1: a group of one answer has no "
+                                 "group-relative advantage (from --num_generations 1)"),
 ])
 def test_each_bad_option_gets_one_clear_line(capsys, args, message):
     assert main(["train", "--config", QUICKSTART, *args, "--dry-run"]) == 2
@@ -272,6 +275,8 @@ def test_doctor_help_and_bad_usage(capsys):
     assert capsys.readouterr().out.startswith("usage: gpgrl doctor [--output_dir DIR]\n\nIt prints the versions")
     assert main(["doctor", "--verbose"]) == 2
     assert "unexpected argument '--verbose'" in capsys.readouterr().err
+    assert main(["doctor", "--output_dir"]) == 2
+    assert capsys.readouterr().err == "gpgrl doctor: error: --output_dir needs a folder: gpgrl doctor --output_dir DIR\n"
 
 
 def test_doctor_runs_as_a_command(tmp_path):

@@ -274,7 +274,10 @@ def main(args: list[str]) -> int:
     while rest:
         arg = rest.pop(0)
         key, eq, value = arg.partition("=")
-        if key in ("--output_dir", "--output-dir", "--train.output_dir") and (eq or rest):
+        if key in ("--output_dir", "--output-dir", "--train.output_dir"):
+            if not (eq or rest):
+                print(f"gpgrl doctor: error: {key} needs a folder: gpgrl doctor {key} DIR", file=sys.stderr)
+                return 2
             output_dir = value if eq else rest.pop(0)
         else:
             print(f"gpgrl doctor: error: unexpected argument {arg!r}; usage: gpgrl doctor [--output_dir DIR]",

@@ -8,6 +8,7 @@ which speaks the config's vocabulary), so neither imports the other back.
 from __future__ import annotations
 
 import difflib
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -63,9 +64,29 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, str] | None
             raise ConfigError(f"{path}: {e}") from None
         if report.ignored:
             warnings.warn(f"{path}: keys with no meaning in gpgrl, ignored: {', '.join(report.ignored)}", stacklevel=2)
+    translated: list[str] = []
     overrides = command_line(overrides or {}, translate_names=report is None, num_processes=num_processes,
-                             note=note)
-    return from_dict(apply_overrides(raw, overrides)), report
+                             note=translated.append)
+    try:
+        cfg = from_dict(apply_overrides(raw, overrides))
+    except ConfigError as e:
+        raise ConfigError(named_by(str(e), translated)) from None
+    for line in translated if note is not None else ():  # said once the settings are known to be valid
+        note(line)
+    return cfg, report
+
+
+def named_by(message: str, translated: list[str]) -> str:
+    """An error ``message`` about a setting that a TRL name set, with that name as the user typed it.
+
+    >>> named_by("optim.lr must be float, got 'abc'", ["--learning_rate abc -> --optim.lr abc"])
+    "optim.lr must be float, got 'abc' (from --learning_rate abc)"
+    """
+    for line in translated:
+        given, became = line.split(" -> ", 1)
+        if any(re.search(rf"\b{re.escape(key)}\b", message) for key in re.findall(r"(?:^| )--([\w.]+)", became)):
+            return f"{message} (from {given})"
+    return message
 
 
 def command_line(overrides: dict[str, Any], *, translate_names: bool = True, num_processes: int | None = None,
