@@ -88,7 +88,7 @@ def test_the_import_reader_sees_function_level_imports():
 # ("an arrow back up"), inside functions included. Training orders rollouts, rewards and the maths;
 # evaluation reuses rollouts, prompts and rewards; the command line and the quickstarts sit on top.
 LAYERS = (
-    ("runtime", "parallel", "algorithms"),
+    ("runtime", "parallel", "algorithms", "paths"),  # paths: where the data folder is ($GPGRL_DATA)
     ("models", "rewards"),
     ("rollout",),
     ("data",),
@@ -98,7 +98,7 @@ LAYERS = (
     ("recipe",),  # reading a recipe of either kind
     ("train", "dry_run"),
     ("tasks",),
-    ("cli", ""),  # "": the package's own __init__
+    ("cli", "doctor", ""),  # "": the package's own __init__
 )
 
 

@@ -12,32 +12,36 @@ commands:
   quickstart   CPU demo, no download: a tiny model learns 2-digit addition with GPG (a few minutes)
   train        train a model from a YAML recipe:  gpgrl train --config RECIPE.yaml [--section.key VALUE ...]
   eval         evaluate a model on math and vision benchmarks:  gpgrl eval --model PATH_OR_ID --benchmarks math500
-  presets      print the settings of the algorithm presets (gpg, grpo, dr_grpo, dapo)
+  presets      list the algorithm presets (gpg, grpo, dr_grpo, dapo), one line each with what they change
   rewards      list the reward functions with their parameters and defaults
   data         write the local data files of the shipped recipes:  gpgrl data prepare simplelr_level3to5
+  doctor       what a bug report needs, and what each feature is missing (versions, GPU, extras, data)
 
 `gpgrl COMMAND --help` explains each command; `gpgrl train --help` lists every recipe option with its
-default. Errors are one line; --debug (or GPGRL_DEBUG=1) shows their traceback. Documentation: README.md
-and docs/ in the source repository.
+default, by section, the most-changed ones first (TRL / open-r1 names such as --num_generations work too).
+Errors are one line; --debug (or GPGRL_DEBUG=1) shows their traceback. Documentation: README.md and docs/
+in the source repository.
 """
 
 TRAIN_USAGE = """usage: gpgrl train [--config RECIPE.yaml] [--section.key VALUE ...] [--dry-run [--num-processes N]]
 
-Train a model with GPG (or another preset). Values on the command line override the recipe; short
-forms: --model, --dataset, --preset, --output_dir, --steps, --lr, --seed, --resume, --group_size,
---rewards accuracy,format. A recipe is gpgrl's YAML (recipes/) or the original GPG / open-r1 flat YAML,
-translated key by key (docs/recipes.md; --original_script NAME says which of the original's scripts it was
-written for, and the original's own --key value options are read as its train.sh passes them). --dry-run checks a recipe without loading a model (rewards,
-dataset columns, batch arithmetic for N processes) and prints the effective settings.
+Train a model with GPG (or another preset). Values on the command line override the recipe. A recipe is
+gpgrl's YAML (recipes/) or the original GPG / open-r1 flat YAML, translated key by key (docs/recipes.md;
+--original_script NAME says which of the original's scripts it was written for, and the original's own
+--key value options are read as its train.sh passes them). --dry-run checks a recipe without loading a
+model (rewards, dataset columns, batch arithmetic for N processes) and prints the effective settings.
 
 examples:
-  gpgrl train --config recipes/quickstart_cpu.yaml --train.steps 20 --algorithm.preset grpo
+  gpgrl train --config recipes/quickstart_cpu.yaml --steps 20 --preset grpo
   gpgrl train --config RECIPE.yaml --resume                      # continue the run in its output_dir
   gpgrl train --config config_simple_rl_gpg.yaml --original_script openr1_gpg --dry-run --num-processes 8
   accelerate launch --num_processes 8 -m gpgrl.cli train --config recipes/qwen2.5-math-7b_gpg.yaml
-
-options:
 """
+
+TRL_NAMES = """TRL / open-r1 names (--num_generations, --learning_rate, --beta, --max_completion_length, ...) work too
+with a gpgrl recipe: each is translated as the open-r1 recipe reader translates it, and one line on stderr
+says what it became; a name with no single meaning here is answered with the gpgrl flags to use.
+The table: docs/recipes.md, "TRL / open-r1 names on the command line"."""
 
 
 def _parse_overrides(args: list[str]) -> tuple[str | None, dict[str, str]]:
@@ -68,12 +72,30 @@ def _parse_overrides(args: list[str]) -> tuple[str | None, dict[str, str]]:
 
 
 def train_help() -> str:
-    from gpgrl.config import help_rows
+    """``gpgrl train --help``: usage, the most-changed settings with their short forms, the TRL names, then
+    every option by section (all from :func:`gpgrl.config.help_sections`)."""
+    from gpgrl.config import ALIASES, MOST_CHANGED, help_sections
 
-    rows = help_rows()
-    width = max(len(k) for k, _, _ in rows) + 2
-    lines = [f"  --{k:<{width}} {h} (default: {d})" for k, d, h in rows]
-    return TRAIN_USAGE + "  --config RECIPE.yaml" + " " * max(1, width - 17) + " YAML recipe (see recipes/)\n" + "\n".join(lines)
+    sections = help_sections()
+    rows = {key: (default, text) for _, _, section_rows in sections for key, default, text in section_rows}
+    short = {target: alias for alias, target in ALIASES.items()}
+    flags = {key: (f"--{short[key]}, " if key in short else "") + f"--{key}" for key in MOST_CHANGED}
+    width = max(len(k) for k in rows) + 4
+    top_width = max(len(f) for f in flags.values()) + 2
+
+    def line(flag: str, key: str, w: int) -> str:
+        default, text = rows[key]
+        return f"  {flag:<{w}} {text} (default: {default})"
+
+    out = [TRAIN_USAGE, "most-changed settings (short form, full key):"]
+    out += [line(flags[key], key, top_width) for key in MOST_CHANGED]
+    others = [f"--{alias} (--{target})" for alias, target in ALIASES.items() if target not in MOST_CHANGED]
+    out += [f"  other short forms: {', '.join(others)}", "", TRL_NAMES, "", "all options, by section:",
+            f"  --{'config RECIPE.yaml':<{width - 2}} YAML recipe (see recipes/)"]
+    for name, doc, section_rows in sections:
+        out += ["", f"{name}: {doc}"]
+        out += [line(f"--{key}", key, width) for key, _, _ in section_rows]
+    return "\n".join(out)
 
 
 def cmd_train(args: list[str]) -> int:
@@ -95,12 +117,15 @@ def cmd_train(args: list[str]) -> int:
             if dry:
                 from gpgrl.dry_run import dry_run
 
-                print(dry_run(path, overrides, num_processes=processes))
-                return 0
-            cfg, _ = load_recipe(path, overrides)
+                checked = dry_run(path, overrides, num_processes=processes)
+            else:
+                cfg, _ = load_recipe(path, overrides, note=_note)
         for w in caught:
             if is_main_process():
                 print(f"gpgrl train: warning: {w.message}", file=sys.stderr)
+        if dry:
+            print(checked)
+            return 0
     except (ConfigError, ValueError) as e:
         if debug():
             raise
@@ -134,6 +159,14 @@ def cmd_train(args: list[str]) -> int:
     return 0
 
 
+def _note(line: str) -> None:
+    """A line saying what a TRL / open-r1 name on the command line became, on stderr (main process only)."""
+    from gpgrl.runtime import is_main_process
+
+    if is_main_process():
+        print(f"gpgrl train: {line}", file=sys.stderr)
+
+
 def interrupted(trainer, e: KeyboardInterrupt, cfg) -> str:
     """What a Ctrl-C stopped and what was kept, in one line."""
     from gpgrl.train import checkpoint
@@ -151,16 +184,54 @@ def interrupted(trainer, e: KeyboardInterrupt, cfg) -> str:
     return f"interrupted at step {trainer.step + 1} ({trainer.step} done); {kept}; {again}"
 
 
+PRESETS_USAGE = """usage: gpgrl presets [NAME | --yaml]
+
+List the algorithm presets: each one's name, what it is (method and paper), and the settings it changes
+relative to gpg. `gpgrl presets NAME` prints every setting of one preset as YAML; `--yaml` prints them all.
+A recipe picks one with algorithm: {preset: NAME} (or --preset NAME) and overrides any setting with
+--algorithm.KEY VALUE."""
+
+
+def presets_listing() -> str:
+    """One line per preset: name, description, and the settings it changes relative to gpg."""
+    from gpgrl.algorithms.presets import DESCRIPTIONS, PRESETS, changes_from_gpg
+
+    width = max(len(n) for n in PRESETS) + 2
+    lines = []
+    for name in PRESETS:
+        changed = changes_from_gpg(name)
+        what = ", ".join(f"{k}={v}" for k, v in changed.items()) if changed else "(the reference)"
+        lines.append(f"{name:<{width}}{DESCRIPTIONS[name]}  | changes: {what}")
+    return "\n".join([*lines, "", "gpgrl presets NAME prints every setting of one; override any with "
+                       "--algorithm.KEY VALUE"])
+
+
 def cmd_presets(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):
-        print("usage: gpgrl presets\n\nPrint every algorithm preset's settings (override any with --algorithm.KEY).")
+        print(PRESETS_USAGE)
         return 0
     import yaml
 
-    from gpgrl.algorithms.presets import PRESETS
+    from gpgrl.algorithms.presets import DESCRIPTIONS, PRESETS, get_preset
+    from gpgrl.runtime import error
 
-    for name, cfg in PRESETS.items():
-        print(f"# {name}\n" + yaml.safe_dump({k: v for k, v in cfg.to_dict().items() if k != "name"}, sort_keys=False))
+    def dump(name: str) -> str:
+        return yaml.safe_dump({k: v for k, v in get_preset(name).to_dict().items() if k != "name"}, sort_keys=False)
+
+    if not args:
+        print(presets_listing())
+    elif args == ["--yaml"]:
+        print("\n".join(f"# {name}\n{dump(name)}" for name in PRESETS))
+    elif len(args) == 1 and not args[0].startswith("-"):
+        try:
+            name = get_preset(args[0]).name
+        except ValueError as e:
+            error("presets", one_line(e))
+            return 2
+        print(f"# {name}: {DESCRIPTIONS[name]}\n{dump(name)}", end="")
+    else:
+        error("presets", f"unexpected arguments {' '.join(args)}; usage: gpgrl presets [NAME | --yaml]")
+        return 2
     return 0
 
 
@@ -195,6 +266,12 @@ def cmd_data(args: list[str]) -> int:
     return data_main(args)
 
 
+def cmd_doctor(args: list[str]) -> int:
+    from gpgrl.doctor import main as doctor_main
+
+    return doctor_main(args)
+
+
 def cmd_quickstart(args: list[str]) -> int:
     from gpgrl.tasks.quickstart import main as quickstart_main
 
@@ -202,7 +279,7 @@ def cmd_quickstart(args: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "quickstart": cmd_quickstart, "presets": cmd_presets,
-            "rewards": cmd_rewards, "data": cmd_data}
+            "rewards": cmd_rewards, "data": cmd_data, "doctor": cmd_doctor}
 
 
 def debug() -> bool:

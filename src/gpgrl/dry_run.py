@@ -4,7 +4,8 @@ What it checks: the config (types, choices, presets, prompt templates), every re
 parameters (each is built), the dataset's columns on a local file or a built-in task (a Hub id is
 reported as not checked, since that needs the network), the vision extra when the recipe has images,
 and the batch arithmetic for the given number of processes. It prints the effective settings and,
-for an open-r1 style recipe, what each original key became. Problems raise
+for an open-r1 style recipe, what each original key became (for a gpgrl recipe, what each TRL / open-r1
+name on the command line became). Problems raise
 :class:`~gpgrl.config.ConfigError` with the fix; a local data file that is not there is a warning line
 (``warning: ...``) naming how to prepare it, and so is a missing vision extra, since the recipe itself can
 be sound.
@@ -73,10 +74,13 @@ def dry_run(path: str | None, overrides: dict[str, str] | None = None, *, num_pr
 
     if num_processes < 1:
         raise ConfigError(f"--num-processes must be >= 1, got {num_processes}")
-    cfg, report = load_recipe(path, overrides, num_processes=num_processes)
+    translated: list[str] = []
+    cfg, report = load_recipe(path, overrides, num_processes=num_processes, note=translated.append)
     lines = [f"recipe: {path or '(command line only)'}  [{'open-r1 style, translated' if report else 'gpgrl'}]"]
     if report is not None:
         lines += ["what each original key became:", report.text()]
+    if translated:
+        lines += ["TRL / open-r1 names on the command line:", *(f"  {line}" for line in translated)]
 
     try:
         rewards = as_reward_functions(cfg.rewards)

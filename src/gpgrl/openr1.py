@@ -22,6 +22,10 @@ script computes it. A recipe that does not name it is refused, unless it has key
 ``gpg.py`` accepts (``adjust_gd``, ``min_inverse_alpha``, ...). Supervised fine-tuning configs (no
 ``reward_funcs``, ``packing``, ...) are refused.
 
+The same names typed on ``gpgrl train``'s command line with a gpgrl recipe (``--num_generations 8``) go
+through the same tables one by one (:func:`translate_command_line`), without the original's defaults for
+the names not given; a name whose meaning needs others is refused with the gpgrl flags to use.
+
 >>> raw, report = translate({"model_name_or_path": "m", "dataset_name": "d", "num_generations": 8,
 ...                          "per_device_train_batch_size": 16, "gradient_accumulation_steps": 4,
 ...                          "learning_rate": 2e-6, "push_to_hub": False, "reward_funcs": ["accuracy"]},
@@ -139,13 +143,28 @@ COMBINED = {
     "weighted_sample": "true -> data.sample_strategy = sample_strategy (open-r1 gpg.py only)",
     "sample_strategy": "see weighted_sample",
     "original_script": "which of the original's scripts ran the recipe: sets the algorithm (see SCRIPTS)",
-    "beta": "algorithm.beta (the KL coefficient) where the script puts the KL in its loss",
-    "scale_rewards": "algorithm.scale: true -> group std, false -> none",
-    "adjust_gd": "algorithm.age (open-r1 gpg.py only): the loss divided by inverse_alpha",
-    "min_inverse_alpha": "algorithm.resample_threshold (open-r1 gpg.py only), resample_count gathered",
-    "num_iterations": "algorithm.num_iterations (GRPO scripts)",
-    "epsilon": "algorithm.epsilon_low, and epsilon_high unless that is given (GRPO scripts)",
-    "epsilon_high": "algorithm.epsilon_high (GRPO scripts)",
+}
+
+# scale_rewards: TRL's booleans, or (later TRL) the scale's own name
+_SCALE = {True: "group", False: "none", **{name: name for name in SCALES}}
+
+
+def _scale(value: Any) -> str:
+    if not isinstance(value, (bool, str)) or value not in _SCALE:
+        raise TranslationError(f"scale_rewards {value!r} is not one of true, false, {', '.join(SCALES)}")
+    return _SCALE[value]
+
+
+#: The algorithm's keys, each naming one setting. Which of them a script's loss uses, and the settings a
+#: flat recipe leaves out, are the script's (:func:`_algorithm`, which converts each value through its Key).
+ALGORITHM_KEYS: dict[str, Key] = {
+    "beta": Key("algorithm.beta", "the KL coefficient", float),
+    "scale_rewards": Key("algorithm.scale", "true -> group std, false -> none", _scale),
+    "epsilon": Key("algorithm.epsilon_low", "and epsilon_high unless that is given", float),
+    "epsilon_high": Key("algorithm.epsilon_high", "", float),
+    "num_iterations": Key("algorithm.num_iterations", "", int),
+    "adjust_gd": Key("algorithm.age", "AGE: open-r1 gpg.py divides its loss by inverse_alpha", bool),
+    "min_inverse_alpha": Key("algorithm.resample_threshold", "threshold resampling", float),
 }
 
 #: Keys with no meaning here: one warning lists those a recipe has.
@@ -233,7 +252,8 @@ RL_KEYS = {"reward_funcs", "num_generations", "max_completion_length", "beta", "
 BOOL_KEYS = {"adjust_gd", "weighted_sample", "scale_rewards", "scale_batch", "adjust_lr", "bf16", "use_vllm",
              "gradient_checkpointing", "overwrite_output_dir", "push_to_hub", "do_eval", "log_completions",
              "trust_remote_code", "logging_first_step", "save_only_model", "remove_unused_columns", "packing",
-             "use_liger", "use_liger_kernel", "bf16_full_eval", "vllm_enforce_eager", "hub_always_push"}
+             "use_liger", "use_liger_kernel", "bf16_full_eval", "vllm_enforce_eager", "hub_always_push",
+             "vllm_importance_sampling_correction"}
 #: Script arguments that are lists (``nargs="+"`` in the original's parser): given with commas here.
 LIST_KEYS = {"reward_funcs", "reward_weights", "report_to", "benchmarks", "callbacks"}
 _TRUE, _FALSE = ("yes", "true", "t", "y", "1"), ("no", "false", "f", "n", "0")
@@ -264,6 +284,8 @@ def parse_cli_value(key: str, value: str) -> Any:
     >>> parse_cli_value("reward_funcs", "accuracy,format"), parse_cli_value("reward_weights", "1.0, 2")
     (['accuracy', 'format'], [1.0, 2])
     """
+    if key == "scale_rewards" and value in SCALES:  # later TRL names the scale
+        return value
     if key in BOOL_KEYS:
         if value.lower() in _TRUE or value.lower() in _FALSE:
             return value.lower() in _TRUE
@@ -310,7 +332,7 @@ UNSUPPORTED_REWARDS = {"code", "code_format", "ioi_code"}
 ANSWER_GRADED = ("accuracy", "cosine", "length")
 ORIGINAL_SEMANTICS = "math_verify_0.5.2"
 
-_KNOWN = set(MAPPING) | set(COMBINED) | IGNORED
+_KNOWN = set(MAPPING) | set(ALGORITHM_KEYS) | set(COMBINED) | IGNORED
 # Keys that a native recipe may have too: open-r1's reward shorthand, and TRL's `optim` (the optimizer's
 # name, a string) which shares its name with gpgrl's `optim:` section (a mapping).
 _SHARED = ("reward_funcs", "reward_weights", "optim")
@@ -388,7 +410,8 @@ def translate(raw: dict[str, Any], *, num_processes: int | None = None, native_k
     out["algorithm"] = _algorithm(values, name, report)
     _simplelr_data(values, spec, out, report)
     _batch(values, out, report, num_processes)
-    _steps_and_saving(values, out, report)
+    _steps(values, out, report)
+    _saving(values, out, report)
     _rewards(values, spec, out, report)
     _importance(values, out, report)
     kwargs = values.get("lr_scheduler_kwargs") or {}
@@ -438,33 +461,33 @@ def _resolve_script(raw: dict[str, Any], script: str | None, report: Report) -> 
                            f"--original_script NAME, NAME one of:\n{choices}")
 
 
-# scale_rewards: TRL's booleans, or (later TRL) the scale's own name
-_SCALE = {True: "group", False: "none", **{name: name for name in SCALES}}
-
-
 def _algorithm(values: dict[str, Any], name: str, report: Report) -> dict[str, Any]:
     """Every algorithm setting as the script computes it (explicit, so no preset default leaks in)."""
     spec = SCRIPTS[name]
-    scale = _SCALE[values["scale_rewards"]]
-    beta = float(values["beta"])
+
+    def setting(key: str, default: Any = None) -> Any:
+        convert = ALGORITHM_KEYS[key].convert
+        return convert(values.get(key, default))  # type: ignore[misc]
+
+    scale, beta = setting("scale_rewards"), setting("beta")
     # every script calls the optimizer on a step whose groups carry no signal
     algo: dict[str, Any] = {"preset": spec.preset, "scale": scale, "tempered_logprobs": spec.tempered_logprobs,
                             "skip_no_signal": False}
     if spec.preset == "gpg":
         algo.update(ratio=False, loss_agg="token_mean", beta=beta if spec.kl_in_loss else 0.0,
-                    age=bool(values.get("adjust_gd", False)), age_scales_kl=spec.gpg_config,
-                    resample_threshold=float(values.get("min_inverse_alpha", 0.0)) if spec.gpg_config else 0.0,
+                    age=setting("adjust_gd", False), age_scales_kl=spec.gpg_config,
+                    resample_threshold=setting("min_inverse_alpha", 0.0) if spec.gpg_config else 0.0,
                     resample_count="gathered" if spec.gpg_config else "kept")
         if not spec.kl_in_loss and beta:
             report.notes.append(f"beta {beta:g}: {spec.path} loads a reference model and logs the KL but leaves it "
                                 "out of the loss: algorithm.beta = 0")
-        if int(values.get("num_iterations", 1)) != 1:
+        if setting("num_iterations", 1) != 1:
             raise TranslationError(f"num_iterations {values['num_iterations']}: {spec.path}'s loss has no ratio; "
                                    "use a GRPO script for several updates per batch")
     else:  # TRL's GRPO loss: (per_token_loss * mask).sum() / mask.sum(), a token mean, not the GRPO paper's
-        eps = float(values.get("epsilon", 0.2))
-        algo.update(beta=beta, epsilon_low=eps, epsilon_high=float(values.get("epsilon_high", eps)),
-                    num_iterations=int(values.get("num_iterations", 1)), loss_agg="token_mean")
+        eps = setting("epsilon", 0.2)
+        algo.update(beta=beta, epsilon_low=eps, epsilon_high=setting("epsilon_high", eps),
+                    num_iterations=setting("num_iterations", 1), loss_agg="token_mean")
     report.mapped["original_script"] = "algorithm = " + ", ".join(f"{k}={v!r}" for k, v in algo.items())
     return algo
 
@@ -534,7 +557,8 @@ def _importance(values: dict[str, Any], out: dict[str, Any], report: Report) -> 
     report.mapped["vllm_importance_sampling_mode"] = f"rollout.importance_correction = {mode!r}"
 
 
-def _steps_and_saving(values: dict[str, Any], out: dict[str, Any], report: Report) -> None:
+def _steps(values: dict[str, Any], out: dict[str, Any], report: Report) -> None:
+    """``max_steps`` > 0 -> ``train.steps``, else ``num_train_epochs`` -> ``train.epochs`` (both keys in ``values``)."""
     max_steps = int(values["max_steps"])
     if max_steps > 0:
         _set(out, "train.steps", max_steps)
@@ -542,6 +566,10 @@ def _steps_and_saving(values: dict[str, Any], out: dict[str, Any], report: Repor
     else:
         _set(out, "train.epochs", float(values["num_train_epochs"]))
         report.mapped["num_train_epochs"] = f"train.epochs = {float(values['num_train_epochs'])!r} (steps from the dataset)"
+
+
+def _saving(values: dict[str, Any], out: dict[str, Any], report: Report) -> None:
+    """``save_strategy`` / ``save_steps`` -> ``train.save_every``."""
     strategy = values.get("save_strategy", "steps")
     if strategy == "steps" and values.get("save_steps"):
         _set(out, "train.save_every", int(values["save_steps"]))
@@ -588,3 +616,192 @@ def _rewards(values: dict[str, Any], spec: Script, out: dict[str, Any], report: 
     out["rewards"] = rewards
     report.mapped["reward_funcs"] = "rewards = " + ", ".join(
         f"{r['name']} x {r['weight']:g}" + (f" {r['params']}" if "params" in r else "") for r in rewards)
+
+
+# ------------------------------------------------------------------------------------------ command line
+# TRL / open-r1 names on `gpgrl train`'s command line with a gpgrl recipe (or none). They go through the
+# tables and helpers above (MAPPING, ALGORITHM_KEYS, _batch, _steps, _saving, _importance), one name or one
+# group of names at a time, without the original's defaults for the keys not given: only what was typed
+# changes. (With an open-r1 style recipe they are that recipe's own keys: :func:`split_overrides`.)
+
+_BATCH_FLAGS = ("--train.micro_batch_size M (answers per forward/backward on each process) and "
+                "--train.prompts_per_step P (prompts per optimizer step over all processes)")
+_COSINE = "the recipe's rewards: [{name: cosine, params: {%s: VALUE}}] (reward parameters have no flag)"
+_REPETITION = "the recipe's rewards: [{name: repetition_penalty, params: {%s: VALUE}}] (reward parameters have no flag)"
+
+#: Names the command line cannot map alone with the same meaning, and the gpgrl flags to use instead.
+COMMAND_LINE_INSTEAD: dict[str, str] = {
+    "gradient_accumulation_steps": f"TRL's answers per step are per-device x processes x accumulation; use "
+                                   f"{_BATCH_FLAGS}, or give it with --per_device_train_batch_size and "
+                                   "--num_generations",
+    "original_script": "it names the script of an open-r1 style recipe (--config FILE.yaml); with a gpgrl recipe or "
+                       "none pick the algorithm with --preset NAME (`gpgrl presets` lists them)",
+    "lr_scheduler_kwargs": "use --optim.min_lr_rate R (its min_lr_rate)",
+    "weighted_sample": "use --data.sample_strategy hard, soft or medium (uniform = not weighted)",
+    "sample_strategy": "use --data.sample_strategy hard, soft or medium",
+    "reward_weights": "give it with --reward_funcs, or use the recipe's rewards: [{name: accuracy, weight: 1.0}, ...]",
+    "cosine_min_value_wrong": _COSINE % "min_value_wrong", "cosine_max_value_wrong": _COSINE % "max_value_wrong",
+    "cosine_min_value_correct": _COSINE % "min_value_correct",
+    "cosine_max_value_correct": _COSINE % "max_value_correct", "cosine_max_len": _COSINE % "max_len",
+    "repetition_n_grams": _REPETITION % "ngram_size", "repetition_max_penalty": _REPETITION % "max_penalty",
+}
+#: The groups of COMBINED names the command line maps together (the batch's also needs num_generations).
+_COMMAND_LINE_GROUPS: dict[str, str] = {
+    "per_device_train_batch_size": "--train.micro_batch_size, and --train.prompts_per_step = per-device x processes "
+                                   "x accumulation / num_generations (needs --num_generations with it)",
+    "max_steps": "--train.steps (and --train.epochs null, as max_steps decides in TRL); -1: --train.epochs "
+                 "num_train_epochs (TRL's 3 if not given)",
+    "num_train_epochs": "--train.epochs (unless --max_steps > 0 is given)",
+    "save_steps": "--train.save_every", "save_strategy": "no / epoch: --train.save_every 0 (a checkpoint at the end); "
+                                                         "steps: give --save_steps",
+    "reward_funcs": "--rewards, gpgrl's names (`gpgrl rewards`); weights from --reward_weights",
+    "vllm_importance_sampling_correction": "false: --rollout.importance_correction off (no cap); true: the mode below",
+    "vllm_importance_sampling_mode": "--rollout.importance_correction (the same mode names; TRL's defaults "
+                                     "sequence_mask, cap 3)",
+}
+
+
+def command_line_rows() -> list[tuple[str, str]]:
+    """``(name, what it becomes)`` for every TRL / open-r1 name ``gpgrl train`` accepts on its command line with
+    a gpgrl recipe, then those it refuses with the flags to use; docs/recipes.md shows them (a test checks).
+
+    >>> rows = dict(command_line_rows())
+    >>> rows["num_generations"], rows["beta"]
+    ('--rollout.group_size', '--algorithm.beta (the KL coefficient)')
+    """
+    def target(key: Key) -> str:
+        return f"--{key.target}" + (f" ({key.note})" if key.note else "")
+
+    rows = [(name, target(key)) for name, key in {**MAPPING, **ALGORITHM_KEYS}.items()]
+    rows += list(_COMMAND_LINE_GROUPS.items())
+    rows += [(name, f"refused: {why}") for name, why in COMMAND_LINE_INSTEAD.items()]
+    missing = set(COMBINED) - {name for name, _ in rows}
+    assert not missing, f"COMBINED names with no command-line treatment: {sorted(missing)}"
+    return rows
+
+
+def command_line_names() -> dict[str, str]:
+    """Every TRL / open-r1 name the command line knows -> the gpgrl flag it becomes (or ``""`` when it is not
+    one flag), for the suggestions given for a misspelt option."""
+    names = {name: "" for name in _KNOWN}
+    names.update({name: f"--{key.target}" for name, key in {**MAPPING, **ALGORITHM_KEYS}.items()})
+    return names
+
+
+def _flag_value(value: Any) -> str:
+    """A value as it would be typed after a flag.
+
+    >>> _flag_value(None), _flag_value(True), _flag_value(["jsonl", "wandb"]), _flag_value([{"name": "a"}])
+    ('null', 'true', 'jsonl,wandb', '[{name: a}]')
+    """
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, list) and not any(isinstance(v, (list, dict)) for v in value):
+        return ",".join(map(_flag_value, value))
+    if isinstance(value, (list, dict)):
+        return yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip()
+    return str(value)
+
+
+def _flat(nested: dict[str, Any]) -> dict[str, Any]:
+    return {f"{section}.{key}": v for section, keys in nested.items() for key, v in keys.items()}
+
+
+def translate_command_line(names: dict[str, Any], *, num_processes: int | None = None
+                           ) -> tuple[dict[str, Any], list[str], list[str]]:
+    """TRL / open-r1 names given on ``gpgrl train``'s command line with a gpgrl recipe (or none) ->
+    ``(gpgrl's dotted overrides, one line per name or group saying what it became, the names ignored)``.
+
+    Values are parsed as the original's argument parser does and converted as :func:`translate` converts
+    them; dashes are read as underscores. Names with no meaning here (:data:`IGNORED`) come back in the third
+    list, as the recipe reader's warning lists them; names whose meaning needs other keys raise
+    :class:`TranslationError` naming the gpgrl flags to use (:data:`COMMAND_LINE_INSTEAD`).
+
+    >>> overrides, lines, ignored = translate_command_line(
+    ...     {"num_generations": "4", "learning_rate": "1e-5", "use_vllm": "true", "push_to_hub": "true"})
+    >>> overrides
+    {'rollout.group_size': 4, 'optim.lr': '1e-5', 'rollout.engine': 'vllm'}
+    >>> print("\\n".join(lines)); ignored
+    --num_generations 4 -> --rollout.group_size 4
+    --learning_rate 1e-5 -> --optim.lr 1e-5
+    --use_vllm true -> --rollout.engine vllm
+    ['push_to_hub']
+    >>> translate_command_line({"per_device_train_batch_size": "16", "num_generations": "8"}, num_processes=2)[1][1]
+    '--per_device_train_batch_size 16 -> --train.prompts_per_step 4 --train.micro_batch_size 16 (16 x 2 processes x 1 accumulation / 8)'
+    """
+    values = {k.replace("-", "_"): parse_cli_value(k.replace("-", "_"), v) if isinstance(v, str) else v
+              for k, v in names.items()}
+    unknown = sorted(k for k in values if k not in _KNOWN)
+    if unknown:
+        raise TranslationError(f"not a TRL / open-r1 name: {', '.join(unknown)}")
+    for key in values:
+        if key in COMMAND_LINE_INSTEAD and not (key == "reward_weights" and "reward_funcs" in values) and \
+                not (key == "gradient_accumulation_steps" and "per_device_train_batch_size" in values):
+            raise TranslationError(f"--{key} has no single gpgrl flag: {COMMAND_LINE_INSTEAD[key]}")
+    out: dict[str, Any] = {}
+    lines: list[str] = []
+
+    def emit(sources: list[str], settings: dict[str, Any], why: str = "") -> None:
+        given = " ".join(f"--{k} {_flag_value(values[k])}" for k in sources if k in values)
+        became = " ".join(f"--{k} {_flag_value(v)}" for k, v in settings.items())
+        lines.append(f"{given} -> {became or '(nothing)'}" + (f" ({why})" if why else ""))
+        out.update(settings)
+
+    for key, value in values.items():
+        spec = MAPPING.get(key) or ALGORITHM_KEYS.get(key)
+        if spec is not None:
+            converted = spec.convert(value) if spec.convert else value
+            settings = {spec.target: converted}
+            if key == "epsilon" and "epsilon_high" not in values:  # as _algorithm: epsilon sets both clip sides
+                settings["algorithm.epsilon_high"] = converted
+            emit([key], settings)
+    _command_line_groups(values, emit, num_processes)
+    return out, lines, sorted(k for k in values if k in IGNORED)
+
+
+def _command_line_groups(values: dict[str, Any], emit: Callable[..., None], num_processes: int | None) -> None:
+    """The COMBINED names of :func:`translate_command_line`, through the recipe translation's own helpers."""
+    report = Report()
+    if "per_device_train_batch_size" in values:
+        if "num_generations" not in values:
+            raise TranslationError(f"--per_device_train_batch_size needs --num_generations with it (TRL's prompts per "
+                                   f"step = per-device x processes x accumulation / num_generations); or use "
+                                   f"{_BATCH_FLAGS}")
+        given = {k: values.get(k, ORIGINAL_DEFAULTS[k]) for k in
+                 ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations")}
+        nested: dict[str, Any] = {}
+        _batch(given, nested, report, num_processes)
+        why = report.mapped["per_device_train_batch_size"].split("train.prompts_per_step = ")[1].rsplit(" = ", 1)[0]
+        emit(["per_device_train_batch_size", "gradient_accumulation_steps"], _flat(nested), why)
+    if "max_steps" in values or "num_train_epochs" in values:
+        given = {k: values.get(k, ORIGINAL_DEFAULTS[k]) for k in ("max_steps", "num_train_epochs")}
+        nested = {}
+        _steps(given, nested, report)
+        settings = _flat(nested)
+        why = ""
+        if "train.steps" in settings:
+            settings["train.epochs"] = None  # TRL: max_steps > 0 overrides num_train_epochs (a recipe's included)
+            why = "max_steps decides; num_train_epochs has no effect, as in TRL" if "num_train_epochs" in values else ""
+        elif "num_train_epochs" not in values:
+            why = "TRL's default num_train_epochs"
+        emit(["max_steps", "num_train_epochs"], settings, why)
+    if "save_steps" in values or "save_strategy" in values:
+        if values.get("save_strategy", "steps") == "steps" and "save_steps" not in values:
+            raise TranslationError("--save_strategy steps needs --save_steps N with it; gpgrl's flag: "
+                                   "--train.save_every N")
+        nested = {}
+        _saving(values, nested, report)
+        emit(["save_strategy", "save_steps"], _flat(nested))
+    if "reward_funcs" in values:
+        try:
+            rewards = reward_shorthand(values["reward_funcs"], values.get("reward_weights"))
+        except ConfigError as e:
+            raise TranslationError(str(e)) from None
+        emit(["reward_funcs", "reward_weights"], {"rewards": rewards})
+    if "vllm_importance_sampling_correction" in values or "vllm_importance_sampling_mode" in values:
+        nested = {}
+        _importance(values, nested, report)
+        settings = _flat(nested)
+        if settings["rollout.importance_correction"] == "off":
+            settings["rollout.importance_cap"] = None  # no cap without a correction (a recipe's included)
+        emit(["vllm_importance_sampling_correction", "vllm_importance_sampling_mode"], settings)

@@ -32,7 +32,7 @@ CHOICES = {"scale": SCALES, "loss_agg": LOSS_AGGS, "resample_count": RESAMPLE_CO
 
 @dataclass(frozen=True)
 class AlgorithmConfig:
-    """Every setting that tells GPG, GRPO, Dr. GRPO and DAPO apart."""
+    """Every setting that tells GPG, GRPO, Dr. GRPO and DAPO apart (`gpgrl presets` lists the presets)."""
 
     name: str = field(default="custom", metadata={"help": "preset this config started from"})
     # -- advantages ---------------------------------------------------------------------------
@@ -138,31 +138,44 @@ class AlgorithmConfig:
 
 
 GPG = AlgorithmConfig(name="gpg")
-"""GPG (Chu et al. 2025, arXiv 2504.02546): A = alpha (r - mean), plain -A*logp, token mean over the
-global batch, no KL, no ratio, no clip; threshold resampling at 0.5 (the original's min_inverse_alpha)."""
-
 GRPO = AlgorithmConfig(
     name="grpo", scale="group", age=False, ratio=True, epsilon_low=0.2, epsilon_high=0.2, beta=0.04,
     loss_agg="seq_mean_token_mean", resample_threshold=0.0,
 )
-"""GRPO (Shao et al. 2024, DeepSeekMath, arXiv 2402.03300): A = (r - mean) / (std + 1e-4), clipped
-surrogate with epsilon 0.2, k3 KL to a reference with beta 0.04, per-answer token mean then batch mean."""
-
 DR_GRPO = AlgorithmConfig(
     name="dr_grpo", scale="none", age=False, ratio=True, epsilon_low=0.2, epsilon_high=0.2, beta=0.0,
     loss_agg="seq_sum_constant", resample_threshold=0.0,
 )
-"""Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training", arXiv 2503.20783): GRPO without the
-std normaliser and without the per-answer length normaliser (token sum / a constant), beta = 0."""
-
 DAPO = AlgorithmConfig(
     name="dapo", scale="group", age=False, ratio=True, epsilon_low=0.2, epsilon_high=0.28, beta=0.0,
     loss_agg="token_mean", resample_threshold=1.0,
 )
-"""DAPO (Yu et al. 2025, arXiv 2503.14476): clip-higher (0.2 / 0.28), token-level mean over the batch,
-no KL, dynamic sampling (draw until every group carries a signal; here: up to max_resample_draws)."""
 
 PRESETS: dict[str, AlgorithmConfig] = {c.name: c for c in (GPG, GRPO, DR_GRPO, DAPO)}
+
+#: One sentence per preset: the method, its paper, and what sets it apart (``gpgrl presets`` prints them).
+DESCRIPTIONS: dict[str, str] = {
+    "gpg": "GPG (Chu et al. 2025, arXiv 2504.02546): A = alpha (r - mean), plain -A*logp, token mean over the "
+           "global batch, no KL, no ratio, no clip; threshold resampling at 0.5 (the original's min_inverse_alpha)",
+    "grpo": "GRPO (Shao et al. 2024, DeepSeekMath, arXiv 2402.03300): A = (r - mean) / (std + 1e-4), clipped "
+            "surrogate with epsilon 0.2, k3 KL to a reference with beta 0.04, per-answer token mean then batch mean",
+    "dr_grpo": "Dr. GRPO (Liu et al. 2025, arXiv 2503.20783): GRPO without the std normaliser and without the "
+               "per-answer length normaliser (token sum / a constant), beta 0",
+    "dapo": "DAPO (Yu et al. 2025, arXiv 2503.14476): clip-higher (0.2 / 0.28), token mean over the batch, no KL, "
+            "dynamic sampling (draw until every group carries a signal, up to max_resample_draws)",
+}
+
+
+def changes_from_gpg(name: str) -> dict[str, object]:
+    """The settings preset ``name`` changes relative to ``gpg``, with its values, computed from the presets.
+
+    >>> changes_from_gpg("grpo")
+    {'scale': 'group', 'age': False, 'ratio': True, 'beta': 0.04, 'loss_agg': 'seq_mean_token_mean', 'resample_threshold': 0.0}
+    >>> changes_from_gpg("gpg")
+    {}
+    """
+    preset, base = get_preset(name).to_dict(), GPG.to_dict()
+    return {k: v for k, v in preset.items() if k != "name" and v != base[k]}
 
 
 def get_preset(name: str | AlgorithmConfig, **overrides: object) -> AlgorithmConfig:
