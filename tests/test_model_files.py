@@ -350,3 +350,23 @@ def test_local_folders_and_a_cached_hub_id_still_load(tmp_path, monkeypatch):
         check_hub_reachable(name)  # local, or in the cache: no error
         assert sum(p.numel() for p in load_policy(name).parameters()) == n_params, name
         assert load_tokenizer(name).padding_side == "left"
+
+
+def test_a_name_read_as_an_unreachable_hub_id_fails_at_once_with_both_readings(tmp_path):
+    """Whether the model is a vision one is read from its config; for ``models/sft`` with the Hub unreachable
+    that read retried for 23 s before a message about the config. The Hub is checked first now."""
+    with socket.socket() as s:  # a port nothing listens on: the Hub's connection is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", PYTHONPATH=str(Path(model_files.__file__).parents[1]))
+    run = subprocess.run([sys.executable, "-c", "from gpgrl.models.source import ModelSource; "
+                          "ModelSource.detect('models/sft')"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[-1] == (
+        f"OSError: no folder 'models/sft' in {tmp_path}, and as a Hugging Face id, model 'models/sft' is not in the "
+        "local Hugging Face cache and the Hub (127.0.0.1) cannot be reached ([Errno 111] Connection refused). Pass an "
+        "existing folder saved with save_pretrained (a typo in the path?), or connect to the internet to download "
+        "the model.")
+    assert "Retrying in" not in run.stderr  # the Hub library's retries never started

@@ -260,7 +260,8 @@ def pip_problem(output: str) -> str:
     if any(marker in output for marker in _NETWORK):
         reason = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)|(Connection refused|timed out|Name or service not known)",
                            output)
-        return f"pip could not reach the package index ({(reason.group(1) or reason.group(2)).strip() if reason else 'no connection'})"
+        why = (reason.group(1) or reason.group(2)).strip() if reason else "no connection"
+        return f"pip could not reach the package index ({why})"
     missing = re.search(r"No matching distribution found for (\S+)", output)
     if missing:
         versions = re.search(r"\(from versions: ([^)]*)\)", output)
@@ -283,8 +284,8 @@ def run_pip(command: list[str], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        raise FetchError(f"pip did not finish within {timeout:g} s and was stopped (--timeout SECONDS allows more); "
-                         f"the command: {shlex.join(command)}") from None
+        raise FetchError(f"pip did not finish within {timeout:g} s and was stopped (--timeout SECONDS allows more)"
+                         ) from None
     finally:
         if proc.poll() is None:  # Ctrl-C: pip got the signal too; do not leave it behind
             proc.kill()
@@ -348,8 +349,10 @@ def fetch(name: str, *, force: bool = False, dry_run: bool = False, source: str 
             try:
                 run_pip(command, timeout)
             except FetchError as e:
-                # "(it has: none)" for a public package: most often an index that was not reached either
-                network = str(e).startswith("pip could not reach") or str(e).endswith("(it has: none)")
+                # "(it has: none)" for a public package: most often an index that was not reached either; a
+                # pip that hangs: most often a connection that stalls
+                network = str(e).startswith(("pip could not reach", "pip did not finish")) or \
+                    str(e).endswith("(it has: none)")
                 raise FetchError(f"{e}. " + (_offline_hint(key, spec) if network else
                                              f"The command was: {shlex.join(command)}")) from None
     if dry_run:
