@@ -247,14 +247,15 @@ def test_doctor_names_a_missing_extra_and_an_unsupported_vllm_with_their_fix(cap
 
 
 def test_doctor_says_how_to_get_the_real_model(capsys, monkeypatch):
-    from gpgrl.models import loading
+    from gpgrl import model_files
 
     # the lookup training uses (packaged_gguf), for a package that is surely not installed
-    monkeypatch.setitem(loading.PACKAGED_GGUF, "smollm2", ("gpgrl-test-no-such-package", "model.gguf"))
+    spec = model_files.PACKAGED_GGUF["smollm2"]._replace(distribution="gpgrl-test-no-such-package")
+    monkeypatch.setitem(model_files.PACKAGED_GGUF, "smollm2", spec)
     code, out = _doctor(capsys)
     assert code == 0
     assert ("  missing      real model smollm2: model 'smollm2' is the GGUF file of the gpgrl-test-no-such-package "
-            "package, which is not installed; fix: gpgrl models fetch smollm2\n") in out
+            "package, which is not installed; fix: gpgrl models fetch smollm2\n") in out, out
 
 
 def test_doctor_output_folder_under_a_file_is_missing_and_a_broken_core_exits_1(capsys, tmp_path, monkeypatch):

@@ -178,9 +178,9 @@ def vllm_finding() -> Finding:
 
 def real_model_findings() -> list[Finding]:
     """The gguf reader and the real model's file (``--model smollm2``), found as training finds it."""
-    from gpgrl.models.loading import INSTALL_REAL_MODEL, PACKAGED_GGUF, packaged_gguf
+    from gpgrl.model_files import GGUF_REQUIREMENT, PACKAGED_GGUF, packaged_gguf  # no torch, no transformers
 
-    reader = extra("GGUF model files (.gguf, smollm2)", ("gguf",), INSTALL_REAL_MODEL)
+    reader = extra("GGUF model files (.gguf, smollm2)", ("gguf",), f"pip install '{GGUF_REQUIREMENT}' (or {FETCH_REAL_MODEL})")
     out = []
     for name in PACKAGED_GGUF:
         try:
