@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DATA_MISSING, SHARED_DATA
 from gpgrl.cli import main
 from gpgrl.data.prepare import PrepareError, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_SIMPLELR = ROOT.parent / "shared" / "data" / "math" / "simplelr_level3to5" / "train.jsonl"
+SHARED_SIMPLELR = SHARED_DATA / "math" / "simplelr_level3to5" / "train.jsonl"
 
 
-@pytest.mark.skipif(not SHARED_SIMPLELR.is_file(), reason="needs ../shared/data")
+@pytest.mark.skipif(not SHARED_SIMPLELR.is_file(), reason=f"{DATA_MISSING} at {SHARED_DATA}")
 def test_simplelr_from_a_local_copy(tmp_path):
     path, count = prepare("simplelr_level3to5", str(SHARED_SIMPLELR), tmp_path)
     assert (path, count) == (tmp_path / "simplelr_level3to5" / "train.jsonl", 8523)
