@@ -13,7 +13,10 @@ The benchmark data folder holds ``math/`` (the text benchmarks, e.g. ``math/math
 (``tests/conftest.py``'s ``SHARED_DATA``) all use it. A folder given explicitly may also be the ``math/``
 or ``vision/`` folder itself: :meth:`DataDir.find` looks in both places.
 
-This module imports nothing heavy (the test suite's conftest imports it).
+Data with no local copy comes from the Hugging Face Hub; :func:`hub_unreachable` says at once (within
+:data:`HUB_TIMEOUT` seconds) when it cannot, so that the message naming ``--data-dir`` and ``GPGRL_DATA``
+comes before the download libraries' retries. This module imports nothing heavy (the test suite's conftest
+imports it).
 
 >>> [str(p) for p in DataDir(Path("/data"), "GPGRL_DATA").candidates("vision", "geoqa/test.jsonl")]
 ['/data/geoqa/test.jsonl', '/data/vision/geoqa/test.jsonl']
@@ -25,7 +28,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ENV", "DataDir", "checkout_data_dir", "data_dir", "find_data_dir"]
+__all__ = ["ENV", "HUB_TIMEOUT", "DataDir", "checkout_data_dir", "data_dir", "find_data_dir", "hub_unreachable"]
 
 #: The environment variable naming the benchmark data folder (the one holding math/ and vision/).
 ENV = "GPGRL_DATA"
@@ -85,3 +88,34 @@ def data_dir(given: str | Path | None = None) -> Path | None:
     ``../shared/data`` next to a source checkout if it exists, else None (the Hugging Face Hub)."""
     found = find_data_dir(given)
     return found.path if found is not None else None
+
+
+#: Seconds a connection to the Hugging Face Hub may take to open before data with no local copy fails (the
+#: datasets and huggingface_hub libraries would otherwise retry for ~25 s before saying the same).
+HUB_TIMEOUT = 5.0
+_hub_checked: dict[str, str | None] = {}
+
+
+def _offline() -> bool:
+    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def hub_unreachable(timeout: float = HUB_TIMEOUT) -> str | None:
+    """Why the Hugging Face Hub (``$HF_ENDPOINT``) cannot be reached, or None; checked once per process.
+
+    None too in offline mode (``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE``): the Hugging Face libraries
+    then answer at once, from their cache or with an error, and never retry."""
+    from urllib.parse import urlparse
+
+    if _offline():
+        return None
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    key = f"{host}:{port}"
+    if key not in _hub_checked:
+        from gpgrl.models.loading import _unreachable
+
+        problem = _unreachable(host, port, timeout)
+        _hub_checked[key] = f"{host} cannot be reached: {problem}" if problem else None
+    return _hub_checked[key]

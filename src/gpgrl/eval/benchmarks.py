@@ -36,7 +36,6 @@ one entry in :data:`BENCHMARKS` (``docs/eval.md``, "Adding a benchmark"). Unknow
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ from gpgrl.eval.problem import (
     RowContext,
     UnknownBenchmarkError,
 )
-from gpgrl.paths import ENV, DataDir, find_data_dir
+from gpgrl.paths import ENV, DataDir, find_data_dir, hub_unreachable
 
 __all__ = ["BENCHMARKS", "PAPER_BENCHMARKS", "VISION_BENCHMARKS", "Benchmark", "BenchmarkDownloadError",
            "MissingImagesError", "Problem", "UnknownBenchmarkError", "get_benchmark", "load_benchmark",
@@ -440,37 +439,6 @@ def parse_sources(sources: Mapping[str, str] | Iterable[str] | None) -> dict[str
 
 
 # --- loading ---------------------------------------------------------------------------------------------
-
-
-#: Seconds a connection to the Hugging Face Hub may take to open before a benchmark that has no local copy
-#: fails (the datasets library would otherwise retry for ~25 s before saying the same).
-HUB_TIMEOUT = 5.0
-_hub_checked: dict[str, str | None] = {}
-
-
-def _offline() -> bool:
-    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-               for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-
-
-def hub_unreachable(timeout: float = HUB_TIMEOUT) -> str | None:
-    """Why the Hugging Face Hub (``$HF_ENDPOINT``) cannot be reached, or None; checked once per process.
-
-    None too in offline mode (``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE``): the datasets library then
-    answers at once, from its cache or with an error, and never retries."""
-    from urllib.parse import urlparse
-
-    if _offline():
-        return None
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
-    key = f"{host}:{port}"
-    if key not in _hub_checked:
-        from gpgrl.models.loading import _unreachable
-
-        problem = _unreachable(host, port, timeout)
-        _hub_checked[key] = f"{host} cannot be reached: {problem}" if problem else None
-    return _hub_checked[key]
 
 
 def _no_local(spec: Benchmark, where: DataDir | None) -> str:
