@@ -125,6 +125,15 @@ def test_the_count_moves_as_answers_end_and_the_time_left_is_measured_from_probl
         progress.answers_ended([1])
         progress.batch_done(2, tokens=12)
     assert fast.getvalue() == "eval: 2/2 problems, 12 tokens\n"
+    clock, once = Clock(), io.StringIO()  # the last answers end, then their call: one last line, not two
+    with Progress(2, 1, stream=once, bar=False, clock=clock) as progress:
+        progress.begin_batch(2)
+        clock.now = 5.0
+        progress.step(2, 1, 10)
+        progress.answers_ended([0, 1])
+        progress.batch_done(2, tokens=2)
+    assert once.getvalue().splitlines() == ["eval: 0/2 problems, 2 tokens (0 tokens/s)",
+                                            "eval: 2/2 problems, 2 tokens (0 tokens/s)"]
     bar = io.StringIO()  # a terminal gets one live bar instead of lines
     with Progress(8, 1, stream=bar, bar=True) as progress:
         progress.batch_done(8, tokens=90)

@@ -488,9 +488,8 @@ def _records(spec: Benchmark, data_dir: str | Path | None,
     path = None
     if where is not None and spec.local_files:
         # a folder the user named must hold the file; GPGRL_DATA or the checkout's copy may lack a benchmark
-        # that the Hub has (cvbench)
-        path = spec.local_path(where) if where.origin == "--data-dir" or spec.hub_id is None \
-            else spec.find_local(where)
+        # (cvbench: then the Hub)
+        path = spec.local_path(where) if where.origin == "--data-dir" else spec.find_local(where)
     if path is not None:
         classes = None
         if spec.classes:

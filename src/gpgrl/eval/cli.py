@@ -206,29 +206,12 @@ def _load(args: argparse.Namespace, settings: EvalSettings, benchmarks: list[str
 def _loading(args: argparse.Namespace, settings: EvalSettings, benchmarks: list[str]) -> tuple[object, object]:
     """:func:`_load`, between a line saying it starts and one saying how long it took (none with --quiet):
     a large model takes minutes, a small one on a CPU tens of seconds."""
-    import time
+    from gpgrl.train.logging import model_loading
 
-    if args.quiet:
-        return _load(args, settings, benchmarks)
-    print(f"gpgrl eval: loading {args.model} ...", file=sys.stderr, flush=True)
-    start = time.monotonic()
-    model, tokenizer = _load(args, settings, benchmarks)
-    size = sum(p.numel() for p in model.parameters())  # type: ignore[attr-defined]
-    device = next(model.parameters()).device  # type: ignore[attr-defined]
-    print(f"gpgrl eval: loaded {args.model} in {time.monotonic() - start:.1f} s ({_millions(size)} parameters, "
-          f"{device})", file=sys.stderr, flush=True)
+    with model_loading("gpgrl eval", args.model, enabled=not args.quiet) as loaded:
+        model, tokenizer = _load(args, settings, benchmarks)
+        loaded["model"] = model
     return model, tokenizer
-
-
-def _millions(n: int) -> str:
-    """``135M``, ``7.6B``, ``0.1M``.
-
-    >>> _millions(134_515_008), _millions(7_615_616_512), _millions(96_000)
-    ('135M', '7.6B', '0.1M')
-    """
-    if n >= 1e9:
-        return f"{n / 1e9:.1f}B"
-    return f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e6:.1f}M"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -173,7 +173,7 @@ class Progress:
         self._ended: list[int] = []  # answers ended so far, per problem of the current batch
         self._counted = 0  # problems of the current batch already counted in ``done``
         self.start = self.last = clock()
-        self._shown = False
+        self._shown = ""  # the last line printed
         self._rich: Any = None
 
     def __enter__(self) -> Progress:
@@ -231,11 +231,12 @@ class Progress:
 
     def batch_done(self, problems: int, tokens: int) -> None:
         """A batch of ``problems`` finished, its answers ``tokens`` long in all."""
+        news = problems > self._counted or tokens != self.pending_tokens  # else its last answer said it all
         self.done += max(problems - self._counted, 0)
         self._ended, self._counted = [], 0
         self.finished_tokens += tokens
         self.pending_tokens = 0
-        self._show(force=True)
+        self._show(force=news)
 
     def _show(self, force: bool) -> None:
         if not self.enabled:
@@ -250,8 +251,10 @@ class Progress:
         first = not self._shown
         if first or now - self.last >= (min(1.0, self.interval) if force else self.interval) or \
                 (force and self.done == self.total):
-            self.last, self._shown = now, True
-            print(self.line(), file=self.stream, flush=True)
+            line = self.line()
+            if line != self._shown:  # the last answer ending, then its call: one line
+                self.last, self._shown = now, line
+                print(line, file=self.stream, flush=True)
 
 
 class PartialFile:
