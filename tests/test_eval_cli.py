@@ -200,7 +200,10 @@ def test_a_prompt_longer_than_the_context_is_one_line_before_anything_is_generat
             "--limit", "10"]
     assert gpgrl(args) == 2  # the `gpgrl` command: a traceback would raise here
     err = capsys.readouterr().err.splitlines()
-    assert err == [f"gpgrl eval: error: math500: {len(long)} of 10 prompts do not fit the model's 512-token "
+    assert err[:2] == [f"gpgrl eval: loading {short_context_model} ...",
+                       f"gpgrl eval: loaded {short_context_model} in {err[1].split(' in ')[1].split(' s ')[0]} s "
+                       "(0.1M parameters, cpu)"]  # the progress of the load; then the error, one line
+    assert err[2:] == [f"gpgrl eval: error: math500: {len(long)} of 10 prompts do not fit the model's 512-token "
                        f"context (the first, id {problems[long[0]].id!r}, has {lengths['math500'][long[0]]} tokens "
                        f"with the prompt template); pass --skip-long-prompts to evaluate the other {10 - len(long)}, "
                        "or use a model with a longer context"]

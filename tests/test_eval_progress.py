@@ -277,7 +277,9 @@ def test_smollm2_on_gsm8k_shows_its_budget_and_progress_and_finishes(tmp_path):
                          capture_output=True, text=True, timeout=900, cwd=REPO)
     assert run.returncode == 0, run.stderr[-2000:]
     lines = _lines(run.stderr)
-    assert lines[0] == ("gpgrl eval: smollm2 on gsm8k (2 problems x 1 sample), up to 512 new tokens per answer "
+    assert lines[0] == "gpgrl eval: loading smollm2 ..."  # the load's 20-30 s are not silent
+    assert re.fullmatch(r"gpgrl eval: loaded smollm2 in \d+\.\d s \(135M parameters, cpu\)", lines[1])
+    assert lines[2] == ("gpgrl eval: smollm2 on gsm8k (2 problems x 1 sample), up to 512 new tokens per answer "
                         "(gsm8k's own budget; --max-new-tokens to change)")
     assert re.match(r"eval: 2/2 problems, [\d,]+ tokens \(\d+ tokens/s\)", lines[-1]), lines
     assert not any("Loading weights" in line or "GGUF tensors" in line for line in lines)  # no bars in a log

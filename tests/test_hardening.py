@@ -6,7 +6,6 @@ import io
 import json
 import math
 import re
-import time
 
 import pytest
 import torch
@@ -215,24 +214,45 @@ def test_a_slow_step_says_what_it_is_doing_phase_by_phase_and_a_fast_one_does_no
     assert trainer.engine.on_step is None and trainer.engine.on_done is None  # the engine is left as it was
 
 
-def test_loading_the_model_says_so_and_how_long_it_took(tmp_path, capsys, monkeypatch):
-    """A load that lasts (LOADING_LINE_AFTER, 1 s) says so; a fast one prints nothing, so that an error after
-    it stays the only line."""
-    import gpgrl.train.logging
+def test_loading_the_model_says_so_and_how_long_it_took(tmp_path, capsys):
     from gpgrl.models.tiny import save_tiny_model
     from gpgrl.train.build import build_parts
 
     path = save_tiny_model(tmp_path / "model")
     capsys.readouterr()  # save_pretrained's own bar
-    cfg = tiny_config(tmp_path, model={"name_or_path": str(path)})
-    build_parts(cfg)
-    assert "gpgrl train:" not in capsys.readouterr().err  # the tiny model loads well within a second
-    monkeypatch.setattr(gpgrl.train.logging, "LOADING_LINE_AFTER", 0.0)  # every load counts as one that lasts
-    parts = build_parts(cfg)
+    parts = build_parts(tiny_config(tmp_path, model={"name_or_path": str(path)}, log={"progress": None}))
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"gpgrl train: loading {path} ..."
     assert re.fullmatch(rf"gpgrl train: loaded {re.escape(str(path))} in \d+\.\d s \(0\.1M parameters, cpu\)", err[1])
     assert parts["model"].config.max_position_embeddings == 512
+    build_parts(tiny_config(tmp_path, model={"name_or_path": str(path)}, log={"progress": False}))
+    assert "gpgrl train" not in capsys.readouterr().err  # log.progress: false is quiet
+
+
+def test_the_loading_lines_go_where_stderr_was_and_an_error_prints_no_second_one():
+    """A quiet GGUF load holds stderr back while it runs (models.loading.loading_bars): the first line must
+    not wait for the end of the load."""
+    import contextlib
+
+    from gpgrl.models.progress import model_loading
+
+    out, held = io.StringIO(), io.StringIO()
+    model = build_tiny_model(build_char_tokenizer(), seed=0)
+    # inside: what loading_bars does during a quiet GGUF load
+    with contextlib.redirect_stderr(out), model_loading("gpgrl eval", "smollm2") as loaded, \
+            contextlib.redirect_stderr(held):
+        assert out.getvalue() == "gpgrl eval: loading smollm2 ...\n"  # already there
+        loaded["model"] = model
+    assert re.fullmatch(r"gpgrl eval: loaded smollm2 in \d+\.\d s \(0\.1M parameters, cpu\)",
+                        out.getvalue().splitlines()[1])
+    failed = io.StringIO()
+    with pytest.raises(OSError), model_loading("gpgrl eval", "x", stream=failed):
+        raise OSError("could not load")
+    assert failed.getvalue() == "gpgrl eval: loading x ...\n"
+    quiet = io.StringIO()
+    with model_loading("gpgrl eval", "smollm2", stream=quiet, enabled=False) as loaded:  # --quiet
+        loaded["model"] = model
+    assert quiet.getvalue() == ""
 
 
 def test_outside_a_terminal_progress_is_one_plain_line_per_logged_step(tmp_path, capsys):
@@ -280,28 +300,3 @@ def test_a_slow_draw_shows_the_next_ones(tmp_path, capsys):
         "step 3/20: generating 16 answers to 2 prompts ...",
         "step 3/20: generating 16 answers to 2 prompts (threshold resampling: draw 3) ...",
         "step 5/20: updating (2 micro-batches) ..."]
-
-
-def test_a_load_that_lasts_is_announced_while_it_runs():
-    """The line comes from a timer while the load still runs (a GGUF load holds stderr back meanwhile: the
-    line goes to the stream stderr was before it)."""
-    from gpgrl.models.tiny import build_char_tokenizer as chars
-    from gpgrl.train.logging import model_loading
-
-    out = io.StringIO()
-    model = build_tiny_model(chars(), seed=0)
-    with model_loading("gpgrl eval", "smollm2", after=0.01, stream=out) as loaded:
-        for _ in range(3000):  # the load goes on until the line is there (30 s at most)
-            if out.getvalue():
-                break
-            time.sleep(0.01)
-        assert out.getvalue() == "gpgrl eval: loading smollm2 ...\n"
-        loaded["model"] = model
-    assert re.fullmatch(r"gpgrl eval: loaded smollm2 in \d+\.\d s \(0\.1M parameters, cpu\)",
-                        out.getvalue().splitlines()[1])
-    quiet = io.StringIO()
-    with model_loading("gpgrl eval", "smollm2", after=60.0, stream=quiet) as loaded:
-        loaded["model"] = model  # over before the line's time: nothing at all
-    with model_loading("gpgrl eval", "smollm2", after=0.0, stream=quiet, enabled=False) as loaded:
-        loaded["model"] = model  # --quiet
-    assert quiet.getvalue() == ""

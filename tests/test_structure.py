@@ -89,7 +89,7 @@ def test_the_import_reader_sees_function_level_imports():
 # evaluation reuses rollouts, prompts and rewards; the command line and the quickstarts sit on top.
 LAYERS = (
     ("runtime", "parallel", "algorithms"),
-    ("models", "rewards"),
+    ("models", "rewards", "paths"),  # paths: where the benchmark data is, and whether the Hub answers
     ("rollout",),
     ("data",),
     ("eval",),

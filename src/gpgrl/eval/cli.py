@@ -206,7 +206,7 @@ def _load(args: argparse.Namespace, settings: EvalSettings, benchmarks: list[str
 def _loading(args: argparse.Namespace, settings: EvalSettings, benchmarks: list[str]) -> tuple[object, object]:
     """:func:`_load`, between a line saying it starts and one saying how long it took (none with --quiet):
     a large model takes minutes, a small one on a CPU tens of seconds."""
-    from gpgrl.train.logging import model_loading
+    from gpgrl.models.progress import model_loading
 
     with model_loading("gpgrl eval", args.model, enabled=not args.quiet) as loaded:
         model, tokenizer = _load(args, settings, benchmarks)

@@ -73,10 +73,10 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
     """
     from gpgrl.data.datasets import load_records
     from gpgrl.models.loading import apply_lora, check_model_path, enable_activation_checkpointing
+    from gpgrl.models.progress import model_loading
     from gpgrl.models.source import ModelSource
     from gpgrl.models.vision import is_vision_model, require_vision
     from gpgrl.rewards.scoring import as_reward_functions
-    from gpgrl.train.logging import model_loading
 
     set_num_threads(cfg.train.num_threads)
     out = dict(parts)
@@ -103,7 +103,7 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
                          min_pixels=m.min_pixels, max_pixels=m.max_pixels)
     if out.get("tokenizer") is None:
         out["tokenizer"] = source.load_processor()
-    main = out["accelerator"].is_main_process
+    main = out["accelerator"].is_main_process and cfg.log.progress is not False  # log.progress false: quiet
     if out.get("model") is None:
         with model_loading("gpgrl train", m.name_or_path, enabled=main) as loaded:
             out["model"] = loaded["model"] = source.load_model()

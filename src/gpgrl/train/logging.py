@@ -16,7 +16,7 @@ outside a terminal a line as each phase starts, and while the answers are genera
 
 only for the first step of a run and after a step that took more than :data:`PHASE_LINES_AFTER` seconds
 (``MetricsLogger.phases.after``), so a fast run prints its step lines alone; in a terminal the phase shows
-in the progress bar instead. :func:`model_loading` prints the lines around loading a model.
+in the progress bar instead. (The lines around loading a model: :func:`gpgrl.models.progress.model_loading`.)
 """
 
 from __future__ import annotations
@@ -92,68 +92,6 @@ def format_line(step: int, total: int, metrics: dict[str, float]) -> str:
 
 #: A step that took longer than this (seconds) makes the next one say what it is doing, phase by phase.
 PHASE_LINES_AFTER = 5.0
-
-
-def _millions(n: int) -> str:
-    """``135M``, ``7.6B``, ``0.1M``.
-
-    >>> _millions(134_515_008), _millions(7_615_616_512), _millions(96_000)
-    ('135M', '7.6B', '0.1M')
-    """
-    if n >= 1e9:
-        return f"{n / 1e9:.1f}B"
-    return f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e6:.1f}M"
-
-
-#: A model load still running after this many seconds says so (and, when it ends, how long it took).
-LOADING_LINE_AFTER = 1.0
-
-
-@contextlib.contextmanager
-def model_loading(prefix: str, name: str, *, enabled: bool = True, after: float | None = None,
-                  stream: TextIO | None = None) -> Iterator[dict[str, Any]]:
-    """``PREFIX: loading NAME ...`` once the block has run ``after`` seconds (None: :data:`LOADING_LINE_AFTER`;
-    0: at once), and then, when it ends,
-    ``PREFIX: loaded NAME in 18.7 s (135M parameters, cpu)``, the model being what the block stores under
-    ``"model"`` in the dict it is given. Loading a model takes tens of seconds on a CPU and minutes for a
-    large one; a load over in less than ``after`` (a tiny model) prints nothing, so an error that follows
-    it stays the only line. The lines go to the stream stderr was when the block started (a quiet GGUF
-    load holds stderr back meanwhile). Nothing when not ``enabled``.
-    """
-    import threading
-
-    after = LOADING_LINE_AFTER if after is None else after
-    loaded: dict[str, Any] = {}
-    out = stream if stream is not None else sys.stderr
-    lock, said = threading.Lock(), []
-
-    def announce() -> None:
-        with lock:
-            if said is not None and not said:
-                print(f"{prefix}: loading {name} ...", file=out, flush=True)
-                said.append(True)
-
-    timer = threading.Timer(after, announce) if enabled and after > 0 else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
-    elif enabled:
-        announce()
-    start = time.monotonic()
-    try:
-        yield loaded
-    finally:
-        if timer is not None:
-            timer.cancel()
-        with lock:
-            shown, said = bool(said), None  # a timer that fires from now on prints nothing
-    if not shown:
-        return
-    model, about = loaded.get("model"), ""
-    if model is not None:
-        params = list(model.parameters())
-        about = f" ({_millions(sum(p.numel() for p in params))} parameters, {params[0].device})" if params else ""
-    print(f"{prefix}: loaded {name} in {time.monotonic() - start:.1f} s{about}", file=out, flush=True)
 
 
 class StepPhases:
