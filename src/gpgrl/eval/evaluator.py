@@ -75,14 +75,12 @@ def evaluate(
     context = getattr(engine, "max_model_len", None)
     lengths = prompt_lengths(specs, builders, problems) if context is not None else {}
     skipped = long_prompts(problems, lengths, context, skip=s.skip_long_prompts)
-    kept = {b: [p for i, p in enumerate(ps) if i not in skipped.get(b, {})] for b, ps in problems.items()}
-    budget, why = default_budget(s, specs, builders, kept, context,
-                                 lengths={b: [n for i, n in enumerate(ns) if i not in skipped.get(b, {})]
-                                          for b, ns in lengths.items()})
+    budget, why = default_budget(s, specs, builders, {b: _drop(ps, skipped.get(b)) for b, ps in problems.items()},
+                                 context, lengths={b: _drop(ns, skipped.get(b)) for b, ns in lengths.items()})
     config = _config(s, model, problems, builders, specs, budget, world, skipped)
 
     items = [(bench, i, p) for bench, ps in problems.items() for i, p in enumerate(ps)
-             if i not in skipped.get(bench, {})]
+             if i not in skipped.get(bench, {})]  # indices stay those of the benchmark's file
     mine = items[rank::world]
     partial = PartialFile(s.output_dir) if s.output_dir is not None and world == 1 else None
     done = partial.resume(config, s.samples) if partial is not None else []
@@ -194,6 +192,15 @@ def long_prompts(problems: dict[str, list[Problem]], lengths: dict[str, list[int
                              f"{len(ns) - len(long)}, or use a model with a longer context")
         out[bench] = long
     return out
+
+
+def _drop(values: list[Any], indices: Mapping[int, Any] | None) -> list[Any]:
+    """``values`` without those at ``indices``.
+
+    >>> _drop(["a", "b", "c"], {1: 600}), _drop(["a"], None)
+    (['a', 'c'], ['a'])
+    """
+    return [v for i, v in enumerate(values) if not indices or i not in indices]
 
 
 def default_budget(s: EvalSettings, specs: dict[str, Benchmark], builders: dict[str, PromptBuilder],

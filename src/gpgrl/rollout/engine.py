@@ -345,12 +345,15 @@ class _Watch:
             done = torch.tensor([any(s in t for s in self.stop) for t in tails], device=input_ids.device)
         if self.on_step is None and self.on_done is None:
             return done
+        if self.eos.device != new.device:
+            self.eos = self.eos.to(new.device)
         before = self.ended if self.ended is not None else torch.zeros_like(done)
-        self.ended = before | done | torch.isin(new[:, -1], self.eos.to(new.device))
+        self.ended = before | done | torch.isin(new[:, -1], self.eos)
+        was, now = torch.stack([before, self.ended]).cpu()  # one copy from the device per step
         if self.on_step is not None:  # the rows that wrote this step's token: those not ended before it
-            self.on_step(int((~before).sum()), new.shape[1], self.max_steps)
+            self.on_step(int((~was).sum()), new.shape[1], self.max_steps)
         if self.on_done is not None:
-            ended_now = (self.ended & ~before).nonzero().flatten().tolist()
+            ended_now = (now & ~was).nonzero().flatten().tolist()
             if ended_now:
                 self.on_done([self.offset + i for i in ended_now])
         return done
