@@ -142,9 +142,10 @@ class StepPhases:
             self._print(f"{text} ...")
 
     @contextlib.contextmanager
-    def generating(self, engine: Any, rows: int) -> Iterator[None]:
-        """While ``engine`` writes ``rows`` answers: the answers done, the tokens written and their rate, every
-        ``interval`` seconds (through the engine's ``on_step`` / ``on_done``, where it reports them)."""
+    def generating(self, engine: Any, rows: int, *, share: bool = False) -> Iterator[None]:
+        """While ``engine`` writes ``rows`` answers (``share``: this process's share of the step's): the
+        answers done, the tokens written and their rate, every ``interval`` seconds (through the engine's
+        ``on_step`` / ``on_done``, where it reports them)."""
         if not self.on:
             yield
             return
@@ -158,7 +159,8 @@ class StepPhases:
                 return
             last = now
             rate = f" ({count['tokens'] / (now - start):.0f} tokens/s)" if now > start else ""
-            text = f"generating: {count['done']}/{rows} answers done, {count['tokens']:,} tokens{rate}"
+            mine = " on this process" if share else ""
+            text = f"generating: {count['done']}/{rows} answers done{mine}, {count['tokens']:,} tokens{rate}"
             if self.bar is not None:
                 self.bar(text)
             if self.lines:

@@ -86,8 +86,9 @@ class Rollouts:
         prompts = [self.prompt(i) for i in indices]
         again = f" (threshold resampling: draw {self._draw + 1})" if self._draw else ""
         self.phases(f"generating {len(indices) * world * G} answers to {len(indices) * world} prompts{again}")
+        # the parameters gathered for the engine (vLLM holds its own copy: no gather); its progress shown
         with gathered_for_engine(self.acc, self.model, self.engine), \
-                self.phases.generating(self.engine, len(prompts) * G):  # vLLM holds its own copy: no gather
+                self.phases.generating(self.engine, len(prompts) * G, share=world > 1):
             batch = self.engine.generate(prompts, self.sampling, G)
         if len(batch) != len(indices) * G:
             raise TrainingError(f"the rollout engine returned {len(batch)} answers for {len(indices)} prompts x G={G}")
