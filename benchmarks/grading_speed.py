@@ -20,7 +20,8 @@ Usage::
     .venv/bin/python benchmarks/grading_speed.py --write         # ... and write the results file
     .venv/bin/python benchmarks/grading_speed.py -n 1000 --threaded
 
-The data comes from ``../shared/data/math/math500/test.jsonl`` (``--data`` to point elsewhere).
+The data comes from ``math/math500/test.jsonl`` in the benchmark data folder (``$GPGRL_DATA``, else
+``../shared/data``; ``--data`` to point elsewhere).
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from gpgrl.paths import data_dir
 from gpgrl.rewards import grade_answer
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "math" / "math500" / "test.jsonl"
+#: MATH-500 in the benchmark data folder (gpgrl.paths.data_dir: $GPGRL_DATA, else ../shared/data)
+DEFAULT_DATA = (data_dir() or REPO.parent / "shared" / "data") / "math" / "math500" / "test.jsonl"
 RESULTS = REPO / "benchmarks" / "results" / "grading_speed.md"
 REASONING = "Let me work through this carefully. First, we set up the equation and simplify. "
 

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from gpgrl.paths import data_dir
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -15,8 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 # probe.py imports vllm; runs only in the contract tests' subprocesses (tests/vllm_contract), never collected here;
 # standins/ holds a package named vllm, imported only by subprocesses (see tests/vllm_standin.py)
 collect_ignore = ["vllm_contract/probe.py", "standins"]
-#: The benchmark data folder (holding math/ and vision/): $GPGRL_DATA, else ../shared/data next to the repository.
-SHARED_DATA = Path(os.environ.get("GPGRL_DATA") or REPO.parent / "shared" / "data").expanduser()
+#: The benchmark data folder (holding math/ and vision/), by the rule every gpgrl command uses
+#: (gpgrl.paths.data_dir): $GPGRL_DATA, else ../shared/data next to the repository.
+SHARED_DATA = data_dir() or REPO.parent / "shared" / "data"
 #: Every skip for missing data says this, so the summary can count them.
 DATA_MISSING = "benchmark data not found"
 

@@ -222,7 +222,7 @@ def test_doctor_reports_each_section_and_exits_0(capsys, tmp_path, monkeypatch):
     assert f"torch         {torch.__version__}, " in out and f"{torch.get_num_threads()} threads" in out
     for what in ("vLLM engines", "real model smollm2", "LoRA (model.lora_r)", "vision models", "benchmark data"):
         assert re.search(rf"^  (ok|missing|unsupported) +{re.escape(what)}", out, flags=re.M), what
-    assert f"  ok           benchmark data (gpgrl eval on local files, the tests): {tmp_path / 'data'} ($GPGRL_DATA)" in out
+    assert f"  ok           benchmark data (gpgrl eval on local files, the tests): {tmp_path / 'data'} (GPGRL_DATA)" in out
     assert "  ok             math/: " in out
     assert (f"  missing        vision/: {tmp_path / 'data' / 'vision'} does not exist (vision benchmarks and their "
             "images); fix: export GPGRL_DATA=DIR, the folder holding math/ and vision/") in out

@@ -355,7 +355,11 @@ def test_evaluate_shards_over_processes_and_gathers(tmp_path, monkeypatch):
 def test_hub_source_and_offline_error(monkeypatch):
     import datasets
 
+    import gpgrl.paths
     from gpgrl.eval import BenchmarkDownloadError
+
+    monkeypatch.delenv("GPGRL_DATA", raising=False)  # no local data folder: the Hub
+    monkeypatch.setattr(gpgrl.paths, "checkout_data_dir", lambda: None)
 
     calls = []
 

@@ -29,11 +29,13 @@ def gpgrl(*args: str, env: dict[str, str] | None = None, timeout: float = 300, *
 
 
 PROGRESS_BAR = re.compile(r"^[^|]*\|[^|]*\| *\d+/\d+ \[")  # transformers' "Loading weights: 100%|███| 24/24 [..."
+LOADING = re.compile(r"^gpgrl (train|eval): load(ing .* \.\.\.|ed .* in \d+\.\d s( \(.*\))?)$")  # progress, not errors
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
-    """The single line a failed command printed on stderr (no traceback; loading progress bars aside)."""
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and not PROGRESS_BAR.match(line)]
+    """The single line a failed command printed on stderr (no traceback; loading progress aside)."""
+    lines = [line for line in proc.stderr.splitlines()
+             if line.strip() and not PROGRESS_BAR.match(line) and not LOADING.match(line)]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert len(lines) == 1, proc.stderr[-3000:]
     return lines[0]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -179,10 +181,122 @@ def test_an_uncached_hub_id_offline_fails_once_with_the_fix(monkeypatch):
 
 # --- console ------------------------------------------------------------------------------------------------
 
+def test_a_slow_step_says_what_it_is_doing_phase_by_phase_and_a_fast_one_does_not(tmp_path, capsys):
+    """Off a terminal, the run's first step and a step after a slow one print a line per phase (the issue: a
+    real model on a CPU printed nothing for the 65-150 s of each step); a step after a fast one prints its
+    step line alone. The engine's progress comes during generation."""
+    cfg = tiny_config(tmp_path, train={"steps": 3, "prompts_per_step": 4, "micro_batch_size": 8},
+                      algorithm={"preset": "gpg", "resample_threshold": 0.0},  # one draw per step
+                      log={"progress": None, "report_to": [], "sample_every": 0})
+    tok = build_char_tokenizer()  # transformers generate on the tiny model (it reports its steps), and a reward
+    trainer = Trainer.from_config(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok,  # that varies: updates
+                                  rewards=[lambda completions, **_: [float(len(set(c))) for c in completions]])
+    phases = trainer.logger.phases
+    phases.after = 1e9  # every step counts as fast: only the run's first step shows its phases
+    phases.interval = 0.0  # the engine's progress at every decoding step
+    trainer.train(stop_at_step=2)
+    first = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
+    assert first[0] == "step 1/3: generating 16 answers to 4 prompts ..."
+    ticks = [line for line in first if line.startswith("step 1/3: generating: ")]
+    assert ticks and all(re.fullmatch(r"step 1/3: generating: \d+/16 answers done, [\d,]+ tokens \(\d+ tokens/s\)", t)
+                         for t in ticks)
+    assert int(ticks[-1].split()[3].split("/")[0]) <= 16
+    assert first[1 + len(ticks):] == ["step 1/3: scoring 16 answers ...", "step 1/3: updating (2 micro-batches) ...",
+                                      first[-2], first[-1]]
+    assert first[-2].startswith("step 1/3  reward") and first[-1].startswith("step 2/3  reward")  # step 2: no phases
+    phases.after = 0.0  # now every step counts as slow: step 3 follows step 2, which took more than 0 s
+    trainer.train()
+    last = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
+    assert last[0] == "step 3/3: generating 16 answers to 4 prompts ..."
+    assert [line for line in last if not line.startswith("step 3/3: generating: ")][1:] == [
+        "step 3/3: scoring 16 answers ...", "step 3/3: updating (2 micro-batches) ...", last[-1]]
+    assert last[-1].startswith("step 3/3  reward")
+    assert trainer.engine.on_step is None and trainer.engine.on_done is None  # the engine is left as it was
+
+
+def test_loading_the_model_says_so_and_how_long_it_took(tmp_path, capsys):
+    from gpgrl.models.tiny import save_tiny_model
+    from gpgrl.train.build import build_parts
+
+    path = save_tiny_model(tmp_path / "model")
+    capsys.readouterr()  # save_pretrained's own bar
+    parts = build_parts(tiny_config(tmp_path, model={"name_or_path": str(path)}, log={"progress": None}))
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"gpgrl train: loading {path} ..."
+    assert re.fullmatch(rf"gpgrl train: loaded {re.escape(str(path))} in \d+\.\d s \(0\.1M parameters, cpu\)", err[1])
+    assert parts["model"].config.max_position_embeddings == 512
+    build_parts(tiny_config(tmp_path, model={"name_or_path": str(path)}, log={"progress": False}))
+    assert "gpgrl train" not in capsys.readouterr().err  # log.progress: false is quiet
+
+
+def test_the_loading_lines_go_where_stderr_was_and_an_error_prints_no_second_one():
+    """A quiet GGUF load holds stderr back while it runs (models.loading.loading_bars): the first line must
+    not wait for the end of the load."""
+    import contextlib
+
+    from gpgrl.models.progress import model_loading
+
+    out, held = io.StringIO(), io.StringIO()
+    model = build_tiny_model(build_char_tokenizer(), seed=0)
+    # inside: what loading_bars does during a quiet GGUF load
+    with contextlib.redirect_stderr(out), model_loading("gpgrl eval", "smollm2") as loaded, \
+            contextlib.redirect_stderr(held):
+        assert out.getvalue() == "gpgrl eval: loading smollm2 ...\n"  # already there
+        loaded["model"] = model
+    assert re.fullmatch(r"gpgrl eval: loaded smollm2 in \d+\.\d s \(0\.1M parameters, cpu\)",
+                        out.getvalue().splitlines()[1])
+    failed = io.StringIO()
+    with pytest.raises(OSError), model_loading("gpgrl eval", "x", stream=failed):
+        raise OSError("could not load")
+    assert failed.getvalue() == "gpgrl eval: loading x ...\n"
+    quiet = io.StringIO()
+    with model_loading("gpgrl eval", "smollm2", stream=quiet, enabled=False) as loaded:  # --quiet
+        loaded["model"] = model
+    assert quiet.getvalue() == ""
+
+
 def test_outside_a_terminal_progress_is_one_plain_line_per_logged_step(tmp_path, capsys):
     cfg = tiny_config(tmp_path, train={"steps": 2, "prompts_per_step": 4}, log={"progress": None, "report_to": [],
                                                                              "sample_every": 0})
     _trainer(cfg).train()
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
+    lines = [line for line in capsys.readouterr().err.splitlines() if re.match(r"step \d+/\d+  ", line)]
     assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
     assert "reward" in lines[0] and "alpha" in lines[0]
+
+
+def test_many_fast_resampling_draws_print_their_phases_once(tmp_path, capsys):
+    """Threshold resampling's 20 draws in the run's first step: the first draw's phases, not 40 lines."""
+    cfg = tiny_config(tmp_path, train={"steps": 1, "prompts_per_step": 4}, log={"progress": None, "report_to": [],
+                                                                              "sample_every": 0})
+    trainer = _trainer(cfg)  # count_sevens: no group ever has a signal, so every draw is spent
+    trainer.logger.phases.after = 1e9
+    trainer.train()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
+    assert lines[:2] == ["step 1/1: generating 16 answers to 4 prompts ...", "step 1/1: scoring 16 answers ..."]
+    assert len(lines) == 3 and lines[2].startswith("step 1/1  reward 0")
+    assert trainer.logger.phases.on is False  # the later draws were fast
+
+
+def test_a_slow_draw_shows_the_next_ones(tmp_path, capsys):
+    from gpgrl.train.logging import StepPhases
+
+    clock, out = [0.0], io.StringIO()
+    phases = StepPhases(20, lines=True, after=5.0, stream=out, clock=lambda: clock[0])
+    phases.begin(3)  # the run's first step: shown
+    phases("generating 16 answers to 2 prompts")
+    clock[0] = 2.0
+    phases.draw()  # the first draw took 2 s: the second is not shown
+    phases("generating 16 answers to 2 prompts (threshold resampling: draw 2)")
+    clock[0] = 10.0
+    phases.draw()  # the second took 8 s: the third is shown
+    phases("generating 16 answers to 2 prompts (threshold resampling: draw 3)")
+    phases.last_seconds = 4.0  # a step of 4 s: the next one's phases are not shown
+    phases.begin(4)
+    phases("updating (2 micro-batches)")
+    phases.last_seconds = 6.0
+    phases.begin(5)
+    phases("updating (2 micro-batches)")
+    assert out.getvalue().splitlines() == [
+        "step 3/20: generating 16 answers to 2 prompts ...",
+        "step 3/20: generating 16 answers to 2 prompts (threshold resampling: draw 3) ...",
+        "step 5/20: updating (2 micro-batches) ..."]

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DATA_MISSING, SHARED_DATA
 from gpgrl.cli import main
 from gpgrl.data.prepare import PrepareError, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_SIMPLELR = ROOT.parent / "shared" / "data" / "math" / "simplelr_level3to5" / "train.jsonl"
+SHARED_SIMPLELR = SHARED_DATA / "math" / "simplelr_level3to5" / "train.jsonl"
 
 
-@pytest.mark.skipif(not SHARED_SIMPLELR.is_file(), reason="needs ../shared/data")
+@pytest.mark.skipif(not SHARED_SIMPLELR.is_file(), reason=f"{DATA_MISSING} at {SHARED_DATA}")
 def test_simplelr_from_a_local_copy(tmp_path):
     path, count = prepare("simplelr_level3to5", str(SHARED_SIMPLELR), tmp_path)
     assert (path, count) == (tmp_path / "simplelr_level3to5" / "train.jsonl", 8523)
@@ -63,3 +64,34 @@ def test_prepare_errors_say_what_is_needed(tmp_path, capsys):
         prepare("gsm8k", None, tmp_path)
     assert main(["data", "prepare", "lisa", "--source", str(tmp_path / "missing.json")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_simplelr_comes_from_the_benchmark_data_folder_by_default(tmp_path, monkeypatch, capsys):
+    """$GPGRL_DATA serves `gpgrl data prepare` as it serves `gpgrl eval` and the tests (before, it always
+    downloaded, which offline meant ~25 s of retries)."""
+    folder = tmp_path / "data" / "math" / "simplelr_level3to5"
+    folder.mkdir(parents=True)
+    (folder / "train.jsonl").write_text("".join(json.dumps({"question": f"{i}+1?", "answer": str(i + 1)}) + "\n"
+                                                for i in range(3)))
+    monkeypatch.setenv("GPGRL_DATA", str(tmp_path / "data"))
+    assert main(["data", "prepare", "simplelr_level3to5", "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert f"reading {folder / 'train.jsonl'}" in captured.err
+    rows = [json.loads(line) for line in (tmp_path / "out" / "simplelr_level3to5" / "train.jsonl").read_text().splitlines()]
+    assert rows == [{"question": "0+1?", "answer": "1"}, {"question": "1+1?", "answer": "2"},
+                    {"question": "2+1?", "answer": "3"}]
+
+
+def test_simplelr_without_a_local_copy_or_the_hub_fails_at_once(tmp_path, monkeypatch, capsys):
+    import gpgrl.models.loading
+    import gpgrl.paths
+
+    monkeypatch.setenv("GPGRL_DATA", str(tmp_path))  # a data folder without the file
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(gpgrl.paths, "_hub_checked", {})
+    monkeypatch.setattr(gpgrl.models.loading, "_unreachable", lambda host, port, timeout: f"no answer within {timeout:g} s")
+    assert main(["data", "prepare", "simplelr_level3to5", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "the Hugging Face Hub is out of reach (huggingface.co cannot be reached: no answer within 5 s)" in err
+    assert "--source FILE, or set GPGRL_DATA" in err and len(err.strip().splitlines()) == 1

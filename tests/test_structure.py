@@ -88,8 +88,8 @@ def test_the_import_reader_sees_function_level_imports():
 # ("an arrow back up"), inside functions included. Training orders rollouts, rewards and the maths;
 # evaluation reuses rollouts, prompts and rewards; the command line and the quickstarts sit on top.
 LAYERS = (
-    ("runtime", "parallel", "algorithms", "paths", "model_files"),  # paths: the data folder ($GPGRL_DATA); model_files: packaged GGUF files
-    ("models", "rewards"),
+    ("runtime", "parallel", "algorithms", "model_files"),  # model_files: the packaged GGUF files (no torch)
+    ("models", "rewards", "paths"),  # paths: where the benchmark data is, and whether the Hub answers
     ("rollout",),
     ("data",),
     ("eval",),

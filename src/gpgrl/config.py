@@ -209,7 +209,8 @@ class TrainConfig:
     )
     eval_every: int = _f(0, "run gpgrl eval every N steps (0 = never)")
     eval_benchmarks: list[str] = _f([], "benchmarks for eval_every, e.g. [math500, aime24]")
-    eval_data_dir: str | None = _f(None, "local benchmark folder (layout of shared/data/math); default: HF ids")
+    eval_data_dir: str | None = _f(None, "benchmark data folder (holding math/, vision/); default: $GPGRL_DATA, else "
+                                         "../shared/data beside the checkout, else HF ids")
     eval_image_dir: str | None = _f(None, "vision benchmarks: folder of their images; default: data.image_dir")
     eval_limit: int | None = _f(None, "problems per benchmark during training evals")
     eval_samples: int = _f(1, "samples per problem during training evals")

@@ -207,23 +207,24 @@ def vision_finding() -> Finding:
 
 
 def data_findings() -> list[Finding]:
-    """The benchmark data folder (:func:`gpgrl.paths.data_dir`) and its subfolders."""
-    from gpgrl.paths import DATA_ENV, DATA_SUBFOLDERS, data_dir
+    """The benchmark data folder (:func:`gpgrl.paths.find_data_dir`, as eval and the tests find it) and its
+    subfolders."""
+    from gpgrl.paths import DATA_SUBFOLDERS, ENV, find_data_dir
 
     what = "benchmark data (gpgrl eval on local files, the tests)"
-    fix = f"export {DATA_ENV}=DIR, the folder holding {' and '.join(f'{s}/' for s in DATA_SUBFOLDERS)}"
-    folder = data_dir()
-    source = f"${DATA_ENV}" if os.environ.get(DATA_ENV) else "../shared/data next to the source checkout"
-    if folder is None:
-        return [Finding(MISSING, what, f"no folder: {DATA_ENV} is unset and gpgrl is not a source checkout", fix)]
-    if not folder.is_dir():
-        return [Finding(MISSING, what, f"{folder} ({source}) does not exist", fix)]
-    out = [Finding(OK, what, f"{folder} ({source})")]
+    fix = f"export {ENV}=DIR, the folder holding {' and '.join(f'{s}/' for s in DATA_SUBFOLDERS)}"
+    found = find_data_dir()
+    if found is None:
+        return [Finding(MISSING, what, f"no folder: {ENV} is unset and there is no ../shared/data beside a source "
+                                       "checkout (eval reads the Hugging Face Hub)", fix)]
+    if not found.path.is_dir():
+        return [Finding(MISSING, what, f"{found.describe()} does not exist", fix)]
+    out = [Finding(OK, what, found.describe())]
     for sub, holds in DATA_SUBFOLDERS.items():
-        if (folder / sub).is_dir():
+        if (found.path / sub).is_dir():
             out.append(Finding(OK, f"  {sub}/", holds))
         else:
-            out.append(Finding(MISSING, f"  {sub}/", f"{folder / sub} does not exist ({holds})", fix))
+            out.append(Finding(MISSING, f"  {sub}/", f"{found.path / sub} does not exist ({holds})", fix))
     return out
 
 

@@ -4,7 +4,8 @@ Most shipped recipes load their data by Hugging Face id (open-s1, open-rs, GEOQA
 classification sets). Three datasets are files the original code built with its own scripts; this writes
 them where the recipes look (``data/NAME/train.jsonl`` under ``--out``, default ``data``):
 
-    gpgrl data prepare simplelr_level3to5 [--source FILE]   # the 7B recipes; default: download the parquet
+    gpgrl data prepare simplelr_level3to5 [--source FILE]   # the 7B recipes; default: the benchmark data
+                                                            # folder's copy ($GPGRL_DATA), else the Hub's
     gpgrl data prepare sat --source SAT_train_15000.json    # vision-visualthinker-sat (VisualThinker's
                                                             # src/data/SAT/prepare_dataset.sh writes it)
     gpgrl data prepare lisa --source lisa_train_sft.json    # vision-visualrft-lisa (Visual-RFT's
@@ -46,11 +47,35 @@ def _first(record: dict[str, Any], paths: tuple[str, ...], what: str) -> Any:
     raise PrepareError(f"a record has no {what} (looked for {', '.join(paths)}); its keys: {', '.join(sorted(record))}")
 
 
+def local_source(name: str) -> Path | None:
+    """The copy of ``name``'s source in the benchmark data folder (:func:`gpgrl.paths.find_data_dir`:
+    ``$GPGRL_DATA``, else ``../shared/data`` beside a source checkout), if there is one: for
+    simplelr_level3to5, ``math/simplelr_level3to5/train.parquet`` (else its ``train.jsonl``)."""
+    from gpgrl.paths import find_data_dir
+
+    where = find_data_dir()
+    if name != "simplelr_level3to5" or where is None:
+        return None
+    return where.find("math", "simplelr_level3to5/train.parquet") or where.find("math", "simplelr_level3to5/train.jsonl")
+
+
 def simplelr_records(source: str | None) -> Iterator[dict[str, Any]]:
-    """simpleRL-Zoo's MATH level 3-5 set as ``{question, answer}``, from its parquet or a jsonl copy."""
+    """simpleRL-Zoo's MATH level 3-5 set as ``{question, answer}``, from its parquet or a jsonl copy (None:
+    the copy in the benchmark data folder, else the Hub's parquet)."""
+    if source is None:
+        local = local_source("simplelr_level3to5")
+        if local is not None:
+            source = str(local)
     if source is None:
         from huggingface_hub import hf_hub_download
 
+        from gpgrl.paths import ENV, hub_unreachable
+
+        problem = hub_unreachable()
+        if problem:
+            raise PrepareError(f"no local copy of {SIMPLELR_HUB[1]} ({ENV} unset or without "
+                               f"math/simplelr_level3to5/) and the Hugging Face Hub is out of reach ({problem}); pass "
+                               f"--source FILE, or set {ENV} to the folder holding math/")
         source = hf_hub_download(SIMPLELR_HUB[0], SIMPLELR_HUB[1], repo_type="dataset")
     for record in load_records(source):
         yield {"question": _first(record, ("question", "problem", "extra_info.question"), "question"),
@@ -129,8 +154,9 @@ def prepare(name: str, source: str | None = None, out: str | Path = "data") -> t
 USAGE = """usage: gpgrl data prepare NAME [--source FILE] [--out DIR]
 
 Write DIR/NAME/train.jsonl (DIR: data), the local data a shipped recipe reads. NAME:
-  simplelr_level3to5  the 7B recipes; --source: simpleRL-Zoo's train.parquet or a jsonl copy
-                      (default: download hkust-nlp/SimpleRL-Zoo-Data simplelr_qwen_level3to5/train.parquet)
+  simplelr_level3to5  the 7B recipes; --source: simpleRL-Zoo's train.parquet or a jsonl copy (default:
+                      math/simplelr_level3to5/train.parquet in $GPGRL_DATA, the benchmark data folder, if
+                      there; else download hkust-nlp/SimpleRL-Zoo-Data simplelr_qwen_level3to5/train.parquet)
   sat                 vision-visualthinker-sat; --source: SAT_train_15000.json from VisualThinker-R1-Zero's
                       src/data/SAT/prepare_dataset.sh (its images stay where they are)
   lisa                vision-visualrft-lisa; --source: lisa_train_sft.json from Visual-RFT's
@@ -153,6 +179,10 @@ def main(args: list[str]) -> int:
     if unknown or len(args[2:]) % 2:
         print(f"gpgrl data: unexpected arguments {' '.join(args[2:])}\n{USAGE}", file=sys.stderr)
         return 2
+    local = local_source(name) if "--source" not in options else None
+    if local is not None:
+        print(f"gpgrl data: reading {local} (the benchmark data folder's copy; --source FILE to read another)",
+              file=sys.stderr)
     try:
         path, count = prepare(name, options.get("--source"), options.get("--out", "data"))
     except (ValueError, OSError) as e:  # PrepareError, DatasetError, bad JSON, missing files

@@ -1,10 +1,11 @@
 """Every benchmark ``gpgrl eval`` knows, math and vision, in one registry: where it lives, its prompt, how
 an answer is graded, its generation budget.
 
-A :class:`Benchmark` loads from its public Hugging Face dataset (the default), from a local folder
-(``data_dir``), from a given file or Hub id (``source``, the ``--source NAME=PATH_OR_ID`` flag), or, for a
-generated ``builtin:`` task, from nothing at all. The math benchmarks' local layout is the Qwen2.5-Math /
-simpleRL evaluation harness's::
+A :class:`Benchmark` loads from the benchmark data folder when it holds the benchmark's file (``data_dir``,
+else ``$GPGRL_DATA``, else ``../shared/data`` beside a source checkout: :mod:`gpgrl.paths`), else from its
+public Hugging Face dataset; or from a given file or Hub id (``source``, the ``--source NAME=PATH_OR_ID``
+flag); or, for a generated ``builtin:`` task, from nothing at all. The math benchmarks' local layout (in
+the data folder's ``math/``) is the Qwen2.5-Math / simpleRL evaluation harness's::
 
     DIR/math500/test.jsonl          problem, answer
     DIR/aime24/test.jsonl           problem, answer ("025": compared as an integer)
@@ -53,6 +54,7 @@ from gpgrl.eval.problem import (
     RowContext,
     UnknownBenchmarkError,
 )
+from gpgrl.paths import ENV, DataDir, find_data_dir, hub_unreachable
 
 __all__ = ["BENCHMARKS", "PAPER_BENCHMARKS", "VISION_BENCHMARKS", "Benchmark", "BenchmarkDownloadError",
            "MissingImagesError", "Problem", "UnknownBenchmarkError", "get_benchmark", "load_benchmark",
@@ -250,19 +252,34 @@ class Benchmark:
         """The benchmark's own prompt preset."""
         return self.preset if isinstance(self.preset, PromptPreset) else resolve_prompt(self.preset)
 
-    def local_path(self, data_dir: str | Path) -> Path:
-        """The file read under ``data_dir`` (raises FileNotFoundError naming what was expected)."""
-        folder = Path(data_dir).expanduser()
+    @property
+    def kind(self) -> str:
+        """The data folder's subfolder this benchmark's local files are in: ``math`` or ``vision``."""
+        return "vision" if self.vision else "math"
+
+    def find_local(self, where: DataDir) -> Path | None:
+        """The first of :attr:`local_files` under ``where`` (directly, or in its ``math/`` or ``vision/``
+        folder), or None."""
         for pattern in self.local_files:
-            found = sorted(folder.glob(pattern)) if "*" in pattern else [folder / pattern]
-            found = [f for f in found if f.is_file()]
-            if found:
-                return found[0]
+            found = where.find(self.kind, pattern)
+            if found is not None:
+                return found
+        return None
+
+    def local_path(self, data_dir: str | Path | DataDir) -> Path:
+        """The file read under ``data_dir`` (raises FileNotFoundError naming what was expected).
+
+        ``data_dir`` may be the folder holding ``math/`` and ``vision/``, or that subfolder itself."""
+        where = data_dir if isinstance(data_dir, DataDir) else DataDir(Path(data_dir).expanduser(), "--data-dir")
+        found = self.find_local(where)
+        if found is not None:
+            return found
         hub = (f", or leave --data-dir out to load {self.hub_id} from the Hugging Face Hub"
-               if self.hub_id and not self.builtin else "")
+               if self.hub_id and not self.builtin and where.origin == "--data-dir" else "")
+        first, inside = where.candidates(self.kind, self.local_files[0])
         raise FileNotFoundError(
-            f"{self.name}: no data file at {folder / self.local_files[0]}. Pass --data-dir DIR with "
-            f"{' or '.join(self.local_files)} inside, or --source {self.name}=FILE{hub}.")
+            f"{self.name}: no data file at {first} or {inside} ({where.origin}). Pass --data-dir DIR with "
+            f"{' or '.join(self.local_files)} inside (or DIR/{self.kind}/...), or --source {self.name}=FILE{hub}.")
 
 
 def _math(name: str, description: str, hub_id: str, question: str, gold: Gold, local_dir: str, *,
@@ -424,6 +441,19 @@ def parse_sources(sources: Mapping[str, str] | Iterable[str] | None) -> dict[str
 # --- loading ---------------------------------------------------------------------------------------------
 
 
+def _no_local(spec: Benchmark, where: DataDir | None) -> str:
+    """Where a local copy of ``spec`` was looked for, in words."""
+    if where is None:
+        return f"no --data-dir, {ENV} unset"
+    first, inside = where.candidates(spec.kind, spec.local_files[0])
+    return f"{where.describe()} holds neither {first.relative_to(where.path)} nor {inside.relative_to(where.path)}"
+
+
+def _local_fix(spec: Benchmark) -> str:
+    return (f"set {ENV} to the folder holding math/ and vision/, or pass --data-dir DIR with "
+            f"{' or '.join(spec.local_files)} inside, or --source {spec.name}=FILE (.jsonl/.json/.parquet)")
+
+
 def _read(spec: Benchmark, where: str, subset: str | None = None) -> list[dict[str, Any]]:
     """The records of ``where`` (a file, a ``builtin:`` task or a Hub id); a Hub failure means "use a local
     copy", and the message says how."""
@@ -434,24 +464,33 @@ def _read(spec: Benchmark, where: str, subset: str | None = None) -> list[dict[s
     except DatasetError as e:  # network, auth, renamed dataset
         if Path(where).expanduser().exists():
             raise ValueError(f"{spec.name}: {e}") from None
-        local = f"pass --data-dir DIR with {' or '.join(spec.local_files)} inside, or " if spec.local_files else "pass "
+        fix = _local_fix(spec) if spec.local_files else f"pass --source {spec.name}=FILE (.jsonl/.json/.parquet)"
         raise BenchmarkDownloadError(
             f"{spec.name}: could not load {where} (split {spec.hub_split}) from the Hugging Face Hub "
-            f"({str(e).split(': ', 1)[-1].split('. Pass')[0]}). Offline, {local}--source {spec.name}=FILE "
-            "(.jsonl/.json/.parquet)."
+            f"({str(e).split(': ', 1)[-1].split('. Pass')[0]}). Offline, {fix}."
         ) from e
 
 
 def _records(spec: Benchmark, data_dir: str | Path | None,
              source: str | None) -> tuple[list[dict[str, Any]], RowContext]:
-    """The benchmark's raw records and where they came from: ``source``, a builtin task, ``data_dir``, the Hub."""
+    """The benchmark's raw records and where they came from: ``source``, a builtin task, the data folder
+    (:func:`gpgrl.paths.find_data_dir`: ``data_dir``, else ``$GPGRL_DATA``, else the checkout's
+    ``../shared/data``), the Hub."""
     if source is not None:
         local = Path(source).expanduser().exists()
         return _read(spec, source), RowContext(spec.name, source, local=local)
     if spec.builtin:
         return _read(spec, str(spec.hub_id)), RowContext(spec.name, str(spec.hub_id))
-    if data_dir is not None:
-        path = spec.local_path(data_dir)
+    where = find_data_dir(data_dir)
+    if where is not None and where.origin == ENV and not where.path.is_dir():
+        raise FileNotFoundError(f"{ENV}={where.path} is not a folder: set it to the folder holding math/ and "
+                                f"vision/, or unset it (then the benchmarks are read from the Hugging Face Hub)")
+    path = None
+    if where is not None and spec.local_files:
+        # a folder the user named must hold the file; GPGRL_DATA or the checkout's copy may lack a benchmark
+        # (cvbench: then the Hub)
+        path = spec.local_path(where) if where.origin == "--data-dir" else spec.find_local(where)
+    if path is not None:
         classes = None
         if spec.classes:
             class_file = path.parent / spec.classes
@@ -463,9 +502,14 @@ def _records(spec: Benchmark, data_dir: str | Path | None,
         return _read(spec, str(path)), RowContext(spec.name, str(path), local=True, classes=classes)
     if spec.hub_id is None:
         raise FileNotFoundError(
-            f"{spec.name} has no Hugging Face copy to fall back on: pass --data-dir DIR with "
-            f"{' or '.join(spec.local_files)} inside (this project: ../shared/data/vision) or --source "
-            f"{spec.name}=FILE (schema in docs/eval.md)")
+            f"{spec.name} has no Hugging Face copy to fall back on ({_no_local(spec, where)}): {_local_fix(spec)} "
+            "(schema in docs/eval.md)")
+    problem = hub_unreachable()
+    if problem:
+        raise BenchmarkDownloadError(
+            f"{spec.name}: no local copy ({_no_local(spec, where)}) and the Hugging Face Hub is out of reach "
+            f"({problem}): {_local_fix(spec)}; or, with {spec.hub_id} in the Hugging Face cache, set "
+            "HF_DATASETS_OFFLINE=1")
     return _read(spec, spec.hub_id, spec.hub_config), RowContext(spec.name, spec.hub_id)
 
 
@@ -478,7 +522,9 @@ def load_benchmark(
     source: str | None = None,
 ) -> list[Problem]:
     """The problems of one benchmark, first ``limit`` only, from ``source`` (a file or Hub id) if given, else
-    from ``data_dir`` if given, else from its default source (the Hub, or a builtin task).
+    from the benchmark data folder (:func:`gpgrl.paths.find_data_dir`: ``data_dir`` if given, else
+    ``$GPGRL_DATA``, else ``../shared/data`` beside a source checkout; the folder holding ``math/`` and
+    ``vision/``, or that subfolder itself), else from its default source (the Hub, or a builtin task).
 
     A vision benchmark's images are resolved (looked up, not opened) under ``image_dir``. Raises
     FileNotFoundError / MissingImagesError / ValueError / BenchmarkDownloadError saying what to change.

@@ -4,8 +4,8 @@ Usage:
     gpgrl eval --model PATH_OR_ID [--benchmarks math500,aime24,amc23,minerva,olympiadbench[,gsm8k]]
                [--samples K] [--temperature T] [--top-p P] [--top-k N] [--max-new-tokens N]
                [--batch-size N] [--data-dir DIR] [--image-dir DIR] [--source NAME=PATH_OR_ID]
-               [--output DIR] [--limit N] [--prompt PRESET] [--system-prompt TEXT] [--template TEXT]
-               [--no-chat-template] [--min-pixels N] [--max-pixels N] [--dtype D] [--seed S]
+               [--output DIR] [--limit N] [--skip-long-prompts] [--prompt PRESET] [--system-prompt TEXT]
+               [--template TEXT] [--no-chat-template] [--min-pixels N] [--max-pixels N] [--dtype D] [--seed S]
 
 Example (the paper's five text benchmarks, Qwen2.5-Math prompt, greedy):
     gpgrl eval --model Qwen/Qwen2.5-Math-7B --data-dir ../shared/data/math --output runs/eval-qwen
@@ -20,7 +20,8 @@ Example (a vision-language model on GEOQA and a Visual-RFT classification set; i
     gpgrl eval --model Qwen/Qwen2-VL-2B-Instruct --benchmarks pets37 --data-dir ../shared/data/vision \\
         --image-dir PETS_IMAGES --max-new-tokens 1024 --output runs/eval-pets
 
-Without --data-dir each benchmark is loaded from its Hugging Face dataset (see docs/eval.md); vision
+Benchmark data: --data-dir, else $GPGRL_DATA (the folder holding math/ and vision/), else ../shared/data
+beside a source checkout, else each benchmark's Hugging Face dataset (see docs/eval.md); vision
 benchmarks: geoqa, flowers102, pets37, fgvc_aircraft, cars196, cvbench, lisa (docs/eval.md, "Vision").
 Also runs as ``python -m gpgrl.eval.cli``. Exit codes: 0 done, 2 bad input (the message says the fix).
 """
@@ -74,8 +75,9 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
     add(
         "--data-dir",
         default=None,
-        help="local benchmark folder (DIR/math500/test.jsonl, ...; vision: DIR/geoqa/..., "
-        "DIR/visual_rft_classification/...); default: the Hugging Face Hub",
+        help="benchmark data folder: the one holding math/ and vision/ (DIR/math/math500/test.jsonl, "
+        "DIR/vision/geoqa/...), or one of those itself; default: $GPGRL_DATA, else ../shared/data beside a "
+        "source checkout, else each benchmark's Hugging Face dataset",
     )
     add("--image-dir", default=None, help="folder that vision benchmarks' image paths are relative to")
     add(
@@ -88,6 +90,9 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
     )
     add("--output", default=None, help="folder for results.json and samples.jsonl (default: none written)")
     add("--limit", type=int, default=None, help="evaluate only the first N problems of each benchmark")
+    add("--skip-long-prompts", action="store_true",
+        help="leave out the problems whose prompt does not fit the model's context (counted in the first line "
+        "and results.json); without it such a prompt stops the evaluation before it generates")
     add(
         "--prompt",
         default=None,
@@ -124,8 +129,18 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
     return parser
 
 
+def _debug() -> bool:
+    import os
+
+    return os.environ.get("GPGRL_DEBUG", "").lower() in ("1", "true", "yes")
+
+
 def _fail(message: str) -> int:
-    first = message.strip().splitlines()[0] if message.strip() else "failed"
+    """Print ``message`` as one line (``gpgrl eval: error: ...``); exit code 2. GPGRL_DEBUG=1 re-raises the
+    error being handled instead, with its traceback."""
+    if _debug() and sys.exc_info()[1] is not None:
+        raise sys.exc_info()[1]
+    first = " ".join(line.strip() for line in message.strip().splitlines() if line.strip()) or "failed"
     print(f"gpgrl eval: error: {first}", file=sys.stderr)
     return 2
 
@@ -161,6 +176,7 @@ def settings_from(args: argparse.Namespace) -> EvalSettings:
         top_k=args.top_k, batch_size=args.batch_size, seed=args.seed, prompt=args.prompt,
         system_prompt=args.system_prompt, template=args.template,
         chat_template=False if args.no_chat_template else None, data_dir=args.data_dir, limit=args.limit,
+        skip_long_prompts=args.skip_long_prompts,
         image_dir=args.image_dir, sources=args.source, grading=args.grading, output_dir=args.output,
         show_progress=not args.quiet, show_table=True, model_name=args.model)
 
@@ -187,6 +203,17 @@ def _load(args: argparse.Namespace, settings: EvalSettings, benchmarks: list[str
     return model, tokenizer
 
 
+def _loading(args: argparse.Namespace, settings: EvalSettings, benchmarks: list[str]) -> tuple[object, object]:
+    """:func:`_load`, between a line saying it starts and one saying how long it took (none with --quiet):
+    a large model takes minutes, a small one on a CPU tens of seconds."""
+    from gpgrl.models.progress import model_loading
+
+    with model_loading("gpgrl eval", args.model, enabled=not args.quiet) as loaded:
+        model, tokenizer = _load(args, settings, benchmarks)
+        loaded["model"] = model
+    return model, tokenizer
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``gpgrl eval``; returns the exit code (0 ok, 2 bad input)."""
     parser = build_parser()
@@ -203,13 +230,14 @@ def main(argv: list[str] | None = None) -> int:
         problems = load_benchmarks(args.benchmarks, data_dir=args.data_dir, limit=args.limit,
                                    image_dir=args.image_dir, sources=args.source)
         check_settings(settings, [name for name in problems if is_vision_benchmark(name)])
-        from gpgrl.models.loading import check_model_path
+        from gpgrl.models.loading import check_hub_reachable, check_model_path
 
         check_model_path(args.model)
-    except (ValueError, FileNotFoundError, BenchmarkDownloadError) as e:
+        check_hub_reachable(args.model)  # an id not in the cache and no network: now, not after 25 s of retries
+    except (ValueError, OSError, BenchmarkDownloadError) as e:
         return _fail(str(e))
     try:
-        model, tokenizer = _load(args, settings, list(problems))
+        model, tokenizer = _loading(args, settings, list(problems))
     except (FileNotFoundError, OSError, ValueError, RuntimeError, ImportError) as e:
         return _fail(str(e))
 
@@ -217,10 +245,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         evaluate(model, tokenizer, problems, settings)
+    except (ValueError, FileNotFoundError) as e:  # a prompt longer than the context, an image that cannot be read
+        return _fail(str(e))
     except KeyboardInterrupt:
-        import os
-
-        if os.environ.get("GPGRL_DEBUG", "").lower() in ("1", "true", "yes"):
+        if _debug():
             raise
         kept = (f"; finished batches are kept in {args.output}/samples.partial.jsonl and the same command continues "
                 "from them") if args.output else ""

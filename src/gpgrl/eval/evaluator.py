@@ -23,9 +23,11 @@ from gpgrl.eval.problem import Problem, UnknownBenchmarkError
 from gpgrl.eval.report import PARTIAL_FILE, PartialFile, Progress, render_table, report, write_outputs
 from gpgrl.eval.settings import EvalSettings, check_settings
 from gpgrl.eval.vision import image_labels, open_images
+from gpgrl.paths import data_dir
 from gpgrl.rollout.engine import HFGenerateEngine, Prompt, RolloutEngine, SamplingParams, text_tokenizer
 
-__all__ = ["PARTIAL_FILE", "EvalSettings", "default_budget", "evaluate", "render_table", "write_outputs"]
+__all__ = ["PARTIAL_FILE", "EvalSettings", "default_budget", "evaluate", "long_prompts", "prompt_lengths",
+           "render_table", "write_outputs"]
 
 Item = tuple[str, int, Problem]  # benchmark, problem index, problem
 
@@ -70,10 +72,15 @@ def evaluate(
     builders = {name: PromptBuilder(tokenizer, s.preset(spec.prompt())) for name, spec in specs.items()}
     rank, world, is_main = _processes(accelerator)
     engine = engine if engine is not None else _hf_engine(model, tokenizer, accelerator, s.batch_size)
-    budget, why = default_budget(s, specs, builders, problems, getattr(engine, "max_model_len", None))
-    config = _config(s, model, problems, builders, specs, budget, world)
+    context = getattr(engine, "max_model_len", None)
+    lengths = prompt_lengths(specs, builders, problems) if context is not None else {}
+    skipped = long_prompts(problems, lengths, context, skip=s.skip_long_prompts)
+    budget, why = default_budget(s, specs, builders, {b: _drop(ps, skipped.get(b)) for b, ps in problems.items()},
+                                 context, lengths={b: _drop(ns, skipped.get(b)) for b, ns in lengths.items()})
+    config = _config(s, model, problems, builders, specs, budget, world, skipped)
 
-    items = [(bench, i, p) for bench, ps in problems.items() for i, p in enumerate(ps)]
+    items = [(bench, i, p) for bench, ps in problems.items() for i, p in enumerate(ps)
+             if i not in skipped.get(bench, {})]  # indices stay those of the benchmark's file
     mine = items[rank::world]
     partial = PartialFile(s.output_dir) if s.output_dir is not None and world == 1 else None
     done = partial.resume(config, s.samples) if partial is not None else []
@@ -85,9 +92,7 @@ def evaluate(
     show = s.show_progress and is_main
     if show:
         print(_headline(config, items, s.samples, budget, why), file=sys.stderr, flush=True)
-    per_call = max(1, s.batch_size // s.samples)
-    progress = Progress(len(mine), sum(-(-len(b) // per_call) for b in _by_bench(mine).values()), enabled=show,
-                        bar=s.progress_bar, label=s.prefix)
+    progress = Progress(len(mine), s.samples, enabled=show, bar=s.progress_bar, label=s.prefix)
     with progress, _seeded(s.seed, rank), _watching(engine, progress):
         records = done + _sample_and_grade(engine, mine, specs, builders, s, budget, partial, progress)
     if world > 1:
@@ -142,10 +147,68 @@ def _hf_engine(model: Any, tokenizer: Any, accelerator: Any, batch_size: int) ->
     return HFGenerateEngine(policy, text_tokenizer(tokenizer), batch_size=batch_size)
 
 
+def prompt_lengths(specs: dict[str, Benchmark], builders: dict[str, PromptBuilder],
+                   problems: dict[str, list[Problem]]) -> dict[str, list[int]]:
+    """Tokens of each text benchmark's prompts, in problem order (vision prompts are not measured: that
+    would open every image; the engine checks each of their rows)."""
+    return {b: [len(builders[b].build(p.question)[0].ids) for p in ps]
+            for b, ps in problems.items() if not specs[b].vision}
+
+
+def long_prompts(problems: dict[str, list[Problem]], lengths: dict[str, list[int]], context: int | None, *,
+                 skip: bool) -> dict[str, dict[int, int]]:
+    """``{benchmark: {problem index: prompt tokens}}`` of the prompts that leave no room for an answer in
+    the model's ``context`` (a prompt of ``context`` tokens or more), found before anything is generated.
+
+    Without ``skip`` (``--skip-long-prompts``) any such prompt is a ValueError saying which, how long, and
+    what to do; with it they are left out (and counted in the first line and ``results.json``). A
+    benchmark left with no problem is an error either way.
+
+    >>> from gpgrl.eval.problem import Problem
+    >>> ps = {"math500": [Problem("math500", str(i), "q", "1") for i in range(3)]}
+    >>> long_prompts(ps, {"math500": [100, 600, 512]}, 512, skip=True)
+    {'math500': {1: 600, 2: 512}}
+    >>> long_prompts(ps, {"math500": [100, 600, 512]}, 512, skip=False)
+    Traceback (most recent call last):
+    ...
+    ValueError: math500: 2 of 3 prompts do not fit the model's 512-token context (the first, id '1', has 600 tokens with the prompt template); pass --skip-long-prompts to evaluate the other 1, or use a model with a longer context
+    """
+    if context is None:
+        return {}
+    out: dict[str, dict[int, int]] = {}
+    for bench, ns in lengths.items():
+        long = {i: n for i, n in enumerate(ns) if n >= context}
+        if not long:
+            continue
+        first = min(long)
+        which = f"the first, id {problems[bench][first].id!r}, has {long[first]} tokens with the prompt template"
+        if len(long) == len(ns):
+            raise ValueError(f"{bench}: every prompt ({len(ns)}) is longer than the model's {context}-token context "
+                             f"(the shortest has {min(ns)} tokens with the prompt template); use a model with a longer "
+                             "context, a shorter --template, or a benchmark with shorter problems")
+        if not skip:
+            raise ValueError(f"{bench}: {len(long)} of {len(ns)} prompts do not fit the model's {context}-token "
+                             f"context ({which}); pass --skip-long-prompts to evaluate the other "
+                             f"{len(ns) - len(long)}, or use a model with a longer context")
+        out[bench] = long
+    return out
+
+
+def _drop(values: list[Any], indices: Mapping[int, Any] | None) -> list[Any]:
+    """``values`` without those at ``indices``.
+
+    >>> _drop(["a", "b", "c"], {1: 600}), _drop(["a"], None)
+    (['a', 'c'], ['a'])
+    """
+    return [v for i, v in enumerate(values) if not indices or i not in indices]
+
+
 def default_budget(s: EvalSettings, specs: dict[str, Benchmark], builders: dict[str, PromptBuilder],
-                   problems: dict[str, list[Problem]], context: int | None) -> tuple[int, str]:
+                   problems: dict[str, list[Problem]], context: int | None,
+                   lengths: dict[str, list[int]] | None = None) -> tuple[int, str]:
     """New tokens per answer and why: ``max_new_tokens`` if given (set by ``budget_from``), else the largest
-    of the benchmarks' own budgets, capped by the model's context minus the longest (text) prompt."""
+    of the benchmarks' own budgets, capped by the model's context minus the longest (text) prompt
+    (``lengths``: the prompts' tokens, as :func:`prompt_lengths` gives them, if already measured)."""
     if s.max_new_tokens is not None:
         return s.max_new_tokens, s.budget_from
     own = max(spec.max_new_tokens for spec in specs.values()) if specs else 1024
@@ -153,10 +216,12 @@ def default_budget(s: EvalSettings, specs: dict[str, Benchmark], builders: dict[
     why = f"{whose}'s own budget" if len(specs) == 1 else f"the largest of the benchmarks' own budgets, {whose}'s"
     if context is None:  # nothing to cap by: no prompt needs tokenizing
         return own, f"{why}; --max-new-tokens to change"
-    texts = [builders[b].build(p.question)[0] for b, ps in problems.items() if not specs[b].vision for p in ps]
-    if not texts:  # vision prompts are not measured (that would open every image); the engine caps each row
+    if lengths is None:
+        lengths = prompt_lengths(specs, builders, problems)
+    measured = [n for ns in lengths.values() for n in ns]
+    if not measured:  # vision prompts are not measured (that would open every image); the engine caps each row
         return own, f"{why}; --max-new-tokens to change"
-    longest = max(len(p.ids) for p in texts)
+    longest = max(measured)
     if context - longest >= own:
         return own, f"{why}; --max-new-tokens to change"
     if context - longest < 1:
@@ -169,12 +234,15 @@ def default_budget(s: EvalSettings, specs: dict[str, Benchmark], builders: dict[
 def _headline(config: dict[str, Any], items: list[Item], samples: int, budget: int, why: str) -> str:
     """``gpgrl eval: smollm2 on gsm8k (8 problems x 1 sample), up to 1024 new tokens per answer (...)``."""
     names = ", ".join(config["benchmarks"])
+    skipped = sum(len(ids) for ids in config.get("skipped_long_prompts", {}).values())
+    left_out = f"; {skipped} left out, their prompt longer than the model's context" if skipped else ""
     return (f"gpgrl eval: {config['model'] or 'the model'} on {names} ({len(items)} problems x {samples} "
-            f"sample{'s' if samples > 1 else ''}), up to {budget} new tokens per answer ({why})")
+            f"sample{'s' if samples > 1 else ''}{left_out}), up to {budget} new tokens per answer ({why})")
 
 
 def _config(s: EvalSettings, model: Any, problems: dict[str, list[Problem]], builders: dict[str, PromptBuilder],
-            specs: dict[str, Benchmark], budget: int, world: int) -> dict[str, Any]:
+            specs: dict[str, Benchmark], budget: int, world: int,
+            skipped: dict[str, dict[int, int]] | None = None) -> dict[str, Any]:
     """What ``results.json`` records of the evaluation (and what a continued run must match)."""
     def describe(b: PromptBuilder) -> dict[str, Any]:
         p = b.preset
@@ -186,7 +254,7 @@ def _config(s: EvalSettings, model: Any, problems: dict[str, list[Problem]], bui
     return {
         "model": s.model_name or _name_of(model),
         "benchmarks": list(problems),
-        "problems": {bench: len(ps) for bench, ps in problems.items()},
+        "problems": {bench: len(ps) - len((skipped or {}).get(bench, {})) for bench, ps in problems.items()},
         "samples": s.samples,
         "sampling": {"max_new_tokens": budget, "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k},
         "prompt": first,  # the first benchmark's; every benchmark's is in "prompts"
@@ -194,13 +262,15 @@ def _config(s: EvalSettings, model: Any, problems: dict[str, list[Problem]], bui
         "grading": s.grading if visions else None,
         "graders": {bench: spec.script_grader if s.grading == "original" else spec.grader
                     for bench, spec in visions.items()},
-        "data_dir": str(s.data_dir) if s.data_dir is not None else None,
+        "data_dir": str(found) if (found := data_dir(s.data_dir)) is not None else None,
         "image_dir": str(s.image_dir) if s.image_dir is not None else None,
         "sources": parse_sources(s.sources),
         "limit": s.limit,
         "seed": s.seed,
         "batch_size": s.batch_size,
         "num_processes": world,
+        **({"skipped_long_prompts": {bench: [problems[bench][i].id for i in sorted(long)]
+                                     for bench, long in skipped.items()}} if skipped else {}),
     }
 
 
@@ -227,6 +297,7 @@ def _sample_and_grade(engine: Any, items: list[Item], specs: dict[str, Benchmark
         for start in range(0, len(mine), per_call):
             batch = mine[start : start + per_call]
             built = [_build(builder, problem) for _, _, problem in batch]  # images opened per batch only
+            progress.begin_batch(len(batch))
             rollout = engine.generate([p for p, _ in built], params, s.samples)
             lengths, truncated = rollout.lengths.tolist(), rollout.truncated.tolist()
             rows = [_record(spec, s, batch[row // s.samples], row % s.samples, built[row // s.samples], text,
@@ -275,12 +346,12 @@ def _watching(engine: Any, progress: Progress) -> Iterator[None]:
     if not progress.enabled:
         yield
         return
-    before = getattr(engine, "on_step", None)
-    engine.on_step = progress.step
+    before = getattr(engine, "on_step", None), getattr(engine, "on_done", None)
+    engine.on_step, engine.on_done = progress.step, progress.answers_ended
     try:
         yield
     finally:
-        engine.on_step = before
+        engine.on_step, engine.on_done = before
 
 
 @contextlib.contextmanager

@@ -2,7 +2,8 @@
 ``results.json`` / ``samples.jsonl`` and the console table at the end.
 
 Progress goes to stderr on the main process: a rich bar on a terminal, plain lines elsewhere (logs, CI),
-the first within seconds of the start and then every ~10 s and at the end of each generation batch::
+the first within seconds of the start, then every ~10 s and whenever a problem's answers are done; the time
+left is measured from the problems done::
 
     eval: 3/8 problems, 2,140 tokens (61 tokens/s), ~1m 25s left
 """
@@ -14,7 +15,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -148,26 +149,35 @@ def _duration(seconds: float) -> str:
 class Progress:
     """Problems done out of ``total``, tokens per second and the time left, while an evaluation runs.
 
-    The engine reports each decoding step (:attr:`gpgrl.rollout.RolloutEngine.on_step`: :meth:`step`),
-    the evaluator each finished batch (:meth:`batch_done`). ``bar``: a rich bar (None: when ``stream`` is
-    a terminal); otherwise a plain line every ``interval`` seconds and at the end of a batch (at most one a
-    second). The time left is extrapolated from the share of batches and decoding steps done: an upper
-    bound while answers still end early.
+    The evaluator says when a generate call starts (:meth:`begin_batch`) and ends (:meth:`batch_done`);
+    the engine, where it can, reports each decoding step (:attr:`gpgrl.rollout.RolloutEngine.on_step`:
+    :meth:`step`) and each answer as it ends (:attr:`~gpgrl.rollout.RolloutEngine.on_done`:
+    :meth:`answers_ended`), so the count moves within a call: a problem is done when its ``samples``
+    answers have ended. ``bar``: a rich bar (None: when ``stream`` is a terminal); otherwise a plain line
+    ``first_after`` seconds in, then every ``interval`` seconds and whenever the count moves (at most one a
+    second); ``clock`` gives the time in seconds.
+
+    The time left is measured, never guessed: the seconds so far per problem done, times the problems
+    left; it appears once a problem is done. Problems whose answers end early finish first, so while a
+    batch still holds long answers it reads low.
     """
 
-    def __init__(self, total: int, batches: int, *, enabled: bool = True, bar: bool | None = None,
-                 stream: TextIO | None = None, interval: float = 10.0, label: str = "eval"):
-        self.total, self.batches, self.enabled, self.label, self.interval = total, max(batches, 1), enabled, label, \
-            interval
+    def __init__(self, total: int, samples: int = 1, *, enabled: bool = True, bar: bool | None = None,
+                 stream: TextIO | None = None, interval: float = 10.0, label: str = "eval", first_after: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.total, self.samples, self.enabled, self.label = total, max(samples, 1), enabled, label
+        self.interval, self.first_after, self.clock = interval, first_after, clock
         self.stream = stream if stream is not None else sys.stderr
         self.bar = (self.stream.isatty() if bar is None else bar) and enabled
-        self.done = self.batches_done = self.finished_tokens = self.pending_tokens = 0
-        self.fraction = 0.0
-        self.start = self.last = time.monotonic()
+        self.done = self.finished_tokens = self.pending_tokens = 0
+        self._ended: list[int] = []  # answers ended so far, per problem of the current batch
+        self._counted = 0  # problems of the current batch already counted in ``done``
+        self.start = self.last = clock()
+        self._shown = ""  # the last line printed
         self._rich: Any = None
 
     def __enter__(self) -> Progress:
-        self.start = self.last = time.monotonic()
+        self.start = self.last = self.clock()
         if self.bar:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -191,40 +201,60 @@ class Progress:
 
     def line(self) -> str:
         """The progress now, in words."""
-        elapsed = time.monotonic() - self.start
+        elapsed = self.clock() - self.start
         rate = f" ({self.tokens / elapsed:.0f} tokens/s)" if elapsed > 0 and self.tokens else ""
-        left = f", ~{_duration(elapsed * (1 - self.fraction) / self.fraction)} left" \
-            if 0 < self.fraction < 1 and elapsed >= 5 else ""  # not from the first steps' pace
+        left = f", ~{_duration(elapsed * (self.total - self.done) / self.done)} left" \
+            if 0 < self.done < self.total else ""  # from the problems done: none before the first
         return f"{self.label}: {self.done}/{self.total} problems, {self.tokens:,} tokens{rate}{left}"
+
+    def begin_batch(self, problems: int) -> None:
+        """A generate call for ``problems`` problems (``samples`` answers each, problem by problem) starts."""
+        self._ended, self._counted = [0] * problems, 0
 
     def step(self, new_tokens: int, step: int, max_steps: int) -> None:
         """One decoding step of the current batch: ``new_tokens`` written, step ``step`` of at most ``max_steps``."""
         self.pending_tokens += new_tokens
-        self.fraction = (self.batches_done + min(step / max(max_steps, 1), 1.0)) / self.batches
         self._show(force=False)
+
+    def answers_ended(self, rows: list[int]) -> None:
+        """The answers in ``rows`` (indices among the current call's rows) have ended."""
+        before = self._counted
+        for row in rows:
+            problem = row // self.samples
+            if problem < len(self._ended):
+                self._ended[problem] += 1
+                if self._ended[problem] == self.samples:
+                    self._counted += 1
+        if self._counted > before:
+            self.done += self._counted - before
+            self._show(force=True)
 
     def batch_done(self, problems: int, tokens: int) -> None:
         """A batch of ``problems`` finished, its answers ``tokens`` long in all."""
-        self.done += problems
-        self.batches_done += 1
-        self.fraction = self.batches_done / self.batches
+        news = problems > self._counted or tokens != self.pending_tokens  # else its last answer said it all
+        self.done += max(problems - self._counted, 0)
+        self._ended, self._counted = [], 0
         self.finished_tokens += tokens
         self.pending_tokens = 0
-        self._show(force=True)
+        self._show(force=news)
 
     def _show(self, force: bool) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
+        now = self.clock()
         if self._rich is not None:
             info = self.line().split("problems, ", 1)[-1]
             self._rich.update(self._task, completed=self.done, info=info)
             return
-        first = self.last == self.start and now - self.start >= 2.0
+        if now - self.start < self.first_after and not (force and self.done == self.total):
+            return  # a run over in seconds prints its last line only
+        first = not self._shown
         if first or now - self.last >= (min(1.0, self.interval) if force else self.interval) or \
                 (force and self.done == self.total):
-            self.last = now
-            print(self.line(), file=self.stream, flush=True)
+            line = self.line()
+            if line != self._shown:  # the last answer ending, then its call: one line
+                self.last, self._shown = now, line
+                print(line, file=self.stream, flush=True)
 
 
 class PartialFile:

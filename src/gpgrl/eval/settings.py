@@ -32,7 +32,9 @@ class EvalSettings:
     for chat prompts), ``batch_size`` (most rows per generate call), ``seed``.
     Prompt: ``prompt`` (a preset name or PromptPreset for every benchmark; None = each benchmark's own),
     ``system_prompt`` / ``template`` / ``chat_template`` override its fields.
-    Data: ``data_dir``, ``limit``, ``image_dir``, ``sources`` (see :func:`gpgrl.eval.load_benchmarks`).
+    Data: ``data_dir``, ``limit``, ``image_dir``, ``sources`` (see :func:`gpgrl.eval.load_benchmarks`),
+    ``skip_long_prompts`` (leave out the problems whose prompt does not fit the model's context, instead of
+    stopping with an error before generating; see :func:`gpgrl.eval.evaluator.long_prompts`).
     Grading: ``grading`` (vision: ``reward`` or ``original``), ``grade_fn`` / ``extract_fn`` (text
     benchmarks: ``(completion, gold) -> bool`` and ``completion -> answer``).
     Output: ``output_dir`` (``results.json``, ``samples.jsonl``), ``show_progress`` (progress on stderr),
@@ -57,6 +59,7 @@ class EvalSettings:
     limit: int | None = None
     image_dir: str | Path | None = None
     sources: Mapping[str, str] | Sequence[str] | None = None
+    skip_long_prompts: bool = False
     grading: str = "reward"
     grade_fn: Callable[[str, str], bool] | None = None
     extract_fn: Callable[[str], str | None] | None = None

@@ -105,6 +105,11 @@ class RolloutEngine:
     #: engine can, as ``on_step(new_tokens, step, max_steps)`` after each decoding step, ``new_tokens``
     #: being the tokens written by the rows still generating. None: nothing is reported.
     on_step: Callable[[int, int, int], None] | None = None
+    #: Set by a caller that counts answers as they finish (the evaluator's progress): called during
+    #: :meth:`generate`, where the engine can, as ``on_done(rows)`` with the indices (among the call's
+    #: rows, group by group) of the answers that have just ended (an EOS or a stop string; an answer cut
+    #: at the budget ends with the call). None: nothing is reported.
+    on_done: Callable[[list[int]], None] | None = None
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams, num_samples: int) -> RolloutBatch:
         """``num_samples`` completions of every prompt, group by group (see the module docstring)."""
@@ -287,8 +292,9 @@ def assemble(rows: list[Prompt], completions: list[list[int]], tokenizer: PreTra
     """
     cuts = [stop_cut(c[: _eos_end(c, eos_ids)], tokenizer, stop) if stop else None for c in completions]
     completions = [c if cut is None else c[: cut[0]] for c, cut in zip(completions, cuts, strict=True)]
-    completion_ids, _ = right_pad(completions, pad_id)
+    completion_ids, written = right_pad(completions, pad_id)
     completion_ids, completion_mask, truncated = mask_after_eos(completion_ids, eos_ids, pad_id)
+    completion_mask = completion_mask * written  # a row shorter than the widest (cut at a stop string) ends there
     sampling = None
     if logps is not None:
         sampling = torch.zeros(completion_ids.shape, dtype=torch.float32)
@@ -316,13 +322,17 @@ def _eos_end(ids: Sequence[int], eos_ids: Sequence[int]) -> int:
 
 class _Watch:
     """A ``generate`` stopping criterion called after every new token: it ends the rows whose last few
-    tokens' text holds a stop string, and reports the step to ``on_step`` (see :class:`RolloutEngine`)."""
+    tokens' text holds a stop string, and reports the step to ``on_step`` and the rows that have just ended
+    (their index plus ``offset``) to ``on_done`` (see :class:`RolloutEngine`)."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_width: int, max_steps: int,
-                 stop: Sequence[str], eos_ids: list[int], on_step: Callable[[int, int, int], None] | None):
+                 stop: Sequence[str], eos_ids: list[int], on_step: Callable[[int, int, int], None] | None,
+                 on_done: Callable[[list[int]], None] | None = None, offset: int = 0):
         self.tokenizer, self.width, self.max_steps, self.stop, self.on_step = (tokenizer, prompt_width, max_steps,
                                                                                 tuple(stop), on_step)
+        self.on_done, self.offset = on_done, offset
         self.eos = torch.tensor(eos_ids)
+        self.ended: torch.Tensor | None = None  # [rows] bool: the row wrote an EOS or a stop string
         # a stop string of n characters lies within the last n + 2 tokens (a token writes >= 1 character;
         # 2 spare for tokens that write nothing, such as a byte fragment)
         self.window = max((len(s) for s in self.stop), default=0) + 2
@@ -333,9 +343,19 @@ class _Watch:
         if self.stop:
             tails = self.tokenizer.batch_decode(new[:, -self.window :], skip_special_tokens=True)
             done = torch.tensor([any(s in t for s in self.stop) for t in tails], device=input_ids.device)
-        if self.on_step is not None:
-            ended = torch.isin(new[:, :-1], self.eos.to(new.device)).any(dim=1)  # before this step's token
-            self.on_step(int((~ended).sum()), new.shape[1], self.max_steps)
+        if self.on_step is None and self.on_done is None:
+            return done
+        if self.eos.device != new.device:
+            self.eos = self.eos.to(new.device)
+        before = self.ended if self.ended is not None else torch.zeros_like(done)
+        self.ended = before | done | torch.isin(new[:, -1], self.eos)
+        was, now = torch.stack([before, self.ended]).cpu()  # one copy from the device per step
+        if self.on_step is not None:  # the rows that wrote this step's token: those not ended before it
+            self.on_step(int((~was).sum()), new.shape[1], self.max_steps)
+        if self.on_done is not None:
+            ended_now = (now & ~was).nonzero().flatten().tolist()
+            if ended_now:
+                self.on_done([self.offset + i for i in ended_now])
         return done
 
 
@@ -398,7 +418,8 @@ class HFGenerateEngine(RolloutEngine):
                 ids, mask = ids.to(device), mask.to(device)
                 max_new = self._budget(ids.shape[1], params.max_new_tokens)
                 extra = _collate(part, device)
-                watch = _Watch(self.tokenizer, ids.shape[1], max_new, params.stop, self.eos_ids, self.on_step)
+                watch = _Watch(self.tokenizer, ids.shape[1], max_new, params.stop, self.eos_ids, self.on_step,
+                               self.on_done, offset=start)
                 if extra:  # a vision model: the token types its positions are computed from
                     from gpgrl.models.vision import token_type_inputs
 
@@ -410,7 +431,8 @@ class HFGenerateEngine(RolloutEngine):
                 out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, **sampling,
                                           pad_token_id=self.pad_id, eos_token_id=self.eos_ids, use_cache=True,
                                           suppress_tokens=self.suppress or None, **extra,
-                                          stopping_criteria=[watch] if params.stop or self.on_step else None)
+                                          stopping_criteria=[watch] if params.stop or self.on_step or self.on_done
+                                          else None)
                 chunks.append(out[:, ids.shape[1] :].cpu())
                 if sampler is not None:  # [rows, steps]: column t is the log-prob new token t was drawn with
                     logps.append(sampler.take_logprobs().cpu())

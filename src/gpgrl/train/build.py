@@ -73,6 +73,7 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
     """
     from gpgrl.data.datasets import load_records
     from gpgrl.models.loading import apply_lora, check_model_path, enable_activation_checkpointing
+    from gpgrl.models.progress import model_loading
     from gpgrl.models.source import ModelSource
     from gpgrl.models.vision import is_vision_model, require_vision
     from gpgrl.rewards.scoring import as_reward_functions
@@ -102,8 +103,10 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
                          min_pixels=m.min_pixels, max_pixels=m.max_pixels)
     if out.get("tokenizer") is None:
         out["tokenizer"] = source.load_processor()
+    main = out["accelerator"].is_main_process and cfg.log.progress is not False  # log.progress false: quiet
     if out.get("model") is None:
-        out["model"] = source.load_model()
+        with model_loading("gpgrl train", m.name_or_path, enabled=main) as loaded:
+            out["model"] = loaded["model"] = source.load_model()
     if m.gradient_checkpointing:
         enable_activation_checkpointing(out["model"])
     if m.lora_r > 0:
@@ -111,5 +114,7 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
         out["model"] = apply_lora(out["model"], m.lora_r, m.lora_alpha, m.lora_dropout,
                                   targets if targets == "all-linear" else [t.strip() for t in targets.split(",")])
     if out.get("ref_model") is None and cfg.algo.beta > 0:  # only when a KL term needs one
-        out["ref_model"] = source.load_model()
+        with model_loading("gpgrl train", f"{m.name_or_path} (the reference model of the KL term)",
+                           enabled=main) as loaded:
+            out["ref_model"] = loaded["model"] = source.load_model()
     return out

@@ -28,6 +28,7 @@ from gpgrl.rewards.scoring import FailureTracker, RewardFunction, score_batch
 from gpgrl.rollout.batch import RolloutBatch
 from gpgrl.rollout.engine import Prompt, RolloutEngine, SamplingParams, pad_token_id
 from gpgrl.train.errors import TrainingError
+from gpgrl.train.logging import StepPhases
 
 
 class Rollouts:
@@ -59,6 +60,8 @@ class Rollouts:
         self._failed_now: set[str] = set()  # reward functions that gave nothing usable in this step
         self._last_problem: dict[str, str] = {}
         self._prompt_cache: dict[int, tuple[Prompt, bool]] = {}
+        self.phases = StepPhases(0)  # what a slow step is doing, for the user (the trainer sets its logger's)
+        self._draw = 0  # the threshold-resampling draw of this step (0 = the first)
 
     def prompt(self, index: int) -> Prompt:
         """Record ``index``'s prompt (text prompts built once; images read each time they are used)."""
@@ -79,9 +82,13 @@ class Rollouts:
 
     def rollout(self, indices: list[int]) -> RolloutBatch:
         """G answers to each prompt index, scored: a :class:`RolloutBatch` with rewards and metadata."""
-        G = self.cfg.rollout.group_size
+        G, world = self.cfg.rollout.group_size, self.acc.num_processes
         prompts = [self.prompt(i) for i in indices]
-        with gathered_for_engine(self.acc, self.model, self.engine):  # vLLM holds its own copy: no gather
+        again = f" (threshold resampling: draw {self._draw + 1})" if self._draw else ""
+        self.phases(f"generating {len(indices) * world * G} answers to {len(indices) * world} prompts{again}")
+        # the parameters gathered for the engine (vLLM holds its own copy: no gather); its progress shown
+        with gathered_for_engine(self.acc, self.model, self.engine), \
+                self.phases.generating(self.engine, len(prompts) * G, share=world > 1):
             batch = self.engine.generate(prompts, self.sampling, G)
         if len(batch) != len(indices) * G:
             raise TrainingError(f"the rollout engine returned {len(batch)} answers for {len(indices)} prompts x G={G}")
@@ -90,6 +97,7 @@ class Rollouts:
         batch.prompts = [p.text for p in prompts for _ in range(G)]
         batch.prompt_index = torch.tensor(rows, dtype=torch.long)
         answers = [_get(r, self.cfg.data.answer_column) for r in batch.records]
+        self.phases(f"scoring {len(batch) * world} answers")
         scores = score_batch(self.rewards, batch.texts, batch.records, prompts=batch.prompts, answer=answers)
         batch.rewards, batch.rewards_per_fn = scores.total, scores.per_fn
         for name, problem in scores.problems.items():
@@ -115,7 +123,10 @@ class Rollouts:
         degenerate: list[bool] = []  # per local group, in draw order
         per_draw: list[list[bool]] = []
         gathered = self.algo.resample_count == "gathered"
-        for _ in range(self.algo.max_resample_draws):
+        for draw in range(self.algo.max_resample_draws):
+            self._draw = draw
+            if draw:
+                self.phases.draw()
             indices = self.sampler.draw(P)[rank * P_local : (rank + 1) * P_local]
             batch = self.rollout(indices)
             drawn.append(batch)
@@ -136,6 +147,7 @@ class Rollouts:
             self._warn("resample", f"threshold resampling spent its {len(drawn)} draws with {global_kept}/{P} groups "
                                    "carrying a signal; training on what there is "
                                    "(counted in rollout/resample_budget_exhausted)")
+        self._draw = 0
         every = torch.cat([b.rewards for b in drawn])
         finite = every[~torch.isnan(every)]
         total = self.acc.reduce(torch.tensor([float(finite.sum()), float(finite.numel())], dtype=torch.float64,

@@ -140,6 +140,7 @@ class Trainer:
             total_steps=self.total_steps, start_step=self.step, resumed=cfg.train.resume, progress=cfg.log.progress,
             run_name=cfg.log.run_name, wandb_project=cfg.log.wandb_project, config=self.run_cfg.to_dict(),
         )
+        self.rollouts.phases = self.logger.phases  # a slow step says what it is doing (main process)
         if self.acc.is_main_process:
             (self.output_dir / "config.yaml").write_text(to_yaml(self.run_cfg))
 
@@ -170,6 +171,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One rollout batch and (normally) one optimizer update; returns the step's metrics."""
         t0 = time.perf_counter()
+        self.logger.phases.begin(self.step + 1)
         batch, metrics = self.rollouts.collect()  # drawn, scored and resampled: P_local groups on each process
         self.rollouts.check_rewards(self.step + 1)
         t_rollout = time.perf_counter() - t0
@@ -186,6 +188,7 @@ class Trainer:
             metrics.update({"optim/skipped": 1.0, "optim/lr": self.scheduler.get_last_lr()[0]})
             metrics.update(self._importance_metrics_only(batch))  # the gap is measured on every step
         else:
+            self.logger.phases(f"updating ({len(self._micro_batches(batch))} micro-batches)")
             self.engine.sleep()  # frees a colocated engine's memory for the update
             metrics.update(self._update(batch, adv, num_tokens, int(global_r.numel()), self._step_algo(stats["alpha"])))
             self.engine.update_weights(self.model)  # wakes the engine: weights first, then its KV cache
