@@ -24,7 +24,7 @@ and docs/ in the source repository.
 TRAIN_USAGE = """usage: gpgrl train [--config RECIPE.yaml] [--section.key VALUE ...] [--dry-run [--num-processes N]]
 
 Train a model with GPG (or another preset). Values on the command line override the recipe; short
-forms: --model, --dataset, --preset, --output_dir, --steps, --lr, --seed, --resume, --group_size,
+forms: --model, --dataset, --preset, --output_dir, --steps, --lr, --seed, --resume, --overwrite, --group_size,
 --rewards accuracy,format. A recipe is gpgrl's YAML (recipes/) or the original GPG / open-r1 flat YAML,
 translated key by key (docs/recipes.md; --original_script NAME says which of the original's scripts it was
 written for, and the original's own --key value options are read as its train.sh passes them). --dry-run checks a recipe without loading a model (rewards,
@@ -95,12 +95,15 @@ def cmd_train(args: list[str]) -> int:
             if dry:
                 from gpgrl.dry_run import dry_run
 
-                print(dry_run(path, overrides, num_processes=processes))
-                return 0
-            cfg, _ = load_recipe(path, overrides)
-        for w in caught:
+                report = dry_run(path, overrides, num_processes=processes)
+            else:
+                cfg, _ = load_recipe(path, overrides)
+        for w in caught:  # the recipe's warnings, with a dry run too
             if is_main_process():
                 print(f"gpgrl train: warning: {w.message}", file=sys.stderr)
+        if dry:
+            print(report)
+            return 0
     except (ConfigError, ValueError) as e:
         if debug():
             raise
