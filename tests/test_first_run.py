@@ -349,3 +349,71 @@ def test_the_vision_quickstart_prints_what_its_plot_shows():
     assert line == ("[quickstart] GPG step  40/150  sampled answers 62% right  held-out accuracy (100 questions) 77%  "
                     "reward 1.43 (accuracy + 0.5 x answer_only)  alpha 1.00  length 6.0  [120s]")
     assert VISION.chance == 0.25
+
+
+# --- the two set-up commands -------------------------------------------------------------------------------
+
+def _setup_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpgrl_setup_script", REPO / "scripts" / "setup.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_test_ci_and_the_readme_run_the_same_commands():
+    import doctest
+
+    setup = _setup_script()
+    assert doctest.testmod(setup).failed == 0
+    makefile = (REPO / "Makefile").read_text()
+    assert "\t$(PYTHON) scripts/setup.py test $(ARGS)\n" in makefile
+    assert "\t$(PYTHON) scripts/setup.py quickstart $(ARGS)\n" in makefile
+    assert (REPO / ".ci" / "run").read_text().rstrip().splitlines()[-1] == "exec python3 scripts/setup.py test"
+    steps = setup.plan("test", REPO, [], python_version="", installed=False, system_python="python3")
+    assert [" ".join(s.command) for s in steps] == [
+        "python3 -m venv .venv", ".venv/bin/python -m pip install --upgrade pip",
+        ".venv/bin/python -m pip install torch==2.14.1 torchvision==0.29.1",
+        ".venv/bin/python -m pip install -e .[dev,vision]", "ruff check src tests benchmarks scripts",
+        "bash tests/vllm_contract/install.sh", "bash tests/mathverify_contract/install.sh", "pytest -m not slow"]
+    readme = (REPO / "README.md").read_text()
+    tests = readme[readme.index("## Tests"):]
+    tests = tests[:tests.index("\n## ", 4)]
+    assert "make test" in tests  # the one command first, then what it runs, step by step
+    for _, command in setup.TEST_COMMANDS:
+        shown = " ".join(c if " " not in c else f'"{c}"' for c in command)
+        assert shown in tests, shown
+    assert f"pip install {' '.join(setup.TORCH_PAIR)}" in readme
+
+
+def test_a_second_set_up_skips_what_is_done_and_redoes_it_when_pyproject_changes(tmp_path, capsys):
+    setup = _setup_script()
+    repo = tmp_path / "checkout"
+    (repo / ".venv").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text("[project]\nname = 'gpgrl'\n")
+
+    def planned(installed: bool = True) -> list[str]:
+        return [s.skip or "runs" for s in setup.plan("quickstart", repo, ["--vision"], python_version="3.11.7",
+                                                     installed=installed)]
+
+    fresh = planned()
+    assert fresh == ["there (Python 3.11.7)", "runs", "runs", "runs", "runs"]  # no stamp yet
+    stamp = setup.stamp(repo, "vision", "3.11.7", "")
+    setup.stamp_path(repo, "vision").write_text(json.dumps(stamp))
+    done = "up to date (stamp matches pyproject.toml, the torch pair and the extras)"
+    assert planned() == ["there (Python 3.11.7)", done, done, done, "runs"]  # only the quickstart runs
+    assert planned(installed=False) == fresh  # gpgrl gone from .venv (or installed from another checkout)
+    (repo / "pyproject.toml").write_text("[project]\nname = 'gpgrl'\nversion = '0.2'\n")
+    assert planned() == fresh  # a changed pyproject.toml installs again
+    # the test set-up has its own stamp (other extras): the quickstart's does not make it up to date
+    steps = setup.plan("test", repo, [], python_version="3.11.7", installed=True)
+    assert [s.skip for s in steps][1:4] == ["", "", ""]
+    # no Python in .venv: run() plans every step; --dry-run prints them with the total and runs none
+    assert setup.run("test", ["-x"], dry_run=True, repo=repo) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"[setup test] 1/8 Python environment .venv: {sys.executable} -m venv .venv"
+    assert out[-2] == "[setup test] 8/8 tests: pytest -m 'not slow' -x"
+    assert out[-1].startswith("[setup test] would run 8 of 8 steps (0 up to date) in ")
+    assert not (repo / ".venv" / "bin").exists()
