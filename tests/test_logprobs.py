@@ -526,7 +526,8 @@ def test_fsdp_sharded_model_falls_back(process_group, kind):
 
         # one process: nothing to shard (FSDP would switch to NO_SHARD itself, with a warning); the wrapper is
         # still FSDP's, which gathers its parameters inside the forward only
-        wrapped = FullyShardedDataParallel(model, device_id=torch.device("cpu"), sharding_strategy=ShardingStrategy.NO_SHARD)
+        wrapped = FullyShardedDataParallel(model, device_id=torch.device("cpu"),
+                                       sharding_strategy=ShardingStrategy.NO_SHARD)
     else:
         from torch.distributed.fsdp import fully_shard
 

@@ -153,8 +153,8 @@ class RolloutConfig:
 
 @dataclass
 class RewardSpec:
-    name: str = _f("", "registered reward name, or your own: 'module:function' (module.py beside the recipe, or "
-                       "installed) or 'path/to/file.py:function'")
+    name: str = _f("", "registered reward name, or your own: 'module:function' (module.py beside the recipe, "
+                       "or installed) or 'path/to/file.py:function'")
     weight: float = _f(1.0, "weight in the total reward (sum of weight * reward)")
     params: dict[str, Any] = _f({}, "keyword arguments of the reward's factory")
     timeout: float | None = _f(None, "your own rewards ('module:function'): seconds a call may take; past it the "
@@ -185,9 +185,9 @@ class TrainConfig:
     micro_batch_size: int = _f(8, "answers per forward/backward on each process (gradient accumulation)")
     seed: int = _math(42, "random seed (sampling, prompts, model init of tiny models)")
     output_dir: str = _f("runs/gpgrl", "folder for checkpoints, metrics.jsonl, samples, TensorBoard")
-    overwrite: bool = _f(False, "start afresh in an output_dir holding a run, deleting its files once the settings, "
-                               "model, data and rewards are checked; command line only (--overwrite): a recipe's is "
-                               "ignored")
+    overwrite: bool = _f(False, "start afresh in an output_dir holding a run, deleting its files once the "
+                               "settings, model, data and rewards are checked; command line only (--overwrite): "
+                               "a recipe's is ignored")
     save_every: int = _f(0, "save a checkpoint every N steps (0 = only at the end)")
     save_total_limit: int = _f(2, "checkpoints kept (oldest deleted first)")
     resume: bool = _f(False, "continue from the newest checkpoint in output_dir (its settings must match)")

@@ -46,11 +46,11 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, str] | None
     flat_recipe = is_flat_recipe(raw)
     ignored = _drop_overwrite(raw, flat_recipe)
     if ignored and not _overwrite_given(overrides or {}):
-        original = (" (the original's scripts never read it either: they resume from the folder's last checkpoint)"
-                    if flat_recipe else "")
-        warnings.warn(f"{path}: {ignored}: true is ignored{original}: a recipe never deletes a run; to replace the "
-                      "run in its output folder, pass --overwrite on the command line (--resume continues it)",
-                      stacklevel=2)
+        original = (" (the original's scripts never read it either: they resume from the folder's last "
+                    "checkpoint)" if flat_recipe else "")
+        warnings.warn(f"{path}: {ignored}: true is ignored{original}: a recipe never deletes a run; to replace "
+                      "the run in its output folder, pass --overwrite on the command line (--resume continues "
+                      "it)", stacklevel=2)
     if flat_recipe:
         try:  # the original's own keys on the command line (its train.sh's) set the flat recipe's
             flat, overrides = split_overrides(overrides or {})
@@ -102,8 +102,8 @@ def resolve_user_reward(name: str, folders: list[Path]) -> str:
         raise ConfigError(f"reward {name!r}: no file {module!r} in {where}; give the path of a Python file, "
                           "absolute or relative to the recipe's folder")
     if not module or not all(part.isidentifier() for part in module.split(".")):
-        raise ConfigError(f"reward {name!r}: your own reward is given as 'module:function' (a file module.py next "
-                          "to the recipe, or an installed module) or 'path/to/file.py:function'")
+        raise ConfigError(f"reward {name!r}: your own reward is given as 'module:function' (a file module.py "
+                          "next to the recipe, or an installed module) or 'path/to/file.py:function'")
     relative = Path(*module.split("."))
     for folder in searched:
         for candidate in (folder / relative.with_suffix(".py"), folder / relative / "__init__.py"):
@@ -115,10 +115,10 @@ def resolve_user_reward(name: str, folders: list[Path]) -> str:
         installed = False
     if installed:
         return name
-    raise ConfigError(f"reward {name!r}: no module {module!r}: no {relative.with_suffix('.py')} in {where} (the "
-                      "recipe's folder, then the one you run from), and none installed or on PYTHONPATH; put the "
-                      f"file there, give its path ('path/to/{relative.name}.py:{function}'), or add its folder to "
-                      "PYTHONPATH")
+    raise ConfigError(f"reward {name!r}: no module {module!r}: no {relative.with_suffix('.py')} in {where} "
+                      "(the recipe's folder, then the one you run from), and none installed or on PYTHONPATH; "
+                      f"put the file there, give its path ('path/to/{relative.name}.py:{function}'), or add its "
+                      "folder to PYTHONPATH")
 
 
 def _drop_overwrite(raw: dict[str, Any], flat: bool) -> str | None:

@@ -294,9 +294,10 @@ def apply_lora(model: PreTrainedModel, r: int, alpha: int, dropout: float, targe
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
                         task_type="CAUSAL_LM")
     with warnings.catch_warnings():
-        # peft's PeftModel reads transformers' deprecated `is_gradient_checkpointing` alias, and transformers 5
-        # warns on every LoRA model: a call inside peft that nothing here can change (gpgrl reads the new name)
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        # peft's PeftModel reads transformers' deprecated `is_gradient_checkpointing` alias, and transformers
+        # 5 warns on every LoRA model: a call inside peft that nothing here can change (gpgrl reads the new one)
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
         return get_peft_model(model, config)
 
 

@@ -133,8 +133,10 @@ def _failed_import(path: str, e: BaseException, root: Path | None) -> RewardLoad
         frame = _user_frame(e, root) if root is not None else None
         where = f"{frame[0]} line {frame[1]}: " if frame else ""
         where += f"{type(e).__name__}: {e}"
-    fix = "install it in this environment, or fix the import" if isinstance(e, ModuleNotFoundError) else "fix the file"
-    return RewardLoadError(f"reward {path!r}: importing it failed at {where}; {fix} (--debug shows the traceback)")
+    missing = isinstance(e, ModuleNotFoundError)
+    fix = "install it in this environment, or fix the import" if missing else "fix the file"
+    return RewardLoadError(f"reward {path!r}: importing it failed at {where}; {fix} (--debug shows the "
+                           "traceback)")
 
 
 def _import_file(file: Path, path: str) -> ModuleType:
@@ -147,8 +149,8 @@ def _import_file(file: Path, path: str) -> ModuleType:
     """
     file = file.resolve()
     if not file.is_file():
-        raise RewardLoadError(f"reward {path!r}: no file {str(file)!r}; give the path of a Python file, absolute "
-                              "or relative to the recipe's folder")
+        raise RewardLoadError(f"reward {path!r}: no file {str(file)!r}; give the path of a Python file, "
+                              "absolute or relative to the recipe's folder")
     root, parts = file.parent, [] if file.stem == "__init__" else [file.stem]
     while (root / "__init__.py").is_file():
         parts.insert(0, root.name)
@@ -165,8 +167,8 @@ def _import_file(file: Path, path: str) -> ModuleType:
         raise _failed_import(path, e, root) from e
     loaded = Path(getattr(module, "__file__", "") or "").resolve()
     if loaded != file:
-        raise RewardLoadError(f"reward {path!r}: module {dotted!r} is already imported from {str(loaded)!r}, not "
-                              f"from {str(file)!r}; rename the package or the file")
+        raise RewardLoadError(f"reward {path!r}: module {dotted!r} is already imported from {str(loaded)!r}, "
+                              f"not from {str(file)!r}; rename the package or the file")
     return module
 
 
@@ -206,9 +208,9 @@ def _import_module(module_name: str, path: str) -> ModuleType:
     except ModuleNotFoundError as e:
         if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
             raise RewardLoadError(
-                f"reward {path!r}: no module {module_name!r} is installed or on PYTHONPATH; put its file next to "
-                "the recipe (or in the folder you run from), give the file's path ('path/to/file.py:function'), "
-                "or add its folder to PYTHONPATH") from e
+                f"reward {path!r}: no module {module_name!r} is installed or on PYTHONPATH; put its file next "
+                "to the recipe (or in the folder you run from), give the file's path "
+                "('path/to/file.py:function'), or add its folder to PYTHONPATH") from e
         raise _failed_import(path, e, _module_root(module_name)) from e
     except Exception as e:
         raise _failed_import(path, e, _module_root(module_name)) from e
@@ -243,8 +245,10 @@ def _load_user_function(path: str) -> Callable[..., list[float | None]]:
         if not hasattr(obj, part):
             names = [n for n in dir(obj) if not n.startswith("_") and callable(getattr(obj, n, None))]
             near = difflib.get_close_matches(part, names, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else (f"; it has: {', '.join(names[:10])}" if names else "")
-            raise RewardLoadError(f"reward {path!r}: {getattr(module, '__file__', module_name)} has no {attr!r}{hint}")
+            hint = f"; it has: {', '.join(names[:10])}" if names else ""
+            hint = f"; did you mean {near[0]!r}?" if near else hint
+            where = getattr(module, "__file__", module_name)
+            raise RewardLoadError(f"reward {path!r}: {where} has no {attr!r}{hint}")
         obj = getattr(obj, part)
     if not callable(obj):
         raise RewardLoadError(f"reward {path!r}: {attr!r} is not callable")

@@ -244,8 +244,9 @@ def _previous(out: Path) -> str:
     """The quickstart run in ``out``, in words: its seed and result when it finished (summary.json)."""
     try:
         summary = json.loads((out / "summary.json").read_text())
+        before, after = summary["accuracy_before"], summary["accuracy_after"]
         return (f"a finished {summary.get('quickstart', 'text')} quickstart run (seed {summary['seed']}: "
-                f"{summary['accuracy_before']:.1%} -> {summary['accuracy_after']:.1%} in {summary['steps']} GPG steps)")
+                f"{before:.1%} -> {after:.1%} in {summary['steps']} GPG steps)")
     except (OSError, ValueError, KeyError, TypeError):
         return "an unfinished quickstart run (no summary.json)"
 
@@ -299,7 +300,8 @@ def check_output(out: Path, *, overwrite: bool, vision: bool = False) -> str | N
                          f"`{command} --output {_free_folder(out)}` keeps it")
     size = sum(p.stat().st_size for name in entries for p in [out / name, *(out / name).rglob("*")] if p.is_file())
     shown = [f"{name}/" if (out / name).is_dir() else name for name in entries]
-    return f"--overwrite: deleting the previous quickstart run in {out}, {what}: {', '.join(shown)}; {human_size(size)}"
+    return (f"--overwrite: deleting the previous quickstart run in {out}, {what}: {', '.join(shown)}; "
+            f"{human_size(size)}")
 
 
 def clear_output(out: Path) -> None:

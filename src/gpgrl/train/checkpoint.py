@@ -264,7 +264,8 @@ def folder_problem(path: str | Path, what: str) -> str | None:
 
     >>> import tempfile
     >>> with tempfile.NamedTemporaryFile(suffix=".txt") as f:
-    ...     folder_problem(f.name, "train.output_dir").endswith("is a file, not a folder; choose another folder")
+    ...     folder_problem(f.name, "train.output_dir").endswith("is a file, not a folder; choose another "
+    ...                                                          "folder")
     True
     >>> folder_problem("runs/new/run", "--output") is None   # not there yet: it will be created
     True
@@ -274,7 +275,8 @@ def folder_problem(path: str | Path, what: str) -> str | None:
         if p.exists() and not p.is_dir():
             if p == path:
                 return f"{what} {str(path)!r} is a file, not a folder; choose another folder"
-            return f"{what} {str(path)!r} cannot be a folder: {str(p)!r} above it is a file; choose another folder"
+            return (f"{what} {str(path)!r} cannot be a folder: {str(p)!r} above it is a file; choose another "
+                    "folder")
     return None
 
 
@@ -300,7 +302,7 @@ def _size(path: Path) -> int:
 
 
 def _logged_steps(path: Path) -> int:
-    """The number of distinct steps in a ``{"step": ...}`` JSON-lines file (lines that are not JSON skipped)."""
+    """The number of distinct steps in a ``{"step": ...}`` JSON-lines file (lines not JSON are skipped)."""
     import json
 
     steps = set()
@@ -349,8 +351,8 @@ def check_output_dir(output_dir: str | Path, *, resume: bool, overwrite: bool) -
     if found and not resume and not overwrite:
         raise ValueError(
             f"train.output_dir {str(output_dir)!r} already holds a run ({', '.join(found)}). Pass --resume to "
-            "continue it, --overwrite to delete it and start afresh (on the command line: a recipe never deletes "
-            "a run), or choose another --output_dir."
+            "continue it, --overwrite to delete it and start afresh (on the command line: a recipe never "
+            "deletes a run), or choose another --output_dir."
         )
 
 

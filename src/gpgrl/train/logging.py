@@ -104,7 +104,8 @@ class MetricsLogger:
                 self._tb = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"), purge_step=start_step + 1
                                          if start_step or resumed else None)
             except ImportError:
-                self.console.print("[yellow]tensorboard is not installed; TensorBoard logging is off[/]", soft_wrap=True)
+                self.console.print("[yellow]tensorboard is not installed; TensorBoard logging is off[/]",
+                                   soft_wrap=True)
         if "wandb" in report_to:
             import wandb
 

@@ -156,7 +156,8 @@ class Trainer:
 
         # a folder that cannot take this run is refused before the model loads (read-only; the deletion
         # that train.overwrite asks for waits until every part is built)
-        checkpoint.check_output_dir(cfg.train.output_dir, resume=cfg.train.resume, overwrite=cfg.train.overwrite)
+        t = cfg.train
+        checkpoint.check_output_dir(t.output_dir, resume=t.resume, overwrite=t.overwrite)
         return cls(cfg, **build_parts(cfg, **parts))
 
     # ------------------------------------------------------------------------------------------ setup
