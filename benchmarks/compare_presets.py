@@ -187,6 +187,7 @@ def run_preset(seed: int, preset: str, ws: dict[str, Any], out: Path, *, steps: 
     raw["rollout"]["max_completion_length"] = max_new
     raw["algorithm"] = {**METHODS[preset], **({"max_resample_draws": max_draws} if max_draws else {})}
     raw["train"]["output_dir"] = str(out)
+    raw["train"]["overwrite"] = True  # a re-run of the benchmark replaces its own cell (the recipe never deletes)
     # The trainer closes its logger after each train() call and we call it in chunks: no sinks.
     raw["log"] = {"report_to": [], "sample_every": 0, "progress": False}
     cfg = from_dict(raw)

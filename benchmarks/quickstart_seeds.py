@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_seed(seed: int, output: Path, vision: bool = False) -> dict:
-    cmd = [sys.executable, "-m", "gpgrl.cli", "quickstart", "--output", str(output), "--seed", str(seed), "--quiet"]
+    cmd = [sys.executable, "-m", "gpgrl.cli", "quickstart", "--output", str(output), "--seed", str(seed), "--quiet",
+           "--overwrite"]  # a re-run of the benchmark replaces its own seed's folder
     cmd += ["--vision"] if vision else []
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

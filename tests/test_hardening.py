@@ -98,13 +98,18 @@ def test_infinite_rewards_are_counted_as_failures(tmp_path):
 
 # --- output folders and resume ----------------------------------------------------------------------------
 
-def test_a_used_output_dir_needs_resume_or_overwrite(tmp_path):
+def test_a_used_output_dir_needs_resume_or_overwrite(tmp_path, capsys):
     cfg = tiny_config(tmp_path, train={"steps": 1, "prompts_per_step": 4})
     _trainer(cfg).train()
     with pytest.raises(ValueError, match=r"already holds a run \(checkpoints, metrics.jsonl\)\. Pass --resume"):
         _trainer(cfg)
     cfg.train.overwrite = True
+    capsys.readouterr()
     fresh = _trainer(cfg)
+    # never deleted without a word: one line says what went
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "--overwrite" in x]
+    assert re.fullmatch(r"\[gpgrl\] --overwrite: deleted the previous run in '.*/run': 1 checkpoint up to step 1, "
+                        r"metrics\.jsonl with 1 step, config\.yaml; \d+\.\d (kB|MB)", line), line
     assert checkpoint.list_checkpoints(tmp_path / "run") == []  # the old run is gone
     assert not (tmp_path / "run" / "metrics.jsonl").read_text()
     fresh.train()

@@ -522,9 +522,12 @@ def test_fsdp_sharded_model_falls_back(process_group, kind):
     with torch.no_grad():
         expected, _ = completion_logprobs(model, *batch[:4], fused=False)
     if kind == "fsdp1":
-        from torch.distributed.fsdp import FullyShardedDataParallel
+        from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
 
-        wrapped = FullyShardedDataParallel(model, device_id=torch.device("cpu"))
+        # one process: nothing to shard (FSDP would switch to NO_SHARD itself, with a warning); the wrapper is
+        # still FSDP's, which gathers its parameters inside the forward only
+        wrapped = FullyShardedDataParallel(model, device_id=torch.device("cpu"),
+                                       sharding_strategy=ShardingStrategy.NO_SHARD)
     else:
         from torch.distributed.fsdp import fully_shard
 

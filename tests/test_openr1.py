@@ -8,8 +8,26 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gpgrl import recipe as gpgrl_recipe
 from gpgrl.config import ConfigError, steps_for_epochs
-from gpgrl.recipe import load_config, load_recipe
+
+# What reading the original's recipes warns about, by design: the keys with no meaning here, and the
+# overwrite_output_dir that a recipe file cannot set.
+EXPECTED_WARNINGS = ("keys with no meaning in gpgrl, ignored: ", "overwrite_output_dir: true is ignored")
+
+
+def load_recipe(*args, **kwargs):
+    """``gpgrl.recipe.load_recipe``, asserting that the only warnings it gives are the expected ones."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = gpgrl_recipe.load_recipe(*args, **kwargs)
+    unexpected = [str(w.message) for w in caught if not any(e in str(w.message) for e in EXPECTED_WARNINGS)]
+    assert not unexpected, unexpected
+    return result
+
+
+def load_config(*args, **kwargs):
+    return load_recipe(*args, **kwargs)[0]
 
 # Written in the style of the original's open-rs/recipes/gpg.yaml (GPG-RS1 on R1-Distill-1.5B)
 OPEN_RS = """
@@ -94,7 +112,7 @@ def test_the_open_rs_recipe_means_the_same_here(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "16")  # as accelerate launch --num_processes 16 sets it
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cfg, report = load_recipe(_recipe(tmp_path, OPEN_RS))
+        cfg, report = gpgrl_recipe.load_recipe(_recipe(tmp_path, OPEN_RS))
     assert cfg.model.name_or_path == "models/DeepSeek-R1-Distill-Qwen-1.5B" and cfg.model.dtype == "bfloat16"
     assert cfg.model.gradient_checkpointing and cfg.model.attn_implementation == "flash_attention_2"
     assert (cfg.data.dataset, cfg.data.prompt_column, cfg.data.answer_column) == ("knoveleng/open-s1", "problem", "solution")
@@ -104,7 +122,8 @@ def test_the_open_rs_recipe_means_the_same_here(tmp_path, monkeypatch):
         1e-6, "cosine_with_min_lr", 0.1, 0.1)
     # 6 answers per device x 16 processes x 4 accumulation steps = 384 answers = 64 groups of 6
     assert (cfg.train.prompts_per_step, cfg.train.micro_batch_size, cfg.train.steps) == (64, 6, 100)
-    assert (cfg.train.save_every, cfg.train.overwrite, cfg.train.mixed_precision, cfg.train.seed) == (50, True, "bf16", 42)
+    # overwrite_output_dir: true is not taken from a file (a recipe never deletes a run; no original script reads it)
+    assert (cfg.train.save_every, cfg.train.overwrite, cfg.train.mixed_precision, cfg.train.seed) == (50, False, "bf16", 42)
     assert [(r.name, r.weight, r.params) for r in cfg.rewards] == [
         ("format_v2", 1.0, {}), ("cosine", 2.0, {"max_len": 3584, "semantics": "math_verify_0.5.2"})]
     assert cfg.log.report_to == ["jsonl", "tensorboard"] and cfg.log.log_every == 1
@@ -116,7 +135,21 @@ def test_the_open_rs_recipe_means_the_same_here(tmp_path, monkeypatch):
     assert report.ignored == ["gradient_checkpointing_kwargs", "hub_model_id", "logging_strategy", "model_revision",
                               "push_to_hub", "vllm_device"]
     assert [str(w.message).split(": ", 1)[1] for w in caught] == [
-        "keys with no meaning in gpgrl, ignored: " + ", ".join(report.ignored)]  # one warning
+        "overwrite_output_dir: true is ignored (the original's scripts never read it either: they resume from the "
+        "folder's last checkpoint): a recipe never deletes a run; to replace the run in its output folder, pass "
+        "--overwrite on the command line (--resume continues it)",
+        "keys with no meaning in gpgrl, ignored: " + ", ".join(report.ignored)]  # one warning for those keys
+
+
+@pytest.mark.parametrize("flag", ["overwrite", "train.overwrite", "overwrite_output_dir"])
+def test_only_the_command_line_overwrites_a_flat_recipes_run(tmp_path, flag):
+    """The original's YAMLs set overwrite_output_dir: true (read by none of its scripts); only --overwrite (or
+    the original's own --overwrite_output_dir on the command line) asks gpgrl to delete a run, silently."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = gpgrl_recipe.load_config(_recipe(tmp_path, OPEN_RS), {flag: "true"})
+    assert cfg.train.overwrite is True
+    assert not any("overwrite" in str(w.message) for w in caught)
 
 
 @pytest.mark.parametrize(("processes", "prompts"), [(1, 8), (8, 64)])

@@ -86,11 +86,24 @@ def test_help_exits_cleanly(capsys):
     assert "--seed" in capsys.readouterr().out
 
 
-def test_short_quickstart_writes_summary_and_plot(tmp_path):
+def test_short_quickstart_writes_summary_and_plot(tmp_path, capsys):
+    # an earlier run in the folder: refused, then replaced with --overwrite, saying what it deletes
+    (tmp_path / "summary.json").write_text(json.dumps({"quickstart": "text", "seed": 7, "accuracy_before": 0.25,
+                                                       "accuracy_after": 0.5, "steps": 9}))
+    (tmp_path / "sft").mkdir()
+    (tmp_path / "sft" / "stale.bin").write_bytes(b"x" * 1000)
+    with pytest.raises(ValueError, match=r"already holds a finished text quickstart run \(seed 7: 25\.0% -> 50\.0% "
+                                         r"in 9 GPG steps\): `gpgrl quickstart --overwrite` replaces it"):
+        run(tmp_path, seed=1, quiet=True)
+    capsys.readouterr()
     # a shortened run: few SFT steps, 2 small GPG steps, 20 test questions
-    summary = run(tmp_path, seed=1, steps=2, sft_steps=20, eval_every=1, eval_size=20, quiet=True,
+    summary = run(tmp_path, seed=1, steps=2, sft_steps=20, eval_every=1, eval_size=20, quiet=True, overwrite=True,
                   rl_overrides={"train": {"prompts_per_step": 4}, "rollout": {"group_size": 4},
                                 "algorithm": {"preset": "gpg", "max_resample_draws": 1}})
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"[quickstart] --overwrite: deleting the previous quickstart run in {tmp_path}, a finished text quickstart "
+        "run (seed 7: 25.0% -> 50.0% in 9 GPG steps): sft/, summary.json; 1.1 kB")
+    assert not (tmp_path / "sft" / "stale.bin").exists()
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
     for key in ("accuracy_before", "accuracy_after", "steps", "seconds", "seed", "config"):

@@ -115,8 +115,8 @@ def test_user_function_by_module_path(user_module: str) -> None:
 @pytest.mark.parametrize(
     ("path", "match"),
     [
-        ("no_such_module_xyz:fn", "cannot import"),
-        ("my_user_rewards:missing", "no attribute"),
+        ("no_such_module_xyz:fn", "no module 'no_such_module_xyz' is installed or on PYTHONPATH; put its file next"),
+        ("my_user_rewards:missing", "has no 'missing'"),
         ("my_user_rewards:NOT_CALLABLE", "not callable"),
         ("my_user_rewards:", "package.module:function"),
     ],

@@ -525,14 +525,16 @@ def test_fsdp_weights_are_announced_with_clean_names_and_full_shapes(process_gro
     flattened shard's shapes, which the server would size its receive buffers by. (Two processes, one
     FSDP unit at a time: tests/test_full_parameters.py.)"""
     from accelerate.utils import DistributedType, extract_model_from_parallel
-    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
 
     from gpgrl.rollout.vllm import checked, vllm_weights, weight_metadata
 
     model = build_tiny_model(TOK, seed=0)
     want = [(n, p.dtype, tuple(p.shape)) for n, p in model.named_parameters()]
     values = {n: p.detach().clone() for n, p in model.named_parameters()}
-    wrapped = FullyShardedDataParallel(model, device_id=torch.device("cpu"))
+    # one process: FSDP shards nothing and would switch to NO_SHARD itself (with a warning); still flattened
+    wrapped = FullyShardedDataParallel(model, device_id=torch.device("cpu"),
+                                       sharding_strategy=ShardingStrategy.NO_SHARD)
     assert [n for n, _ in wrapped.named_parameters()] != [n for n, _, _ in want]  # what was sent before
     accelerator = SimpleNamespace(distributed_type=DistributedType.FSDP, unwrap_model=extract_model_from_parallel,
                                   state=SimpleNamespace(deepspeed_plugin=None))

@@ -121,7 +121,7 @@ def cmd_train(args: list[str]) -> int:
                 checked = dry_run(path, overrides, num_processes=processes)
             else:
                 cfg, _ = load_recipe(path, overrides, note=_note)
-        for w in caught:
+        for w in caught:  # the recipe's warnings, with a dry run too
             if is_main_process():
                 print(f"gpgrl train: warning: {w.message}", file=sys.stderr)
         if dry:

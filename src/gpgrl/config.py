@@ -161,7 +161,8 @@ class RolloutConfig:
 class RewardSpec:
     """The reward functions, one entry each, whose weighted sum scores each answer (`gpgrl rewards` lists them)."""
 
-    name: str = _f("", "registered reward name or 'package.module:function'")
+    name: str = _f("", "registered reward name, or your own: 'module:function' (module.py beside the recipe, "
+                       "or installed) or 'path/to/file.py:function'")
     weight: float = _f(1.0, "weight in the total reward (sum of weight * reward)")
     params: dict[str, Any] = _f({}, "keyword arguments of the reward's factory")
     timeout: float | None = _f(None, "your own rewards ('module:function'): seconds a call may take; past it the "
@@ -196,8 +197,9 @@ class TrainConfig:
     micro_batch_size: int = _f(8, "answers per forward/backward on each process (gradient accumulation)")
     seed: int = _math(42, "random seed (sampling, prompts, model init of tiny models)")
     output_dir: str = _f("runs/gpgrl", "folder for checkpoints, metrics.jsonl, samples, TensorBoard")
-    overwrite: bool = _f(False, "start afresh in a non-empty output_dir, deleting the old run's files once the "
-                               "settings, model, data and rewards have all been checked")
+    overwrite: bool = _f(False, "start afresh in an output_dir holding a run, deleting its files once the "
+                               "settings, model, data and rewards are checked; command line only (--overwrite): "
+                               "a recipe's is ignored")
     save_every: int = _f(0, "save a checkpoint every N steps (0 = only at the end)")
     save_total_limit: int = _f(2, "checkpoints kept (oldest deleted first)")
     resume: bool = _f(False, "continue from the newest checkpoint in output_dir (its settings must match)")
@@ -263,9 +265,11 @@ class Config:
         """A copy holding the numbers a run resolves once its data and model are loaded: ``train.steps``
         (:func:`total_steps`) and ``data.max_prompt_length`` (:func:`prompt_budget`). It is what the run's
         config.yaml and checkpoints record, and what a resumed run is compared on; the config itself is
-        never changed."""
+        never changed. Its ``train.overwrite`` is false: deleting an earlier run is what the command that
+        started this one did, not a setting of this run (running its config.yaml again must not delete it)."""
         out = copy.deepcopy(self)
         out.train.steps, out.data.max_prompt_length = steps, max_prompt_length
+        out.train.overwrite = False
         return out
 
     def validate(self) -> Config:
@@ -437,7 +441,7 @@ def prompt_budget(cfg: Config, context: int | None) -> int:
 ALIASES = {
     "model": "model.name_or_path", "dataset": "data.dataset", "preset": "algorithm.preset",
     "output_dir": "train.output_dir", "steps": "train.steps", "lr": "optim.lr", "seed": "train.seed",
-    "resume": "train.resume", "group_size": "rollout.group_size",
+    "resume": "train.resume", "overwrite": "train.overwrite", "group_size": "rollout.group_size",
 }
 
 

@@ -85,7 +85,7 @@ def dry_run(path: str | None, overrides: dict[str, str] | None = None, *, num_pr
     try:
         rewards = as_reward_functions(cfg.rewards)
     except ValueError as e:
-        raise ConfigError(f"rewards: {e}") from None
+        raise ConfigError(f"rewards: {e}") from e  # --debug shows the cause (a reward file's own traceback)
     lines.append("rewards: " + ", ".join(f"{r.name} x {r.weight:g}" for r in rewards) + "  [built]")
     lines += reward_semantics(cfg.rewards)
 

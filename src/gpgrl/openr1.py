@@ -112,7 +112,9 @@ MAPPING: dict[str, Key] = {
     "adam_epsilon": Key("optim.adam_eps"),
     "seed": Key("train.seed"),
     "output_dir": Key("train.output_dir"),
-    "overwrite_output_dir": Key("train.overwrite"),
+    "overwrite_output_dir": Key("train.overwrite", "on the command line only; a recipe file's is ignored with "
+                                "a warning (the original's scripts never read it: they resume from the last "
+                                "checkpoint)"),
     "save_total_limit": Key("train.save_total_limit", "null means keep 2", lambda v: 2 if v is None else v),
     "bf16": Key("train.mixed_precision", "true -> bf16", lambda v: "bf16" if v else "no"),
     "logging_steps": Key("log.log_every", "", lambda v: max(1, int(v))),

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from gpgrl.config import ALIASES, TOP_LEVEL_KEYS, Config, ConfigError, apply_overrides, from_dict, help_rows
+from gpgrl.config import ALIASES, TOP_LEVEL_KEYS, Config, ConfigError, apply_overrides, coerce, from_dict, help_rows
 from gpgrl.openr1 import (
     TranslationError,
     command_line_names,
@@ -31,7 +31,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, str] | None
     """Read a YAML recipe (or none) and apply command-line overrides.
 
     An open-r1 / original-GPG style flat recipe is translated first (:mod:`gpgrl.openr1`); its keys with
-    no meaning here are named in one warning.
+    no meaning here are named in one warning. A recipe file never deletes a run: its ``train.overwrite``
+    (a flat recipe's ``overwrite_output_dir``) is dropped with a warning; only ``overrides`` (the command
+    line's ``--overwrite``) set it.
     """
     return load_recipe(path, overrides)[0]
 
@@ -55,7 +57,15 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, str] | None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections (model:, data:, ...)")
     report = None
-    if is_flat_recipe(raw):
+    flat_recipe = is_flat_recipe(raw)
+    ignored = _drop_overwrite(raw, flat_recipe)
+    if ignored and not _overwrite_given(overrides or {}):
+        original = (" (the original's scripts never read it either: they resume from the folder's last "
+                    "checkpoint)" if flat_recipe else "")
+        warnings.warn(f"{path}: {ignored}: true is ignored{original}: a recipe never deletes a run; to replace "
+                      "the run in its output folder, pass --overwrite on the command line (--resume continues "
+                      "it)", stacklevel=2)
+    if flat_recipe:
         try:  # the original's own keys on the command line (its train.sh's) set the flat recipe's
             flat, overrides = split_overrides(overrides or {})
             raw, report = translate({**raw, **flat}, num_processes=num_processes,
@@ -71,6 +81,9 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, str] | None
         cfg = from_dict(apply_overrides(raw, overrides))
     except ConfigError as e:
         raise ConfigError(named_by(str(e), translated)) from None
+    folders = [Path(path).resolve().parent] if path is not None else []
+    for spec in cfg.rewards:  # your own rewards, found beside the recipe the same way in every process
+        spec.name = resolve_user_reward(spec.name, [*folders, Path.cwd()])
     for line in translated if note is not None else ():  # said once the settings are known to be valid
         note(line)
     return cfg, report
@@ -165,3 +178,85 @@ def suggest_option(key: str) -> str | None:
         if hit:
             return pool[hit[0]]
     return None
+
+def resolve_user_reward(name: str, folders: list[Path]) -> str:
+    """Your own reward as every process (and a time-limited reward's worker) will load it.
+
+    ``name`` is ``"module:function"`` or ``"path/to/file.py:function"``; registered names (no colon) are
+    returned as they are. The module's file (``module.py``, or ``module/__init__.py``; dotted names as
+    folders) or the given file is looked for in ``folders`` in order (the recipe's folder, then the one
+    the command runs from) and, when found there, named by its absolute path, so that no process depends on
+    ``PYTHONPATH`` or on the folder it was started in. A module found in none of them must be installed or
+    on ``PYTHONPATH``; else ConfigError names the folders searched and the fixes.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = (Path(d) / "myrewards.py").write_text("def short(completions, **_): ...")
+    ...     resolve_user_reward("myrewards:short", [Path(d)]) == f"{Path(d).resolve() / 'myrewards.py'}:short"
+    True
+    >>> resolve_user_reward("accuracy", []), resolve_user_reward("gpgrl.tasks.shapes:answer_only", [])
+    ('accuracy', 'gpgrl.tasks.shapes:answer_only')
+    """
+    import importlib.util
+
+    from gpgrl.rewards.registry import is_file_reference
+
+    if ":" not in name:
+        return name
+    module, _, function = name.rpartition(":")
+    searched = list(dict.fromkeys(f.resolve() for f in folders))
+    where = " or ".join(repr(str(f)) for f in searched) or "(no folder)"
+    if is_file_reference(module):
+        given = Path(module).expanduser()
+        for candidate in [given] if given.is_absolute() else [f / given for f in searched]:
+            if candidate.is_file():
+                return f"{candidate.resolve()}:{function}"
+        raise ConfigError(f"reward {name!r}: no file {module!r} in {where}; give the path of a Python file, "
+                          "absolute or relative to the recipe's folder")
+    if not module or not all(part.isidentifier() for part in module.split(".")):
+        raise ConfigError(f"reward {name!r}: your own reward is given as 'module:function' (a file module.py "
+                          "next to the recipe, or an installed module) or 'path/to/file.py:function'")
+    relative = Path(*module.split("."))
+    for folder in searched:
+        for candidate in (folder / relative.with_suffix(".py"), folder / relative / "__init__.py"):
+            if candidate.is_file():
+                return f"{candidate.resolve()}:{function}"
+    try:
+        installed = importlib.util.find_spec(module.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        installed = False
+    if installed:
+        return name
+    raise ConfigError(f"reward {name!r}: no module {module!r}: no {relative.with_suffix('.py')} in {where} "
+                      "(the recipe's folder, then the one you run from), and none installed or on PYTHONPATH; "
+                      f"put the file there, give its path ('path/to/{relative.name}.py:{function}'), or add its "
+                      "folder to PYTHONPATH")
+
+
+def _drop_overwrite(raw: dict[str, Any], flat: bool) -> str | None:
+    """Remove the recipe file's overwrite setting (``train.overwrite``, or a flat recipe's
+    ``overwrite_output_dir``): deleting a run is asked for on the command line only. Returns the key's name
+    when the file set it true (else None).
+
+    >>> raw = {"train": {"steps": 3, "overwrite": True}}
+    >>> _drop_overwrite(raw, flat=False), raw
+    ('train.overwrite', {'train': {'steps': 3}})
+    >>> _drop_overwrite({"overwrite_output_dir": False}, flat=True) is None
+    True
+    """
+    if flat:
+        key, value = "overwrite_output_dir", raw.pop("overwrite_output_dir", False)
+    else:
+        train = raw.get("train")
+        if not isinstance(train, dict) or "overwrite" not in train:
+            return None
+        raw["train"] = {k: v for k, v in train.items() if k != "overwrite"}
+        key, value = "train.overwrite", train["overwrite"]
+    return key if coerce(value, bool, key) else None
+
+
+def _overwrite_given(overrides: dict[str, str]) -> bool:
+    """Whether the command line asks to overwrite (``--overwrite``, ``--train.overwrite``, the original's
+    ``--overwrite_output_dir``)."""
+    return any(str(overrides.get(k, "false")).lower() in ("true", "1", "yes", "on")
+               for k in ("overwrite", "train.overwrite", "overwrite_output_dir"))

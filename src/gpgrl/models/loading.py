@@ -18,6 +18,7 @@ import contextlib
 import io
 import re
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -287,7 +288,12 @@ def apply_lora(model: PreTrainedModel, r: int, alpha: int, dropout: float, targe
         raise ImportError("LoRA needs peft: pip install 'gpgrl[peft]'") from e
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
                         task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft's PeftModel reads transformers' deprecated `is_gradient_checkpointing` alias, and transformers
+        # 5 warns on every LoRA model: a call inside peft that nothing here can change (gpgrl reads the new one)
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 # --- loading bars -----------------------------------------------------------------------------------------

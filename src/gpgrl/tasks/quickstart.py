@@ -66,6 +66,7 @@ class Setup:
     sft: dict[str, Any]
     steps: int
     rl: dict[str, Any]  # sections of the RL recipe that differ from the text one
+    chance: float | None = None  # held-out accuracy of guessing (printed beside the accuracies)
 
     def task(self) -> Any:
         from gpgrl.data.datasets import builtin_task
@@ -116,6 +117,7 @@ VISION = Setup(
      "algorithm": {"preset": "gpg", "max_resample_draws": 4},
      "optim": {"lr": 2e-3, "lr_scheduler": "cosine", "warmup_steps": 5, "max_grad_norm": 1.0},
      "train": {"prompts_per_step": 16}},
+    chance=0.25,
 )
 
 
@@ -137,7 +139,7 @@ def rl_config(output_dir: str | Path = "runs/quickstart", *, seed: int = 0, step
         "algorithm": {"preset": "gpg"},
         "optim": {"lr": 5e-4, "lr_scheduler": "cosine", "warmup_steps": 10, "max_grad_norm": 1.0},
         "train": {"steps": steps, "prompts_per_step": 32, "micro_batch_size": 128, "seed": seed,
-                  "output_dir": str(out / "rl"), "mixed_precision": "no", "overwrite": True},
+                  "output_dir": str(out / "rl"), "mixed_precision": "no"},
         "log": {"report_to": ["jsonl", "tensorboard"], "sample_every": 20},
     }
     return _merge(raw, setup.rl)
@@ -217,7 +219,7 @@ def _plot(path: Path, train_rows: list[dict[str, float]], evals: list[tuple[int,
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = [int(r["train/step"]) for r in train_rows]
     ax.plot(steps, [r["reward/accuracy"] for r in train_rows], color="tab:blue", alpha=0.6,
-            label=f"training reward (accuracy of the sampled answers, T={temperature:g})")
+            label=f"sampled answers right (training, T={temperature:g})")
     ax.plot([s for s, _ in evals], [a for _, a in evals], "o-", color="tab:orange",
             label=f"held-out greedy accuracy ({EVAL_SIZE_DURING_RL} questions)")
     last = steps[-1] if steps else 0
@@ -234,14 +236,98 @@ def _plot(path: Path, train_rows: list[dict[str, float]], evals: list[tuple[int,
     plt.close(fig)
 
 
+#: What a quickstart writes into its folder (``--overwrite`` deletes these and nothing else).
+QUICKSTART_FILES = ("sft", "rl", "metrics.jsonl", "summary.json", "quickstart.png", "config.yaml")
+
+
+def _previous(out: Path) -> str:
+    """The quickstart run in ``out``, in words: its seed and result when it finished (summary.json)."""
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+        before, after = summary["accuracy_before"], summary["accuracy_after"]
+        return (f"a finished {summary.get('quickstart', 'text')} quickstart run (seed {summary['seed']}: "
+                f"{before:.1%} -> {after:.1%} in {summary['steps']} GPG steps)")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "an unfinished quickstart run (no summary.json)"
+
+
+def _free_folder(out: Path) -> Path:
+    """``out-2`` (or -3, ...): the first sibling of ``out`` that does not exist."""
+    k = 2
+    while out.with_name(f"{out.name}-{k}").exists():
+        k += 1
+    return out.with_name(f"{out.name}-{k}")
+
+
+def check_output(out: Path, *, overwrite: bool, vision: bool = False) -> str | None:
+    """Whether the quickstart may write into ``out``; reads only.
+
+    Raises ValueError (one line, with the fix) when ``out`` is a file (or sits under one), holds files
+    that no quickstart writes (never deleted), or holds an earlier quickstart run and ``overwrite`` is
+    not set. Returns the line saying what ``overwrite`` deletes, or None when there is nothing to delete.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = (Path(d) / "summary.json").write_text('{"seed": 0, "accuracy_before": 0.31, "accuracy_after": 0.885, '
+    ...                                               '"steps": 150, "quickstart": "text"}')
+    ...     try:
+    ...         check_output(Path(d), overwrite=False)
+    ...     except ValueError as e:
+    ...         print(str(e).replace(d, "DIR"))
+    ...     print(check_output(Path(d), overwrite=True).replace(d, "DIR"))
+    DIR already holds a finished text quickstart run (seed 0: 31.0% -> 88.5% in 150 GPG steps): `gpgrl quickstart --overwrite` replaces it, `gpgrl quickstart --output DIR-2` keeps it
+    --overwrite: deleting the previous quickstart run in DIR, a finished text quickstart run (seed 0: 31.0% -> 88.5% in 150 GPG steps): summary.json; 97 B
+    """
+    from gpgrl.train.checkpoint import folder_problem, human_size
+
+    problem = folder_problem(out, "--output")
+    if problem:
+        raise ValueError(problem)
+    if not out.is_dir():
+        return None
+    entries = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    if not entries:
+        return None
+    command = "gpgrl quickstart" + (" --vision" if vision else "")
+    foreign = [name for name in entries if name not in QUICKSTART_FILES]
+    if foreign:
+        raise ValueError(f"{out} holds files that a quickstart does not write ({', '.join(foreign[:5])}"
+                         f"{', ...' if len(foreign) > 5 else ''}), which it never deletes: choose a new folder, e.g. "
+                         f"`{command} --output {_free_folder(out)}`")
+    what = _previous(out)
+    if not overwrite:
+        raise ValueError(f"{out} already holds {what}: `{command} --overwrite` replaces it, "
+                         f"`{command} --output {_free_folder(out)}` keeps it")
+    size = sum(p.stat().st_size for name in entries for p in [out / name, *(out / name).rglob("*")] if p.is_file())
+    shown = [f"{name}/" if (out / name).is_dir() else name for name in entries]
+    return (f"--overwrite: deleting the previous quickstart run in {out}, {what}: {', '.join(shown)}; "
+            f"{human_size(size)}")
+
+
+def clear_output(out: Path) -> None:
+    """Delete what a quickstart wrote into ``out`` (:data:`QUICKSTART_FILES`); anything else stays."""
+    import shutil
+
+    for name in QUICKSTART_FILES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def run(output: str | Path = "runs/quickstart", *, seed: int = 0, steps: int | None = None,
         sft_steps: int | None = None, eval_every: int = DEFAULT_EVAL_EVERY, eval_size: int | None = None,
-        quiet: bool = False, rl_overrides: dict[str, Any] | None = None, vision: bool = False) -> dict[str, Any]:
+        quiet: bool = False, rl_overrides: dict[str, Any] | None = None, vision: bool = False,
+        overwrite: bool = False) -> dict[str, Any]:
     """The whole quickstart (``vision``: the tiny vision-language one); returns what it writes to ``summary.json``.
 
     ``eval_size`` keeps only the first N test questions; ``rl_overrides`` changes sections of the RL
-    recipe (e.g. ``{"train": {"prompts_per_step": 4}}``, for fast tests).
+    recipe (e.g. ``{"train": {"prompts_per_step": 4}}``, for fast tests). A folder that holds an earlier
+    quickstart is refused (ValueError, :func:`check_output`) unless ``overwrite``, which deletes it first
+    and prints what it deleted.
     """
+    removes = check_output(Path(output), overwrite=overwrite, vision=vision)
     # A tiny model is fastest on one thread: more threads only add synchronisation (and on a busy
     # machine they fight other jobs for the cores).
     threads = torch.get_num_threads()
@@ -250,14 +336,14 @@ def run(output: str | Path = "runs/quickstart", *, seed: int = 0, steps: int | N
         with quiet_libraries(quiet):
             setup = VISION if vision else TEXT
             return _run(Path(output), setup, seed=seed, steps=steps or setup.steps,
-                        sft_steps=sft_steps or setup.sft["max_steps"],
-                        eval_every=eval_every, eval_size=eval_size, quiet=quiet, rl_overrides=rl_overrides or {})
+                        sft_steps=sft_steps or setup.sft["max_steps"], eval_every=eval_every, eval_size=eval_size,
+                        quiet=quiet, rl_overrides=rl_overrides or {}, removes=removes)
     finally:
         torch.set_num_threads(threads)
 
 
 def _run(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int, eval_every: int, eval_size: int | None,
-         quiet: bool, rl_overrides: dict[str, Any]) -> dict[str, Any]:
+         quiet: bool, rl_overrides: dict[str, Any], removes: str | None) -> dict[str, Any]:
     from gpgrl.config import from_dict, save_config
     from gpgrl.tasks.sft import SFTConfig, supervised_warm_start
     from gpgrl.train.checkpoint import quiet_saving
@@ -268,6 +354,9 @@ def _run(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int, eval
             print(text, flush=True)
 
     t_start = time.perf_counter()
+    if removes:
+        print(f"[quickstart] {removes}", flush=True)
+        clear_output(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     task = setup.task()  # the same questions as the RL recipe's data.dataset
@@ -309,7 +398,9 @@ def _run(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int, eval
 
     # 2. held-out accuracy before RL
     before = accuracy(model, test_records)
-    say(f"[quickstart] held-out accuracy BEFORE GPG (greedy, {len(test_records)} test questions): {before:.1%}")
+    guessing = f" (guessing: {setup.chance:.0%})" if setup.chance else ""
+    say(f"[quickstart] held-out accuracy BEFORE GPG (greedy, {len(test_records)} test questions): {before:.1%}"
+        f"{guessing}")
 
     # 3. GPG with the real trainer, held-out evaluations interleaved
     raw = _merge(rl_config(out, seed=seed, steps=steps, setup=setup), rl_overrides)
@@ -333,10 +424,8 @@ def _run(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int, eval
                 log.write(json.dumps({"step": int(r["train/step"]), **_finite(r)}) + "\n")
             log.write(json.dumps({"step": trainer.step, "eval/heldout_accuracy": evals[-1][1]}) + "\n")
             last = rows[-1]
-            say(f"[quickstart] GPG step {trainer.step:3d}/{steps}  reward {last['reward/mean']:.2f}  "
-                f"alpha {last['adv/alpha']:.2f}  length {last['rollout/completion_length']:.1f}  "
-                f"held-out accuracy ({len(eval_records)} questions) {evals[-1][1]:.0%}  "
-                f"[{time.perf_counter() - t_start:.0f}s]")
+            say(step_line(trainer.step, steps, last, evals[-1][1], len(eval_records), time.perf_counter() - t_start,
+                          raw["rewards"]))
     seconds_rl = time.perf_counter() - t_rl
 
     # 4. held-out accuracy after RL, measured exactly as before
@@ -364,12 +453,35 @@ def _run(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int, eval
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     save_config(cfg, out / "config.yaml")
     _plot(out / "quickstart.png", train_rows, evals, before, after, cfg.rollout.temperature, setup.title)
+    points = f"{(after - before) * 100:+.1f} points" + (f"; guessing: {setup.chance:.0%}" if setup.chance else "")
     print(f"[quickstart] held-out accuracy (greedy, {len(test_records)} test questions): before GPG {before:.1%} "
-          f"-> after GPG {after:.1%} ({(after - before) * 100:+.1f} points) in {trainer.step} steps, "
-          f"{seconds:.0f}s", flush=True)
+          f"-> after GPG {after:.1%} ({points}) in {trainer.step} steps, {seconds:.0f}s", flush=True)
     print(f"[quickstart] plot: {out / 'quickstart.png'}  summary: {out / 'summary.json'}  "
           f"RL metrics: {out / 'metrics.jsonl'}", flush=True)
     return summary
+
+
+def step_line(step: int, steps: int, row: dict[str, float], heldout: float, num_heldout: int, seconds: float,
+              rewards: list[dict[str, Any]]) -> str:
+    """One progress line of the RL stage, in the plot's terms: the accuracy of the sampled answers (the
+    plot's blue line) and the held-out greedy accuracy (its orange line) first; then, where the training
+    reward is more than the accuracy (the vision quickstart adds a format reward), that total with its terms.
+
+    >>> row = {"reward/accuracy": 0.62, "reward/mean": 0.93, "adv/alpha": 1.33, "rollout/completion_length": 6.0}
+    >>> print(step_line(20, 150, row, 0.71, 100, 95.4, [{"name": "accuracy", "weight": 1.0},
+    ...                                                 {"name": "gpgrl.tasks.shapes:answer_only", "weight": 0.5}]))
+    [quickstart] GPG step  20/150  sampled answers 62% right  held-out accuracy (100 questions) 71%  reward 0.93 (accuracy + 0.5 x answer_only)  alpha 1.33  length 6.0  [95s]
+    >>> print(step_line(20, 150, row, 0.71, 100, 95.4, [{"name": "accuracy", "weight": 1.0}]))
+    [quickstart] GPG step  20/150  sampled answers 62% right  held-out accuracy (100 questions) 71%  alpha 1.33  length 6.0  [95s]
+    """
+    terms = [(float(r.get("weight", 1.0)), str(r["name"]).rpartition(":")[2]) for r in rewards]
+    total = ""
+    if terms != [(1.0, "accuracy")]:
+        total = "  reward {:.2f} ({})".format(row["reward/mean"], " + ".join(
+            name if weight == 1 else f"{weight:g} x {name}" for weight, name in terms))
+    return (f"[quickstart] GPG step {step:3d}/{steps}  sampled answers {row['reward/accuracy']:.0%} right  "
+            f"held-out accuracy ({num_heldout} questions) {heldout:.0%}{total}  alpha {row['adv/alpha']:.2f}  "
+            f"length {row['rollout/completion_length']:.1f}  [{seconds:.0f}s]")
 
 
 def _finite(row: dict[str, float]) -> dict[str, float | None]:
@@ -399,7 +511,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"GPG steps between held-out evaluations (default: {DEFAULT_EVAL_EVERY})")
     parser.add_argument("--eval-size", type=int, default=None,
                         help="use only the first N test questions (default: all 200)")
-    parser.add_argument("--quiet", action="store_true", help="print only the final result line")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print only the final result line (and what --overwrite deletes)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier quickstart run in the output folder (without it, such a folder is "
+                             "refused: a finished run is never deleted without asking)")
     args = parser.parse_args(argv)
     for name in ("steps", "sft_steps", "eval_every", "eval_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -412,8 +528,15 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as e:
             parser.error(str(e))
     output = args.output or ("runs/quickstart-vision" if args.vision else "runs/quickstart")
+    try:
+        check_output(Path(output), overwrite=args.overwrite, vision=args.vision)  # before anything is built
+    except ValueError as e:
+        from gpgrl.runtime import error
+
+        error("quickstart", str(e))
+        return 2
     run(output, seed=args.seed, steps=args.steps, sft_steps=args.sft_steps, eval_every=args.eval_every,
-        eval_size=args.eval_size, quiet=args.quiet, vision=args.vision)
+        eval_size=args.eval_size, quiet=args.quiet, vision=args.vision, overwrite=args.overwrite)
     return 0
 
 

@@ -259,18 +259,114 @@ def clear_run(output_dir: str | Path) -> None:
             path.unlink()
 
 
-def prepare_output_dir(output_dir: str | Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix runs: a folder holding another run's results needs ``resume`` or ``overwrite``.
+def folder_problem(path: str | Path, what: str) -> str | None:
+    """Why ``path`` cannot be an output folder (it, or a folder above it, is a file), or None.
 
-    With ``overwrite`` the old run's files are deleted (:func:`clear_run`); with ``resume`` they are kept
-    (the checkpoint's settings are checked by :func:`check_resumable`). Call on the main process only.
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile(suffix=".txt") as f:
+    ...     folder_problem(f.name, "train.output_dir").endswith("is a file, not a folder; choose another "
+    ...                                                          "folder")
+    True
+    >>> folder_problem("runs/new/run", "--output") is None   # not there yet: it will be created
+    True
     """
+    path = Path(path).expanduser()
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            if p == path:
+                return f"{what} {str(path)!r} is a file, not a folder; choose another folder"
+            return (f"{what} {str(path)!r} cannot be a folder: {str(p)!r} above it is a file; choose another "
+                    "folder")
+    return None
+
+
+def human_size(num_bytes: float) -> str:
+    """``num_bytes`` for a person.
+
+    >>> human_size(512), human_size(2_500_000), human_size(3.2e9)
+    ('512 B', '2.5 MB', '3.2 GB')
+    """
+    if num_bytes < 1000:
+        return f"{num_bytes:.0f} B"
+    for unit in ("kB", "MB"):
+        num_bytes /= 1000
+        if num_bytes < 1000:
+            return f"{num_bytes:.1f} {unit}"
+    return f"{num_bytes / 1000:.1f} GB"
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+def _logged_steps(path: Path) -> int:
+    """The number of distinct steps in a ``{"step": ...}`` JSON-lines file (lines not JSON are skipped)."""
+    import json
+
+    steps = set()
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        with contextlib.suppress(json.JSONDecodeError, AttributeError):
+            steps.add(json.loads(line).get("step"))
+    steps.discard(None)
+    return len(steps)
+
+
+def describe_run(output_dir: str | Path) -> str:
+    """What :func:`clear_run` would delete from ``output_dir``, in one line: the checkpoints and their last
+    step, the steps in metrics.jsonl, the other logs, the evaluations, and the total size."""
+    out = Path(output_dir)
+    parts = []
+    ckpts = list_checkpoints(out)
+    if ckpts:
+        last = int(STEP_DIR.match(ckpts[-1].name).group(1))  # type: ignore[union-attr]
+        parts.append(f"{len(ckpts)} checkpoint{'s' * (len(ckpts) > 1)} up to step {last}")
+    elif checkpoint_dir(out).is_dir() and any(checkpoint_dir(out).iterdir()):
+        parts.append("an unfinished checkpoint")
+    if (out / "metrics.jsonl").is_file():
+        steps = _logged_steps(out / "metrics.jsonl")
+        parts.append(f"metrics.jsonl with {steps} step{'s' * (steps != 1)}")
+    if (out / "samples.jsonl").is_file():
+        parts.append("samples.jsonl")
+    if (out / "tensorboard").is_dir():
+        parts.append("TensorBoard logs")
+    if (out / "eval").is_dir():
+        evals = [p for p in (out / "eval").iterdir() if p.is_dir()]
+        parts.append(f"{len(evals)} evaluation{'s' * (len(evals) != 1)} (eval/)" if evals else "eval/")
+    if (out / "config.yaml").is_file():
+        parts.append("config.yaml")
+    size = sum(_size(out / name) for name in RUN_FILES)
+    return f"{', '.join(parts) or 'nothing'}; {human_size(size)}"
+
+
+def check_output_dir(output_dir: str | Path, *, resume: bool, overwrite: bool) -> None:
+    """Raise ValueError, with the fix, when ``output_dir`` cannot hold this run: it (or a folder above it) is
+    a file, or it holds another run's results and neither ``resume`` nor ``overwrite`` is set. Reads only:
+    call it before anything loads, so that a refusal costs no time."""
+    problem = folder_problem(output_dir, "train.output_dir")
+    if problem:
+        raise ValueError(f"{problem} (--output_dir DIR)")
     found = existing_run_files(output_dir)
-    if not found or resume:
-        return
-    if not overwrite:
+    if found and not resume and not overwrite:
         raise ValueError(
             f"train.output_dir {str(output_dir)!r} already holds a run ({', '.join(found)}). Pass --resume to "
-            "continue it, --train.overwrite true to delete it and start afresh, or choose another --output_dir."
+            "continue it, --overwrite to delete it and start afresh (on the command line: a recipe never "
+            "deletes a run), or choose another --output_dir."
         )
+
+
+def prepare_output_dir(output_dir: str | Path, *, resume: bool, overwrite: bool) -> str | None:
+    """Refuse to mix runs: a folder holding another run's results needs ``resume`` or ``overwrite``
+    (:func:`check_output_dir`).
+
+    With ``overwrite`` the old run's files are deleted (:func:`clear_run`) and the line saying what was
+    deleted is returned (None when there was nothing to delete); with ``resume`` they are kept (the
+    checkpoint's settings are checked by :func:`check_resumable`). Call on the main process only.
+    """
+    check_output_dir(output_dir, resume=resume, overwrite=overwrite)
+    if resume or not existing_run_files(output_dir):
+        return None
+    removed = describe_run(output_dir)
     clear_run(output_dir)
+    return f"--overwrite: deleted the previous run in {str(output_dir)!r}: {removed}"

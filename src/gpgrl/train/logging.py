@@ -212,7 +212,8 @@ class MetricsLogger:
                 self._tb = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"), purge_step=start_step + 1
                                          if start_step or resumed else None)
             except ImportError:
-                self.console.print("[yellow]tensorboard is not installed; TensorBoard logging is off[/]")
+                self.console.print("[yellow]tensorboard is not installed; TensorBoard logging is off[/]",
+                                   soft_wrap=True)
         if "wandb" in report_to:
             import wandb
 
@@ -275,9 +276,10 @@ class MetricsLogger:
         self.console.print(table)
 
     def message(self, text: str) -> None:
-        """A notice for the user (warnings, resume), printed above the progress bar."""
+        """A notice for the user (warnings, resume), printed above the progress bar on one line: never
+        wrapped (outside a terminal rich would wrap it at 80 columns; a terminal wraps long lines itself)."""
         if self.enabled:
-            self.console.print(text, markup=False, highlight=False)
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         """Close every sink; safe to call twice."""

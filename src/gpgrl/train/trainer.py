@@ -128,7 +128,10 @@ class Trainer:
         # Only now, with every part built and every setting checked, is the output folder touched: with
         # train.overwrite it deletes the previous run, which a bad setting must never cost.
         if self.acc.is_main_process:  # a folder holding another run is never appended to silently
-            checkpoint.prepare_output_dir(self.output_dir, resume=cfg.train.resume, overwrite=cfg.train.overwrite)
+            removed = checkpoint.prepare_output_dir(self.output_dir, resume=cfg.train.resume,
+                                                    overwrite=cfg.train.overwrite)
+            if removed:  # never deleted without a word
+                print(f"[gpgrl] {removed}", file=sys.stderr, flush=True)
         self.acc.wait_for_everyone()
         self.step = 0
         self._recent: list[dict[str, Any]] = []
@@ -152,6 +155,10 @@ class Trainer:
         instead of building it."""
         from gpgrl.train.build import build_parts
 
+        # a folder that cannot take this run is refused before the model loads (read-only; the deletion
+        # that train.overwrite asks for waits until every part is built)
+        t = cfg.train
+        checkpoint.check_output_dir(t.output_dir, resume=t.resume, overwrite=t.overwrite)
         return cls(cfg, **build_parts(cfg, **parts))
 
     # ------------------------------------------------------------------------------------------ setup
