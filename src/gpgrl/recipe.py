@@ -16,7 +16,16 @@ from typing import Any
 
 import yaml
 
-from gpgrl.config import ALIASES, TOP_LEVEL_KEYS, Config, ConfigError, apply_overrides, coerce, from_dict, help_rows
+from gpgrl.config import (
+    ALIASES,
+    TOP_LEVEL_KEYS,
+    Config,
+    ConfigError,
+    apply_overrides,
+    coerce,
+    from_dict,
+    help_rows,
+)
 from gpgrl.openr1 import (
     TranslationError,
     command_line_names,
