@@ -295,3 +295,14 @@ def test_the_data_folder_resolves_as_the_tests_do():
     from gpgrl.paths import data_dir
 
     assert data_dir() == SHARED_DATA
+
+
+def test_rewards_lists_one_by_name_and_refuses_an_unknown_one(capsys):
+    assert main(["rewards", "cosine"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("cosine\n    cosine: ") and "    max_len = 1000\n" in out and "\naccuracy" not in out
+    assert main(["rewards", "acuracy"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gpgrl rewards: error: unknown reward 'acuracy'; did you mean accuracy?") and err.count("\n") == 1
+    assert main(["rewards", "--x"]) == 2
+    assert capsys.readouterr().err.startswith("gpgrl rewards: error: unknown option '--x'")

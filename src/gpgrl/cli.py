@@ -238,15 +238,28 @@ def cmd_presets(args: list[str]) -> int:
 
 def cmd_rewards(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):
-        print("usage: gpgrl rewards\n\nList the registered reward functions: a one-line summary and each parameter\n"
-              "with its default (set them in a recipe: rewards: [{name: cosine, params: {max_len: 1000}}]).")
+        print("usage: gpgrl rewards [NAME ...]\n\nList the registered reward functions (or the ones named): a one-line "
+              "summary and each\nparameter with its default (set them in a recipe: rewards: [{name: cosine, params: "
+              "{max_len: 1000}}]).")
         return 0
     from gpgrl.rewards.registry import describe_reward, list_rewards, reward_aliases
 
     aliases: dict[str, list[str]] = {}
     for alias, name in reward_aliases().items():
         aliases.setdefault(name, []).append(alias)
-    for name in list_rewards():
+    known = list_rewards()
+    asked = [reward_aliases().get(a, a) for a in args]
+    for arg, name in zip(args, asked):
+        if name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(name.lstrip("-"), known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            what = "option" if arg.startswith("-") else "reward"
+            print(f"gpgrl rewards: error: unknown {what} {arg!r}{hint} (usage: gpgrl rewards [NAME ...]; valid "
+                  f"names: {', '.join(known)})", file=sys.stderr)
+            return 2
+    for name in asked or known:
         summary, params = describe_reward(name)
         also = f" (also: {', '.join(aliases[name])})" if name in aliases else ""
         print(f"{name}{also}\n    {summary}")

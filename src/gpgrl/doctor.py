@@ -19,6 +19,7 @@ import os
 import platform
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -249,18 +250,33 @@ def output_finding(output_dir: str) -> Finding:
     return Finding(OK, what, f"does not exist yet; training creates it in {existing}, which is writable")
 
 
-def report(output_dir: str = "runs/gpgrl") -> tuple[str, bool]:
-    """The report's text, and whether the core works."""
+def report_lines(output_dir: str | None = None, core: list[bool] | None = None) -> Iterator[str]:
+    """The report, line by line as each check ends (the first before torch is imported, so a slow import is
+    not silent); ``core`` receives whether the core works. ``output_dir`` None: training's default."""
+    yield "gpgrl doctor: paste this into a bug report"
+    yield ""
     facts, broken = environment()
     width = max(len(name) for name, _ in facts) + 2
-    lines = ["gpgrl doctor: paste this into a bug report", ""]
-    lines += [f"{name:<{width}}{value}" for name, value in facts]
+    yield from (f"{name:<{width}}{value}" for name, value in facts)
+    if core is not None:
+        core.append(not broken)
     if broken:
-        lines += ["", "core (gpgrl does not work without these):", *(f.line() for f in broken),
-                  "", "features: not checked until the core works"]
-        return "\n".join(lines), False
-    lines += ["", "features:", *(f.line() for f in features(output_dir))]
-    return "\n".join(lines), True
+        yield from ("", "core (gpgrl does not work without these):", *(f.line() for f in broken),
+                    "", "features: not checked until the core works")
+        return
+    if output_dir is None:
+        from gpgrl.config import TrainConfig
+
+        output_dir = TrainConfig().output_dir  # where training writes by default
+    yield from ("", "features:")
+    yield from (f.line() for f in features(output_dir))
+
+
+def report(output_dir: str | None = None) -> tuple[str, bool]:
+    """The report's text, and whether the core works."""
+    core: list[bool] = []
+    text = "\n".join(report_lines(output_dir, core))
+    return text, core[0]
 
 
 def main(args: list[str]) -> int:
@@ -268,9 +284,7 @@ def main(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(USAGE)
         return 0
-    from gpgrl.config import TrainConfig
-
-    output_dir = TrainConfig().output_dir  # where training writes by default
+    output_dir = None
     rest = list(args)
     while rest:
         arg = rest.pop(0)
@@ -284,6 +298,7 @@ def main(args: list[str]) -> int:
             print(f"gpgrl doctor: error: unexpected argument {arg!r}; usage: gpgrl doctor [--output_dir DIR]",
                   file=sys.stderr)
             return 2
-    text, core_ok = report(output_dir)
-    print(text)
-    return 0 if core_ok else 1
+    core: list[bool] = []
+    for line in report_lines(output_dir, core):
+        print(line, flush=True)
+    return 0 if core[0] else 1
