@@ -306,3 +306,12 @@ def test_rewards_lists_one_by_name_and_refuses_an_unknown_one(capsys):
     assert err.startswith("gpgrl rewards: error: unknown reward 'acuracy'; did you mean accuracy?") and err.count("\n") == 1
     assert main(["rewards", "--x"]) == 2
     assert capsys.readouterr().err.startswith("gpgrl rewards: error: unknown option '--x'")
+
+
+def test_the_quickstart_recipe_before_the_quickstart_says_to_run_it_first(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no runs/quickstart/sft here
+    assert main(["train", "--config", QUICKSTART, "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such model folder: 'runs/quickstart/sft'" in err
+    assert err.rstrip().endswith("(runs/quickstart/sft is the warm-started model `gpgrl quickstart` writes: run that "
+                                 "first, here)")

@@ -141,7 +141,7 @@ def cmd_train(args: list[str]) -> int:
     except (ValueError, FileNotFoundError, OSError, ImportError) as e:
         if debug() or trainer is not None:  # after set-up these are the package's own errors or bugs
             raise
-        error("train", one_line(e))
+        error("train", one_line(e) + _quickstart_hint(cfg.model.name_or_path, e))
         return 2
     except TrainingError as e:
         if debug():
@@ -166,6 +166,19 @@ def _note(line: str) -> None:
 
     if is_main_process():
         print(f"gpgrl train: {line}", file=sys.stderr)
+
+
+def _quickstart_hint(model: str, e: BaseException) -> str:
+    """For a quickstart recipe run before ``gpgrl quickstart``: the model folder it trains is written by the
+    quickstart's warm-start, so say to run that first."""
+    from pathlib import Path
+
+    parts = Path(model).parts
+    if isinstance(e, FileNotFoundError) and len(parts) == 3 and parts[0] == "runs" and parts[2] == "sft" \
+            and parts[1].startswith("quickstart") and not Path(model).exists():
+        vision = " --vision" if parts[1].endswith("vision") else ""
+        return f" ({model} is the warm-started model `gpgrl quickstart{vision}` writes: run that first, here)"
+    return ""
 
 
 def interrupted(trainer, e: KeyboardInterrupt, cfg) -> str:
