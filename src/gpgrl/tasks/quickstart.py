@@ -306,14 +306,9 @@ def check_output(out: Path, *, overwrite: bool, vision: bool = False) -> str | N
 
 def clear_output(out: Path) -> None:
     """Delete what a quickstart wrote into ``out`` (:data:`QUICKSTART_FILES`); anything else stays."""
-    import shutil
+    from gpgrl.train.checkpoint import delete_entries
 
-    for name in QUICKSTART_FILES:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    delete_entries(out, QUICKSTART_FILES)
 
 
 def run(output: str | Path = "runs/quickstart", *, seed: int = 0, steps: int | None = None,

@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -250,9 +250,13 @@ def existing_run_files(output_dir: str | Path) -> list[str]:
 
 def clear_run(output_dir: str | Path) -> None:
     """Delete a previous run's files (:data:`RUN_FILES`) from ``output_dir``; other files stay."""
-    out = Path(output_dir)
-    for name in RUN_FILES:
-        path = out / name
+    delete_entries(output_dir, RUN_FILES)
+
+
+def delete_entries(folder: str | Path, names: Iterable[str]) -> None:
+    """Delete the files and folders ``names`` of ``folder`` that exist; nothing else in it."""
+    for name in names:
+        path = Path(folder) / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
