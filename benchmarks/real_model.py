@@ -125,11 +125,11 @@ def heldout_problems(task: str, limit: int | None = None) -> list:
     ``arithmetic`` benchmark.
 
     >>> [(p.question, p.gold) == (r["question"], r["answer"]) for p, r in zip(heldout_problems("add3", 2),
-    ...  __import__("gpgrl.tasks.arithmetic").tasks.arithmetic.ArithmeticTask(digits=3).records("test"))]
+    ...  __import__("gpgrl.data.arithmetic").data.arithmetic.ArithmeticTask(digits=3).records("test"))]
     [True, True]
     """
+    from gpgrl.data.arithmetic import ArithmeticTask
     from gpgrl.eval.problem import Problem
-    from gpgrl.tasks.arithmetic import ArithmeticTask
 
     records = ArithmeticTask(digits=TASKS[task]["digits"]).records("test")[:limit]
     return [Problem("arithmetic", f"{task}-{i}", r["question"], r["answer"]) for i, r in enumerate(records)]
