@@ -153,6 +153,22 @@ def test_no_string_path_back_up():
     assert not up, "string paths into a higher layer (see LAYERS):\n" + "\n".join(up)
 
 
+def test_the_engine_choices_are_the_engine_registry():
+    """``rollout.engine``'s ``Literal`` (config.py: --help and the recipe check read it) and the builders
+    (rollout/registry.py) name the same engines, and every builder takes the typed config and accelerator."""
+    import inspect
+    import typing
+
+    from gpgrl.config import RolloutConfig
+    from gpgrl.rollout.registry import ENGINES
+
+    choices = typing.get_args(typing.get_type_hints(RolloutConfig)["engine"])
+    assert sorted(choices) == sorted(ENGINES) == ["hf", "vllm", "vllm_server"]
+    typed = {name: [str(p.annotation) for p in inspect.signature(build).parameters.values()][:2]
+             for name, build in ENGINES.items()}
+    assert typed == {name: ["Config", "Accelerator"] for name in ENGINES}, typed
+
+
 def _functions() -> list[tuple[str, int, int]]:
     """``(where, lines, parameters)`` of every function in src/ (self and cls not counted)."""
     out = []
