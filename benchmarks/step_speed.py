@@ -50,7 +50,8 @@ padded batch, plus cutting at EOS). The step is timed around ``Trainer.train(sto
 and between TRL's ``on_step_begin``/``on_step_end`` callbacks. "Update" is step minus generation: reward
 scoring, the reference model's forward, the policy's forward-backward and the optimizer step. Tokens/s:
 completion tokens of the step (up to and including EOS) over the step's wall time. Memory: the peak
-resident set of the whole process (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), the resident set just
+resident set of the whole process (``_machine.peak_rss_process_mb``: ``ru_maxrss``; the kernel's mark
+``VmHWM``, never reset here, is recorded next to it as a check), the resident set just
 before the first step (model and libraries loaded), and the step's own peak: the first minus the second.
 
 The floor: each step's multiply-adds (:func:`step_macs`: generation, the training forward with the LM head
@@ -66,17 +67,18 @@ and a section of the md. ``--report`` re-renders the md from the json files (and
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
+from _machine import cpu_name, peak_rss_process_mb, peak_rss_since_reset_mb, rss_mb
 
 RESULTS = Path(__file__).parent / "results"
 CONFIGS = ["gpgrl_gpg", "gpgrl_grpo", "trl_gpg", "trl_beta"]
@@ -520,29 +522,6 @@ def load(folder: str):
 
 
 # ---------------------------------------------------------------------------------------- worker side
-def _status_mb(field: str) -> float:
-    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _rss_mb() -> float:
-    return _status_mb("VmRSS")
-
-
-def _peak_mb() -> float:
-    """Peak resident memory of this process: ``ru_maxrss``. On Linux it carries over the parent's mark through
-    fork and exec, so the driver keeps itself small (the models are built in a child process) and the
-    kernel's per-address-space mark (VmHWM) is recorded next to it as a check."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _hwm_mb() -> float:
-    return _status_mb("VmHWM")
-
-
 class Clock:
     """Accumulates wall and CPU seconds of the calls it wraps."""
 
@@ -637,7 +616,7 @@ def worker_gpgrl(spec: dict[str, Any]) -> dict[str, Any]:
         return timed(prompts, *a, **kw)
 
     trainer.engine.generate = generate
-    ready = _rss_mb()
+    ready = rss_mb()
     steps = []
     for k in range(spec["warmup"] + spec["steps"]):
         gen.wall = gen.cpu = 0.0
@@ -655,7 +634,7 @@ def worker_gpgrl(spec: dict[str, Any]) -> dict[str, Any]:
 
     import gpgrl
 
-    return {"steps": steps, "ready_rss_mb": ready, "model_mb": model_mb, "peak_rss_mb": _peak_mb(), "vm_hwm_mb": _hwm_mb(),
+    return {"steps": steps, "ready_rss_mb": ready, "model_mb": model_mb, "peak_rss_mb": peak_rss_process_mb(), "vm_hwm_mb": peak_rss_since_reset_mb(),
             "prompt_ids": seen, "versions": {"gpgrl": gpgrl.__version__, "torch": torch.__version__, "transformers": transformers.__version__}}
 
 
@@ -721,10 +700,10 @@ def worker_trl(spec: dict[str, Any]) -> dict[str, Any]:
         return completion_ids, logprobs
 
     trainer._generate_single_turn = generate
-    ready = _rss_mb()
+    ready = rss_mb()
     trainer.train()
-    return {"steps": steps[spec["warmup"]:], "ready_rss_mb": ready, "model_mb": model_mb, "peak_rss_mb": _peak_mb(),
-            "vm_hwm_mb": _hwm_mb(), "prompt_ids": seen, "versions": {"trl": trl.__version__, "torch": torch.__version__, "transformers": transformers.__version__}}
+    return {"steps": steps[spec["warmup"]:], "ready_rss_mb": ready, "model_mb": model_mb, "peak_rss_mb": peak_rss_process_mb(),
+            "vm_hwm_mb": peak_rss_since_reset_mb(), "prompt_ids": seen, "versions": {"trl": trl.__version__, "torch": torch.__version__, "transformers": transformers.__version__}}
 
 
 def worker(spec: dict[str, Any]) -> None:
@@ -757,9 +736,7 @@ def run_config(python: str, spec: dict[str, Any], log: Path, timeout: float,
 def environment(trl_python: str | None) -> dict[str, Any]:
     env = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
            "torch_threads": 1}
-    with contextlib.suppress(OSError, StopIteration):
-        env["cpu_model"] = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                                if ln.startswith("model name"))
+    env["cpu_model"] = cpu_name()
     if trl_python:
         out = subprocess.run([trl_python, "-c", "import trl, transformers, torch, accelerate; print(trl.__version__, "
                               "transformers.__version__, torch.__version__, accelerate.__version__)"],
@@ -769,7 +746,7 @@ def environment(trl_python: str | None) -> dict[str, Any]:
 
 
 def models_in_child(workdir: Path, names: str) -> dict[str, str]:
-    """:func:`build_models` in a child process, so this driver's peak memory stays small (see ``_peak_mb``)."""
+    """:func:`build_models` in a child process, so this driver's peak memory stays small (see ``_machine.peak_rss_process_mb``)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src"), "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, __file__, "--build", str(workdir), "--models", names], capture_output=True,
                          text=True, env=env)
