@@ -32,8 +32,8 @@ KL term (beta 0.04) uses a reference model that the trainer loads from the same 
 With ``--task hard`` the same happens on 3-digit addition (``data.dataset_kwargs: {digits: 3}``, at most 48
 new tokens), the warm start checked every 5 steps on 200 validation questions and stopped at 10%, each
 method given as a preset plus ``algorithm`` overrides (:data:`METHODS`), and ``max_resample_draws`` 4 for
-every method (the same cap on a step's rollouts). Peak memory per run: ``getrusage().ru_maxrss`` after
-resetting the kernel's peak mark with ``/proc/self/clear_refs`` at the start of the run (see the report).
+every method (the same cap on a step's rollouts). Peak memory per run: the kernel's peak mark (``VmHWM``,
+``_machine.peak_rss_since_reset_mb``) reset at the start of the run (see the report).
 
 Measured per run: held-out greedy accuracy (``gpgrl.tasks.quickstart.heldout_accuracy``: pass@1 on the
 200 test questions, never trained on) before and after RL, held-out accuracy on the first 100 test
@@ -48,12 +48,9 @@ quickstart does), so the seconds are comparable. Raw results are kept in ``OUTPU
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import math
-import os
-import platform
 import shlex
 import sys
 import time
@@ -62,6 +59,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
+from _machine import machine, peak_rss_since_reset_mb, reset_peak_rss, rss_mb  # noqa: E402
 from seed_stats import average, paired_difference, spread, value_at_budget  # noqa: E402
 
 PRESETS = ["gpg", "grpo", "dr_grpo", "dapo"]
@@ -96,38 +94,6 @@ TASKS: dict[str, dict[str, Any]] = {
 FINAL_WINDOW = 10  # "final training reward" = mean reward/accuracy over the last this many steps
 
 
-
-
-def _reset_peak_rss() -> str:
-    """Free what the allocator keeps, then reset the kernel's peak-RSS mark (``VmHWM``, which
-    ``getrusage().ru_maxrss`` reports) to the current RSS: ``echo 5 > /proc/self/clear_refs`` (Linux).
-    Returns how the peak will be measured: ``"per run"`` or, where the reset is not allowed,
-    ``"process peak so far"`` (monotonic)."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return "per run"
-    except OSError:
-        return "process peak so far"
-
-
-def _rss_mb() -> float:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def warm_start(seed: int, out: Path, task_name: str = "quickstart") -> dict[str, Any]:
@@ -177,8 +143,8 @@ def run_preset(seed: int, preset: str, ws: dict[str, Any], out: Path, *, steps: 
 
     spec = TASKS[ws.get("task", "quickstart")]
     max_new = spec["max_new_tokens"]
-    memory = _reset_peak_rss()
-    rss_start = _rss_mb()
+    memory = "per run" if reset_peak_rss(free_first=True) else "process peak so far"
+    rss_start = rss_mb()
     t_run = time.perf_counter()
     raw = qs.rl_config(out.parent, seed=seed, steps=steps)  # model.name_or_path = OUTPUT/seedN/sft
     raw["model"]["name_or_path"] = str(ws["sft_dir"])
@@ -235,7 +201,7 @@ def run_preset(seed: int, preset: str, ws: dict[str, Any], out: Path, *, steps: 
     return {
         "seed": seed, "preset": preset, "method": preset, "before": ws["before"], "after": after,
         "steps": step, "seconds": train_seconds, "run_seconds": run_seconds,
-        "rss_start_mb": rss_start, "peak_rss_mb": _peak_rss_mb(), "memory_measure": memory,
+        "rss_start_mb": rss_start, "peak_rss_mb": peak_rss_since_reset_mb(), "memory_measure": memory,
         "mean_draws": mean("rollout/draws"),
         "max_draws_hit": exhausted,
         "mean_alpha": mean("adv/alpha"),
@@ -256,19 +222,6 @@ def run_preset(seed: int, preset: str, ws: dict[str, Any], out: Path, *, steps: 
 def _nanmean(values: list[float]) -> float:
     finite = [v for v in values if v == v]
     return sum(finite) / len(finite) if finite else float("nan")
-
-
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (f"{os.cpu_count()} CPU cores ({cpu}), no GPU, torch on 1 thread; Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {platform.system()}")
 
 
 def write_table(path: Path, data: dict[str, Any], reading: str) -> None:
@@ -482,8 +435,8 @@ def write_table_hard(path: Path, data: dict[str, Any], reading: str) -> None:
         "= held-out(100) accuracy when the method had sampled as many answers as the method of that seed that sampled",
         "fewest (methods that resample spend more answers per step), linearly interpolated between the two",
         "evaluations around that budget.",
-        "Time = wall clock of the RL stage (evaluations excluded); \"peak RSS\" = `resource.getrusage(RUSAGE_SELF)."
-        "ru_maxrss` at the end of each run, after resetting the kernel's peak mark to the current RSS "
+        "Time = wall clock of the RL stage (evaluations excluded); \"peak RSS\" = the kernel's peak mark (`VmHWM` in "
+        "/proc/self/status) at the end of each run, after resetting the kernel's peak mark to the current RSS "
         "(`malloc_trim`, then `echo 5 > /proc/self/clear_refs`) at its start: the peak resident memory of the "
         f"whole Python process during that run (measured {data['runs'][0].get('memory_measure', '?') if runs else '?'}), "
         "torch, the libraries and what the allocator kept from earlier runs included; \"above start\" = that peak "
@@ -696,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = qs.rl_config()
         data = {
             "command": shlex.join(["python", "benchmarks/compare_presets.py", *argv]),
-            "machine": machine(), "notes": args.notes, "date": datetime.date.today().isoformat(),
+            "machine": machine("torch on 1 thread"), "notes": args.notes, "date": datetime.date.today().isoformat(),
             "task": args.task, "presets": args.presets, "complete": False, "total_seconds": 0.0, "warm_starts": {},
             "settings": {
                 "steps": args.steps, "group_size": cfg["rollout"]["group_size"],

@@ -70,6 +70,9 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
+from _machine import rss_mb
+
 REPO = Path(__file__).resolve().parents[1]
 STANDINS = REPO / "tests" / "standins"
 PARTS = ("colocated", "resume", "vision", "server")
@@ -629,8 +632,7 @@ class CudaMemory:
         return int(torch.cuda.mem_get_info()[0])
 
     def host_used(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return int(rss_mb() * 2**20)
 
 
 class StandInMemory:

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import re
 import sys
@@ -40,6 +38,9 @@ from pathlib import Path
 
 from gpgrl.paths import data_dir
 from gpgrl.rewards import grade_answer
+
+sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
+from _machine import machine
 
 REPO = Path(__file__).resolve().parents[1]
 #: MATH-500 in the benchmark data folder (gpgrl.paths.data_dir: $GPGRL_DATA, else ../shared/data)
@@ -94,17 +95,6 @@ def run(predictions: list[tuple[str, str, str]], timeout: float) -> dict[str, li
         grade_answer(pred, gold, timeout=timeout)
         times[kind].append(time.perf_counter() - start)
     return times
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, {platform.system()}"
 
 
 def table(times: dict[str, list[float]]) -> str:

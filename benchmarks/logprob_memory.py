@@ -6,7 +6,8 @@
 Each variant runs in a fresh subprocess: bf16 final hidden states [B, T, H] and a bf16 output head
 [V, H] are allocated (they exist in training anyway), then the log-probs of sampled tokens are computed
 and ``sum(w * logp)`` is backpropagated into both. The figure is the peak memory *beyond* those inputs.
-On CPU the peak is the process's maximum resident set size (ru_maxrss), so it includes allocator slack;
+On CPU the peak is the process's maximum resident set size (``_machine.peak_rss_process_mb``: ru_maxrss), so
+it includes allocator slack;
 on CUDA it is exact.
 
 Variants:
@@ -23,13 +24,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
+from _machine import cpu_name
+
 CHILD = r"""
-import json, resource, sys, time, torch
+import json, sys, time, torch
+sys.path.insert(0, sys.argv[7])  # benchmarks/, for _machine
+from _machine import peak_rss_process_mb
 from gpgrl.models import head_logprobs, token_logprobs  # imported before the baseline, for every variant
 variant, B, T, V, H, device = sys.argv[1], *map(int, sys.argv[2:6]), sys.argv[6]
 torch.manual_seed(0)
@@ -37,12 +42,10 @@ hidden = torch.empty(B, T, H, device=device, dtype=torch.bfloat16).normal_().req
 weight = torch.empty(V, H, device=device, dtype=torch.bfloat16).normal_(std=H ** -0.5).requires_grad_()
 tokens = torch.randint(0, V, (B, T), device=device)
 weights = torch.randn(B, T, device=device)
-def rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 if device == "cuda":
     torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated() / 2**20
 else:
-    base = rss_mb()
+    base = peak_rss_process_mb()
 t0 = time.perf_counter()
 if variant == "naive":
     logits = hidden @ weight.T
@@ -55,7 +58,7 @@ else:
 if device == "cuda":
     torch.cuda.synchronize(); peak = torch.cuda.max_memory_allocated() / 2**20
 else:
-    peak = rss_mb()
+    peak = peak_rss_process_mb()
 print(json.dumps({"extra_mb": peak - base, "seconds": time.perf_counter() - t0}))
 """
 
@@ -63,7 +66,8 @@ VARIANTS = ("naive", "chunked", "fused")
 
 
 def run(variant: str, B: int, T: int, V: int, H: int, device: str) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", CHILD, variant, str(B), str(T), str(V), str(H), device],
+    out = subprocess.run([sys.executable, "-c", CHILD, variant, str(B), str(T), str(V), str(H), device,
+                          str(Path(__file__).parent)],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -81,8 +85,7 @@ def main() -> None:
 
     suffix = "" if args.device == "cpu" else f"_{args.device}"
     output = Path(args.output or Path(__file__).parent / "results" / f"logprob_memory{suffix}.md")
-    device_name = (torch.cuda.get_device_name() if args.device == "cuda"
-                   else platform.processor() or platform.machine())
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
     rows = []
     for shape in args.shapes.split(","):
         B, T, V = (int(x) for x in shape.split("x"))

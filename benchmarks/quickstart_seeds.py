@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -29,6 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
+from _machine import machine  # noqa: E402
 
 
 def run_seed(seed: int, output: Path, vision: bool = False) -> dict:
@@ -44,21 +44,6 @@ def run_seed(seed: int, output: Path, vision: bool = False) -> dict:
     summary["process_seconds"] = wall
     print(next(line for line in reversed(proc.stdout.splitlines()) if "before GPG" in line), flush=True)
     return summary
-
-
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{os.cpu_count()} CPU cores ({cpu}), no GPU; Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {platform.system()}")
 
 
 TASKS = {

@@ -49,8 +49,6 @@ import argparse
 import copy
 import json
 import os
-import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -61,6 +59,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
+from _machine import machine, peak_rss_since_reset_mb, reset_peak_rss
 from seed_stats import average, paired_difference, spread
 
 TEMPLATE = "What is {question}? Put the final answer in \\boxed{{}}."
@@ -125,11 +124,11 @@ def heldout_problems(task: str, limit: int | None = None) -> list:
     ``arithmetic`` benchmark.
 
     >>> [(p.question, p.gold) == (r["question"], r["answer"]) for p, r in zip(heldout_problems("add3", 2),
-    ...  __import__("gpgrl.tasks.arithmetic").tasks.arithmetic.ArithmeticTask(digits=3).records("test"))]
+    ...  __import__("gpgrl.data.arithmetic").data.arithmetic.ArithmeticTask(digits=3).records("test"))]
     [True, True]
     """
+    from gpgrl.data.arithmetic import ArithmeticTask
     from gpgrl.eval.problem import Problem
-    from gpgrl.tasks.arithmetic import ArithmeticTask
 
     records = ArithmeticTask(digits=TASKS[task]["digits"]).records("test")[:limit]
     return [Problem("arithmetic", f"{task}-{i}", r["question"], r["answer"]) for i, r in enumerate(records)]
@@ -184,26 +183,6 @@ def rescore(s: dict[str, Any], folder: Path, base: dict[str, Any]) -> dict[str, 
               else base["accuracy"] if s["budget_step"] == 0 else after)
     return {**s, "accuracy_before": base["accuracy"], "accuracy_after": after, "accuracy_delta": after - base["accuracy"],
             "accuracy_at_budget": budget, "heldout_questions": n, "rescored_from": s["heldout_questions"]}
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark of this process (Linux: ``echo 5 > /proc/self/clear_refs``)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory since the last reset (VmHWM), else since it started."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def check_checkpoint(train_dir: Path, policy: torch.nn.Module, tokenizer: Any) -> float | None:
@@ -320,12 +299,12 @@ def run_cell(task: str, run: str, seed: int, *, output: Path, steps: int, eval_e
     snapshot.take(trainer.acc.unwrap_model(trainer.model), 0, 0)  # a first step may already cross the budget
     with open(folder / "metrics.jsonl", "w") as log:
         while trainer.step < steps:
-            measured = _reset_peak_rss()
+            measured = reset_peak_rss()
             t = time.perf_counter()
             metrics = trainer.train(stop_at_step=trainer.step + 1)[-1]
             seconds_train += time.perf_counter() - t
             answers += int(metrics["rollout/draws"]) * per_draw
-            metrics.update({"perf/peak_rss_mb": _peak_rss_mb() if measured else float("nan"),
+            metrics.update({"perf/peak_rss_mb": peak_rss_since_reset_mb() if measured else float("nan"),
                             "perf/train_seconds_total": seconds_train, "rollout/answers_total": answers})
             policy = trainer.acc.unwrap_model(trainer.model)
             if answers <= budget and trainer.step < steps:
@@ -376,7 +355,7 @@ def run_cell(task: str, run: str, seed: int, *, output: Path, steps: int, eval_e
         "evals": evals, "eval_size": eval_size, "threads": threads, "seconds_load": seconds_load,
         "seconds_eval_after": seconds_eval, "loadavg_1min_during": load,
         "checkpoint_reload_max_logit_diff": reload_diff, "settings": s, "max_draws": MAX_DRAWS, "template": TEMPLATE,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "machine": machine(),
         "command": " ".join(sys.argv),
     }
     _write_json(folder / "summary.json", summary)

@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
 import step_speed
-from real_model import _reset_peak_rss
+from _machine import peak_rss_since_reset_mb, reset_peak_rss, rss_mb
 
 RESULTS = Path(__file__).parent / "results"
 # aten operator name -> group; anything else is "other"
@@ -101,15 +101,15 @@ def measure(model: str, workdir: Path, micro_batch: int | None = None, profiled:
     out: dict = {"load_start": os.getloadavg()[0]}
     trainer, model_mb = step_speed.gpgrl_trainer(spec, micro_batch_size=micro_batch)
     params = sum(p.numel() for p in trainer.model.parameters())
-    out.update(model_mb=model_mb, params=params, ready_mb=step_speed._rss_mb())
+    out.update(model_mb=model_mb, params=params, ready_mb=rss_mb())
     trainer.train(stop_at_step=1)  # warm-up: the optimizer's states exist from here on
     saved = SavedBytes()
     with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
-        _reset_peak_rss()
+        reset_peak_rss()
         t = time.perf_counter()
         metrics = trainer.train(stop_at_step=trainer.step + 1)[-1]
         out["step_wall"] = time.perf_counter() - t
-    out.update(peak_mb=step_speed._hwm_mb(), saved_mb=saved.mb, generation=metrics["perf/generation_seconds"],
+    out.update(peak_mb=peak_rss_since_reset_mb(), saved_mb=saved.mb, generation=metrics["perf/generation_seconds"],
                step=metrics["perf/step_seconds"], tokens=metrics["rollout/num_tokens"])
     if profiled:
         metrics, times = profiled_step(trainer)

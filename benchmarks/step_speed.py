@@ -50,7 +50,8 @@ padded batch, plus cutting at EOS). The step is timed around ``Trainer.train(sto
 and between TRL's ``on_step_begin``/``on_step_end`` callbacks. "Update" is step minus generation: reward
 scoring, the reference model's forward, the policy's forward-backward and the optimizer step. Tokens/s:
 completion tokens of the step (up to and including EOS) over the step's wall time. Memory: the peak
-resident set of the whole process (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), the resident set just
+resident set of the whole process (``_machine.peak_rss_process_mb``: ``ru_maxrss``; the kernel's mark
+``VmHWM``, never reset here, is recorded next to it as a check), the resident set just
 before the first step (model and libraries loaded), and the step's own peak: the first minus the second.
 
 The floor: each step's multiply-adds (:func:`step_macs`: generation, the training forward with the LM head
@@ -60,17 +61,16 @@ the report gives each configuration's step time as a multiple of its floor.
 
 Results: ``benchmarks/results/step_speed.{md,json}``; ``--scaling`` writes ``step_speed_scaling.{json,png}``
 and a section of the md. ``--report`` re-renders the md from the json files (and pastes in the hand-written
-``results/step_speed_notes.md``: what favours either side).
+``results/step_speed_notes.md``: what favours either side). The report (tables, targets, the floor's
+arithmetic, the plot) is ``step_speed_report.py``; this file measures.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -78,18 +78,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
+from _machine import cpu_name, peak_rss_process_mb, peak_rss_since_reset_mb, rss_mb
+from step_speed_report import (  # the report side
+    CONFIGS,
+    model_shape,
+    prompt_line,
+    summarize_run,
+    write_report,
+)
+
 RESULTS = Path(__file__).parent / "results"
-CONFIGS = ["gpgrl_gpg", "gpgrl_grpo", "trl_gpg", "trl_beta"]
-LABELS = {
-    "gpgrl_gpg": "gpgrl GPG (no ref.)",
-    "gpgrl_grpo": "gpgrl GRPO (beta 0.04, ref.)",
-    "trl_gpg": "TRL GRPOTrainer, GPG-like (beta 0)",
-    "trl_beta": "TRL GRPOTrainer, beta 0.04",
-}
 # a, b: built from MODEL_SHAPE (vocab None: the character tokenizer's own size); r: the real SmolLM2-135M-Instruct
 MODELS = {"a": {"vocab": None}, "b": {"vocab": 151936}, "r": {"real": "smollm2"}}
-TITLES = {"a": "Model a: Qwen2, 108-token vocabulary", "b": "Model b: Qwen2, 151,936-token vocabulary",
-          "r": "Model r: SmolLM2-135M-Instruct (real weights, 49,152-token vocabulary)"}
 REAL_MODELS = {name for name, spec in MODELS.items() if "real" in spec}
 PROMPTS_FILE = "bench_prompts.json"  # in each model's folder: the prompt texts both sides get, and their ids
 MODEL_SHAPE = {"hidden_size": 128, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 512}
@@ -99,7 +100,8 @@ QUESTIONS = [f"What is {a}+{b}? Think, then answer." for a, b in
 LR = 1e-6
 
 
-# ---------------------------------------------------------------------------------------- pure helpers
+
+# ---------------------------------------------------------------------------------------- the reward and the run order
 def reward_value(text: str) -> float:
     """The benchmark's reward: continuous, and different for almost any two different answers.
 
@@ -113,19 +115,6 @@ def reward_value(text: str) -> float:
     return sum(ord(c) % 13 for c in text) / (12 * len(text)) + 0.001 * len(text)
 
 
-def median_spread(values: list[float]) -> dict[str, float]:
-    """Median, min, max and relative spread ((max - min) / median) of ``values`` (NaN-free).
-
-    >>> median_spread([3.0, 1.0, 2.0])
-    {'median': 2.0, 'min': 1.0, 'max': 3.0, 'spread': 1.0, 'n': 3}
-    """
-    vals = [float(v) for v in values if v == v]
-    if not vals:
-        return {"median": float("nan"), "min": float("nan"), "max": float("nan"), "spread": float("nan"), "n": 0}
-    med = statistics.median(vals)
-    return {"median": med, "min": min(vals), "max": max(vals),
-            "spread": (max(vals) - min(vals)) / med if med else float("nan"), "n": len(vals)}
-
 
 def run_order(configs: list[str], repetitions: int) -> list[tuple[int, str]]:
     """(repetition, config) in alternating order: forward on even repetitions, reversed on odd ones.
@@ -136,254 +125,8 @@ def run_order(configs: list[str], repetitions: int) -> list[tuple[int, str]]:
     return [(r, c) for r in range(repetitions) for c in (configs if r % 2 == 0 else configs[::-1])]
 
 
-def summarize_run(steps: list[dict[str, float]]) -> dict[str, float]:
-    """Per-process medians over the measured steps of one run (one value per quantity)."""
-    out: dict[str, float] = {}
-    for key in ("wall", "cpu", "gen_wall", "gen_cpu", "tokens"):
-        out[key] = statistics.median(s[key] for s in steps)
-    out["update_wall"] = statistics.median(s["wall"] - s["gen_wall"] for s in steps)
-    out["update_cpu"] = statistics.median(s["cpu"] - s["gen_cpu"] for s in steps)
-    out["tokens_per_s"] = statistics.median(s["tokens"] / s["wall"] for s in steps)
-    return out
 
-
-def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """Group finished runs by (model, config) and take median/spread over repetitions of each quantity."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in runs:
-        if r.get("ok"):
-            groups.setdefault((r["model"], r["config"]), []).append(r)
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    for (model, config), rs in sorted(groups.items()):
-        per = [summarize_run(r["steps"]) for r in rs]
-        stats = {k: median_spread([p[k] for p in per]) for k in per[0]}
-        stats["peak_rss_mb"] = median_spread([r["peak_rss_mb"] for r in rs])
-        stats["ready_rss_mb"] = median_spread([r["ready_rss_mb"] for r in rs])
-        stats["step_peak_mb"] = median_spread([r["peak_rss_mb"] - r["ready_rss_mb"] for r in rs])
-        stats["model_mb"] = median_spread([r.get("model_mb", float("nan")) for r in rs])
-        out[f"{model}/{config}"] = stats
-    return out
-
-
-def ratio(agg: dict[str, Any], model: str, num: str, den: str, key: str) -> float:
-    """median(num) / median(den) of quantity ``key`` on ``model`` (NaN when either is missing)."""
-    try:
-        return agg[f"{model}/{num}"][key]["median"] / agg[f"{model}/{den}"][key]["median"]
-    except (KeyError, ZeroDivisionError):
-        return float("nan")
-
-
-def fmt(stat: dict[str, float], digits: int = 2) -> str:
-    """``median (min-max)`` of a :func:`median_spread` result.
-
-    >>> fmt({"median": 1.234, "min": 1.0, "max": 1.5, "spread": 0.4, "n": 3})
-    '1.23 (1.00-1.50)'
-    """
-    if stat["n"] == 0:
-        return "n/a"
-    return f"{stat['median']:.{digits}f} ({stat['min']:.{digits}f}-{stat['max']:.{digits}f})"
-
-
-def render_table(agg: dict[str, Any], model: str) -> str:
-    """The markdown table of one model's configurations."""
-    rows = ["| configuration | step wall s | generation wall s | update wall s | step CPU s | generation CPU s "
-            "| update CPU s | completion tokens | tokens/s | peak RSS MB | RSS before 1st step MB | step's own peak MB |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for c in CONFIGS:
-        s = agg.get(f"{model}/{c}")
-        if s is None:
-            rows.append(f"| {LABELS[c]} | not run |" + " |" * 11)
-            continue
-        rows.append(f"| {LABELS[c]} | {fmt(s['wall'])} | {fmt(s['gen_wall'])} | {fmt(s['update_wall'])} "
-                    f"| {fmt(s['cpu'])} | {fmt(s['gen_cpu'])} | {fmt(s['update_cpu'])} | {fmt(s['tokens'], 0)} "
-                    f"| {fmt(s['tokens_per_s'], 0)} | {fmt(s['peak_rss_mb'], 0)} | {fmt(s['ready_rss_mb'], 0)} "
-                    f"| {fmt(s['step_peak_mb'], 0)} |")
-    return "\n".join(rows)
-
-
-def config_floor(agg: dict[str, Any], floor: dict[str, Any] | None, model: str, config: str) -> dict[str, float] | None:
-    """The floor of ``config`` on ``model``: its multiply-adds (:func:`step_macs`, with the side's own head
-    positions and the measured completion length), the floor seconds, and the step's wall time over it."""
-    f, s = (floor or {}).get(model), agg.get(f"{model}/{config}")
-    if f is None or s is None:
-        return None
-    completion = s["tokens"]["median"] / f["rows"]
-    macs = step_macs(f["shape"], f["rows"], f["prompt_tokens"], completion,
-                     head_positions(config, f["prompt_tokens"], completion), reference=config.endswith(("grpo", "beta")),
-                     prefill_rows=f.get("groups") if config.startswith("gpgrl") else None,
-                     # runs made before each prompt ran once in the update recorded no "train_groups"
-                     train_prompt_rows=f.get("train_groups") if config.startswith("gpgrl") else None)
-    seconds = floor_seconds(macs, f["decode_gflops"], f["train_gflops"])
-    return {**macs, "completion": completion, "seconds": seconds, "multiple": s["wall"]["median"] / seconds,
-            "gen_multiple": s["gen_wall"]["median"] / (2 * macs["generation"] / (f["decode_gflops"] * 1e9))}
-
-
-def render_floor(agg: dict[str, Any], floor: dict[str, Any], model: str) -> str:
-    """The floor table of one model: multiply-adds per phase, floor seconds, the step as a multiple of it."""
-    f = floor[model]
-    ms = f["matmul_shapes"]
-    rows = [f"Matmul throughput, 1 thread, float32 `torch.mm`, best of 15 windows of 0.1 s: decoding shape {ms['decode'][0]}x"
-            f"{ms['decode'][1]} by {ms['decode'][1]}x{ms['decode'][2]}: **{f['decode_gflops']:.1f} GFLOP/s**; "
-            f"training shape {ms['train'][0]}x{ms['train'][1]} by {ms['train'][1]}x{ms['train'][2]}: "
-            f"**{f['train_gflops']:.1f} GFLOP/s**. Prompt {f['prompt_tokens']:.1f} tokens (mean), {f['rows']} rows. "
-            "Floor = 2 x multiply-adds / throughput (`step_macs`: linear maps, attention over the cache, the LM "
-            "head where the side applies it, gpgrl's prompt prefill once per group; backward = 2 x forward).", "",
-            "| configuration | completion tokens/row | generation GMAC | forward GMAC | backward GMAC | reference GMAC "
-            "| floor s | step wall s | step / floor | generation / its floor |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    for c in CONFIGS:
-        x = config_floor(agg, floor, model, c)
-        if x is None:
-            continue
-        rows.append(f"| {LABELS[c]} | {x['completion']:.1f} | {x['generation'] / 1e9:.1f} | {x['forward'] / 1e9:.1f} "
-                    f"| {x['backward'] / 1e9:.1f} | {x['reference'] / 1e9:.1f} | {x['seconds']:.2f} "
-                    f"| {agg[f'{model}/{c}']['wall']['median']:.2f} | **{x['multiple']:.1f}x** | {x['gen_multiple']:.1f}x |")
-    return "\n".join(rows)
-
-
-def target_lines(agg: dict[str, Any], memory: dict[str, Any] | None = None,
-                 floor: dict[str, Any] | None = None) -> list[str]:
-    """Issue 22's targets with the measured ratios (medians over repetitions): wall time decides, CPU time
-    (less disturbed by other jobs on a shared machine) is shown next to it."""
-    def met(value: float, limit: float) -> str:
-        if value != value:
-            return "not measured"
-        return "met" if value <= limit else "NOT met"
-
-    lines = []
-    t = ratio(agg, "r", "gpgrl_gpg", "trl_gpg", "wall")
-    c = ratio(agg, "r", "gpgrl_gpg", "trl_gpg", "cpu")
-    lines.append(f"- Step wall time, GPG / TRL (beta 0), model r (SmolLM2-135M): **{t:.2f}x** (target <= 0.5x: "
-                 f"{met(t, 0.5)}); CPU time {c:.2f}x")
-    for key, what in (("peak_rss_mb", "whole-process peak RSS"), ("step_peak_mb", "step's own peak (peak RSS - RSS "
-                                                                                   "before the 1st step)")):
-        m = ratio(agg, "r", "gpgrl_gpg", "trl_gpg", key)
-        lines.append(f"- Memory, GPG / TRL (beta 0), model r, {what}: **{m:.2f}x** (target <= 0.5x: {met(m, 0.5)})")
-    for model, limit in (("b", 0.3), ("a", 0.8)):
-        t = ratio(agg, model, "gpgrl_gpg", "trl_gpg", "wall")
-        c = ratio(agg, model, "gpgrl_gpg", "trl_gpg", "cpu")
-        lines.append(f"- Step wall time, GPG / TRL (beta 0), model {model}: **{t:.2f}x** (target <= {limit}x: "
-                     f"{met(t, limit)}); CPU time {c:.2f}x")
-    u = ratio(agg, "b", "gpgrl_gpg", "gpgrl_grpo", "update_wall")
-    uc = ratio(agg, "b", "gpgrl_gpg", "gpgrl_grpo", "update_cpu")
-    lines.append(f"- Update phase wall time, GPG / gpgrl GRPO with reference, model b: **{u:.2f}x** "
-                 f"(target <= 0.75x: {met(u, 0.75)}); CPU time {uc:.2f}x")
-    x = config_floor(agg, floor, "r", "gpgrl_gpg")
-    mult = x["multiple"] if x else float("nan")
-    lines.append(f"- Stretch: gpgrl GPG step on model r as a multiple of its floor (its multiply-adds at this CPU's "
-                 f"measured matmul rate): **{mult:.1f}x** (target <= 2x: {met(mult, 2.0)})")
-    for model in ("a", "b", "r"):
-        if f"{model}/gpgrl_gpg" not in agg:
-            continue
-        m = ratio(agg, model, "gpgrl_gpg", "trl_gpg", "peak_rss_mb")
-        t = ratio(agg, model, "gpgrl_grpo", "trl_beta", "wall")
-        c = ratio(agg, model, "gpgrl_grpo", "trl_beta", "cpu")
-        p = ratio(agg, model, "gpgrl_grpo", "trl_beta", "peak_rss_mb")
-        lines.append(f"- (no target) model {model}: GPG / TRL (beta 0) peak memory {m:.2f}x; gpgrl GRPO / TRL beta "
-                     f"0.04: step wall {t:.2f}x, CPU {c:.2f}x, peak memory {p:.2f}x")
-    peak = memory_peaks(memory)
-    for model in sorted({m for m, _ in peak}):
-        if (model, "gpgrl_gpg") in peak and (model, "gpgrl_grpo") in peak:
-            lines.append(f"- (no target) memory pass, model {model}: gpgrl GRPO - GPG = "
-                         f"{peak[(model, 'gpgrl_grpo')] - peak[(model, 'gpgrl_gpg')]:.1f} MB")
-    return lines
-
-
-# ---------------------------------------------------------------------------------------- the floor
-def model_shape(config: dict[str, Any]) -> dict[str, int]:
-    """The sizes :func:`step_macs` needs, from a transformers ``config.json`` (Qwen2 / Llama field names).
-
-    >>> model_shape({"hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
-    ...              "intermediate_size": 1536, "vocab_size": 49152})["head_dim"]
-    64
-    """
-    heads = config["num_attention_heads"]
-    return {"hidden": config["hidden_size"], "layers": config["num_hidden_layers"], "heads": heads,
-            "kv_heads": config.get("num_key_value_heads") or heads,
-            "head_dim": config.get("head_dim") or config["hidden_size"] // heads,
-            "intermediate": config["intermediate_size"], "vocab": config["vocab_size"]}
-
-
-def step_macs(shape: dict[str, int], rows: int, prompt: float, completion: float, head_positions: float,
-              reference: bool = False, prefill_rows: int | None = None,
-              train_prompt_rows: int | None = None) -> dict[str, float]:
-    """Multiply-adds of one step's matrix products (the compute a step cannot avoid), by phase.
-
-    Per layer and token, the linear maps: q and o (``heads * head_dim`` outputs/inputs each), k and v
-    (``kv_heads * head_dim`` each), the gated MLP (gate, up, down: ``3 * hidden * intermediate``); per
-    layer, a token at position p (0-based) attends to p + 1 keys: ``2 * heads * head_dim`` per key (QK^T
-    and AV). The LM head is ``hidden * vocab`` per projected position. Norms, rotary, softmax and the
-    embedding lookup are not counted.
-
-    * ``generation``: ``rows`` sequences through ``generate``: positions 0 .. prompt + completion - 2 are fed
-      (the prompt at once, then one token at a time into the KV cache), the head runs on ``completion``
-      positions (the last prompt position, then each fed completion token: ``logits_to_keep=1``).
-      ``prefill_rows``: rows that run the prompt's first ``prompt - 1`` positions (gpgrl: one per group,
-      its cache repeated for the group's rows; default ``rows``, as TRL's ``generate``).
-    * ``forward``: the training forward over all ``prompt + completion`` positions, the head on
-      ``head_positions`` of them per row (gpgrl: the completion only; TRL on a CPU: every position);
-      with ``train_prompt_rows``, that many rows run the prompt's positions (gpgrl since each prompt runs
-      once in the update: one per group, its completions from the prompt's cache) and every row its
-      completion's (default ``rows``).
-    * ``backward``: twice the forward (the gradient of each product's input and of its weight).
-    * ``reference``: one more forward (no backward) for a reference model (beta > 0), else 0.
-
-    A hand check, one row, prompt 2, completion 1, a layer of 34 linear MACs per token (q, k, v, o:
-    2 * 2 * (2 + 2) = 16; MLP: 3 * 2 * 3 = 18), vocab 5: generation feeds 2 positions (2 * 34 = 68, keys
-    1 + 2 = 3: 2 * 1 * 2 * 3 = 12, head 1 * 2 * 5 = 10: 90); the forward 3 positions (102, keys 6: 24, head 10: 136):
-
-    >>> tiny = {"hidden": 2, "layers": 1, "heads": 1, "kv_heads": 1, "head_dim": 2, "intermediate": 3, "vocab": 5}
-    >>> step_macs(tiny, rows=1, prompt=2, completion=1, head_positions=1)
-    {'generation': 90.0, 'forward': 136.0, 'backward': 272.0, 'reference': 0.0, 'total': 498.0}
-    >>> step_macs(tiny, rows=2, prompt=2, completion=1, head_positions=3, reference=True)["reference"]  # head on 3
-    312.0
-
-    Two rows of one group, the prompt's first position run once (34 + 2 * 1 * 2 * 1 = 38), then each row
-    the rest (90 - 38 = 52): 38 + 2 * 52 = 142 instead of 2 * 90 = 180:
-
-    >>> step_macs(tiny, rows=2, prompt=2, completion=1, head_positions=1, prefill_rows=1)["generation"]
-    142.0
-
-    The training forward of those two rows: the prompt's 2 positions once (2 * 34 + 2 * 1 * 2 * (1 + 2) = 80),
-    each row its completion (136 - 80 = 56): 80 + 2 * 56 = 192 instead of 2 * 136 = 272:
-
-    >>> step_macs(tiny, rows=2, prompt=2, completion=1, head_positions=1, train_prompt_rows=1)["forward"]
-    192.0
-    """
-    h, d, L = shape["hidden"], shape["head_dim"], shape["layers"]
-    linear = h * d * (2 * shape["heads"] + 2 * shape["kv_heads"]) + 3 * h * shape["intermediate"]
-    per_key = 2 * shape["heads"] * d
-
-    def positions(n: float, head: float) -> float:  # positions 0 .. n-1, the head on ``head`` of them
-        return L * (linear * n + per_key * n * (n + 1) / 2) + head * h * shape["vocab"]
-
-    prefix = positions(prompt - 1, 0)
-    generation = rows * (positions(prompt + completion - 1, completion) - prefix) + (prefill_rows or rows) * prefix
-    prompt_part = positions(prompt, 0)
-    forward = rows * (positions(prompt + completion, head_positions) - prompt_part) + (train_prompt_rows or rows) * prompt_part
-    out = {"generation": generation, "forward": forward, "backward": 2 * forward,
-           "reference": forward if reference else 0.0}
-    out["total"] = sum(out.values())
-    return out
-
-
-def floor_seconds(macs: dict[str, float], decode_gflops: float, train_gflops: float) -> float:
-    """Seconds the step's multiply-adds take at the measured matmul throughput (2 FLOPs per MAC): generation
-    at the decoding shape's rate, forward, backward and reference at the training shape's.
-
-    >>> floor_seconds({"generation": 1e9, "forward": 1e9, "backward": 2e9, "reference": 0.0}, 2.0, 8.0)  # 1 + 0.75
-    1.75
-    """
-    return 2 * macs["generation"] / (decode_gflops * 1e9) + \
-        2 * (macs["forward"] + macs["backward"] + macs["reference"]) / (train_gflops * 1e9)
-
-
-def head_positions(config: str, prompt: float, completion: float) -> float:
-    """Positions per row where the side's training forward applies the LM head: gpgrl the completion only,
-    TRL 1.16 on a CPU every position of prompt and completion (its fused head's non-Triton fallback)."""
-    return completion if config.startswith("gpgrl") else prompt + completion
-
-
+# ---------------------------------------------------------------------------------------- the floor's input: this CPU's matmul rate (the rest is in step_speed_report)
 def matmul_gflops(m: int, k: int, n: int, repeats: int = 15, min_seconds: float = 0.1) -> float:
     """Best-of-``repeats`` float32 ``torch.mm`` throughput of [m, k] x [k, n] on one thread, in GFLOP/s
     (many short windows: on a shared machine the best one is the least disturbed; a loaded machine still
@@ -399,6 +142,7 @@ def matmul_gflops(m: int, k: int, n: int, repeats: int = 15, min_seconds: float 
     return 2 * m * k * n / best / 1e9
 
 
+
 def _time_mm(a, b, out, iters: int) -> float:
     import torch
 
@@ -406,6 +150,7 @@ def _time_mm(a, b, out, iters: int) -> float:
     for _ in range(iters):
         torch.mm(a, b, out=out)
     return (time.perf_counter() - t) / iters
+
 
 
 # ---------------------------------------------------------------------------------------- the models
@@ -436,8 +181,10 @@ def build_tokenizer(vocab: int | None, save_dir: Path):
     return tok
 
 
+
 SAMPLING_FIELDS = ("do_sample", "temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty",
                    "no_repeat_ngram_size")
+
 
 
 def build_real(name: str, folder: Path) -> None:
@@ -457,6 +204,7 @@ def build_real(name: str, folder: Path) -> None:
     model.save_pretrained(str(folder))
 
 
+
 def write_prompts(name: str, folder: Path) -> None:
     """The prompts of ``name`` as both sides see them, in ``folder/PROMPTS_FILE``: ``texts`` (model r: the chat
     template applied once here, so both sides get the same plain text and neither applies it again; models a
@@ -471,6 +219,7 @@ def write_prompts(name: str, folder: Path) -> None:
     ids = [tok(t, add_special_tokens=False)["input_ids"] for t in chat]
     data = {"texts": chat if real else None, "ids": ids, "mean_prompt_tokens": statistics.mean(len(i) for i in ids)}
     (folder / PROMPTS_FILE).write_text(json.dumps(data))
+
 
 
 def build_models(workdir: Path, names: list[str] | None = None) -> dict[str, str]:
@@ -509,6 +258,7 @@ def build_models(workdir: Path, names: list[str] | None = None) -> dict[str, str
     return folders
 
 
+
 def load(folder: str):
     """Tokenizer (always the fast class that was saved: AutoTokenizer would pick Qwen2's) and float32 model."""
     import torch
@@ -519,30 +269,8 @@ def load(folder: str):
     return tok, model
 
 
+
 # ---------------------------------------------------------------------------------------- worker side
-def _status_mb(field: str) -> float:
-    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _rss_mb() -> float:
-    return _status_mb("VmRSS")
-
-
-def _peak_mb() -> float:
-    """Peak resident memory of this process: ``ru_maxrss``. On Linux it carries over the parent's mark through
-    fork and exec, so the driver keeps itself small (the models are built in a child process) and the
-    kernel's per-address-space mark (VmHWM) is recorded next to it as a check."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _hwm_mb() -> float:
-    return _status_mb("VmHWM")
-
-
 class Clock:
     """Accumulates wall and CPU seconds of the calls it wraps."""
 
@@ -560,6 +288,7 @@ class Clock:
         return timed
 
 
+
 def question_index(text: str) -> int | None:
     """Which of QUESTIONS a prompt's text holds (None: none of them).
 
@@ -567,6 +296,7 @@ def question_index(text: str) -> int | None:
     (1, None)
     """
     return next((i for i, q in enumerate(QUESTIONS) if q in text), None)
+
 
 
 def recorder(tok, seen: dict[str, list[int]]):
@@ -581,9 +311,11 @@ def recorder(tok, seen: dict[str, list[int]]):
     return record
 
 
+
 def prompt_texts(folder: str) -> list[str] | None:
     """The prompt texts both sides get as plain text (model r), or None (each side applies the template)."""
     return json.loads((Path(folder) / PROMPTS_FILE).read_text())["texts"]
+
 
 
 def gpgrl_trainer(spec: dict[str, Any], micro_batch_size: int | None = None):
@@ -623,6 +355,7 @@ def gpgrl_trainer(spec: dict[str, Any], micro_batch_size: int | None = None):
     return Trainer(cfg, model=model, tokenizer=tok, dataset=records, rewards=[reward], ref_model=ref), model_mb
 
 
+
 def worker_gpgrl(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
@@ -637,7 +370,7 @@ def worker_gpgrl(spec: dict[str, Any]) -> dict[str, Any]:
         return timed(prompts, *a, **kw)
 
     trainer.engine.generate = generate
-    ready = _rss_mb()
+    ready = rss_mb()
     steps = []
     for k in range(spec["warmup"] + spec["steps"]):
         gen.wall = gen.cpu = 0.0
@@ -655,8 +388,9 @@ def worker_gpgrl(spec: dict[str, Any]) -> dict[str, Any]:
 
     import gpgrl
 
-    return {"steps": steps, "ready_rss_mb": ready, "model_mb": model_mb, "peak_rss_mb": _peak_mb(), "vm_hwm_mb": _hwm_mb(),
+    return {"steps": steps, "ready_rss_mb": ready, "model_mb": model_mb, "peak_rss_mb": peak_rss_process_mb(), "vm_hwm_mb": peak_rss_since_reset_mb(),
             "prompt_ids": seen, "versions": {"gpgrl": gpgrl.__version__, "torch": torch.__version__, "transformers": transformers.__version__}}
+
 
 
 def worker_trl(spec: dict[str, Any]) -> dict[str, Any]:
@@ -721,15 +455,17 @@ def worker_trl(spec: dict[str, Any]) -> dict[str, Any]:
         return completion_ids, logprobs
 
     trainer._generate_single_turn = generate
-    ready = _rss_mb()
+    ready = rss_mb()
     trainer.train()
-    return {"steps": steps[spec["warmup"]:], "ready_rss_mb": ready, "model_mb": model_mb, "peak_rss_mb": _peak_mb(),
-            "vm_hwm_mb": _hwm_mb(), "prompt_ids": seen, "versions": {"trl": trl.__version__, "torch": torch.__version__, "transformers": transformers.__version__}}
+    return {"steps": steps[spec["warmup"]:], "ready_rss_mb": ready, "model_mb": model_mb, "peak_rss_mb": peak_rss_process_mb(),
+            "vm_hwm_mb": peak_rss_since_reset_mb(), "prompt_ids": seen, "versions": {"trl": trl.__version__, "torch": torch.__version__, "transformers": transformers.__version__}}
+
 
 
 def worker(spec: dict[str, Any]) -> None:
     result = worker_trl(spec) if spec["config"].startswith("trl") else worker_gpgrl(spec)
     print("RESULT " + json.dumps(result), flush=True)
+
 
 
 # ---------------------------------------------------------------------------------------- driver side
@@ -754,12 +490,11 @@ def run_config(python: str, spec: dict[str, Any], log: Path, timeout: float,
     return {**spec, **json.loads(lines[-1][len("RESULT "):]), "ok": True, "process_seconds": time.perf_counter() - t}
 
 
+
 def environment(trl_python: str | None) -> dict[str, Any]:
     env = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
            "torch_threads": 1}
-    with contextlib.suppress(OSError, StopIteration):
-        env["cpu_model"] = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                                if ln.startswith("model name"))
+    env["cpu_model"] = cpu_name()
     if trl_python:
         out = subprocess.run([trl_python, "-c", "import trl, transformers, torch, accelerate; print(trl.__version__, "
                               "transformers.__version__, torch.__version__, accelerate.__version__)"],
@@ -768,14 +503,16 @@ def environment(trl_python: str | None) -> dict[str, Any]:
     return env
 
 
+
 def models_in_child(workdir: Path, names: str) -> dict[str, str]:
-    """:func:`build_models` in a child process, so this driver's peak memory stays small (see ``_peak_mb``)."""
+    """:func:`build_models` in a child process, so this driver's peak memory stays small (see ``_machine.peak_rss_process_mb``)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src"), "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, __file__, "--build", str(workdir), "--models", names], capture_output=True,
                          text=True, env=env)
     if out.returncode != 0:
         raise SystemExit(f"building the models failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
 
 
 def floor_inputs(folder: str, rows: int, length: int) -> dict[str, Any]:
@@ -792,6 +529,7 @@ def floor_inputs(folder: str, rows: int, length: int) -> dict[str, Any]:
     rates = json.loads(out.stdout.strip().splitlines()[-1])
     return {"shape": shape, "prompt_tokens": prompt, "rows": rows, "matmul_shapes": shapes,
             "decode_gflops": rates["decode"], "train_gflops": rates["train"]}
+
 
 
 def prompt_check(runs: list[dict[str, Any]], expected: dict[str, list[list[int]]]) -> dict[str, dict[str, Any]]:
@@ -817,10 +555,12 @@ def prompt_check(runs: list[dict[str, Any]], expected: dict[str, list[list[int]]
     return out
 
 
+
 def selected_configs(args: argparse.Namespace) -> list[str]:
     """CONFIGS, without TRL's when no ``--trl-python`` is given, restricted to ``--configs`` if given."""
     configs = [c for c in CONFIGS if args.trl_python or not c.startswith("trl")]
     return [c for c in configs if c in args.configs.split(",")] if args.configs else configs
+
 
 
 def repeats_for(args: argparse.Namespace, model: str) -> tuple[int, int]:
@@ -828,6 +568,7 @@ def repeats_for(args: argparse.Namespace, model: str) -> tuple[int, int]:
     if model in REAL_MODELS and not args.quick:
         return args.real_steps, args.real_repetitions
     return args.steps, args.repetitions
+
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -881,14 +622,9 @@ def compare(args: argparse.Namespace) -> None:
     write_report(out)
 
 
-def prompt_line(check: dict[str, Any]) -> str:
-    """One line of :func:`prompt_check`'s verdict for a model."""
-    verdict = ("every one equal to the ids of the chat template applied once" if not check["mismatched"]
-               else "MISMATCH in " + ", ".join(check["mismatched"]))
-    return f"{check['checked']} prompts checked in {', '.join(check['configs'])}: {verdict}"
-
 
 MMAP_THRESHOLD = 65536  # bytes: glibc then maps every block this size or larger, and unmaps it when freed
+
 
 
 def memory_pass(args: argparse.Namespace) -> None:
@@ -917,32 +653,6 @@ def memory_pass(args: argparse.Namespace) -> None:
     (out / "step_speed_memory.json").write_text(json.dumps({"mmap_threshold": MMAP_THRESHOLD, "runs": runs}, indent=1))
     write_report(out)
 
-
-def memory_peaks(data: dict[str, Any] | None) -> dict[tuple[str, str], float]:
-    """``{(model, config): peak RSS MB}`` of the memory pass's finished runs (empty without a pass)."""
-    return {(r["model"], r["config"]): r["peak_rss_mb"] for r in (data or {}).get("runs", []) if r.get("ok")}
-
-
-def memory_lines(data: dict[str, Any]) -> list[str]:
-    """The memory pass as a table and the GRPO - GPG check on it."""
-    peak = memory_peaks(data)
-    weights = {(r["model"], r["config"]): r["model_mb"] for r in data["runs"] if r.get("ok") and "model_mb" in r}
-    lines = ["| model | " + " | ".join(LABELS[c] for c in CONFIGS) + " |", "|---" * (len(CONFIGS) + 1) + "|"]
-    for model in sorted({m for m, _ in peak}):
-        lines.append(f"| {model} | " + " | ".join(f"{peak[(model, c)]:.0f}" if (model, c) in peak else "-"
-                                                  for c in CONFIGS) + " |")
-    lines.append("")
-    for model in sorted({m for m, _ in peak}):
-        if (model, "gpgrl_gpg") in peak and (model, "gpgrl_grpo") in peak:
-            diff, ref = peak[(model, "gpgrl_grpo")] - peak[(model, "gpgrl_gpg")], weights.get((model, "gpgrl_grpo"))
-            ref_text = f"{ref:.1f} MB" if ref is not None else "?"
-            lines.append(f"- model {model}: gpgrl GRPO - GPG = **{diff:.1f} MB**; the reference model's weights are "
-                         f"{ref_text}" + (f" (target: the difference >= the reference model: "
-                                          f"{'met' if diff >= ref else 'NOT met'})" if ref else ""))
-        if (model, "gpgrl_gpg") in peak and (model, "trl_gpg") in peak:
-            lines.append(f"- model {model}: peak memory GPG / TRL (beta 0) = "
-                         f"{peak[(model, 'gpgrl_gpg')] / peak[(model, 'trl_gpg')]:.2f}x")
-    return lines
 
 
 def scaling(args: argparse.Namespace) -> None:
@@ -973,127 +683,6 @@ def scaling(args: argparse.Namespace) -> None:
     previous.write_text(json.dumps({"prompts": args.prompts, "runs": runs, "load_average_1min": loads}, indent=1))
     write_report(out)
 
-
-def plot_scaling(data: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
-    for col, axis in enumerate(("G", "length")):
-        series: dict[tuple[str, str], list[tuple[int, float, float]]] = {}
-        for r in data["runs"]:
-            if r.get("ok") and r["axis"] == axis:
-                x = r["G"] if axis == "G" else r["length"]
-                series.setdefault((r["model"], r["config"]), []).append(
-                    (x, summarize_run(r["steps"])["wall"], r["peak_rss_mb"]))
-        for (model, config), pts in sorted(series.items()):
-            pts.sort()
-            style = "-o" if config == "gpgrl_gpg" else "--s"
-            label = f"model {model}, {LABELS[config]}"
-            axes[0][col].plot([p[0] for p in pts], [p[1] for p in pts], style, label=label)
-            axes[1][col].plot([p[0] for p in pts], [p[2] for p in pts], style, label=label)
-        other = "completion length" if axis == "G" else "G"
-        fixed = next((r["length"] if axis == "G" else r["G"] for r in data["runs"] if r.get("axis") == axis), "?")
-        for row, ylabel in enumerate(("seconds per step", "peak RSS (MB)")):
-            ax = axes[row][col]
-            ax.set_xscale("log", base=2)
-            if row == 0:
-                ax.set_yscale("log")  # model a's seconds are 1/20 of model b's
-            ax.set_xlabel(f"G ({other} {fixed})" if axis == "G" else f"completion length ({other}={fixed})")
-            ax.set_ylabel(ylabel)
-            ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"gpgrl step time and memory vs G and completion length ({data['prompts']} prompts/step, 1 thread)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def render_scaling(data: dict[str, Any]) -> str:
-    rows = ["| model | configuration | G | completion length | step wall s | generation wall s | update wall s "
-            "| tokens/s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in data["runs"]:
-        if not r.get("ok"):
-            rows.append(f"| {r['model']} | {LABELS[r['config']]} | {r['G']} | {r['length']} | failed |||||")
-            continue
-        s = summarize_run(r["steps"])
-        rows.append(f"| {r['model']} | {LABELS[r['config']]} | {r['G']} | {r['length']} | {s['wall']:.2f} "
-                    f"| {s['gen_wall']:.2f} | {s['update_wall']:.2f} | {s['tokens_per_s']:.0f} | {r['peak_rss_mb']:.0f} |")
-    return "\n".join(rows)
-
-
-def write_report(out: Path) -> None:
-    """Render ``step_speed.md`` from ``step_speed.json`` (and the scaling json/plot, when present)."""
-    parts = ["# Step speed and memory: gpgrl vs TRL GRPOTrainer", "",
-             "Written by `benchmarks/step_speed.py` (see its docstring for what is measured and how). "
-             "Values are `median (min-max)` over repetitions, each repetition a fresh process whose own "
-             "value is the median over its measured steps.", ""]
-    main = out / "step_speed.json"
-    if main.exists():
-        data = json.loads(main.read_text())
-        s, env = data["settings"], data["environment"]
-        agg = aggregate(data["runs"])
-        loads = data["load_average_1min"]
-        parts += [f"Command: `nice -n 5 python benchmarks/step_speed.py --trl-python /tmp/venv-trl/bin/python` "
-                  f"({data['minutes']:.0f} min).", "",
-                  f"Settings: {s['prompts']} prompts x G={s['G']} = {s['prompts'] * s['G']} answers per step, "
-                  f"up to {s['length']} new tokens, {s['warmup']} warm-up step(s) then {s['steps']} measured steps per "
-                  f"process, {s['repetitions']} repetitions in alternating order"
-                  + "".join(f" (model {m}: {v['steps']} steps, {v['repetitions']} repetitions)"
-                            for m, v in s.get("per_model", {}).items()
-                            if (v["steps"], v["repetitions"]) != (s["steps"], s["repetitions"]))
-                  + f", lr {s['lr']}, shape of models a and b {s['model_shape']}.", "",
-                  f"Machine: {env.get('cpu_model', '?')}, {env['cpus']} cores, 1 torch thread; "
-                  f"{env['platform']}, Python {env['python']}. TRL environment (trl, transformers, torch, accelerate): "
-                  f"{env.get('trl_env', 'not used')}; gpgrl environment: "
-                  f"{next((r['versions'] for r in data['runs'] if 'gpgrl' in r.get('versions', {})), '?')}. "
-                  f"1-minute load average during the run: "
-                  f"{min(loads):.2f}-{max(loads):.2f} (median {statistics.median(loads):.2f}).", ""]
-        failed = [r for r in data["runs"] if not r.get("ok")]
-        if failed:
-            parts += [f"Failed runs: {len(failed)} (" + ", ".join(f"{r['model']}/{r['config']}" for r in failed) + ")", ""]
-        memory = out / "step_speed_memory.json"
-        mem = json.loads(memory.read_text()) if memory.exists() else None
-        parts += ["## Targets (issue 22), medians of the same run", "", *target_lines(agg, mem, data.get("floor")), ""]
-        checks = data.get("prompt_check", {})
-        if checks:
-            parts += ["Prompt ids (recorded at each side's sampling call, compared with the tokenizer's ids of the "
-                      "chat template applied once):", "", *(f"- model {m}: {prompt_line(c)}" for m, c in
-                                                         sorted(checks.items())), ""]
-        ran = {r["model"] for r in data["runs"]}
-        for model, title in TITLES.items():
-            if model not in ran:
-                continue
-            parts += [f"## {title}", "", render_table(agg, model), ""]
-            if model in data.get("floor", {}):
-                parts += [f"### The floor, model {model}", "", render_floor(agg, data["floor"], model), ""]
-        if mem is not None:
-            parts += ["## Peak memory with RSS following live memory", "",
-                      "`nice -n 5 python benchmarks/step_speed.py --memory-pass --models b --trl-python "
-                      "/tmp/venv-trl/bin/python`: each configuration once, one measured step, with "
-                      f"`MALLOC_MMAP_THRESHOLD_={mem['mmap_threshold']}` (glibc returns every freed block of that "
-                      "size or more to the OS, so a process's peak RSS is its peak of live memory plus small "
-                      "change; with the default allocator, slack freed earlier is reused unseen). Peak RSS, MB:",
-                      "", *memory_lines(mem), ""]
-        notes = out / "step_speed_notes.md"
-        if notes.exists():
-            parts += [notes.read_text().strip(), ""]
-    scal = out / "step_speed_scaling.json"
-    if scal.exists():
-        data = json.loads(scal.read_text())
-        plot_scaling(data, out / "step_speed_scaling.png")
-        parts += ["## gpgrl: growth with G and completion length", "",
-                  "`nice -n 5 python benchmarks/step_speed.py --scaling --fresh` (both models, GPG and GRPO, "
-                  f"{max(len(r['steps']) for r in data['runs'] if r.get('ok'))} measured steps per point). "
-                  f"{data['prompts']} prompts per step, one process per point, 1 warm-up step, medians over the "
-                  "measured steps; one repetition, so no spread: read the trend, not the third digit. The G sweep "
-                  "runs at completion length 64, the length sweep at G=8 (the point G=8, length 64 is in both). "
-                  "1-minute load average at the points: "
-                  + (f"{min(data['load_average_1min']):.1f}-{max(data['load_average_1min']):.1f}."
-                     if data.get("load_average_1min") else "not recorded."), "",
-                  "![scaling](step_speed_scaling.png)", "", render_scaling(data), ""]
-    (out / "step_speed.md").write_text("\n".join(parts))
 
 
 def main() -> None:
@@ -1143,6 +732,7 @@ def main() -> None:
         if args.quick:
             args.repetitions, args.steps, args.out = 1, 1, str(Path(args.workdir) / "quick")
         compare(args)
+
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
+from _machine import machine
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"quickstart": {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2},
           "larger": {"hidden_size": 512, "num_layers": 8, "num_heads": 8, "num_kv_heads": 4}}
@@ -102,7 +105,7 @@ def main() -> None:
         "# Torch threads per process on a CPU: seconds per GPG step",
         "",
         f"Command: `python benchmarks/threads.py --steps {args.steps} --threads {' '.join(map(str, args.threads))}`",
-        f"Machine: {os.cpu_count()} CPU cores, no GPU. Median seconds per step (after one warm-up step) of the real",
+        f"Machine: {machine()}. Median seconds per step (after one warm-up step) of the real",
         "trainer: 32 prompts x 8 answers of up to 32 tokens, 2-digit addition, GPG. 'busy' = one busy-looping",
         "process per core beside the run.",
         "",

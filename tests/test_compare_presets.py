@@ -102,8 +102,8 @@ def test_methods_resolve_to_the_intended_algorithms():
 
 
 def test_tasks_keep_the_quickstart_and_make_the_hard_one_harder():
+    from gpgrl.data.arithmetic import ArithmeticTask
     from gpgrl.tasks import quickstart as qs
-    from gpgrl.tasks.arithmetic import ArithmeticTask
 
     quick = cp.TASKS["quickstart"]
     assert quick["sft"] == qs.SFT and quick["max_new_tokens"] == qs.MAX_NEW_TOKENS  # the original comparison

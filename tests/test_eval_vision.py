@@ -16,9 +16,10 @@ from gpgrl.eval.benchmarks import (
     parse_benchmarks,
     vision_spec,
 )
-from gpgrl.eval.metrics import box_overlap, compute_metrics, grounding_ious, summarize
+from gpgrl.eval.metrics import compute_metrics, grounding_ious, summarize
 from gpgrl.eval.problem import MissingImagesError, Problem, UnknownBenchmarkError
 from gpgrl.eval.vision import classification_question, grade_lisa
+from gpgrl.rewards.boxes import box_overlap
 
 REPO = Path(__file__).resolve().parents[1]
 VISION_DATA = SHARED_DATA / "vision"
@@ -53,6 +54,23 @@ def test_lisa_grading_scales_the_answer_box_to_the_image():
     assert (half["intersection"], half["union"], half["correct"]) == (2500, 5000, False)
     none = grade_lisa("<answer>no idea</answer>", problem, [(200, 100)])
     assert (none["iou"], none["intersection"], none["union"], none["pred_box"]) == (0.0, 0.0, 5000, None)
+
+
+def test_the_lisa_grade_and_the_grounding_reward_share_one_box_geometry():
+    """The benchmark's IoU (eval) and the rewards' IoU / GIoU (rewards) come from gpgrl.rewards.boxes: on a
+    1000 x 1000 image (scale 1) the grade's IoU is the reward side's box_iou, by hand 2500 / 17500 = 1/7."""
+    import gpgrl.eval.vision as ev
+    import gpgrl.rewards.vision as rv
+    from gpgrl.rewards import boxes
+
+    assert rv.box_iou is boxes.box_iou and rv.generalized_iou is boxes.generalized_iou
+    assert rv.first_grounding_box is boxes.first_grounding_box and not hasattr(ev, "box_overlap")
+    problem = Problem("lisa", "0", "the dog", "(0,0),(100,100)", images=("x.png",), meta={"box": [0, 0, 100, 100]})
+    row = grade_lisa("<answer>(50,50),(150,150)</answer>", problem, [(1000, 1000)])
+    assert (row["intersection"], row["union"]) == (2500, 17500)
+    assert row["iou"] == pytest.approx(1 / 7) == boxes.box_iou((50, 50, 150, 150), (0, 0, 100, 100))
+    # GIoU: the enclosing box (0,0)-(150,150) is 22500, so 1/7 - (22500 - 17500) / 22500
+    assert boxes.generalized_iou((50, 50, 150, 150), (0, 0, 100, 100)) == pytest.approx(1 / 7 - 5000 / 22500)
 
 
 def test_cvbench_grading():

@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA
+from gpgrl.data.arithmetic import ArithmeticTask
 from gpgrl.eval.benchmarks import get_benchmark, load_benchmark, parse_benchmarks
 from gpgrl.models import loading
 from gpgrl.models.loading import check_model_path, gguf_path, load_policy, load_tokenizer, packaged_gguf
-from gpgrl.tasks.arithmetic import ArithmeticTask
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = SHARED_DATA / "math"

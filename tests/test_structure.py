@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,7 +87,8 @@ def test_the_import_reader_sees_function_level_imports():
 
 # The package's layers, lowest first: a module may import its own layer and those below, never one above
 # ("an arrow back up"), inside functions included. Training orders rollouts, rewards and the maths;
-# evaluation reuses rollouts, prompts and rewards; the command line and the quickstarts sit on top.
+# evaluation reuses rollouts, prompts and rewards; the applications (tasks: the quickstart and its warm
+# start, which drive the trainer) and the command line sit on top. The generated datasets are data.
 LAYERS = (
     ("runtime", "parallel", "algorithms", "model_files"),  # model_files: the packaged GGUF files (no torch)
     ("models", "rewards", "paths"),  # paths: where the benchmark data is, and whether the Hub answers
@@ -97,7 +99,7 @@ LAYERS = (
     ("openr1",),  # the original's flat recipes, translated into the config's sections
     ("recipe",),  # reading a recipe of either kind
     ("train", "dry_run"),
-    ("tasks",),
+    ("tasks",),  # the applications: the quickstart and its supervised warm start (they use the trainer)
     ("cli", "doctor", ""),  # "": the package's own __init__
 )
 
@@ -121,6 +123,50 @@ def test_no_arrow_back_up():
     graph = _graph(inside_functions=True)
     up = sorted(f"{a} -> {b}" for a, deps in graph.items() for b in deps if _layer(b) > _layer(a))
     assert not up, "imports from a higher layer (see LAYERS):\n" + "\n".join(up)
+
+
+_STRING_PATH = re.compile(r"gpgrl(?:\.\w+)+(?::\w+)?")
+
+
+def _string_paths(source: str) -> list[str]:
+    """The gpgrl modules that ``source`` names in a string that is a whole module path (``"gpgrl.a.b"`` or
+    ``"gpgrl.a.b:attr"``, the form ``importlib``, ``__import__`` and the "module:attr" registries load),
+    docstrings (prose and doctests) left out: the imports an import reader cannot see.
+    """
+    tree = ast.parse(source)
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return [node.value.strip().partition(":")[0] for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+            and _STRING_PATH.fullmatch(node.value.strip())]
+
+
+def test_no_string_path_back_up():
+    """A registry of ``"module:attr"`` strings is an import the import reader cannot see: a lower layer must
+    not name a higher one that way either (as data once named the tasks' datasets, loaded at run time)."""
+    assert _string_paths("'gpgrl.tasks.x:y in a docstring'\nX = {'a': 'gpgrl.tasks.arithmetic:Task', 'b': 'gpgrl',"
+                         " 'c': 'see gpgrl.tasks'}") == ["gpgrl.tasks.arithmetic"]
+    found = {(_module_name(p), m) for p in SRC.rglob("*.py") for m in _string_paths(p.read_text())}
+    assert "gpgrl.data.datasets" in {a for a, _ in found}  # the reader sees the builtin registry
+    up = sorted(f"{a} -> {b!r}" for a, b in found if _layer(b) > _layer(a))
+    assert not up, "string paths into a higher layer (see LAYERS):\n" + "\n".join(up)
+
+
+def test_the_engine_choices_are_the_engine_registry():
+    """``rollout.engine``'s ``Literal`` (config.py: --help and the recipe check read it) and the builders
+    (rollout/registry.py) name the same engines, and every builder takes the typed config and accelerator."""
+    import inspect
+    import typing
+
+    from gpgrl.config import RolloutConfig
+    from gpgrl.rollout.registry import ENGINES
+
+    choices = typing.get_args(typing.get_type_hints(RolloutConfig)["engine"])
+    assert sorted(choices) == sorted(ENGINES) == ["hf", "vllm", "vllm_server"]
+    typed = {name: [str(p.annotation) for p in inspect.signature(build).parameters.values()][:2]
+             for name, build in ENGINES.items()}
+    assert typed == {name: ["Config", "Accelerator"] for name in ENGINES}, typed
 
 
 def _functions() -> list[tuple[str, int, int]]:

@@ -203,8 +203,8 @@ def resolve_user_reward(name: str, folders: list[Path]) -> str:
     ...     _ = (Path(d) / "myrewards.py").write_text("def short(completions, **_): ...")
     ...     resolve_user_reward("myrewards:short", [Path(d)]) == f"{Path(d).resolve() / 'myrewards.py'}:short"
     True
-    >>> resolve_user_reward("accuracy", []), resolve_user_reward("gpgrl.tasks.shapes:answer_only", [])
-    ('accuracy', 'gpgrl.tasks.shapes:answer_only')
+    >>> resolve_user_reward("accuracy", []), resolve_user_reward("gpgrl.data.shapes:answer_only", [])
+    ('accuracy', 'gpgrl.data.shapes:answer_only')
     """
     import importlib.util
 

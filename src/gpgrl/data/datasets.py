@@ -6,8 +6,9 @@ are read from configurable columns (dotted paths reach into nested fields, as ve
 ``reward_model.ground_truth``).
 
 Built-in datasets are found through a registry of ``"module:factory"`` paths (:data:`BUILTIN_DATASETS`,
-:func:`register_builtin`), imported only when used, so this module does not depend on the task code.
-A factory takes keyword arguments (a recipe's ``data.dataset_kwargs``) and returns an object with a
+:func:`register_builtin`), imported only when used (the shapes task needs Pillow). The generated tasks
+live beside this module (:mod:`gpgrl.data.arithmetic`, :mod:`gpgrl.data.shapes`): the data layer never
+names a layer above it, by import or by string (tests/test_structure.py checks both). A factory takes keyword arguments (a recipe's ``data.dataset_kwargs``) and returns an object with a
 ``records(split) -> list[dict]`` method.
 
 Errors name the file, the line and the problem: an empty file, a line that is not JSON or not an
@@ -24,8 +25,8 @@ from typing import Any
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 #: ``builtin:NAME`` -> ``"module:factory"``; the factory's keyword arguments are ``data.dataset_kwargs``.
-BUILTIN_DATASETS: dict[str, str] = {"arithmetic": "gpgrl.tasks.arithmetic:ArithmeticTask",
-                                    "shapes": "gpgrl.tasks.shapes:ShapesTask"}
+BUILTIN_DATASETS: dict[str, str] = {"arithmetic": "gpgrl.data.arithmetic:ArithmeticTask",
+                                    "shapes": "gpgrl.data.shapes:ShapesTask"}
 
 
 class DatasetError(ValueError):
@@ -59,7 +60,7 @@ def get_field(record: dict[str, Any], path: str) -> Any:
 
 
 def builtin_task(name: str, **kwargs: Any) -> Any:
-    """The object behind ``builtin:NAME`` (e.g. :class:`gpgrl.tasks.arithmetic.ArithmeticTask`)."""
+    """The object behind ``builtin:NAME`` (e.g. :class:`gpgrl.data.arithmetic.ArithmeticTask`)."""
     if name not in BUILTIN_DATASETS:
         raise DatasetError(f"unknown built-in dataset 'builtin:{name}'; valid: "
                            f"{', '.join('builtin:' + n for n in BUILTIN_DATASETS)}")

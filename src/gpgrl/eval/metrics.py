@@ -137,25 +137,7 @@ def maj_at_k(problems: Sequence[tuple[Sequence[str | None], Sequence[bool]]]) ->
     return sum(majority_correct(a, c) for a, c in problems) / len(problems)
 
 
-# --- grounding (LISA) -------------------------------------------------------------------------------
-
-def box_overlap(pred: Sequence[float] | None, gold: Sequence[float]) -> tuple[float, float]:
-    """``(intersection, union)`` areas of a predicted and a gold box ``(x1, y1, x2, y2)`` (corners in any
-    order); no prediction: ``(0, area of gold)``.
-
-    >>> box_overlap((0, 0, 10, 10), (5, 0, 15, 10)), box_overlap(None, (0, 0, 4, 5))
-    ((50, 150), (0.0, 20))
-    """
-    g = (min(gold[0], gold[2]), min(gold[1], gold[3]), max(gold[0], gold[2]), max(gold[1], gold[3]))
-    gold_area = (g[2] - g[0]) * (g[3] - g[1])
-    if pred is None:
-        return 0.0, gold_area
-    p = (min(pred[0], pred[2]), min(pred[1], pred[3]), max(pred[0], pred[2]), max(pred[1], pred[3]))
-    w = min(p[2], g[2]) - max(p[0], g[0])
-    h = min(p[3], g[3]) - max(p[1], g[1])
-    inter = w * h if w > 0 and h > 0 else 0
-    return inter, (p[2] - p[0]) * (p[3] - p[1]) + gold_area - inter
-
+# --- grounding (LISA): a sample's (intersection, union) is gpgrl.rewards.boxes.box_overlap ------------
 
 def grounding_ious(pairs: Iterable[tuple[float, float]]) -> tuple[float, float]:
     """``(gIoU, cIoU)`` of ``(intersection, union)`` pairs, one per sample: the mean of intersection / union

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from gpgrl.data.prompts import R1_ZERO_SYSTEM_PROMPT, PromptPreset
-from gpgrl.eval.metrics import box_overlap, extract_final_answer
+from gpgrl.eval.metrics import extract_final_answer
 from gpgrl.eval.problem import MissingImagesError, Problem, Row, RowContext
 
 # --- prompts (the forks' evaluation scripts) ------------------------------------------------------------
@@ -275,7 +275,8 @@ def grade_lisa(text: str, problem: Problem, sizes: Sequence[tuple[int, int]], an
                 ) -> dict[str, Any]:
     """IoU of the answer's first box (0-1000 scale of the image) with the gold box (pixels); ``anywhere``:
     the first box in the whole text instead of in the ``<answer>`` block."""
-    from gpgrl.rewards.vision import answer_content, first_grounding_box
+    from gpgrl.rewards.boxes import box_overlap, first_grounding_box
+    from gpgrl.rewards.vision import answer_content
 
     width, height = sizes[0]
     box = first_grounding_box(text if anywhere else answer_content(text))

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -36,6 +36,7 @@ from math_verify import parse, verify
 
 from gpgrl.rewards._common import completion_text, gold_answers
 from gpgrl.rewards._deadline import limited_call
+from gpgrl.rewards.boxes import Box, box_iou, first_grounding_box, generalized_iou  # the one box geometry
 from gpgrl.rewards.registry import RewardFn, register_reward
 
 __all__ = [
@@ -50,8 +51,6 @@ __all__ = [
     "parse_detection_boxes",
 ]
 
-#: ``(x1, y1, x2, y2)``: two opposite corners of an axis-aligned box.
-Box = tuple[float, float, float, float]
 
 # ----------------------------------------------------------------------------------------------------
 # math-verify, always under a time limit
@@ -370,60 +369,8 @@ def make_classification(
 
 
 # ----------------------------------------------------------------------------------------------------
-# Boxes
+# Boxes: reading them from answers (the geometry, IoU and GIoU, is gpgrl.rewards.boxes)
 # ----------------------------------------------------------------------------------------------------
-
-
-def _spanned(box: Sequence[float]) -> Box:
-    """The box spanned by two opposite corners, as (left, top, right, bottom)."""
-    x1, y1, x2, y2 = box
-    return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
-
-
-def _area(box: Box) -> float:
-    return (box[2] - box[0]) * (box[3] - box[1])
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two boxes ``(x1, y1, x2, y2)`` (corners in either order), in [0, 1].
-
-    Boxes that only touch, or have no area, have IoU 0 (as in Visual-RFT's ``calculate_iou``).
-
-    >>> box_iou((0, 0, 100, 100), (0, 0, 100, 80))  # 8000 / 10000
-    0.8
-    >>> box_iou((0, 0, 10, 10), (10, 0, 20, 10))
-    0.0
-    """
-    a, b = _spanned(a), _spanned(b)
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = w * h if w > 0 and h > 0 else 0.0
-    if inter <= 0:  # also when w * h underflows to 0
-        return 0.0
-    union = _area(a) + _area(b) - inter
-    return min(1.0, inter / union) if union > 0 else 0.0  # min: float rounding only
-
-
-def generalized_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Generalized IoU (Rezatofighi et al. 2019, arXiv 1902.09630), in [-1, 1].
-
-    GIoU = IoU - (C - U) / C, with U the union's area and C the area of the smallest box enclosing both.
-    Corners may come in either order: as in the paper's algorithm, each box is first put in
-    (min, min, max, max) form. IoU is 0 when the union has no area, and GIoU = IoU when C has none
-    (Visual-RFT's ``compute_giou`` conventions).
-
-    >>> generalized_iou((0, 0, 100, 100), (50, 0, 150, 100))  # IoU 5000/15000, C = U = 15000
-    0.3333333333333333
-    >>> generalized_iou((0, 0, 100, 100), (200, 0, 300, 100))  # 0 - (30000 - 20000) / 30000
-    -0.3333333333333333
-    """
-    a, b = _spanned(a), _spanned(b)
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = _area(a) + _area(b) - inter
-    iou = min(1.0, inter / union) if union > 0 else 0.0
-    enclosing = (max(a[2], b[2]) - min(a[0], b[0])) * (max(a[3], b[3]) - min(a[1], b[1]))
-    giou = iou - (enclosing - union) / enclosing if enclosing > 0 else iou
-    return max(-1.0, min(1.0, giou))  # clamp: float rounding only
 
 
 def _number(value: Any) -> float | None:
@@ -665,26 +612,6 @@ def make_detection_confidence(
     [0.625]
     """
     return _detection_fn("detection_confidence", 1, iou_threshold, math_verify_first, timeout)
-
-
-# LISA's box format: "(x1,y1),(x2,y2)" with non-negative integers (the fork's regex).
-_GROUNDING_BOX = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*,\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)")
-#: Coordinates longer than this many digits are not read as a box (no float holds them usefully).
-_MAX_COORD_DIGITS = 12
-
-
-def first_grounding_box(text: str) -> Box | None:
-    """The first ``(x1,y1),(x2,y2)`` box in a text, or None.
-
-    >>> first_grounding_box("(10, 20),(30,40) and (1,2),(3,4)")
-    (10, 20, 30, 40)
-    >>> first_grounding_box("(10.5,20),(30,40)") is None  # integers only, as in the fork
-    True
-    """
-    match = _GROUNDING_BOX.search(text)
-    if match is None or any(len(g) > _MAX_COORD_DIGITS for g in match.groups()):
-        return None
-    return tuple(int(g) for g in match.groups())  # type: ignore[return-value]
 
 
 @register_reward("grounding_giou")

@@ -38,7 +38,10 @@ import torch
 from gpgrl.rollout.batch import RolloutBatch
 
 if TYPE_CHECKING:
+    from accelerate import Accelerator
     from transformers import PreTrainedTokenizerBase
+
+    from gpgrl.config import Config  # types only: the config layer sits above the engines
 
 logger = logging.getLogger(__name__)
 
@@ -481,7 +484,7 @@ def _collate(rows: Sequence[Prompt], device: torch.device) -> dict[str, torch.Te
     return {k: torch.cat([p.model_inputs[k] for p in rows]).to(device) for k in keys}
 
 
-def build_hf_engine(cfg: Any, accelerator: Any, model: torch.nn.Module, tokenizer: Any) -> HFGenerateEngine:
+def build_hf_engine(cfg: Config, accelerator: Accelerator, model: torch.nn.Module, tokenizer: Any) -> HFGenerateEngine:
     """``rollout.engine: hf``: transformers ``generate`` on the policy being trained (its unwrapped module)."""
     return HFGenerateEngine(accelerator.unwrap_model(model), text_tokenizer(tokenizer),
                             batch_size=cfg.rollout.generation_batch_size)

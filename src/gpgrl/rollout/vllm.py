@@ -45,7 +45,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -61,6 +61,11 @@ from gpgrl.rollout.engine import (
     pad_token_id,
     text_tokenizer,
 )
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from gpgrl.config import Config, RolloutConfig  # types only: the config layer sits above the engines
 
 #: The vLLM releases these engines are written and contract-tested against (pyproject's ``vllm`` extra).
 SUPPORTED_VLLM = ">=0.17,<0.35"
@@ -959,7 +964,7 @@ class VLLMColocatedEngine(RolloutEngine):
             self._asleep = False
 
 
-def colocated_max_model_len(cfg: Any, context: int | None) -> int | None:
+def colocated_max_model_len(cfg: Config, context: int | None) -> int | None:
     """The colocated engine's ``max_model_len``: ``rollout.vllm_max_model_len``, or the run's prompt budget
     (``data.max_prompt_length`` as the run resolved it: the trainer builds its engine from that config) plus
     ``rollout.max_completion_length``, never above the model's context (vLLM refuses that). Left to vLLM
@@ -1023,24 +1028,25 @@ def pixel_kwargs(min_pixels: int | None, max_pixels: int | None) -> dict[str, in
     return kwargs or None
 
 
-def _check_rollout_sampling(cfg: Any) -> None:
+def _check_rollout_sampling(r: RolloutConfig) -> None:
     """A rollout vLLM cannot sample as configured fails when the engine is built, before the first step."""
-    r = cfg.rollout
     vllm_sampling_kwargs(SamplingParams(max_new_tokens=r.max_completion_length, temperature=r.temperature,
                                         top_p=r.top_p, top_k=r.top_k), n=r.group_size, max_tokens=1)
 
 
-def build_server_engine(cfg: Any, accelerator: Any, model: torch.nn.Module, tokenizer: Any) -> VLLMServerEngine:
+def build_server_engine(cfg: Config, accelerator: Accelerator, model: torch.nn.Module,
+                        tokenizer: Any) -> VLLMServerEngine:
     """``rollout.engine: vllm_server``: a ``vllm serve`` process at ``rollout.vllm_server_url``."""
-    _check_rollout_sampling(cfg)
     r = cfg.rollout
+    _check_rollout_sampling(r)
     return VLLMServerEngine(r.vllm_server_url, text_tokenizer(tokenizer), timeout=r.vllm_timeout,
                             sync_timeout=r.vllm_sync_timeout, master_address=r.vllm_master_address,
                             master_port=r.vllm_master_port, accelerator=accelerator,
                             model=accelerator.unwrap_model(model))
 
 
-def build_colocated_engine(cfg: Any, accelerator: Any, model: torch.nn.Module, tokenizer: Any) -> VLLMColocatedEngine:
+def build_colocated_engine(cfg: Config, accelerator: Accelerator, model: torch.nn.Module,
+                           tokenizer: Any) -> VLLMColocatedEngine:
     """``rollout.engine: vllm``: a ``vllm.LLM`` in this process, on its GPU, loading what the trainer loaded:
     the same folder, tokenizer, dtype and image sizes, with room for the run's longest prompt + answer
     (``cfg`` as the run resolved it: ``data.max_prompt_length`` set, see :meth:`gpgrl.config.Config.with_resolved`)."""
@@ -1048,8 +1054,8 @@ def build_colocated_engine(cfg: Any, accelerator: Any, model: torch.nn.Module, t
     from gpgrl.models.vision import is_vision_model
     from gpgrl.rollout.engine import model_context_length
 
-    _check_rollout_sampling(cfg)
     r, m = cfg.rollout, cfg.model
+    _check_rollout_sampling(r)
     if gguf_path(m.name_or_path) is not None:
         raise EngineError(f"rollout.engine vllm cannot start from the GGUF file {m.name_or_path!r}: vLLM 0.28+ has no "
                           "GGUF loader, and 0.17's keeps the weights quantized, where the trainer's float weights "

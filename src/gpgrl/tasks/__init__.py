@@ -1,5 +1,9 @@
-"""Built-in verifiable tasks that run on a CPU in minutes (``data.dataset: builtin:NAME``).
+"""The applications built on the trainer: the quickstart (:mod:`gpgrl.tasks.quickstart`, ``gpgrl quickstart``)
+and its supervised warm start (:mod:`gpgrl.tasks.sft`).
 
-They are registered by name in :data:`gpgrl.data.datasets.BUILTIN_DATASETS` (the one registry; add a task
-there); the quickstart's training and warm start live in :mod:`gpgrl.tasks.quickstart`.
+This package sits above ``train`` (tests/test_structure.py LAYERS). The generated datasets they train on
+(``data.dataset: builtin:NAME``) are data, one layer below the trainer: :mod:`gpgrl.data.arithmetic`,
+:mod:`gpgrl.data.shapes`, registered in :data:`gpgrl.data.datasets.BUILTIN_DATASETS`. The modules
+``gpgrl.tasks.arithmetic`` and ``gpgrl.tasks.shapes`` only re-export them, for recipes and scripts that
+name the old paths (``gpgrl.tasks.shapes:answer_only``).
 """

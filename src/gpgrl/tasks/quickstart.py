@@ -113,7 +113,7 @@ VISION = Setup(
     {"data": {"dataset": "builtin:shapes", "dataset_kwargs": {"colours": 4, "answer": "letter"},
               "prompt_column": "question", "answer_column": "answer", "image_column": "image"},
      "rollout": {"group_size": 16, "max_completion_length": 8, "temperature": 1.0},
-     "rewards": [{"name": "accuracy", "weight": 1.0}, {"name": "gpgrl.tasks.shapes:answer_only", "weight": 0.5}],
+     "rewards": [{"name": "accuracy", "weight": 1.0}, {"name": "gpgrl.data.shapes:answer_only", "weight": 0.5}],
      "algorithm": {"preset": "gpg", "max_resample_draws": 4},
      "optim": {"lr": 2e-3, "lr_scheduler": "cosine", "warmup_steps": 5, "max_grad_norm": 1.0},
      "train": {"prompts_per_step": 16}},
@@ -161,7 +161,7 @@ def heldout_accuracy(model: torch.nn.Module, tokenizer: Any, records: list[dict[
     )
     scores = get_reward("accuracy")(out.texts, answer=[r["answer"] for r in records])
     if images:  # the vision quickstart's answers must also be exactly one <answer> block
-        from gpgrl.tasks.shapes import answer_only
+        from gpgrl.data.shapes import answer_only
 
         scores = [(s or 0.0) * f for s, f in zip(scores, answer_only(out.texts))]
     return sum(s or 0.0 for s in scores) / len(records)
@@ -464,7 +464,7 @@ def step_line(step: int, steps: int, row: dict[str, float], heldout: float, num_
 
     >>> row = {"reward/accuracy": 0.62, "reward/mean": 0.93, "adv/alpha": 1.33, "rollout/completion_length": 6.0}
     >>> print(step_line(20, 150, row, 0.71, 100, 95.4, [{"name": "accuracy", "weight": 1.0},
-    ...                                                 {"name": "gpgrl.tasks.shapes:answer_only", "weight": 0.5}]))
+    ...                                                 {"name": "gpgrl.data.shapes:answer_only", "weight": 0.5}]))
     [quickstart] GPG step  20/150  sampled answers 62% right  held-out accuracy (100 questions) 71%  reward 0.93 (accuracy + 0.5 x answer_only)  alpha 1.33  length 6.0  [95s]
     >>> print(step_line(20, 150, row, 0.71, 100, 95.4, [{"name": "accuracy", "weight": 1.0}]))
     [quickstart] GPG step  20/150  sampled answers 62% right  held-out accuracy (100 questions) 71%  alpha 1.33  length 6.0  [95s]
