@@ -5,6 +5,7 @@ every registered objective trains a step, and an objective from a file outside t
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from pathlib import Path
@@ -439,3 +440,80 @@ def test_no_file_under_train_names_an_objective():
     found = [f"{p.name}: {m.group(0)}" for p in sorted((SRC / "train").rglob("*.py"))
              for m in re.finditer(rf"\b({names})\b", p.read_text(), flags=re.IGNORECASE)]
     assert not found, found
+
+
+USER_OBJECTIVE = '''
+from gpgrl.algorithms import register_objective
+from gpgrl.algorithms.advantages import group_advantages
+from gpgrl.algorithms.objective import Needs, Objective
+
+
+@register_objective("squared_advantage")
+class SquaredAdvantage(Objective):
+    """A = r - group mean (no AGE); the loss's value is the batch mean of A^2, its gradient that of
+    -A logp summed over tokens / the batch's tokens."""
+
+    @property
+    def needs(self):
+        return Needs(importance=False)
+
+    def advantages(self, inputs):
+        adv, stats = group_advantages(inputs.rewards.cpu(), inputs.group_size, age=False)
+        return adv[inputs.rows], stats
+
+    def loss(self, inputs):
+        a = inputs.advantages.to(inputs.logp.dtype)
+        surrogate = -(a[:, None] * (inputs.logp - inputs.logp.detach()) * inputs.mask).sum() / inputs.num_tokens
+        return (a ** 2).sum() / inputs.num_sequences + surrogate, {}
+'''
+
+USER_REWARD = '''
+def thirds(completions, **_):
+    """0, 1/2, 1, 0, 1/2, 1, ... in the order of the answers: whatever the model writes."""
+    return [(i % 3) / 2 for i in range(len(completions))]
+'''
+
+
+@pytest.mark.parametrize("reference", ["my_objective.py:SquaredAdvantage", "my_objective:SquaredAdvantage"])
+def test_an_objective_from_a_file_outside_the_package_trains_through_gpgrl_train(tmp_path, capsys, reference):
+    """Registered with the public register_objective in a file beside the recipe, named in algorithm.objective
+    as a user reward is, trained 2 steps by `gpgrl train`: the logged loss is the formula's."""
+    import yaml
+
+    from gpgrl.algorithms import OBJECTIVES
+    from gpgrl.cli import main
+    from gpgrl.models.tiny import save_tiny_model
+
+    (tmp_path / "my_objective.py").write_text(USER_OBJECTIVE)
+    (tmp_path / "my_rewards.py").write_text(USER_REWARD)
+    recipe = {
+        "model": {"name_or_path": str(save_tiny_model(tmp_path / "model"))},
+        "data": {"dataset": "builtin:arithmetic"},
+        "rewards": [{"name": "my_rewards.py:thirds"}],
+        "rollout": {"group_size": 4, "max_completion_length": 6},
+        "algorithm": {"preset": "gpg", "objective": reference},
+        "train": {"steps": 2, "prompts_per_step": 4, "micro_batch_size": 5, "output_dir": str(tmp_path / "run")},
+        "log": {"progress": False, "sample_every": 0, "report_to": ["jsonl"]},
+    }
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    try:
+        assert main(["train", "--config", str(tmp_path / "recipe.yaml")]) == 0, capsys.readouterr().err
+    finally:
+        OBJECTIVES.pop("squared_advantage", None)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    # the rewards by hand: groups of 4 answers of 0, 1/2, 1, 0, 1/2, 1, ...; A = r - the group's mean
+    r = torch.tensor([(i % 3) / 2 for i in range(16)], dtype=torch.float64).view(4, 4)
+    a = r - r.mean(dim=1, keepdim=True)
+    expected = float((a ** 2).mean())
+    assert expected == 0.16015625  # (0.6875 + 0.5 + 0.6875 + 0.6875) / 16
+    assert [row["step"] for row in rows] == [1, 2]
+    for row in rows:
+        assert row["loss/total"] == expected and row["loss/policy"] == expected
+        assert row["adv/alpha"] == 1.0 and row["optim/grad_norm"] > 0
+
+
+def test_an_unknown_objective_is_refused_with_the_registered_ones(tmp_path):
+    from gpgrl.config import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match=r"unknown objective 'gpgg'; registered: .*\bgpg\b"):
+        tiny_config(tmp_path, algorithm={"preset": "gpg", "objective": "gpgg"})

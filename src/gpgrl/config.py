@@ -29,6 +29,7 @@ from typing import Any, Literal, get_args
 import yaml
 
 from gpgrl.algorithms.importance import DEFAULT_CAP, Correction, resolve_correction
+from gpgrl.algorithms.objective import get_objective
 from gpgrl.algorithms.presets import PRESETS, AlgorithmConfig, get_preset
 from gpgrl.data.prompts import PromptPreset, resolve_prompt
 from gpgrl.data.samplers import Strategy
@@ -309,7 +310,9 @@ class Config:
             raise ValueError(f"rollout.importance_cap={r.importance_cap} has no effect with "
                              "rollout.importance_correction: off; remove one of them")
         self.data.prompt_preset()  # raises on an unknown preset or a bad template
-        self.algo  # noqa: B018 (resolves it; raises on an unknown preset or a bad setting)
+        objective = self.algo.objective  # resolves the algorithm; raises on an unknown preset or a bad setting
+        if objective and ":" not in objective:  # your own ('file.py:Class') is loaded when the run is built
+            get_objective(objective)  # raises on an unknown name, listing the registered ones
         return self
 
     def _check_ranges(self) -> None:

@@ -116,7 +116,8 @@ class Objective:
     # --------------------------------------------------------------------------------- advantages
     def advantages(self, inputs: AdvantageInputs) -> tuple[torch.Tensor, dict[str, float]]:
         """This process's advantages (``[n]``, or ``[n, T]`` with ``needs.token_advantages``) and the global
-        batch's statistics (those of :func:`group_advantages`; ``no_signal`` decides :meth:`skip_step`)."""
+        batch's statistics, logged under ``adv/``: at least those of :func:`group_advantages` (``reward_mean``,
+        ``reward_std``; ``no_signal`` decides :meth:`skip_step`), so start from them."""
         s, alpha = self.settings, None
         if s.resample_count == "gathered":
             alpha = gathered_alpha(int(inputs.valid_groups_counted), inputs.prompts_per_step)
@@ -143,8 +144,10 @@ class Objective:
 
     # ---------------------------------------------------------------------------------------- loss
     def loss(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, float]]:
-        """The micro-batch's share of the global batch's loss, and its metrics (logged under ``loss/``;
-        per-token ones are averaged over the global batch's tokens with weight ``num_tokens``)."""
+        """The micro-batch's share of the global batch's loss (the shares of every micro-batch and process add
+        up to the loss), and its metrics, logged under ``loss/``: ``pg_loss`` (default: the loss) is summed like
+        the loss; the others are averaged over the global batch's tokens, weighted by this piece's
+        ``num_tokens`` (default: its completion tokens)."""
         raise NotImplementedError(f"{type(self).__name__} must define loss()")
 
     def weighted_advantages(self, inputs: LossInputs) -> torch.Tensor:

@@ -316,6 +316,7 @@ class Trainer:
                     # DDP averages gradients over processes; each piece is already a share of the global
                     # loss, so multiply by the world size to sum them instead.
                     self.acc.backward(loss * world)
+                m = {"num_tokens": float(mask.sum()), "pg_loss": float(loss.detach()), **m}  # where it reports none
                 meter.add(loss, m, entropy_sum=float((entropy * mask).sum()))
             grad_norm, skipped = self._optimizer_step(skipped)
         self._scheduler_step()
