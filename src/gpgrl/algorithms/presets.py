@@ -11,7 +11,7 @@ The trainer has no ``if algorithm == ...`` branches: it reads these fields.
 >>> get_preset("ppo")
 Traceback (most recent call last):
 ...
-ValueError: unknown preset 'ppo'; valid presets: gpg, grpo, dr_grpo, dapo
+ValueError: unknown preset 'ppo'; valid presets: gpg, grpo, dr_grpo, dapo, cispo, gspo, reinforce_pp, rloo
 """
 
 from __future__ import annotations

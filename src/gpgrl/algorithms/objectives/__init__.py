@@ -4,4 +4,5 @@ A new objective is one file here plus its line below (or, outside the package, a
 recipe's ``algorithm.objective``; see :mod:`gpgrl.algorithms.objective`).
 """
 
-from gpgrl.algorithms.objectives import gpg  # noqa: F401  (gpg, grpo, dr_grpo, dapo)
+# one name per objective file (gpg.py registers gpg, grpo, dr_grpo and dapo)
+from gpgrl.algorithms.objectives import cispo, gpg, gspo, reinforce_pp, rloo  # noqa: F401
