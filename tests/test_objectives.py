@@ -474,8 +474,10 @@ def thirds(completions, **_):
 '''
 
 
-@pytest.mark.parametrize("reference", ["my_objective.py:SquaredAdvantage", "my_objective:SquaredAdvantage"])
-def test_an_objective_from_a_file_outside_the_package_trains_through_gpgrl_train(tmp_path, capsys, reference):
+@pytest.mark.parametrize("algorithm", [{"preset": "gpg", "objective": "my_objective.py:SquaredAdvantage"},
+                                       {"preset": "gpg", "objective": "my_objective:SquaredAdvantage"},
+                                       {"preset": "my_objective.py:SquaredAdvantage"}])
+def test_an_objective_from_a_file_outside_the_package_trains_through_gpgrl_train(tmp_path, capsys, algorithm):
     """Registered with the public register_objective in a file beside the recipe, named in algorithm.objective
     as a user reward is, trained 2 steps by `gpgrl train`: the logged loss is the formula's."""
     import yaml
@@ -491,7 +493,7 @@ def test_an_objective_from_a_file_outside_the_package_trains_through_gpgrl_train
         "data": {"dataset": "builtin:arithmetic"},
         "rewards": [{"name": "my_rewards.py:thirds"}],
         "rollout": {"group_size": 4, "max_completion_length": 6},
-        "algorithm": {"preset": "gpg", "objective": reference},
+        "algorithm": algorithm,
         "train": {"steps": 2, "prompts_per_step": 4, "micro_batch_size": 5, "output_dir": str(tmp_path / "run")},
         "log": {"progress": False, "sample_every": 0, "report_to": ["jsonl"]},
     }
