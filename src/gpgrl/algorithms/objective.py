@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import torch
 
 from gpgrl.algorithms.advantages import group_advantages
+from gpgrl.algorithms.aggregation import AGGREGATIONS, masked_mean
 from gpgrl.algorithms.importance import importance_weights
 from gpgrl.algorithms.presets import AlgorithmConfig, get_preset
 from gpgrl.algorithms.resampling import gathered_alpha
@@ -101,8 +102,11 @@ class Objective:
     """
 
     name = "objective"
+    kl_term = True  # False: the objective has no KL term, and a preset with beta > 0 is refused
 
     def __init__(self, settings: AlgorithmConfig, *, importance: tuple[str, float] = ("off", 2.0)):
+        if not self.kl_term and settings.beta > 0:
+            raise ValueError(f"{self.name} has no KL term (beta={settings.beta}); set algorithm.beta: 0")
         self.settings = settings
         self.importance_mode, self.importance_cap = importance
         if not self.needs.importance:
@@ -156,6 +160,33 @@ class Objective:
             return inputs.advantages
         a = inputs.advantages
         return (a.unsqueeze(1) if a.dim() == 1 else a) * inputs.weights
+
+    # ------------------------------------------------------------------------ helpers for a ratio's loss
+    def ratio_inputs(self, inputs: LossInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(mask, old_logp, advantages)`` in the log-probs' dtype: the old log-probs ``logp.detach()`` when
+        none were computed (on-policy: every ratio 1), the (weighted) advantages [n, 1] or [n, T]."""
+        logp = inputs.logp
+        old = logp.detach() if inputs.old_logp is None else inputs.old_logp
+        adv = self.weighted_advantages(inputs).to(logp.dtype)
+        return inputs.mask.to(logp.dtype), old, adv.unsqueeze(1) if adv.dim() == 1 else adv
+
+    def aggregate(self, per_token: torch.Tensor, mask: torch.Tensor, inputs: LossInputs) -> torch.Tensor:
+        """``per_token`` [n, T] reduced by the preset's ``loss_agg``, with the global batch's counts."""
+        s = self.settings
+        return AGGREGATIONS[s.loss_agg](per_token, mask, num_tokens=inputs.num_tokens,
+                                        num_sequences=inputs.num_sequences,
+                                        constant=s.loss_constant or inputs.max_completion_length)
+
+    @staticmethod
+    def ratio_metrics(loss: torch.Tensor, mask: torch.Tensor, ratio: torch.Tensor, low: torch.Tensor,
+                      high: torch.Tensor) -> dict[str, float]:
+        """The metrics of a ratio's loss: ``pg_loss``, ``clip_frac_low`` / ``clip_frac_high`` (the share of
+        tokens where ``low`` / ``high``), ``ratio_mean``."""
+        with torch.no_grad():
+            return {"num_tokens": float(mask.sum()), "pg_loss": float(loss.detach()),
+                    "clip_frac_low": float(masked_mean(low.to(mask.dtype), mask)),
+                    "clip_frac_high": float(masked_mean(high.to(mask.dtype), mask)),
+                    "ratio_mean": float(masked_mean(ratio.detach(), mask))}
 
 
 ObjectiveClass = TypeVar("ObjectiveClass", bound=type)

@@ -30,8 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from gpgrl.algorithms.aggregation import AGGREGATIONS, masked_mean
-from gpgrl.algorithms.objective import LossInputs, Needs, Objective, register_objective
+from gpgrl.algorithms.objective import LossInputs, Objective, register_objective
 from gpgrl.algorithms.presets import AlgorithmConfig, get_preset, register_preset  # noqa: F401 (doctest)
 
 __all__ = ["CISPO"]
@@ -43,36 +42,15 @@ class CISPO(Objective):
     bound the weight), aggregated by ``loss_agg``; advantages as the preset's ``scale`` (group std)."""
 
     name = "cispo"
-
-    def __init__(self, settings: AlgorithmConfig, *, importance: tuple[str, float] = ("off", 2.0)):
-        if settings.beta > 0:
-            raise ValueError(f"cispo has no KL term (beta={settings.beta}); set algorithm.beta: 0")
-        super().__init__(settings, importance=importance)
-
-    @property
-    def needs(self) -> Needs:
-        return Needs(old_logprobs=self.settings.num_iterations > 1)
+    kl_term = False
 
     def loss(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, float]]:
         s, logp = self.settings, inputs.logp
-        mask = inputs.mask.to(logp.dtype)
-        old = logp.detach() if inputs.old_logp is None else inputs.old_logp
-        adv = self.weighted_advantages(inputs).to(logp.dtype)
-        adv = adv.unsqueeze(1) if adv.dim() == 1 else adv
-        with torch.no_grad():
-            ratio = torch.exp(logp.detach() - old)
-            weight = ratio.clamp(1.0 - s.epsilon_low, 1.0 + s.epsilon_high)  # sg(clip(r)), eq. 5
-        per_token = -weight * adv * logp
-        loss = AGGREGATIONS[s.loss_agg](per_token, mask, num_tokens=inputs.num_tokens,
-                                        num_sequences=inputs.num_sequences,
-                                        constant=s.loss_constant or inputs.max_completion_length)
-        metrics = {
-            "num_tokens": float(mask.sum()), "pg_loss": float(loss.detach()),
-            "clip_frac_low": float(masked_mean((ratio < 1.0 - s.epsilon_low).to(logp.dtype), mask)),
-            "clip_frac_high": float(masked_mean((ratio > 1.0 + s.epsilon_high).to(logp.dtype), mask)),
-            "ratio_mean": float(masked_mean(ratio, mask)),
-        }
-        return loss, metrics
+        mask, old, adv = self.ratio_inputs(inputs)
+        ratio = torch.exp(logp.detach() - old)
+        weight = ratio.clamp(1.0 - s.epsilon_low, 1.0 + s.epsilon_high)  # sg(clip(r)), eq. 5: no gradient
+        loss = self.aggregate(-weight * adv * logp, mask, inputs)
+        return loss, self.ratio_metrics(loss, mask, ratio, ratio < 1.0 - s.epsilon_low, ratio > 1.0 + s.epsilon_high)
 
 
 register_preset(

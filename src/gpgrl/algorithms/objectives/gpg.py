@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from gpgrl.algorithms.losses import policy_loss
-from gpgrl.algorithms.objective import LossInputs, Needs, Objective, register_objective, replace_settings
+from gpgrl.algorithms.objective import LossInputs, Objective, register_objective, replace_settings
 from gpgrl.algorithms.presets import get_preset  # noqa: F401  (the doctest's)
 
 __all__ = ["PolicyGradient"]
@@ -29,11 +29,6 @@ class PolicyGradient(Objective):
     """GPG (Chu et al. 2025, arXiv 2504.02546, eq. 7 and 9) and, by their settings, GRPO, Dr. GRPO and DAPO."""
 
     name = "gpg"
-
-    @property
-    def needs(self) -> Needs:
-        s = self.settings
-        return Needs(old_logprobs=s.num_iterations > 1, ref_logprobs=s.beta > 0)
 
     def for_step(self, stats: dict[str, float]) -> Objective:
         """With ``age_scales_kl`` (the open-r1 gpg.py translation), beta x alpha: the original divides its

@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from gpgrl.algorithms.aggregation import AGGREGATIONS, masked_mean
-from gpgrl.algorithms.objective import LossInputs, Needs, Objective, register_objective
+from gpgrl.algorithms.objective import LossInputs, Objective, register_objective
 from gpgrl.algorithms.presets import AlgorithmConfig, get_preset, register_preset  # noqa: F401 (doctest)
 
 __all__ = ["GSPO"]
@@ -44,38 +43,18 @@ class GSPO(Objective):
     ``loss_agg``; advantages as the preset's ``scale`` (group std)."""
 
     name = "gspo"
-
-    def __init__(self, settings: AlgorithmConfig, *, importance: tuple[str, float] = ("off", 2.0)):
-        if settings.beta > 0:
-            raise ValueError(f"gspo has no KL term (beta={settings.beta}); set algorithm.beta: 0")
-        super().__init__(settings, importance=importance)
-
-    @property
-    def needs(self) -> Needs:
-        return Needs(old_logprobs=self.settings.num_iterations > 1)
+    kl_term = False
 
     def loss(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, float]]:
         s, logp = self.settings, inputs.logp
-        mask = inputs.mask.to(logp.dtype)
-        old = logp.detach() if inputs.old_logp is None else inputs.old_logp
-        adv = self.weighted_advantages(inputs).to(logp.dtype)
-        adv = adv.unsqueeze(1) if adv.dim() == 1 else adv  # [n, 1] or [n, T]
+        mask, old, adv = self.ratio_inputs(inputs)
         # log s_i: the mean over the answer's tokens of log pi - log pi_old (eq. 7), [n, 1]
         log_seq = ((logp - old) * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1)
         ratio = torch.exp(logp - logp.detach() + log_seq.detach())  # value s_i, gradient s_i * d log pi_t
         clipped = ratio.clamp(1.0 - s.epsilon_low, 1.0 + s.epsilon_high)
-        per_token = -torch.minimum(ratio * adv, clipped * adv)
-        loss = AGGREGATIONS[s.loss_agg](per_token, mask, num_tokens=inputs.num_tokens,
-                                        num_sequences=inputs.num_sequences,
-                                        constant=s.loss_constant or inputs.max_completion_length)
-        with torch.no_grad():
-            metrics = {
-                "num_tokens": float(mask.sum()), "pg_loss": float(loss.detach()),
-                "clip_frac_low": float(masked_mean(((ratio < 1.0 - s.epsilon_low) & (adv < 0)).to(logp.dtype), mask)),
-                "clip_frac_high": float(masked_mean(((ratio > 1.0 + s.epsilon_high) & (adv > 0)).to(logp.dtype), mask)),
-                "ratio_mean": float(masked_mean(ratio.detach(), mask)),
-            }
-        return loss, metrics
+        loss = self.aggregate(-torch.minimum(ratio * adv, clipped * adv), mask, inputs)
+        return loss, self.ratio_metrics(loss, mask, ratio, (ratio < 1.0 - s.epsilon_low) & (adv < 0),
+                                        (ratio > 1.0 + s.epsilon_high) & (adv > 0))
 
 
 register_preset(
