@@ -1,17 +1,18 @@
-"""Compare GPG, its ablations, GRPO, Dr. GRPO and DAPO from one warm start per seed, on a built-in task.
+"""Compare GPG, its ablations, GRPO, Dr. GRPO, DAPO, GSPO, CISPO, RLOO and REINFORCE++ from one warm start per
+seed, on a built-in task.
 
 Two tasks (``--task``):
 
 - ``quickstart`` (default, the original comparison): the quickstart's 2-digit addition, the 4 presets,
   2 seeds x 150 steps. Every method ends near 90%; most groups carry a signal.
 - ``hard``: 3-digit addition (``data.dataset_kwargs: {digits: 3}``), warm start stopped at 10% validation
-  accuracy, so many groups are all wrong. 7 methods (GPG; GPG without AGE; GPG without resampling; GPG with
-  group-std scaling; GRPO; Dr. GRPO; DAPO), 5 seeds, per-method mean and seed spread, accuracy per step and
+  accuracy, so many groups are all wrong. 11 methods (GPG; GPG without AGE; GPG without resampling; GPG with
+  group-std scaling; GRPO; Dr. GRPO; DAPO; GSPO; CISPO; RLOO; REINFORCE++), 5 seeds, per-method mean and seed spread, accuracy per step and
   per sampled answer, wall time and peak memory -> ``benchmarks/results/compare_presets_hard.{md,json,png}``.
 
 Usage::
 
-    python benchmarks/compare_presets.py --task hard            # 5 seeds x 7 methods (see compare_presets_hard.md)
+    python benchmarks/compare_presets.py --task hard            # 5 seeds x 11 methods (see compare_presets_hard.md)
     python benchmarks/compare_presets.py --task hard --quick    # 1 seed, 2 methods, 10 steps: a check, < 3 min
     python benchmarks/compare_presets.py --task hard --render-only --reading "..."
 
@@ -72,11 +73,18 @@ METHODS: dict[str, dict[str, Any]] = {
     "grpo": {"preset": "grpo"},
     "dr_grpo": {"preset": "dr_grpo"},
     "dapo": {"preset": "dapo"},
+    # the objectives added on the seam (gpgrl.algorithms.objectives), each as its preset
+    "gspo": {"preset": "gspo"},
+    "cispo": {"preset": "cispo"},
+    "rloo": {"preset": "rloo"},
+    "reinforce_pp": {"preset": "reinforce_pp"},
 }
 LABELS = {"gpg": "GPG", "grpo": "GRPO", "dr_grpo": "Dr. GRPO", "dapo": "DAPO", "gpg_no_age": "GPG w/o AGE",
-          "gpg_no_resample": "GPG w/o resampling", "gpg_group_std": "GPG + group std"}
+          "gpg_no_resample": "GPG w/o resampling", "gpg_group_std": "GPG + group std", "gspo": "GSPO",
+          "cispo": "CISPO", "rloo": "RLOO", "reinforce_pp": "REINFORCE++"}
 COLORS = {"gpg": "tab:orange", "grpo": "tab:blue", "dr_grpo": "tab:green", "dapo": "tab:purple",
-          "gpg_no_age": "tab:red", "gpg_no_resample": "tab:brown", "gpg_group_std": "tab:olive"}
+          "gpg_no_age": "tab:red", "gpg_no_resample": "tab:brown", "gpg_group_std": "tab:olive", "gspo": "tab:cyan",
+          "cispo": "tab:pink", "rloo": "tab:gray", "reinforce_pp": "black"}
 # The tasks. "quickstart" is exactly the quickstart's (gpgrl.tasks.quickstart: SFT, MAX_NEW_TOKENS).
 # "hard": 3-digit addition; its longest reference completion is 33 tokens with EOS (max 48 new tokens);
 # the warm-start is checked every 5 steps on 200 validation questions (accuracy jumps by 5-15 points
@@ -589,13 +597,13 @@ def main(argv: list[str] | None = None) -> int:
                                                  "task, every method from the same warm-started model per seed.")
     parser.add_argument("--task", choices=sorted(TASKS), default="quickstart",
                         help="quickstart: 2-digit addition, the 4 presets (the original comparison); hard: 3-digit "
-                             "addition from a ~10%% warm start, 7 methods, 5 seeds")
+                             "addition from a ~10%% warm start, 11 methods, 5 seeds")
     parser.add_argument("--quick", action="store_true",
                         help="a check: 1 seed, 10 steps, GPG and GRPO; report to OUTPUT/report.md unless --results")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (quickstart: 0 1; hard: 0-4)")
     parser.add_argument("--steps", type=int, default=None, help="RL steps per run (quickstart: 150; hard: 40)")
     parser.add_argument("--presets", "--methods", dest="presets", nargs="+", default=None, choices=list(METHODS),
-                        help="methods (quickstart: the 4 presets; hard: all 7)")
+                        help="methods (quickstart: the 4 presets; hard: all 11)")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="steps between held-out evaluations (quickstart: 10; hard: 5)")
     parser.add_argument("--max-resample-draws", type=int, default=None,

@@ -91,13 +91,15 @@ def test_methods_resolve_to_the_intended_algorithms():
         raw["algorithm"] = dict(cp.METHODS[method])
         return from_dict(raw).algo
 
-    assert set(cp.METHODS) == {"gpg", "gpg_no_age", "gpg_no_resample", "gpg_group_std", "grpo", "dr_grpo", "dapo"}
+    assert set(cp.METHODS) == {"gpg", "gpg_no_age", "gpg_no_resample", "gpg_group_std", "grpo", "dr_grpo", "dapo",
+                               "gspo", "cispo", "rloo", "reinforce_pp"}
     gpg = algo("gpg")
     assert (gpg.scale, gpg.age, gpg.resample_threshold, gpg.beta) == ("none", True, 0.5, 0.0)
     assert algo("gpg_no_age").age is False and algo("gpg_no_age").resample_threshold == 0.5
     assert algo("gpg_no_resample").resample_threshold == 0.0 and algo("gpg_no_resample").age is True
     assert algo("gpg_group_std").scale == "group" and algo("gpg_group_std").age is True
     assert algo("grpo").beta > 0 and algo("dapo").resample_threshold == 1.0
+    assert [algo(m).name for m in ("gspo", "cispo", "rloo", "reinforce_pp")] == ["gspo", "cispo", "rloo", "reinforce_pp"]
     assert set(cp.LABELS) >= set(cp.METHODS) and set(cp.COLORS) >= set(cp.METHODS)
 
 
@@ -109,7 +111,7 @@ def test_tasks_keep_the_quickstart_and_make_the_hard_one_harder():
     assert quick["sft"] == qs.SFT and quick["max_new_tokens"] == qs.MAX_NEW_TOKENS  # the original comparison
     assert quick["num_validation"] == qs.NUM_VALIDATION and quick["methods"] == cp.PRESETS
     hard = cp.TASKS["hard"]
-    assert hard["dataset_kwargs"] == {"digits": 3} and len(hard["methods"]) == 7 and len(hard["seeds"]) == 5
+    assert hard["dataset_kwargs"] == {"digits": 3} and len(hard["methods"]) == 11 and len(hard["seeds"]) == 5
     assert hard["sft"]["target_accuracy"] < quick["sft"]["target_accuracy"]
     # every reference completion (with EOS) fits in the new-token budget
     from gpgrl.models.tiny import build_char_tokenizer

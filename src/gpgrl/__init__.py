@@ -32,6 +32,8 @@ _EXPORTS = {
     "AlgorithmConfig": "gpgrl.algorithms.presets",
     "group_advantages": "gpgrl.algorithms.advantages",
     "policy_loss": "gpgrl.algorithms.losses",
+    "Objective": "gpgrl.algorithms.objective",
+    "register_objective": "gpgrl.algorithms.objective",
     "get_reward": "gpgrl.rewards.registry",
     "register_reward": "gpgrl.rewards.registry",
     "evaluate": "gpgrl.eval.evaluator",

@@ -29,6 +29,7 @@ from typing import Any, Literal, get_args
 import yaml
 
 from gpgrl.algorithms.importance import DEFAULT_CAP, Correction, resolve_correction
+from gpgrl.algorithms.objective import OBJECTIVES, make_objective
 from gpgrl.algorithms.presets import PRESETS, AlgorithmConfig, get_preset
 from gpgrl.data.prompts import PromptPreset, resolve_prompt
 from gpgrl.data.samplers import Strategy
@@ -257,7 +258,11 @@ class Config:
         source, resolved = self.__dict__.get("_algo", (None, None))
         if resolved is None or source != self.algorithm:
             settings = dict(self.algorithm)
-            resolved = get_preset(settings.pop("preset", "gpg"), **settings)
+            preset = settings.pop("preset", "gpg")
+            if isinstance(preset, str) and preset not in PRESETS and (":" in preset or preset in OBJECTIVES):
+                settings.setdefault("objective", preset)  # an objective with no preset of its own: GPG's settings
+                preset = "gpg"
+            resolved = get_preset(preset, **settings)
             self.__dict__["_algo"] = (dict(self.algorithm), resolved)
         return resolved
 
@@ -309,7 +314,9 @@ class Config:
             raise ValueError(f"rollout.importance_cap={r.importance_cap} has no effect with "
                              "rollout.importance_correction: off; remove one of them")
         self.data.prompt_preset()  # raises on an unknown preset or a bad template
-        self.algo  # noqa: B018 (resolves it; raises on an unknown preset or a bad setting)
+        objective = self.algo.objective  # resolves the algorithm; raises on an unknown preset or a bad setting
+        if not (objective and ":" in objective):  # your own ('file.py:Class') is loaded when the run is built
+            make_objective(self.algo)  # raises on an unknown name (listing the registered ones) or a refused setting
         return self
 
     def _check_ranges(self) -> None:

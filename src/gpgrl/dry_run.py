@@ -71,6 +71,7 @@ def dry_run(path: str | None, overrides: dict[str, str] | None = None, *, num_pr
     from gpgrl.data.prepare import preparer_for
     from gpgrl.recipe import load_recipe
     from gpgrl.rewards.scoring import as_reward_functions
+    from gpgrl.train.build import build_objective
 
     if num_processes < 1:
         raise ConfigError(f"--num-processes must be >= 1, got {num_processes}")
@@ -139,6 +140,10 @@ def dry_run(path: str | None, overrides: dict[str, str] | None = None, *, num_pr
     )
     algo = cfg.algo
     lines.append("algorithm: " + ", ".join(f"{k}={v}" for k, v in algo.to_dict().items()))
+    objective = build_objective(cfg)  # your own is loaded now, and a setting an objective refuses fails here
+    needs = [k.replace("_", " ") for k, v in vars(objective.needs).items() if v and k != "importance"]
+    lines.append(f"objective: {type(objective).__module__}.{type(objective).__name__}"
+                 + (f" (needs {', '.join(needs)})" if needs else ""))
     lines.append(logprob_temperature(algo.tempered_logprobs, cfg.rollout.temperature))
     # the algorithm's effective settings are the preset's with the recipe's keys applied: all of them
     effective = {**cfg.to_dict(), "algorithm": {"preset": algo.name, **{k: v for k, v in algo.to_dict().items()

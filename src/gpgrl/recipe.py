@@ -93,6 +93,13 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, str] | None
     folders = [Path(path).resolve().parent] if path is not None else []
     for spec in cfg.rewards:  # your own rewards, found beside the recipe the same way in every process
         spec.name = resolve_user_reward(spec.name, [*folders, Path.cwd()])
+    for key in ("objective", "preset"):  # your own objective ('file.py:Class'), found as your own rewards are
+        value = cfg.algorithm.get(key)
+        if isinstance(value, str) and ":" in value:
+            try:
+                cfg.algorithm[key] = resolve_user_reward(value, [*folders, Path.cwd()])
+            except ConfigError as e:
+                raise ConfigError(f"algorithm.{key}: {str(e).replace('reward ', 'objective ', 1)}") from None
     for line in translated if note is not None else ():  # said once the settings are known to be valid
         note(line)
     return cfg, report

@@ -11,7 +11,7 @@ The trainer has no ``if algorithm == ...`` branches: it reads these fields.
 >>> get_preset("ppo")
 Traceback (most recent call last):
 ...
-ValueError: unknown preset 'ppo'; valid presets: gpg, grpo, dr_grpo, dapo
+ValueError: unknown preset 'ppo'; valid presets: gpg, grpo, dr_grpo, dapo, cispo, gspo, reinforce_pp, rloo
 """
 
 from __future__ import annotations
@@ -100,6 +100,11 @@ class AlgorithmConfig:
         metadata={"help": "loss log-probs of softmax(logits / temperature), the sampled distribution (TRL >= 0.16, "
                   "which the open-rs and open-r1 runs used); False: of softmax(logits) (TRL before 0.16)"},
     )
+    objective: str | None = field(
+        default=None,
+        metadata={"help": "the registered objective computing advantages and loss (gpgrl presets); null = the "
+                  "preset's own (else gpg); your own as 'file.py:Class' or 'module:Class'"},
+    )
 
     def __post_init__(self) -> None:
         for name, valid in CHOICES.items():
@@ -164,6 +169,13 @@ DESCRIPTIONS: dict[str, str] = {
     "dapo": "DAPO (Yu et al. 2025, arXiv 2503.14476): clip-higher (0.2 / 0.28), token mean over the batch, no KL, "
             "dynamic sampling (draw until every group carries a signal, up to max_resample_draws)",
 }
+
+
+def register_preset(settings: AlgorithmConfig, description: str) -> AlgorithmConfig:
+    """Add ``settings`` as the preset ``settings.name`` (``gpgrl presets`` lists it with ``description``)."""
+    PRESETS[settings.name] = settings
+    DESCRIPTIONS[settings.name] = description
+    return settings
 
 
 def changes_from_gpg(name: str) -> dict[str, object]:

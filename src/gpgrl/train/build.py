@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from gpgrl.algorithms.objective import Objective
 from gpgrl.config import Config
 
 
@@ -113,8 +114,23 @@ def build_parts(cfg: Config, **parts: Any) -> dict[str, Any]:
         targets = m.lora_target_modules
         out["model"] = apply_lora(out["model"], m.lora_r, m.lora_alpha, m.lora_dropout,
                                   targets if targets == "all-linear" else [t.strip() for t in targets.split(",")])
-    if out.get("ref_model") is None and cfg.algo.beta > 0:  # only when a KL term needs one
+    if out.get("ref_model") is None and build_objective(cfg).needs.ref_logprobs:  # only when a KL term needs one
         with model_loading("gpgrl train", f"{m.name_or_path} (the reference model of the KL term)",
                            enabled=main) as loaded:
             out["ref_model"] = loaded["model"] = source.load_model()
     return out
+
+
+def build_objective(cfg: Config) -> Objective:
+    """The run's objective (``algorithm``: the preset's, or ``algorithm.objective``; your own loaded from its
+    ``file.py:Class`` / ``module:Class`` as a user reward is), with the run's importance correction."""
+    from gpgrl.algorithms.objective import make_objective
+    from gpgrl.rewards.registry import RewardLoadError, _load_user_function
+
+    def load(path: str) -> object:
+        try:
+            return _load_user_function(path)
+        except RewardLoadError as e:
+            raise ValueError(f"algorithm.objective: {str(e).replace('reward ', 'objective ', 1)}") from None
+
+    return make_objective(cfg.algo, importance=cfg.rollout.importance(), loader=load)

@@ -1,4 +1,4 @@
-"""The GPG training loop: one loop for every preset, on one CPU or many GPUs through Accelerate.
+"""The training loop: one loop for every objective, on one CPU or many GPUs through Accelerate.
 
 One step, as data (B = prompts_per_step x G answers over all processes)::
 
@@ -7,14 +7,16 @@ One step, as data (B = prompts_per_step x G answers over all processes)::
     -> rewards.score_batch (weighted sum; unusable = NaN)      batch.rewards [B_local]
     -> threshold resampling (algorithms.resampling): draw more until the global share of groups
        with a signal >= threshold, keep P_local groups
-    -> gather rewards over processes -> group_advantages       A [B] (alpha and degenerate groups: global)
+    -> gather rewards over processes -> objective.advantages  A [B] or [B, T] (statistics: global)
+    -> the no-grad log-probs the objective declares (objective.needs: old policy, reference)
     -> per micro-batch: log-probs (and, where the engine reported its own, the trainer's log-probs of the
-       engine's sampled distribution -> importance weights and is/ metrics, algorithms.importance)
-       -> policy_loss(num_tokens = global completion tokens) -> backward
+       engine's sampled distribution -> objective.importance_weights and is/ metrics)
+       -> objective.loss(num_tokens = global completion tokens) -> backward
     -> clip grad norm -> optimizer step -> engine.update_weights
-       (skipped when no group carries a signal or the gradient is not finite)
+       (skipped when objective.skip_step says so (no group carries a signal) or the gradient is not finite)
 
-The trainer orders these steps; the maths lives in :mod:`gpgrl.algorithms`, the rollout side of a step
+The trainer orders these steps and names no algorithm: the objective (:mod:`gpgrl.algorithms.objective`,
+chosen by the preset or ``algorithm.objective``) holds the maths, in :mod:`gpgrl.algorithms`; the rollout side of a step
 (prompts, generation, scoring, resampling) in :mod:`gpgrl.train.rollouts`, reward scoring in
 :mod:`gpgrl.rewards.scoring`, sampling in :mod:`gpgrl.rollout`, prompts in :mod:`gpgrl.data.prompts`, the
 step's metric bookkeeping in :mod:`gpgrl.train.metrics`, Ctrl-C in :mod:`gpgrl.train.interrupt`.
@@ -22,7 +24,7 @@ Settings the run resolves (the steps of ``train.epochs``, the prompt budget) are
 (``total_steps``, ``max_prompt_length``), never written into ``cfg``.
 :meth:`Trainer.from_config` builds everything a recipe names; the constructor takes ready objects.
 
-Differences from the original GPG code, on purpose:
+Differences from the original paper's code, on purpose:
 
 * threshold resampling never raises when its draws run out: it trains on what it has, warns once and
   counts it in ``rollout/resample_budget_exhausted``;
@@ -45,9 +47,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from gpgrl.algorithms import AlgorithmConfig, group_advantages, policy_loss
-from gpgrl.algorithms.importance import importance_weights
-from gpgrl.algorithms.resampling import gathered_alpha
+from gpgrl.algorithms.objective import AdvantageInputs, LossInputs, Objective, StepLogprobs
 from gpgrl.config import Config, prompt_budget, to_yaml, total_steps
 from gpgrl.data.datasets import check_columns
 from gpgrl.data.prompts import PromptBuilder
@@ -59,7 +59,7 @@ from gpgrl.rollout.batch import RolloutBatch
 from gpgrl.rollout.engine import RolloutEngine, model_context_length
 from gpgrl.rollout.registry import make_engine
 from gpgrl.train import checkpoint
-from gpgrl.train.build import make_accelerator, make_optimizer, make_scheduler
+from gpgrl.train.build import build_objective, make_accelerator, make_optimizer, make_scheduler
 from gpgrl.train.errors import TrainingError, TrainingInterrupted
 from gpgrl.train.interrupt import GracefulStop
 from gpgrl.train.logging import MetricsLogger
@@ -70,7 +70,7 @@ __all__ = ["Trainer", "TrainingError", "TrainingInterrupted"]
 
 
 class Trainer:
-    """Trains a policy with ``cfg.algorithm`` (GPG by default) on ready-made parts.
+    """Trains a policy with ``cfg.algorithm`` (its objective: the preset's) on ready-made parts.
 
     Args:
         cfg: the run's settings (a :class:`~gpgrl.config.Config`); ``cfg.model``/``cfg.data.dataset``/
@@ -90,8 +90,10 @@ class Trainer:
                  accelerator: Accelerator | None = None, engine: RolloutEngine | None = None):
         self.cfg = cfg  # read, never changed: what the run resolves from it is kept here
         self.algo = cfg.algo
-        # the importance correction ("auto" resolved by the engine) and the distribution the engine samples from
-        self.importance_mode, self.importance_cap = cfg.rollout.importance()
+        # the algorithm: its needs, advantages and loss, with the importance correction ("auto" resolved by
+        # the engine); and the distribution the engine samples from
+        self.objective = build_objective(cfg)
+        self.importance_mode = self.objective.importance_mode
         self.sampling = Sampling(cfg.rollout.temperature, cfg.rollout.top_k, cfg.rollout.top_p)
         self.acc = accelerator or make_accelerator(cfg)
         set_seed(cfg.train.seed)
@@ -105,7 +107,7 @@ class Trainer:
         check_columns(self.records, {"data.prompt_column": cfg.data.prompt_column,
                                      "data.answer_column": cfg.data.answer_column}, cfg.data.dataset or "dataset")
         self.rewards: list[RewardFunction] = as_reward_functions(rewards)
-        if self.algo.beta > 0 and ref_model is None:
+        if self.objective.needs.ref_logprobs and ref_model is None:
             raise ValueError(f"the {self.algo.name} preset has a KL term (beta={self.algo.beta}) and needs ref_model")
         self.tokenizer = tokenizer  # or a vision-language model's processor
         self._vision = is_vision_model(model)  # positions are the model's own (Qwen2-VL's 3-D rotary ones)
@@ -184,12 +186,14 @@ class Trainer:
         t_rollout = time.perf_counter() - t0
         batch = batch.to(self.acc.device)
         global_r = self.acc.gather(batch.rewards)  # [B] float64, rank order = group order
-        adv, stats = self._advantages(global_r, metrics["rollout/valid_groups_counted"], len(batch))  # [N]
         num_tokens = int(self.acc.reduce(batch.completion_mask.sum(), reduction="sum"))  # global completion tokens
+        logprobs = self._declared_logprobs(batch)
+        adv, stats = self._advantages(global_r, metrics["rollout/valid_groups_counted"], len(batch), logprobs)
         metrics.update(self._rollout_metrics(batch, global_r, stats, num_tokens))
         self._recent = [{"prompt": p, "completion": t, "reward": float(r), "advantage": float(a)}
-                        for p, t, r, a in zip(batch.prompts, batch.texts, batch.rewards.tolist(), adv.tolist())]
-        if stats["no_signal"] and self.algo.skip_no_signal:  # else step on zero advantages, as the original
+                        for p, t, r, a in zip(batch.prompts, batch.texts, batch.rewards.tolist(),
+                                              _per_answer(adv, batch.completion_mask).tolist())]
+        if self.objective.skip_step(stats):  # the no-signal rule (else step on zero advantages, as the original)
             self.optimizer.zero_grad(set_to_none=True)
             self._scheduler_step()
             metrics.update({"optim/skipped": 1.0, "optim/lr": self.scheduler.get_last_lr()[0]})
@@ -197,7 +201,8 @@ class Trainer:
         else:
             self.logger.phases(f"updating ({len(self._micro_batches(batch))} micro-batches)")
             self.engine.sleep()  # frees a colocated engine's memory for the update
-            metrics.update(self._update(batch, adv, num_tokens, int(global_r.numel()), self._step_algo(stats["alpha"])))
+            metrics.update(self._update(batch, adv, num_tokens, int(global_r.numel()), self.objective.for_step(stats),
+                                        logprobs))
             self.engine.update_weights(self.model)  # wakes the engine: weights first, then its KV cache
         step_seconds = time.perf_counter() - t0
         metrics.update(perf_metrics(t_rollout, self.rollouts.reward_seconds, step_seconds, num_tokens))
@@ -206,25 +211,33 @@ class Trainer:
             self._warn_once("slow_reward", slow)
         return metrics
 
-    def _advantages(self, global_r: torch.Tensor, valid_groups_counted: float,
-                    num_local: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """This process's ``num_local`` advantages [N] and the global batch's statistics (alpha, degenerate
-        groups). AGE's alpha is B / (B - M) on the kept batch, or, with ``resample_count: gathered``, the
-        original's count over every draw."""
-        alpha = None
-        if self.algo.resample_count == "gathered":
-            alpha = gathered_alpha(int(valid_groups_counted), self.cfg.train.prompts_per_step)
-        adv_all, stats = group_advantages(global_r.cpu(), self.cfg.rollout.group_size, scale=self.algo.scale,
-                                          age=self.algo.age, alpha=alpha)
+    def _advantages(self, global_r: torch.Tensor, valid_groups_counted: float, num_local: int,
+                    logprobs: Any = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """This process's ``num_local`` advantages ([N], or [N, T] per token) and the global batch's statistics
+        (alpha, degenerate groups), as the objective computes them from the gathered rewards."""
         rank = self.acc.process_index
-        return adv_all[rank * num_local : (rank + 1) * num_local].to(self.acc.device), stats
+        inputs = AdvantageInputs(
+            rewards=global_r, group_size=self.cfg.rollout.group_size, rows=slice(rank * num_local, (rank + 1) * num_local),
+            prompts_per_step=self.cfg.train.prompts_per_step, valid_groups_counted=valid_groups_counted,
+            logprobs=logprobs, reduce_sum=lambda t: self.acc.reduce(t, reduction="sum"))
+        adv, stats = self.objective.advantages(inputs)
+        return adv.to(self.acc.device), stats
 
-    def _step_algo(self, alpha: float) -> AlgorithmConfig:
-        """The step's settings: the preset's, with beta x alpha where the original divides the KL term by
-        inverse_alpha too (``age_scales_kl``)."""
-        if self.algo.age_scales_kl and self.algo.age and self.algo.beta > 0 and alpha > 0:
-            return self.algo.replace(beta=self.algo.beta * alpha)
-        return self.algo
+    def _declared_logprobs(self, batch: RolloutBatch) -> Any:
+        """A function giving the step's no-grad log-probs the objective declared (the policy's before the
+        update, the reference's), per micro-batch; they are computed on its first call only."""
+        kept: list[StepLogprobs] = []
+
+        def get() -> StepLogprobs:
+            if not kept:
+                needs, slices = self.objective.needs, self._micro_batches(batch)
+                with torch.no_grad():
+                    old = [self._logp(self.model, batch, sl, False)[0] if needs.old_logprobs else None for sl in slices]
+                    ref = [self._logp(self.ref_model, batch, sl, False)[0]
+                           if needs.ref_logprobs and self.ref_model is not None else None for sl in slices]
+                kept.append(StepLogprobs(old=old, ref=ref, mask=[batch.completion_mask[sl] for sl in slices]))
+            return kept[0]
+        return get
 
     def _scheduler_step(self) -> None:
         """Advance the schedule once per step, also when the update was skipped (the schedule follows steps)."""
@@ -244,11 +257,11 @@ class Trainer:
                                    temperature=self.cfg.rollout.temperature if self.algo.tempered_logprobs else 1.0,
                                    sampling=sampling)
 
-    def _importance(self, proc_logp: torch.Tensor, batch: RolloutBatch, sl: slice) -> tuple[torch.Tensor, dict]:
-        """Importance weights [n, T] of ``batch[sl]`` and their statistics: the trainer's log-probs of the
-        engine's sampled distribution (``proc_logp``) against the engine's own."""
-        return importance_weights(proc_logp, batch.sampling_logprobs[sl], batch.completion_mask[sl],
-                                  mode=self.importance_mode, cap=self.importance_cap)
+    def _importance(self, proc_logp: torch.Tensor, batch: RolloutBatch,
+                    sl: slice) -> tuple[torch.Tensor | None, dict]:
+        """Importance weights [n, T] of ``batch[sl]`` (None when the correction is off) and their statistics:
+        the trainer's log-probs of the engine's sampled distribution (``proc_logp``) against the engine's own."""
+        return self.objective.importance_weights(proc_logp, batch.sampling_logprobs[sl], batch.completion_mask[sl])
 
     def _importance_metrics_only(self, batch: RolloutBatch) -> dict[str, float]:
         """``is/*`` of a step that runs no update: a no-grad forward pass for them alone, only when the engine
@@ -267,27 +280,26 @@ class Trainer:
         return [slice(i, min(i + mbs, len(batch))) for i in range(0, len(batch), mbs)]
 
     def _update(self, batch: RolloutBatch, adv: torch.Tensor, num_tokens: int, num_sequences: int,
-                algo: AlgorithmConfig | None = None) -> dict[str, float]:
-        """Micro-batched forward/backward of the preset's loss, then one optimizer step per iteration.
+                objective: Objective | None = None, logprobs: Any = None) -> dict[str, float]:
+        """Micro-batched forward/backward of the objective's loss, then one optimizer step per iteration.
 
-        Whatever :func:`policy_loss` reports is logged under ``loss/`` (:class:`~gpgrl.train.metrics.LossMeter`:
-        per-token metrics such as ``kl``, ``clip_frac_*`` averaged over the global batch's tokens). Where the
-        engine reported its sampling log-probs, the first iteration's forward pass also gives the trainer's
-        log-probs of the same distribution: the importance weights (kept for later iterations, as they
-        correct the sampling policy, which the PPO ratio of iterations > 1 does not) multiply each token's
-        advantage unless the correction is off, and their statistics are logged under ``is/``
-        (:class:`~gpgrl.train.metrics.ImportanceMeter`).
+        Whatever the objective's loss reports is logged under ``loss/`` (:class:`~gpgrl.train.metrics.LossMeter`:
+        per-token metrics such as ``kl``, ``clip_frac_*`` averaged over the global batch's tokens). The
+        log-probs it declared (:attr:`Objective.needs`) come from ``logprobs`` (computed here unless the
+        advantages already needed them). Where the engine reported its sampling log-probs, the first
+        iteration's forward pass also gives the trainer's log-probs of the same distribution: the importance
+        weights (kept for later iterations, as they correct the sampling policy, which the PPO ratio of
+        iterations > 1 does not) go to the loss unless the correction is off, and their statistics are logged
+        under ``is/`` (:class:`~gpgrl.train.metrics.ImportanceMeter`).
         """
+        objective = objective or self.objective
         world, slices = self.acc.num_processes, self._micro_batches(batch)
-        with torch.no_grad():
-            old = [self._logp(self.model, batch, sl, False)[0] for sl in slices] if self.algo.num_iterations > 1 \
-                else [None] * len(slices)  # off-policy reuse: freeze the sampling policy's log-probs
-            ref = [self._logp(self.ref_model, batch, sl, False)[0] for sl in slices] if self.ref_model is not None \
-                else [None] * len(slices)
+        declared = (logprobs or self._declared_logprobs(batch))()
         sampling = self.sampling if batch.sampling_logprobs is not None else None
         weights: list[torch.Tensor | None] = [None] * len(slices)
         meter, is_meter, grad_norm, skipped = LossMeter(), ImportanceMeter(), float("nan"), 0.0
-        for it in range(self.algo.num_iterations):
+        iterations = self.algo.num_iterations
+        for it in range(iterations):
             for k, sl in enumerate(slices):
                 sync = contextlib.nullcontext() if k == len(slices) - 1 else self.acc.no_sync(self.model)
                 with sync:
@@ -297,20 +309,19 @@ class Trainer:
                     if proc:  # the trainer's log-probs of the engine's sampled distribution, no gradient
                         weights[k], stats = self._importance(proc[0], batch, sl)
                         is_meter.add(stats)
-                    a = adv[sl]
-                    if weights[k] is not None and self.importance_mode != "off":
-                        a = a.unsqueeze(1) * weights[k]  # [n, T]: the token's advantage times its importance weight
-                    loss, m = policy_loss(logp, mask, a, preset=algo or self.algo, num_tokens=num_tokens,
-                                          num_sequences=num_sequences, loss_constant=self.cfg.rollout.max_completion_length,
-                                          old_logp=old[k], ref_logp=ref[k])
+                    loss, m = objective.loss(LossInputs(
+                        logp=logp, mask=mask, advantages=adv[sl], num_tokens=num_tokens, num_sequences=num_sequences,
+                        max_completion_length=self.cfg.rollout.max_completion_length, old_logp=declared.old[k],
+                        ref_logp=declared.ref[k], weights=weights[k]))
                     # DDP averages gradients over processes; each piece is already a share of the global
                     # loss, so multiply by the world size to sum them instead.
                     self.acc.backward(loss * world)
+                m = {"num_tokens": float(mask.sum()), "pg_loss": float(loss.detach()), **m}  # where it reports none
                 meter.add(loss, m, entropy_sum=float((entropy * mask).sum()))
             grad_norm, skipped = self._optimizer_step(skipped)
         self._scheduler_step()
         out = meter.result(lambda t: self.acc.reduce(t, reduction="sum"), num_tokens=num_tokens,
-                           iterations=self.algo.num_iterations, device=self.acc.device)
+                           iterations=iterations, device=self.acc.device)
         if sampling is not None:
             out.update(is_meter.result(self.acc.gather, device=self.acc.device))
         out.update({"optim/grad_norm": grad_norm, "optim/lr": self.scheduler.get_last_lr()[0], "optim/skipped": skipped})
@@ -454,3 +465,11 @@ class Trainer:
         self.engine.update_weights(self.model)
         self.acc.print(f"[gpgrl] resumed from {ckpt} at step {self.step}")
 
+
+
+def _per_answer(adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """One advantage per answer for the logged samples: as given, or a per-token one's mean over the answer."""
+    if adv.dim() == 1:
+        return adv
+    m = mask.to(adv.dtype)
+    return (adv * m).sum(1) / m.sum(1).clamp(min=1)
