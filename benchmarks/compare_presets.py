@@ -111,7 +111,7 @@ def warm_start(seed: int, out: Path, task_name: str = "quickstart") -> dict[str,
 
     from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
     from gpgrl.tasks import quickstart as qs
-    from gpgrl.tasks.arithmetic import ArithmeticTask
+    from gpgrl.data.arithmetic import ArithmeticTask
     from gpgrl.tasks.sft import SFTConfig, supervised_warm_start
 
     spec = TASKS[task_name]
