@@ -109,9 +109,9 @@ def warm_start(seed: int, out: Path, task_name: str = "quickstart") -> dict[str,
     task's questions and stopping point), save it to ``out/sft`` and measure its held-out accuracy."""
     import torch
 
+    from gpgrl.data.arithmetic import ArithmeticTask
     from gpgrl.models.tiny import build_char_tokenizer, build_tiny_model
     from gpgrl.tasks import quickstart as qs
-    from gpgrl.data.arithmetic import ArithmeticTask
     from gpgrl.tasks.sft import SFTConfig, supervised_warm_start
 
     spec = TASKS[task_name]
