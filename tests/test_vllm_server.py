@@ -741,7 +741,7 @@ def test_training_through_the_server_engine_with_importance_weights(server, tmp_
     model = build_tiny_model(TOK, seed=5)  # the server starts from the same weights
     engine = VLLMServerEngine(server.url, TOK, timeout=60, transport=server.transport)
     trainer = Trainer.from_config(cfg, model=model, tokenizer=TOK, engine=engine)
-    assert (trainer.importance_mode, trainer.importance_cap) == ("token_truncate", 2.0)  # on for vllm_server
+    assert (trainer.objective.importance_mode, trainer.objective.importance_cap) == ("token_truncate", 2.0)  # on for vllm_server
     history = trainer.train()
     for m in history:
         assert m["optim/skipped"] == 0.0
