@@ -278,7 +278,7 @@ def check_output(out: Path, *, overwrite: bool, vision: bool = False) -> str | N
     DIR already holds a finished text quickstart run (seed 0: 31.0% -> 88.5% in 150 GPG steps): `gpgrl quickstart --overwrite` replaces it, `gpgrl quickstart --output DIR-2` keeps it
     --overwrite: deleting the previous quickstart run in DIR, a finished text quickstart run (seed 0: 31.0% -> 88.5% in 150 GPG steps): summary.json; 97 B
     """
-    from gpgrl.train.checkpoint import folder_problem, human_size
+    from gpgrl.train.checkpoint import disk_size, folder_problem, human_size
 
     problem = folder_problem(out, "--output")
     if problem:
@@ -298,7 +298,7 @@ def check_output(out: Path, *, overwrite: bool, vision: bool = False) -> str | N
     if not overwrite:
         raise ValueError(f"{out} already holds {what}: `{command} --overwrite` replaces it, "
                          f"`{command} --output {_free_folder(out)}` keeps it")
-    size = sum(p.stat().st_size for name in entries for p in [out / name, *(out / name).rglob("*")] if p.is_file())
+    size = sum(disk_size(out / name) for name in entries)
     shown = [f"{name}/" if (out / name).is_dir() else name for name in entries]
     return (f"--overwrite: deleting the previous quickstart run in {out}, {what}: {', '.join(shown)}; "
             f"{human_size(size)}")

@@ -299,7 +299,8 @@ def human_size(num_bytes: float) -> str:
     return f"{num_bytes / 1000:.1f} GB"
 
 
-def _size(path: Path) -> int:
+def disk_size(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder (0 when ``path`` does not exist)."""
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
@@ -340,7 +341,7 @@ def describe_run(output_dir: str | Path) -> str:
         parts.append(f"{len(evals)} evaluation{'s' * (len(evals) != 1)} (eval/)" if evals else "eval/")
     if (out / "config.yaml").is_file():
         parts.append("config.yaml")
-    size = sum(_size(out / name) for name in RUN_FILES)
+    size = sum(disk_size(out / name) for name in RUN_FILES)
     return f"{', '.join(parts) or 'nothing'}; {human_size(size)}"
 
 
