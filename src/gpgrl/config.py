@@ -140,6 +140,18 @@ class RolloutConfig:
                                   "a copy in host RAM (for models whose vLLM weights the sync does not all rewrite)")
     vllm_max_model_len: int | None = _f(None, "vllm: longest prompt + answer the engine holds KV for; null = "
                                               "data.max_prompt_length + rollout.max_completion_length")
+    tools: list[str] = _f([], "multi-turn episodes with tools (docs/agents.md): built-in calculator, python, or your "
+                             "own 'module:function' / 'path/file.py:function' (schemas from type hints + docstring); "
+                             "CLI: --tools calculator,python")
+    tool_timeout: float = _f(10.0, "tools: seconds one call may take; past it the call is killed and the policy reads "
+                                   "a timeout message (counted in episode/tool_errors/timeout)")
+    tool_call_format: str = _f("hermes", "tools: how the model writes a call; hermes = Qwen2.5/Qwen3/Hermes "
+                                         "<tool_call>{json}</tool_call>")
+    environment: str | None = _f(None, "multi-turn episodes with an environment (docs/agents.md): a registered name "
+                                       "(guess_number, multiply_steps) or 'module:Class'; null = none")
+    environment_params: dict[str, Any] = _f({}, "keyword arguments of the environment's constructor")
+    max_turns: int = _f(4, "tools / environment: most policy turns per episode (max_completion_length is the "
+                           "episode's token budget, tool and environment tokens included)")
     importance_correction: Correction = _math(
         "auto", "weight tokens by pi_train/pi_engine, both of the distribution sampled from (docs/engines.md): "
                 "auto = token_truncate for vllm / vllm_server, off for hf; off = the paper's loss exactly"
@@ -147,6 +159,11 @@ class RolloutConfig:
     importance_cap: float | None = _math(
         None, "the importance correction's cap C (ratios truncated at C, or masked above it); null = 2.0"
     )
+
+    @property
+    def multi_turn(self) -> bool:
+        """Rollouts are episodes with an environment (``tools`` or ``environment`` set), not single answers."""
+        return bool(self.tools) or self.environment is not None
 
     def importance(self) -> tuple[str, float]:
         """``(mode, cap)`` of the importance correction this rollout runs with (``auto`` resolved by the
@@ -230,6 +247,8 @@ class LogConfig:
     wandb_project: str = _f("gpgrl", "wandb project")
     run_name: str | None = _f(None, "run name for wandb / TensorBoard")
     progress: bool | None = _f(None, "progress bar; default: in a terminal, else one plain line per log_every steps")
+    save_rollouts: bool | None = _f(None, "append every trained answer (token ids, loss mask, reward, advantage, "
+                                          "turns, tool calls) to rollouts.jsonl; default: on for multi-turn runs")
 
 
 @dataclass
@@ -242,6 +261,15 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def saves_rollouts(self) -> bool:
+        """``log.save_rollouts``, its default resolved: on for multi-turn runs (tools or an environment).
+
+        >>> Config().saves_rollouts, Config(rollout=RolloutConfig(tools=["calculator"])).saves_rollouts
+        (False, True)
+        """
+        return self.rollout.multi_turn if self.log.save_rollouts is None else self.log.save_rollouts
 
     @property
     def algo(self) -> AlgorithmConfig:
@@ -313,6 +341,13 @@ class Config:
         if r.importance_correction == "off" and r.importance_cap is not None:
             raise ValueError(f"rollout.importance_cap={r.importance_cap} has no effect with "
                              "rollout.importance_correction: off; remove one of them")
+        if r.tools and r.environment not in (None, "tools"):
+            raise ValueError(f"rollout.tools and rollout.environment={r.environment!r} are both set; an episode has one "
+                             "environment: give the tools to it, or drop one of the two")
+        if r.multi_turn and r.max_turns < 1:
+            raise ValueError(f"rollout.max_turns must be >= 1, got {r.max_turns}")
+        if r.tool_timeout <= 0:
+            raise ValueError(f"rollout.tool_timeout must be > 0 seconds, got {r.tool_timeout}")
         self.data.prompt_preset()  # raises on an unknown preset or a bad template
         objective = self.algo.objective  # resolves the algorithm; raises on an unknown preset or a bad setting
         if not (objective and ":" in objective):  # your own ('file.py:Class') is loaded when the run is built
@@ -449,6 +484,7 @@ ALIASES = {
     "model": "model.name_or_path", "dataset": "data.dataset", "preset": "algorithm.preset",
     "output_dir": "train.output_dir", "steps": "train.steps", "lr": "optim.lr", "seed": "train.seed",
     "resume": "train.resume", "overwrite": "train.overwrite", "group_size": "rollout.group_size",
+    "tools": "rollout.tools", "environment": "rollout.environment",
 }
 
 

@@ -201,7 +201,8 @@ class PromptBuilder:
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase | Any, preset: PromptPreset | str = "plain", *,
-                 max_length: int | None = None):
+                 max_length: int | None = None, tools: Sequence[Any] = ()):
+        self.tools = list(tools)  # an episode's tools: the chat template lists them (apply_chat_template(tools=))
         self.processor = tokenizer if hasattr(tokenizer, "image_processor") else None
         self.tokenizer = tokenizer.tokenizer if self.processor is not None else tokenizer
         self.preset = resolve_prompt(preset) if isinstance(preset, str) else preset
@@ -216,14 +217,18 @@ class PromptBuilder:
     def text(self, question: str | Sequence[dict[str, Any]], num_images: int = 0) -> str:
         """The prompt text of one question (a string, or a list of chat messages used as they are)."""
         owner = self.processor if self.processor is not None else self.tokenizer
+        tools = {"tools": self.tools} if self.tools else {}
         if not isinstance(question, str):
-            return owner.apply_chat_template(list(question), tokenize=False, add_generation_prompt=True)
+            return owner.apply_chat_template(list(question), tokenize=False, add_generation_prompt=True, **tools)
         p = self.preset
         body = p.template.format(question=question)
         if num_images and (self.processor is None or not p.chat_template):
             raise ValueError("a question with images needs a vision-language model's processor and its chat template "
                              "(data.chat_template must not be false)")
         if not p.chat_template:
+            if self.tools:
+                raise ValueError("tools are listed to the model by its chat template, and data.chat_template is false; "
+                                 "use the chat template (an instruct model) with rollout.tools")
             return f"{p.system_prompt}\n\n{body}" if p.system_prompt else body
         messages: list[dict[str, Any]] = [{"role": "system", "content": p.system_prompt}] if p.system_prompt else []
         if num_images:
@@ -231,7 +236,7 @@ class PromptBuilder:
             messages.append({"role": "user", "content": content})
         else:
             messages.append({"role": "user", "content": body})
-        return owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **tools)
 
     def encode(self, text: str, *, chat: bool | None = None) -> tuple[list[int], bool]:
         """Token ids of a formatted text prompt and whether it was cut to ``max_length`` (keeping its end).

@@ -29,10 +29,19 @@ TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
 CHARS = string.digits + string.ascii_letters + string.punctuation + " \n"
 
 # A minimal chat template in the shape of real instruct models': role markers, an end marker per turn,
-# and the assistant marker appended when add_generation_prompt=True.
+# and the assistant marker appended when add_generation_prompt=True. With tools (apply_chat_template(...,
+# tools=[...])) a system turn lists them as name(parameters) before the conversation (short: a character-level
+# model reads every character), and a tool's result is a user turn inside <tool_response> tags, as Qwen2.5's
+# template lays them out; the model calls a tool as Qwen / Hermes do: <tool_call>{"name": .., "arguments": ..}
+# </tool_call>.
 CHAT_TEMPLATE = (
+    "{% if tools %}{{ '<|system|>tools:' }}{% for t in tools %}"
+    "{% set f = t['function'] if t['function'] is defined else t %}"
+    "{{ ' ' + f['name'] + '(' + (f['parameters']['properties'] | list | join(',')) + ')' }}"
+    "{% endfor %}{{ '<|end|>' }}{% endif %}"
     "{% for m in messages %}"
-    "{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}"
+    "{% if m['role'] == 'tool' %}{{ '<|user|><tool_response>' + m['content'] + '</tool_response><|end|>' }}"
+    "{% else %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
 )

@@ -13,7 +13,7 @@ Built-in rewards (open-r1 semantics, see ``docs/rewards.md``): ``accuracy``, ``f
 a model output's final answer equals a gold answer, with a time limit, never raising.
 """
 
-from gpgrl.rewards import format_rewards, math_rewards, vision  # noqa: F401  (registers the built-in rewards)
+from gpgrl.rewards import episode, format_rewards, math_rewards, vision  # noqa: F401  (registers the built-ins)
 from gpgrl.rewards.math_grader import answers_equivalent, extract_answer, grade_answer, normalize_answer
 from gpgrl.rewards.registry import RewardFn, get_reward, list_rewards, register_reward, reward_aliases
 

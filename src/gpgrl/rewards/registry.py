@@ -231,11 +231,13 @@ def _module_root(module_name: str) -> Path | None:
     return top.parent.parent if top.name == "__init__.py" else top.parent
 
 
-def _load_user_function(path: str) -> Callable[..., list[float | None]]:
+def load_user_object(path: str, what: str = "reward") -> Any:
+    """The callable named by ``"package.module:name"`` or ``"path/to/file.py:name"`` (a user's reward, tool or
+    environment; ``what`` names it in the errors), imported as :func:`get_reward` imports a user reward."""
     module_name, _, attr = path.rpartition(":")  # rpartition: a file path may hold a drive's colon
     if not module_name or not attr:
-        raise RewardLoadError(f"reward {path!r}: your own reward is given as 'package.module:function' or "
-                              "'path/to/file.py:function'")
+        raise RewardLoadError(f"{what} {path!r}: your own {what} is given as 'package.module:name' or "
+                              "'path/to/file.py:name'")
     if is_file_reference(module_name):
         module = _import_file(Path(module_name).expanduser(), path)
     else:
@@ -248,10 +250,10 @@ def _load_user_function(path: str) -> Callable[..., list[float | None]]:
             hint = f"; it has: {', '.join(names[:10])}" if names else ""
             hint = f"; did you mean {near[0]!r}?" if near else hint
             where = getattr(module, "__file__", module_name)
-            raise RewardLoadError(f"reward {path!r}: {where} has no {attr!r}{hint}")
+            raise RewardLoadError(f"{what} {path!r}: {where} has no {attr!r}{hint}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise RewardLoadError(f"reward {path!r}: {attr!r} is not callable")
+        raise RewardLoadError(f"{what} {path!r}: {attr!r} is not callable")
     return obj
 
 
@@ -291,7 +293,7 @@ def get_reward(name_or_path: str, **params: Any) -> RewardFn:
             fn.__doc__ = factory.__doc__  # the factory documents the formula and the parameters
         return fn
     if ":" in name_or_path:
-        user_fn = _load_user_function(name_or_path)
+        user_fn = load_user_object(name_or_path, "reward")
         if not params:
             return user_fn  # type: ignore[return-value]
         bound = functools.partial(user_fn, **params)

@@ -142,7 +142,8 @@ def _validate(out: Any, n: int) -> tuple[list[float], str | None]:
 
 
 def score_batch(rewards: Sequence[RewardFunction], completions: list[str], records: Sequence[dict[str, Any]], *,
-                prompts: Sequence[str] | None = None, answer: Sequence[Any] | None = None) -> Scores:
+                prompts: Sequence[str] | None = None, answer: Sequence[Any] | None = None,
+                extra: dict[str, Sequence[Any]] | None = None) -> Scores:
     """Score ``completions`` with every reward (see the module docstring for the validation rules).
 
     Args:
@@ -152,6 +153,8 @@ def score_batch(rewards: Sequence[RewardFunction], completions: list[str], recor
             function reading the ones it needs (``answer``, ``solution``, ...).
         prompts: N prompt texts, passed as ``prompts``.
         answer: N gold answers, passed as ``answer`` (overrides a record column of that name).
+        extra: more columns of N values each (a multi-turn episode's ``turns``, ``tool_calls``, ...;
+            :func:`gpgrl.rollout.episodes.episode_columns`), passed by name.
     """
     n = len(completions)
     if len(records) != n:
@@ -164,6 +167,10 @@ def score_batch(rewards: Sequence[RewardFunction], completions: list[str], recor
         columns["answer"] = list(answer)
     if prompts is not None:
         columns["prompts"] = list(prompts)
+    for name, values in (extra or {}).items():
+        if len(values) != n:
+            raise ValueError(f"score_batch: column {name!r} has {len(values)} values for {n} completions")
+        columns[name] = list(values)
     per_fn = torch.full((n, len(rewards)), math.nan, dtype=torch.float64)
     problems: dict[str, str] = {}
     failed_all: list[str] = []

@@ -9,6 +9,14 @@ fills in and reads the same object::
     select / cat     -> the groups kept by threshold resampling                          (one batch)
     the update       -> micro-batches: select(rows) + model_inputs_for(rows)
 
+A row may be a multi-turn *episode* (:mod:`gpgrl.rollout.episodes`): its completion then holds, in the order
+they came, the tokens the policy sampled in each turn and the tool or environment tokens between turns.
+``completion_mask`` marks every token the model attends to (policy and environment alike); ``loss_mask``
+marks the policy's own tokens, the only ones the loss, its token count, the entropy and the importance
+metrics cover (:attr:`RolloutBatch.action_mask`). A single-turn answer is an episode of one turn, whose
+``loss_mask`` is None: the same as its ``completion_mask``. ``episodes`` holds per row what happened in it
+(turns, tool calls, errors by kind, how it ended; :class:`gpgrl.rollout.episodes.EpisodeInfo`).
+
 ``model_inputs`` holds extra model inputs *per row* (e.g. a vision model's ``pixel_values`` and
 ``image_grid_thw``), as a dict of tensors whose first dimension is the row's own (images, patches):
 the G rows of one prompt share the same tensors (an image is processed once per prompt), and a
@@ -42,21 +50,29 @@ class RolloutBatch:
     prompts: list[str] = field(default_factory=list)  # [N] prompt text, for logs and rewards
     records: list[dict[str, Any]] = field(default_factory=list)  # [N] dataset columns (shared per group)
     model_inputs: list[dict[str, torch.Tensor]] | None = None  # [N] extra model inputs (see module doc)
+    loss_mask: torch.Tensor | None = None  # [N, T] 1 on the policy's own tokens; None = completion_mask
+    episodes: list[Any] | None = None  # [N] EpisodeInfo of multi-turn rows (see module doc); None = single turn
 
     def __post_init__(self) -> None:
         n = self.completion_ids.shape[0]
         for name in ("prompt_ids", "prompt_mask", "completion_mask", "truncated", "sampling_logprobs", "rewards",
-                     "rewards_per_fn", "prompt_index"):
+                     "rewards_per_fn", "prompt_index", "loss_mask"):
             value = getattr(self, name)
             if value is not None and value.shape[0] != n:
                 raise ValueError(f"RolloutBatch.{name} has {value.shape[0]} rows, completion_ids has {n}")
-        for name in ("texts", "prompts", "records", "model_inputs"):
+        for name in ("texts", "prompts", "records", "model_inputs", "episodes"):
             value = getattr(self, name)
             if value and len(value) != n:
                 raise ValueError(f"RolloutBatch.{name} has {len(value)} rows, completion_ids has {n}")
 
     def __len__(self) -> int:
         return self.completion_ids.shape[0]
+
+    @property
+    def action_mask(self) -> torch.Tensor:
+        """[N, T] 1 on the tokens the policy wrote (what the loss and its metrics count): ``loss_mask`` in an
+        episode with tool or environment tokens, else ``completion_mask``."""
+        return self.completion_mask if self.loss_mask is None else self.loss_mask
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -103,8 +119,9 @@ class RolloutBatch:
         changes: dict[str, Any] = {"prompt_ids": self.prompt_ids[:, p0:], "prompt_mask": self.prompt_mask[:, p0:],
                                    "completion_ids": self.completion_ids[:, :t1],
                                    "completion_mask": self.completion_mask[:, :t1]}
-        if self.sampling_logprobs is not None:
-            changes["sampling_logprobs"] = self.sampling_logprobs[:, :t1]
+        for name in ("sampling_logprobs", "loss_mask"):
+            if getattr(self, name) is not None:
+                changes[name] = getattr(self, name)[:, :t1]
         return replace(self, **changes)
 
     @staticmethod
@@ -141,12 +158,15 @@ class RolloutBatch:
         optional = [b.sampling_logprobs for b in batches]
         out["sampling_logprobs"] = (torch.cat([pad(x, T, 0.0, False) for x in optional])  # type: ignore[arg-type]
                                     if all(x is not None for x in optional) else None)
-        for name in ("rewards", "rewards_per_fn", "prompt_index"):
+        if any(b.loss_mask is not None for b in batches):  # a single-turn part: its loss mask is its completion's
+            out["loss_mask"] = torch.cat([pad(b.action_mask, T, 0, False) for b in batches])
+        for name in ("rewards", "rewards_per_fn", "prompt_index", "loss_mask"):
             parts = [getattr(b, name) for b in batches]
             out[name] = torch.cat(parts) if all(p is not None for p in parts) else None
-        for name in ("prompts", "records"):
-            parts = [getattr(b, name) for b in batches]
-            out[name] = [x for p in parts for x in p] if all(len(p) == len(b) for p, b in zip(parts, batches)) else []
+        for name in ("prompts", "records", "episodes"):
+            parts = [getattr(b, name) or [] for b in batches]
+            whole = all(len(p) == len(b) for p, b in zip(parts, batches))
+            out[name] = [x for p in parts for x in p] if whole else ([] if name != "episodes" else None)
         extra = [b.model_inputs for b in batches]
         out["model_inputs"] = [x for e in extra for x in e] if all(e is not None for e in extra) else None  # type: ignore[union-attr]
         return RolloutBatch(**out)

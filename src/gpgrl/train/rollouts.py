@@ -27,6 +27,7 @@ from gpgrl.parallel import gathered_for_engine
 from gpgrl.rewards.scoring import FailureTracker, RewardFunction, score_batch
 from gpgrl.rollout.batch import RolloutBatch
 from gpgrl.rollout.engine import Prompt, RolloutEngine, SamplingParams, pad_token_id
+from gpgrl.rollout.episodes import EpisodeSetup, episode_columns, run_episodes
 from gpgrl.train.errors import TrainingError
 from gpgrl.train.logging import StepPhases
 
@@ -42,12 +43,16 @@ class Rollouts:
         rewards: the reward functions.
         counters: the run's counters; ``prompts_truncated`` and ``resample_budget_exhausted`` count here.
         warn: ``warn(key, text)`` prints a warning once per key.
+        episodes: multi-turn episodes (tools or an environment; :mod:`gpgrl.rollout.episodes`); None = one
+            answer per rollout.
     """
 
     def __init__(self, cfg: Config, algo: AlgorithmConfig, accelerator: Accelerator, *, model: torch.nn.Module,
                  engine: RolloutEngine, records: list[dict[str, Any]], prompts: PromptBuilder,
-                 rewards: Sequence[RewardFunction], counters: dict[str, int], warn: Callable[[str, str], None]):
+                 rewards: Sequence[RewardFunction], counters: dict[str, int], warn: Callable[[str, str], None],
+                 episodes: EpisodeSetup | None = None):
         self.cfg, self.algo, self.acc, self.model, self.engine = cfg, algo, accelerator, model, engine
+        self.episodes = episodes
         self.records, self.prompts, self.rewards, self.counters, self._warn = records, prompts, rewards, counters, warn
         self.local_prompts = cfg.train.prompts_per_step // accelerator.num_processes
         self.pad_id = pad_token_id(prompts.tokenizer)
@@ -89,7 +94,7 @@ class Rollouts:
         # the parameters gathered for the engine (vLLM holds its own copy: no gather); its progress shown
         with gathered_for_engine(self.acc, self.model, self.engine), \
                 self.phases.generating(self.engine, len(prompts) * G, share=world > 1):
-            batch = self.engine.generate(prompts, self.sampling, G)
+            batch = self.generate(prompts, [self.records[i] for i in indices], G)
         if len(batch) != len(indices) * G:
             raise TrainingError(f"the rollout engine returned {len(batch)} answers for {len(indices)} prompts x G={G}")
         rows = [i for i in indices for _ in range(G)]
@@ -98,7 +103,8 @@ class Rollouts:
         batch.prompt_index = torch.tensor(rows, dtype=torch.long)
         answers = [_get(r, self.cfg.data.answer_column) for r in batch.records]
         self.phases(f"scoring {len(batch) * world} answers")
-        scores = score_batch(self.rewards, batch.texts, batch.records, prompts=batch.prompts, answer=answers)
+        scores = score_batch(self.rewards, batch.texts, batch.records, prompts=batch.prompts, answer=answers,
+                             extra=episode_columns(batch.episodes))
         batch.rewards, batch.rewards_per_fn = scores.total, scores.per_fn
         for name, problem in scores.problems.items():
             self._last_problem[name] = problem
@@ -108,6 +114,13 @@ class Rollouts:
         for name, seconds in scores.seconds.items():
             self.reward_seconds[name] = self.reward_seconds.get(name, 0.0) + seconds
         return batch
+
+    def generate(self, prompts: list[Prompt], records: list[dict[str, Any]], G: int) -> RolloutBatch:
+        """G answers to each prompt: one engine call, or a multi-turn episode each (one engine call per turn)."""
+        if self.episodes is None:
+            return self.engine.generate(prompts, self.sampling, G)
+        return run_episodes(self.engine, prompts, records, self.sampling, G, self.episodes.make_env,
+                            tokenizer=self.prompts.tokenizer, max_turns=self.episodes.max_turns, pad_id=self.pad_id)
 
     def collect(self) -> tuple[RolloutBatch, dict[str, float]]:
         """Draw and score rollouts, with threshold resampling (:mod:`gpgrl.algorithms.resampling`).

@@ -35,6 +35,7 @@ Differences from the original paper's code, on purpose:
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import sys
 import time
@@ -45,7 +46,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 
 from gpgrl.algorithms.objective import AdvantageInputs, LossInputs, Objective, StepLogprobs
 from gpgrl.config import Config, prompt_budget, to_yaml, total_steps
@@ -57,6 +58,7 @@ from gpgrl.parallel import gathered_for_engine
 from gpgrl.rewards.scoring import RewardFunction, as_reward_functions
 from gpgrl.rollout.batch import RolloutBatch
 from gpgrl.rollout.engine import RolloutEngine, model_context_length
+from gpgrl.rollout.episodes import episode_metrics, episode_setup, rollout_rows
 from gpgrl.rollout.registry import make_engine
 from gpgrl.train import checkpoint
 from gpgrl.train.build import build_objective, make_accelerator, make_optimizer, make_scheduler
@@ -83,11 +85,14 @@ class Trainer:
         accelerator: an ``accelerate.Accelerator``; default: a new one for this machine.
         engine: a :class:`~gpgrl.rollout.RolloutEngine`; default: transformers ``generate``
             (``rollout.engine: hf``), or the vLLM engine the config names.
+        tools: the episodes' tools as Python functions (type hints and a docstring with ``Args:``), instead of
+            ``rollout.tools``' names (docs/agents.md).
     """
 
     def __init__(self, cfg: Config, *, model: torch.nn.Module, tokenizer: Any, dataset: Sequence[dict[str, Any]],
                  rewards: Sequence[Any], ref_model: torch.nn.Module | None = None,
-                 accelerator: Accelerator | None = None, engine: RolloutEngine | None = None):
+                 accelerator: Accelerator | None = None, engine: RolloutEngine | None = None,
+                 tools: Sequence[Any] | None = None):
         self.cfg = cfg  # read, never changed: what the run resolves from it is kept here
         self.algo = cfg.algo
         # the algorithm: its needs, advantages and loss, with the importance correction ("auto" resolved by
@@ -114,7 +119,12 @@ class Trainer:
         self.max_prompt_length = prompt_budget(cfg, model_context_length(model))
         # what config.yaml and the checkpoints record, and what a resumed run is compared on
         self.run_cfg = cfg.with_resolved(steps=self.total_steps, max_prompt_length=self.max_prompt_length)
-        self.prompts = PromptBuilder(tokenizer, cfg.data.prompt_preset(), max_length=self.max_prompt_length)
+        r = cfg.rollout  # multi-turn episodes: tools or an environment (None: one answer per rollout)
+        self.episodes = episode_setup(tools=r.tools if tools is None else tools, environment=r.environment,
+                                      environment_params=r.environment_params, max_turns=r.max_turns,
+                                      tool_timeout=r.tool_timeout, tool_call_format=r.tool_call_format)
+        self.prompts = PromptBuilder(tokenizer, cfg.data.prompt_preset(), max_length=self.max_prompt_length,
+                                     tools=self.episodes.tools if self.episodes else ())
         optimizer = make_optimizer(cfg, model)
         self.model, self.optimizer, self.scheduler = self.acc.prepare(model, optimizer,
                                                                       make_scheduler(cfg, optimizer, self.total_steps))
@@ -123,7 +133,8 @@ class Trainer:
         self.counters = {"resample_budget_exhausted": 0, "nan_steps_in_a_row": 0, "prompts_truncated": 0}
         self._warned: set[str] = set()
         self.rollouts = Rollouts(cfg, self.algo, self.acc, model=self.model, engine=self.engine, records=self.records,
-                                 prompts=self.prompts, rewards=self.rewards, counters=self.counters, warn=self._warn_once)
+                                 prompts=self.prompts, rewards=self.rewards, counters=self.counters, warn=self._warn_once,
+                                 episodes=self.episodes)
         self._eval_problems: dict[str, list] | None = None
         if cfg.train.eval_every and cfg.train.eval_benchmarks:  # a misnamed or missing benchmark fails now
             self._eval_problems = self._load_eval_problems()
@@ -186,13 +197,16 @@ class Trainer:
         t_rollout = time.perf_counter() - t0
         batch = batch.to(self.acc.device)
         global_r = self.acc.gather(batch.rewards)  # [B] float64, rank order = group order
-        num_tokens = int(self.acc.reduce(batch.completion_mask.sum(), reduction="sum"))  # global completion tokens
+        # the policy's tokens of the global batch (an episode's tool / environment tokens are not counted)
+        num_tokens = int(self.acc.reduce(batch.action_mask.sum(), reduction="sum"))
         logprobs = self._declared_logprobs(batch)
         adv, stats = self._advantages(global_r, metrics["rollout/valid_groups_counted"], len(batch), logprobs)
         metrics.update(self._rollout_metrics(batch, global_r, stats, num_tokens))
+        per_answer = _per_answer(adv, batch.action_mask).tolist()
         self._recent = [{"prompt": p, "completion": t, "reward": float(r), "advantage": float(a)}
-                        for p, t, r, a in zip(batch.prompts, batch.texts, batch.rewards.tolist(),
-                                              _per_answer(adv, batch.completion_mask).tolist())]
+                        for p, t, r, a in zip(batch.prompts, batch.texts, batch.rewards.tolist(), per_answer)]
+        if self.cfg.saves_rollouts:
+            self._save_rollouts(batch, per_answer)
         if self.objective.skip_step(stats):  # the no-signal rule (else step on zero advantages, as the original)
             self.optimizer.zero_grad(set_to_none=True)
             self._scheduler_step()
@@ -235,7 +249,7 @@ class Trainer:
                     old = [self._logp(self.model, batch, sl, False)[0] if needs.old_logprobs else None for sl in slices]
                     ref = [self._logp(self.ref_model, batch, sl, False)[0]
                            if needs.ref_logprobs and self.ref_model is not None else None for sl in slices]
-                kept.append(StepLogprobs(old=old, ref=ref, mask=[batch.completion_mask[sl] for sl in slices]))
+                kept.append(StepLogprobs(old=old, ref=ref, mask=[batch.action_mask[sl] for sl in slices]))
             return kept[0]
         return get
 
@@ -261,7 +275,7 @@ class Trainer:
                     sl: slice) -> tuple[torch.Tensor | None, dict]:
         """Importance weights [n, T] of ``batch[sl]`` (None when the correction is off) and their statistics:
         the trainer's log-probs of the engine's sampled distribution (``proc_logp``) against the engine's own."""
-        return self.objective.importance_weights(proc_logp, batch.sampling_logprobs[sl], batch.completion_mask[sl])
+        return self.objective.importance_weights(proc_logp, batch.sampling_logprobs[sl], batch.action_mask[sl])
 
     def _importance_metrics_only(self, batch: RolloutBatch) -> dict[str, float]:
         """``is/*`` of a step that runs no update: a no-grad forward pass for them alone, only when the engine
@@ -305,7 +319,7 @@ class Trainer:
                 with sync:
                     logp, entropy, *proc = self._logp(self.model, batch, sl, with_entropy=True,
                                                       sampling=sampling if it == 0 else None)
-                    mask = batch.completion_mask[sl]
+                    mask = batch.action_mask[sl]  # the policy's own tokens (not a tool's)
                     if proc:  # the trainer's log-probs of the engine's sampled distribution, no gradient
                         weights[k], stats = self._importance(proc[0], batch, sl)
                         is_meter.add(stats)
@@ -342,12 +356,26 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm, skipped
 
+    def _save_rollouts(self, batch: RolloutBatch, advantages: list[float]) -> None:
+        """Append the step's trained rows (every process's) to ``rollouts.jsonl`` (``log.save_rollouts``)."""
+        rows = rollout_rows(batch, advantages, self.step + 1, self.acc.process_index)
+        everyone = gather_object(rows) if self.acc.num_processes > 1 else rows
+        if self.acc.is_main_process:
+            with open(self.output_dir / "rollouts.jsonl", "a") as f:
+                f.writelines(json.dumps(row) + "\n" for row in everyone)
+
     def _rollout_metrics(self, batch: RolloutBatch, global_r: torch.Tensor, stats: dict[str, float],
                          num_tokens: int) -> dict[str, float]:
+        if batch.episodes:  # every process's episodes, and the share of their tokens the environment wrote
+            infos = gather_object(list(batch.episodes)) if self.acc.num_processes > 1 else list(batch.episodes)
+            all_tokens = int(self.acc.reduce(batch.completion_mask.sum(), reduction="sum"))
+            episode = episode_metrics(infos, float(num_tokens), float(all_tokens))
         m = rollout_metrics(self.acc.gather(batch.lengths.float()), self.acc.gather(batch.truncated.float()),
                             self.acc.gather(batch.rewards_per_fn), [r.name for r in self.rewards], global_r, stats)
         m.update({"rollout/num_tokens": float(num_tokens), "train/epoch": float(self.rollouts.sampler.epoch),
                   **{f"rollout/{k}": float(v) for k, v in self.counters.items() if k != "nan_steps_in_a_row"}})
+        if batch.episodes:
+            m.update(episode)
         return m
 
     # ------------------------------------------------------------------------------------------- loop
@@ -407,6 +435,8 @@ class Trainer:
         ``train(stop_at_step=k)`` leaves them open, so it can be called again to continue.
         """
         self.logger.close()
+        if self.episodes is not None:
+            self.episodes.close()  # the tools' worker processes
 
     def evaluate(self) -> dict[str, float]:
         """Benchmark pass@1 (``train.eval_*``) of the current policy, prompted and sampled as in training.
