@@ -457,7 +457,7 @@ class Trainer:
                                    budget_from="rollout.max_completion_length",
                                    progress_bar=False, show_table=False, seed=t.seed + self.step,
                                    output_dir=self.output_dir / "eval" / f"step-{self.step:06d}",
-                                   model_name=self.cfg.model.name_or_path or None)
+                                   model_name=self.cfg.model.name_or_path or None, episodes=self.episodes)
         with gathered_for_engine(self.acc, self.model, self.engine):
             return evaluate(None, self.tokenizer, self._eval_problems, settings, engine=self.engine,
                             accelerator=self.acc)
