@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.machinery
 import importlib.util
 import sys
 from collections.abc import Callable
@@ -81,8 +82,9 @@ def importable_reference(fn: Callable[..., Any]) -> str | None:
     if obj is not fn:
         return None
     file = getattr(module, "__file__", None)
-    try:
-        found = importlib.util.find_spec(module_name)
+    try:  # where a fresh interpreter finds the name (not sys.modules: a file may be imported under another name)
+        found = (importlib.machinery.PathFinder.find_spec(module_name) if "." not in module_name
+                 else importlib.util.find_spec(module_name))
     except (ImportError, ValueError):
         found = None
     if found is not None and (not file or not found.origin or Path(found.origin).resolve() == Path(file).resolve()):

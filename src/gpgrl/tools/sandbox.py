@@ -146,6 +146,10 @@ try:
 except SystemExit:
     raise
 except BaseException as e:
+    try:
+        sys.stdout.flush()  # what was printed before the error comes first
+    except BaseException:
+        pass
     frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename != "<string>"]  # not ours
     sys.stderr.write("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames))
                      + "".join(traceback.format_exception_only(type(e), e)))
@@ -243,7 +247,7 @@ def _run(code: str, timeout: float, memory_mb: int, file_size_mb: int, output_ch
         output = stdout + (("\n" if stdout and not stdout.endswith("\n") else "") + stderr if stderr else "")
         if timed_out or returncode == -signal.SIGXCPU:
             what = f"{timeout:g} s limit" if timed_out else f"{cpu} s CPU-time limit"
-            raise ToolTimeout(f"the code ran past its {what} and was stopped"
+            raise ToolTimeout(f"ran past its {what} and was stopped"
                               + (f"; its output so far:\n{output}" if output else ""))
         if returncode != 0:
             if returncode < 0:

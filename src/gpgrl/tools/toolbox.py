@@ -242,7 +242,8 @@ class Toolbox:
     def _execute(self, call: ToolCall) -> ToolResult:
         name = call.name
         if name not in self._runners:
-            near = difflib.get_close_matches(name, self.names, n=1)
+            near = difflib.get_close_matches(name, self.names, n=1, cutoff=0.5) or [
+                n for n in self.names if name and n.startswith(name)][:1]
             return ToolResult(name, f"error: unknown tool {name!r}{f' (did you mean {near[0]!r}?)' if near else ''}"
                                     f"; the tools are: {', '.join(self.names)}", "unknown_tool")
         parameters = self._parameters[name]
