@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -493,3 +495,50 @@ def test_user_tool_in_a_module_file_can_also_be_written_by_a_recipe(tmp_path: Pa
             assert box.run(call("double", {"x": 21})) == [ToolResult("double", "42")]
     finally:
         os.chdir(cwd)
+
+
+def test_python_process_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """A trainer killed mid-call leaves no sandboxed code running (PR_SET_PDEATHSIG)."""
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs Linux /proc")
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent('''
+        import os, threading, time
+        from gpgrl.tools import python_tool
+
+        threading.Thread(target=python_tool(timeout=300), args=("import time; time.sleep(300)",), daemon=True).start()
+        children = []
+        for _ in range(200):  # up to 20 s for the sandbox to start
+            time.sleep(0.1)
+            for stat in os.listdir("/proc"):
+                if stat.isdigit():
+                    try:
+                        fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
+                    except OSError:
+                        continue
+                    if int(fields[1]) == os.getpid():
+                        children.append(int(stat))
+            if children:
+                break
+        time.sleep(1)  # past the bootstrap's check of its parent
+        print(*children, flush=True)
+        os._exit(0)  # dies without cleaning up, like a killed trainer
+    '''))
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    pids = [int(p) for p in out.stdout.split()]
+    assert pids, out.stderr
+    deadline = time.monotonic() + 15
+    while any(running(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(running(p) for p in pids)
+
+
+def running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie waiting for a parent that no longer reaps it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

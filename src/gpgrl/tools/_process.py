@@ -175,6 +175,9 @@ def worker_main(spec: str) -> None:
     """Child-process loop: read JSON requests on stdin, answer each on (the original) stdout."""
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # what the tool prints must not corrupt the replies
+    requests = os.fdopen(os.dup(sys.stdin.fileno()), "r")
+    with open(os.devnull, "rb") as devnull:  # a tool that reads its stdin must not eat the requests
+        os.dup2(devnull.fileno(), sys.stdin.fileno())
 
     def reply(obj: Any) -> None:
         replies.write(json.dumps(obj) + "\n")
@@ -188,7 +191,7 @@ def worker_main(spec: str) -> None:
         reply({"error": _one_line(e)})
         return
     reply("ready")
-    for line in sys.stdin:
+    for line in requests:
         request = json.loads(line)
         try:
             reply({"ok": to_text(target(**request["arguments"]))})

@@ -15,6 +15,7 @@ directory, deleted afterwards), with:
   the Python installation (``sys.prefix``, ``sys.base_prefix`` and the import path); starting processes
   (``subprocess``, ``os.system``, ``os.exec*``, ``os.fork``, ``os.posix_spawn``), signalling processes and
   loading C libraries through ``ctypes`` are refused;
+* the process is killed if the process that started it dies (``PR_SET_PDEATHSIG`` on Linux);
 * an environment holding only ``HOME``/``TMPDIR`` (the scratch directory), ``PATH``, a UTF-8 locale and
   one-thread settings for numeric libraries.
 
@@ -68,6 +69,14 @@ scratch, limits = os.path.realpath(sys.argv[1]), json.loads(sys.argv[2])
 for name, value in limits["rlimits"].items():
     resource.setrlimit(getattr(resource, name), (value, value))
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the file-size limit raises OSError instead
+if sys.platform.startswith("linux"):  # killed with the process that started it, should that one die first
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+    if os.getppid() != limits["parent"]:
+        os._exit(1)
 with open(limits["code_file"], encoding="utf-8") as f:
     code = f.read()
 os.chdir(scratch)
@@ -219,7 +228,7 @@ def _run(code: str, timeout: float, memory_mb: int, file_size_mb: int, output_ch
         code_file, out_file, err_file = (Path(io_dir) / n for n in ("code.py", "stdout", "stderr"))
         code_file.write_text(code, encoding="utf-8")
         cpu = math.ceil(timeout + CPU_GRACE_S)
-        limits = {"code_file": str(code_file),
+        limits = {"code_file": str(code_file), "parent": os.getpid(),
                   "rlimits": {"RLIMIT_AS": memory_mb << 20, "RLIMIT_CPU": cpu, "RLIMIT_FSIZE": file_size_mb << 20,
                               "RLIMIT_CORE": 0}}
         env = {"HOME": scratch, "TMPDIR": scratch, "PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8",
