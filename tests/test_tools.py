@@ -196,6 +196,8 @@ def test_hermes_accepts_arguments_as_a_json_string_and_a_call_left_open() -> Non
     qwen_string = '<tool_call>{"name": "add", "arguments": "{\\"a\\": 1, \\"b\\": 2}"}</tool_call>'
     assert HERMES.parse(qwen_string) == [ToolCall("add", {"a": 1, "b": 2})]
     assert HERMES.parse('<tool_call>\n{"name": "whoami"}') == [ToolCall("whoami", {})]  # ended at EOS
+    raw_newlines = '<tool_call>\n{"name": "python", "arguments": {"code": "x = 2\nprint(x)"}}\n</tool_call>'
+    assert HERMES.parse(raw_newlines) == [ToolCall("python", {"code": "x = 2\nprint(x)"})]
 
 
 @pytest.mark.parametrize(("body", "message"), [

@@ -49,7 +49,8 @@ class HermesFormat(CallFormat):
     """``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` blocks (Qwen2/2.5/3, Hermes).
 
     ``arguments`` may also be a JSON string that decodes to an object (Qwen models sometimes write it
-    so), or absent (a tool without parameters). A last ``<tool_call>`` left open at the end of the turn is
+    so), or absent (a tool without parameters); raw newlines and tabs inside strings (code written without
+    escapes) are accepted. A last ``<tool_call>`` left open at the end of the turn is
     read too, since the turn may have ended at the end-of-sequence token before ``</tool_call>``.
 
     >>> calls = HERMES.parse('<tool_call>{"name": "f", "arguments": "{\\\\"x\\\\": 1}"}</tool_call>'
@@ -74,7 +75,7 @@ class HermesFormat(CallFormat):
 
     def _parse_one(self, body: str) -> ToolCall | ToolResult:
         try:
-            call: Any = json.loads(body)
+            call: Any = json.loads(body, strict=False)  # raw newlines in strings: code
         except ValueError as e:
             return self._malformed(f"the text between {self.open_tag} and {self.close_tag} is not valid "
                                    f"JSON ({e})")
@@ -86,7 +87,7 @@ class HermesFormat(CallFormat):
         arguments = call.get("arguments", {})
         if isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
+                arguments = json.loads(arguments, strict=False) if arguments.strip() else {}
             except ValueError:
                 return self._malformed(f'the "arguments" of {name!r} are a string that is not a JSON object')
         if arguments is None:
