@@ -57,7 +57,7 @@ def test_the_colocated_engine_runs_episodes_from_the_ids_sampled(tmp_path):
         two_turns = [r for r in mine if r["episode"]["turns"] == 2]
         assert second["n_requests"] == len(two_turns) > 0
         for r, prompt_len in zip(two_turns, second["prompt_lens"]):
-            start, end = r["episode"]["turn_spans"][0]
+            _, end = r["episode"]["turn_spans"][0]
             # the second turn's prompt: the prompt, the first turn as sampled, the observation's tokens
             assert prompt_len == len(r["prompt_ids"]) + end + len(observation)
             assert r["completion_ids"][end : end + len(observation)] == observation

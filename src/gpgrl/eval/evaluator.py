@@ -24,7 +24,14 @@ from gpgrl.eval.report import PARTIAL_FILE, PartialFile, Progress, render_table,
 from gpgrl.eval.settings import EvalSettings, check_settings
 from gpgrl.eval.vision import image_labels, open_images
 from gpgrl.paths import data_dir
-from gpgrl.rollout.engine import HFGenerateEngine, Prompt, RolloutEngine, SamplingParams, pad_token_id, text_tokenizer
+from gpgrl.rollout.engine import (
+    HFGenerateEngine,
+    Prompt,
+    RolloutEngine,
+    SamplingParams,
+    pad_token_id,
+    text_tokenizer,
+)
 from gpgrl.rollout.episodes import run_episodes
 
 __all__ = ["PARTIAL_FILE", "EvalSettings", "default_budget", "evaluate", "long_prompts", "prompt_lengths",
