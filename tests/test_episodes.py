@@ -314,3 +314,54 @@ def test_age_and_threshold_resampling_count_episodes(tmp_path, tiny, monkeypatch
         if threshold:
             assert degenerate == 0 and m["rollout/draws"] >= 1
         assert m["adv/alpha"] == pytest.approx(16 / (16 - 4 * degenerate))
+
+
+def test_training_with_tools_survives_every_kind_of_tool_fault(tmp_path, tiny):
+    """Through the trainer with real tools: a good call, a malformed one, an unknown tool, wrong arguments, a
+    tool that raises and one that hangs past its limit each become a tool message the next turn reads, counted
+    by kind; the step trains on."""
+    from gpgrl.train.trainer import Trainer
+    from helpers import tiny_config
+
+    (tmp_path / "my_tools.py").write_text(
+        "import time\n\n"
+        "def nap(seconds: float) -> str:\n"
+        '    """Sleep.\n\n    Args:\n        seconds: how long\n    """\n'
+        "    time.sleep(seconds)\n    return 'rested'\n\n"
+        "def fail(x: int) -> str:\n"
+        '    """Always raises.\n\n    Args:\n        x: anything\n    """\n'
+        "    raise KeyError(x)\n")
+    calls = ['<tool_call>{"name": "calculator", "arguments": {"expression": "1234*5678"}}</tool_call>',
+             "<tool_call>{not json</tool_call>",
+             '<tool_call>{"name": "calculater", "arguments": {"expression": "1"}}</tool_call>',
+             '<tool_call>{"name": "calculator", "arguments": {"expr": "1"}}</tool_call>',
+             '<tool_call>{"name": "fail", "arguments": {"x": 3}}</tool_call>',
+             '<tool_call>{"name": "nap", "arguments": {"seconds": 30}}</tool_call>']
+
+    def script(turn, text, j):
+        if turn:  # the answer: which call this episode made (only the first, the calculator's, is right)
+            return f"<answer>{calls.index(text.split('<|assistant|>')[1].split('<eos>')[0])}</answer>"
+        return calls[j]
+
+    cfg = tiny_config(tmp_path, rollout={"group_size": 6, "max_completion_length": 400, "tool_timeout": 1.0,
+                                         "tools": ["calculator", f"{tmp_path}/my_tools.py:nap",
+                                                   f"{tmp_path}/my_tools.py:fail"]},
+                      train={"steps": 1, "prompts_per_step": 1, "micro_batch_size": 6,
+                             "output_dir": str(tmp_path / "run")},
+                      algorithm={"preset": "gpg", "resample_threshold": 0.0})
+    trainer = Trainer(cfg, model=tiny[0], tokenizer=tiny[1], dataset=[{"question": "1+1", "answer": "0"}] * 2,
+                      rewards=["accuracy"], engine=TurnEngine(tiny[1], script))
+    start = time.monotonic()
+    (m,) = trainer.train()
+    assert time.monotonic() - start < 60  # the hanging tool was stopped at its limit, not after 30 s each
+    assert (m["episode/tool_calls"], m["episode/turns"]) == (1.0, 2.0)
+    assert {k.rsplit("/", 1)[1]: v for k, v in m.items() if k.startswith("episode/tool_errors/")} == {
+        "malformed": 1.0, "unknown_tool": 1.0, "bad_arguments": 1.0, "exception": 1.0, "timeout": 1.0}
+    rows = [json.loads(line) for line in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
+    texts = [r["text"] for r in rows]
+    assert "<tool_response>7006652</tool_response>" in texts[0]
+    assert "did you mean 'calculator'" in texts[2]
+    assert "KeyError" in texts[4] and "ran past its 1 s limit and was killed" in texts[5]
+    assert rows[0]["reward"] == 1.0 and [r["reward"] for r in rows[1:]] == [0.0] * 5  # "<answer>0</answer>" is right
+    for r in rows:
+        assert r["episode"]["ended"] == "done" and sum(1 - x for x in r["loss_mask"]) == r["episode"]["env_tokens"] > 0
