@@ -365,3 +365,21 @@ def test_training_with_tools_survives_every_kind_of_tool_fault(tmp_path, tiny):
     assert rows[0]["reward"] == 1.0 and [r["reward"] for r in rows[1:]] == [0.0] * 5  # "<answer>0</answer>" is right
     for r in rows:
         assert r["episode"]["ended"] == "done" and sum(1 - x for x in r["loss_mask"]) == r["episode"]["env_tokens"] > 0
+
+
+def test_a_template_that_does_not_list_tools_gets_them_in_the_system_prompt(tok):
+    from gpgrl.rollout.episodes import episode_setup
+
+    setup = episode_setup(tools=["calculator"])
+    try:
+        listed = PromptBuilder(tok, "plain", tools=setup.tools, tool_instructions=setup.tool_instructions).text("2*3")
+        assert listed == "<|system|>tools: calculator(expression)<|end|><|user|>2*3<|end|><|assistant|>"
+        tok.chat_template = ("{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}"
+                             "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")  # SmolLM2's kind
+        text = PromptBuilder(tok, "plain", tools=setup.tools, tool_instructions=setup.tool_instructions).text("2*3")
+        assert text.startswith("<|system|>You can use these tools") and '"name": "calculator"' in text
+        assert text.endswith("without a tool call.<|end|><|user|>2*3<|end|><|assistant|>")
+        with pytest.raises(ValueError, match="does not list tools"):
+            PromptBuilder(tok, "plain", tools=setup.tools).text("2*3")
+    finally:
+        setup.close()

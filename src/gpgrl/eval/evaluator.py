@@ -77,8 +77,9 @@ def evaluate(
     specs = {name: _spec(name) for name in problems}
     check_settings(s, [name for name, spec in specs.items() if spec.vision])
     _check_vision(specs, model, tokenizer)
-    tools = s.episodes.tools if s.episodes is not None else ()  # the prompt lists an episode's tools
-    builders = {name: PromptBuilder(tokenizer, s.preset(spec.prompt()), tools=tools) for name, spec in specs.items()}
+    tools, how = (s.episodes.tools, s.episodes.tool_instructions) if s.episodes is not None else ((), None)
+    builders = {name: PromptBuilder(tokenizer, s.preset(spec.prompt()), tools=tools, tool_instructions=how)
+                for name, spec in specs.items()}  # the prompt lists an episode's tools
     rank, world, is_main = _processes(accelerator)
     engine = engine if engine is not None else _hf_engine(model, tokenizer, accelerator, s.batch_size)
     context = getattr(engine, "max_model_len", None)

@@ -292,6 +292,7 @@ class EpisodeSetup:
     max_turns: int
     tools: list[Any] = field(default_factory=list)  # functions, for apply_chat_template(tools=...)
     toolbox: Any = None  # the run's gpgrl.tools.Toolbox, if it has tools
+    tool_instructions: str | None = None  # the tools in words, for a chat template that does not list them
 
     def close(self) -> None:
         if self.toolbox is not None:
@@ -320,8 +321,14 @@ def episode_setup(*, tools: Sequence[Any] = (), environment: str | None = None,
     from gpgrl.rollout.environments import environment_factory
 
     make_env = environment_factory(environment or "tools", params)
-    return EpisodeSetup(make_env=make_env, max_turns=max_turns, tools=list(toolbox.functions) if toolbox else [],
-                        toolbox=toolbox)
+    if toolbox is None:
+        return EpisodeSetup(make_env=make_env, max_turns=max_turns)
+    try:
+        instructions = toolbox.call_format.instructions(toolbox.schemas)
+    except NotImplementedError:
+        instructions = None
+    return EpisodeSetup(make_env=make_env, max_turns=max_turns, tools=list(toolbox.functions), toolbox=toolbox,
+                        tool_instructions=instructions)
 
 
 def episode_columns(infos: Sequence[EpisodeInfo] | None) -> dict[str, list[Any]]:

@@ -44,6 +44,12 @@ class CallFormat:
     def parse(self, text: str) -> list[ToolCall | ToolResult]:
         raise NotImplementedError
 
+    def instructions(self, schemas: list[dict[str, Any]]) -> str:
+        """How to call ``schemas``' tools in this format, in words: the system prompt's addition for a chat
+        template that does not list tools itself (one without ``tools`` in it, such as SmolLM2's)."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} call format has no instructions for "
+                                  "templates that do not list tools; use a model whose chat template does")
+
 
 class HermesFormat(CallFormat):
     """``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` blocks (Qwen2/2.5/3, Hermes).
@@ -64,6 +70,29 @@ class HermesFormat(CallFormat):
     name = "hermes"
     open_tag, close_tag = "<tool_call>", "</tool_call>"
     example = '{"name": "<tool name>", "arguments": {"<parameter>": <value>}}'
+
+    def instructions(self, schemas: list[dict[str, Any]]) -> str:
+        """The tools and the call format, for a template that does not list tools.
+
+        >>> print(HERMES.instructions([{"type": "function", "function": {"name": "f", "description": "F.",
+        ...                                                                "parameters": {}}}]))
+        You can use these tools, each described by a JSON schema:
+        <tools>
+        {"type": "function", "function": {"name": "f", "description": "F.", "parameters": {}}}
+        </tools>
+        To use one, write a call and end your turn; its result comes back as a <tool_response>:
+        <tool_call>
+        {"name": "<tool name>", "arguments": {"<parameter>": <value>}}
+        </tool_call>
+        When you have the answer, give it without a tool call.
+        """
+        import json
+
+        listed = "\n".join(json.dumps(s) for s in schemas)
+        return (f"You can use these tools, each described by a JSON schema:\n<tools>\n{listed}\n</tools>\n"
+                "To use one, write a call and end your turn; its result comes back as a <tool_response>:\n"
+                f"{self.open_tag}\n{self.example}\n{self.close_tag}\n"
+                "When you have the answer, give it without a tool call.")
 
     def parse(self, text: str) -> list[ToolCall | ToolResult]:
         pattern = re.escape(self.open_tag) + r"(.*?)(?:" + re.escape(self.close_tag) + r"|\Z)"
