@@ -12,33 +12,10 @@ import torch
 
 from gpgrl.data.prompts import PromptBuilder
 from gpgrl.models.tiny import build_char_tokenizer
-from gpgrl.rollout.engine import HFGenerateEngine, RolloutEngine, SamplingParams, as_prompts, assemble
+from gpgrl.rollout.engine import HFGenerateEngine, SamplingParams
 from gpgrl.rollout.environments import GuessNumber, MultiplySteps, Step, environment_factory
 from gpgrl.rollout.episodes import EpisodeInfo, TurnRenderer, episode_columns, episode_metrics, run_episodes
-
-LOGP = -0.25  # the scripted engine's sampling log-prob of every token
-
-
-class TurnEngine(RolloutEngine):
-    """Writes ``script(turn, prompt_text)`` (then EOS) as each answer; records every call it gets."""
-
-    def __init__(self, tok, script, max_model_len=None):
-        self.tok, self.script, self.max_model_len = tok, script, max_model_len
-        self.calls: list[tuple[list[list[int]], int, int]] = []  # (prompt ids, num_samples, max_new_tokens)
-
-    def generate(self, prompts, params, num_samples):
-        prompts = as_prompts(prompts)
-        self.calls.append(([list(p.ids) for p in prompts], num_samples, params.max_new_tokens))
-        rows, comps = [], []
-        for p in prompts:
-            text = self.tok.decode(p.ids)
-            turn = text.count("<|assistant|>") - 1  # each observation opens another assistant turn
-            for j in range(num_samples):
-                ids = self.tok(self.script(turn, text, j), add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
-                rows.append(p)
-                comps.append(ids[: params.max_new_tokens])
-        logps = [[LOGP] * len(c) for c in comps]
-        return assemble(rows, comps, self.tok, self.tok.pad_token_id, [self.tok.eos_token_id], logps)
+from helpers import LOGP, TurnEngine
 
 
 class Echo:
@@ -222,27 +199,11 @@ def test_episode_columns_and_metrics():
 # ------------------------------------------------------------------------------------------ training
 
 
-class Countdown:
-    """An environment for the training test: ``ask`` gets an observation, anything else ends the episode;
-    reward parts: 1.0 for an episode that asked once and then answered."""
-
-    def reset(self, record):
-        self.asked = 0
-
-    def step(self, text):
-        if "ask" in text and self.asked < 2:
-            self.asked += 1
-            return Step([{"role": "user", "content": f"left {2 - self.asked}"}])
-        return Step(done=True, reward={"asked_once": float(self.asked == 1)})
-
-
-def test_training_on_episodes_masks_the_environment_and_logs_what_happened(tmp_path, tiny, monkeypatch):
+def test_training_on_episodes_masks_the_environment_and_logs_what_happened(tmp_path, tiny):
     from gpgrl.train.trainer import Trainer
     from helpers import tiny_config
 
     model, tok = tiny
-    monkeypatch.setitem(__import__("gpgrl.rollout.environments", fromlist=["_REGISTRY"])._REGISTRY,
-                        "countdown_test", Countdown)
 
     def script(turn, text, j):  # per group: answers 0 and 2 ask once, 1 asks twice, 3 never asks
         if turn:  # which answer of its group this episode is: the 7s its first turn wrote
@@ -252,7 +213,7 @@ def test_training_on_episodes_masks_the_environment_and_logs_what_happened(tmp_p
 
     engine = TurnEngine(tok, script)
     cfg = tiny_config(tmp_path, rewards=[{"name": "environment"}],
-                      rollout={"group_size": 4, "max_completion_length": 200, "environment": "countdown_test",
+                      rollout={"group_size": 4, "max_completion_length": 200, "environment": "helpers:Countdown",
                                "max_turns": 4},
                       algorithm={"preset": "gpg", "resample_threshold": 0.0})
     trainer = Trainer(cfg, model=model, tokenizer=tok, dataset=[{"question": "1+1", "answer": "2"}] * 8,
@@ -279,15 +240,13 @@ def test_training_on_episodes_masks_the_environment_and_logs_what_happened(tmp_p
 
 
 @pytest.mark.parametrize("threshold", [0.0, 1.0])
-def test_age_and_threshold_resampling_count_episodes(tmp_path, tiny, monkeypatch, threshold):
+def test_age_and_threshold_resampling_count_episodes(tmp_path, tiny, threshold):
     """Groups of episodes that all end alike carry no signal: AGE's alpha = B / (B - M) counts them, and
     threshold resampling draws again until every trained group has a signal."""
     from gpgrl.train.trainer import Trainer
     from helpers import tiny_config
 
     model, tok = tiny
-    monkeypatch.setitem(__import__("gpgrl.rollout.environments", fromlist=["_REGISTRY"])._REGISTRY,
-                        "countdown_test", Countdown)
 
     def script(turn, text, j):  # "0+0": every answer asks once (a group of equal rewards); else answer j decides
         if "0+0" in text:
@@ -296,7 +255,7 @@ def test_age_and_threshold_resampling_count_episodes(tmp_path, tiny, monkeypatch
             j = text.split("<|assistant|>")[1].split("<eos>")[0].count("7") - 1
         return ("ask" if j % 2 and turn == 0 else "x") + "7" * (j + 1)
 
-    cfg = tiny_config(tmp_path, rollout={"group_size": 4, "max_completion_length": 200, "environment": "countdown_test"},
+    cfg = tiny_config(tmp_path, rollout={"group_size": 4, "max_completion_length": 200, "environment": "helpers:Countdown"},
                       algorithm={"preset": "gpg", "resample_threshold": threshold, "max_resample_draws": 20},
                       train={"steps": 2, "prompts_per_step": 4, "micro_batch_size": 16, "seed": 3,
                              "output_dir": str(tmp_path / "run")})
