@@ -6,7 +6,8 @@ import torch
 
 from gpgrl.config import from_dict
 from gpgrl.rollout import RolloutBatch
-from gpgrl.rollout.engine import RolloutEngine, as_prompts, left_pad, mask_after_eos
+from gpgrl.rollout.engine import RolloutEngine, as_prompts, assemble, left_pad, mask_after_eos
+from gpgrl.rollout.environments import Step
 
 
 def count_sevens(completions, **_):
@@ -101,3 +102,44 @@ def save_result(trainer, metrics: dict, out) -> None:
         params = {k: v.detach().cpu() for k, v in trainer.acc.unwrap_model(trainer.model).state_dict().items()}
         torch.save({"params": params, "metrics": metrics, "world": trainer.acc.num_processes}, out / "result.pt")
     trainer.acc.end_training()
+
+
+# --- multi-turn episodes -----------------------------------------------------------------------------
+
+LOGP = -0.25  # the scripted engine's sampling log-prob of every token
+
+
+class TurnEngine(RolloutEngine):
+    """Writes ``script(turn, prompt_text)`` (then EOS) as each answer; records every call it gets."""
+
+    def __init__(self, tok, script, max_model_len=None):
+        self.tok, self.script, self.max_model_len = tok, script, max_model_len
+        self.calls: list[tuple[list[list[int]], int, int]] = []  # (prompt ids, num_samples, max_new_tokens)
+
+    def generate(self, prompts, params, num_samples):
+        prompts = as_prompts(prompts)
+        self.calls.append(([list(p.ids) for p in prompts], num_samples, params.max_new_tokens))
+        rows, comps = [], []
+        for p in prompts:
+            text = self.tok.decode(p.ids)
+            turn = text.count("<|assistant|>") - 1  # each observation opens another assistant turn
+            for j in range(num_samples):
+                ids = self.tok(self.script(turn, text, j), add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
+                rows.append(p)
+                comps.append(ids[: params.max_new_tokens])
+        logps = [[LOGP] * len(c) for c in comps]
+        return assemble(rows, comps, self.tok, self.tok.pad_token_id, [self.tok.eos_token_id], logps)
+
+
+class Countdown:
+    """An environment for the training test: ``ask`` gets an observation, anything else ends the episode;
+    reward parts: 1.0 for an episode that asked once and then answered."""
+
+    def reset(self, record):
+        self.asked = 0
+
+    def step(self, text):
+        if "ask" in text and self.asked < 2:
+            self.asked += 1
+            return Step([{"role": "user", "content": f"left {2 - self.asked}"}])
+        return Step(done=True, reward={"asked_once": float(self.asked == 1)})

@@ -15,6 +15,7 @@ from gpgrl.rewards.math_rewards import cosine_scaled
 BUILTIN = ["accuracy", "cosine", "format", "length", "reasoning_steps", "repetition_penalty", "tag_count", "think_close"]
 VISION = ["choice_accuracy", "classification", "detection_confidence", "detection_iou", "grounding_giou", "r1v_accuracy",
           "token_length", "visual_format"]
+EPISODE = ["environment", "tool_errors"]  # multi-turn episodes (gpgrl.rewards.episode)
 
 
 def _with_length(answer: str, length: int) -> str:
@@ -30,7 +31,7 @@ def _with_length(answer: str, length: int) -> str:
 
 
 def test_list_rewards() -> None:
-    assert list_rewards() == sorted(BUILTIN + VISION)
+    assert list_rewards() == sorted(BUILTIN + VISION + EPISODE)
 
 
 def test_an_alias_gives_the_registered_reward_under_its_own_name() -> None:

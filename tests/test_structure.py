@@ -91,7 +91,7 @@ def test_the_import_reader_sees_function_level_imports():
 # start, which drive the trainer) and the command line sit on top. The generated datasets are data.
 LAYERS = (
     ("runtime", "parallel", "algorithms", "model_files"),  # model_files: the packaged GGUF files (no torch)
-    ("models", "rewards", "paths"),  # paths: where the benchmark data is, and whether the Hub answers
+    ("models", "rewards", "paths", "tools"),  # paths: where the benchmark data is; tools: an episode's tools
     ("rollout",),
     ("data",),
     ("eval",),

@@ -56,3 +56,17 @@ def distinct_characters(completions, **_):
     """A reward (``vllm_standin:distinct_characters``) that a random tiny model's answers almost never tie on:
     the share of distinct characters, so every group carries a signal and every step updates."""
     return [len(set(c)) / max(len(c), 1) for c in completions]
+
+
+class TwoTurns:
+    """An environment (``vllm_standin:TwoTurns``) whose episodes take two policy turns whatever the policy
+    writes: the first turn gets the observation ``again``, the second ends the episode."""
+
+    def reset(self, record):
+        self.turns = 0
+
+    def step(self, text):
+        from gpgrl.rollout.environments import Step
+
+        self.turns += 1
+        return Step(done=True) if self.turns >= 2 else Step([{"role": "user", "content": "again"}])

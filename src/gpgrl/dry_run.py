@@ -89,6 +89,22 @@ def dry_run(path: str | None, overrides: dict[str, str] | None = None, *, num_pr
         raise ConfigError(f"rewards: {e}") from e  # --debug shows the cause (a reward file's own traceback)
     lines.append("rewards: " + ", ".join(f"{r.name} x {r.weight:g}" for r in rewards) + "  [built]")
     lines += reward_semantics(cfg.rewards)
+    r = cfg.rollout
+    if r.multi_turn:  # the tools are loaded (schemas from their docstrings) and the environment built once
+        from gpgrl.rollout.episodes import episode_setup
+
+        try:
+            setup = episode_setup(tools=r.tools, environment=r.environment, environment_params=r.environment_params,
+                                  max_turns=r.max_turns, tool_timeout=r.tool_timeout,
+                                  tool_call_format=r.tool_call_format)
+        except (ValueError, ImportError) as e:
+            raise ConfigError(f"rollout: {e}") from e
+        assert setup is not None
+        what = (f"tools {', '.join(setup.toolbox.names)} ({r.tool_call_format} calls, {r.tool_timeout:g} s per call)"
+                if setup.toolbox is not None else f"environment {r.environment}")
+        setup.close()
+        lines.append(f"episodes: {what}; at most {r.max_turns} turns and {r.max_completion_length} tokens after the "
+                     "prompt (tool tokens included, not trained)  [built]")
 
     d, t = cfg.data, cfg.train
     steps = t.steps  # with train.epochs, known once the dataset is loaded

@@ -180,6 +180,14 @@ def resolve_prompt(
     return apply_overrides(preset, system_prompt=system_prompt, template=template, chat_template=chat_template)
 
 
+def renders_tools(owner: Any) -> bool:
+    """Whether a tokenizer's (or processor's) chat template lists the tools it is given (mentions ``tools``)."""
+    template = getattr(owner, "chat_template", None)
+    if isinstance(template, dict):  # named templates: the default one
+        template = template.get("default") or next(iter(template.values()), None)
+    return isinstance(template, str) and "tools" in template
+
+
 class PromptBuilder:
     """Formats and tokenizes questions the same way for training, evaluation and warm-starts.
 
@@ -201,8 +209,11 @@ class PromptBuilder:
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase | Any, preset: PromptPreset | str = "plain", *,
-                 max_length: int | None = None, tools: Sequence[Any] = ()):
-        self.tools = list(tools)  # an episode's tools: the chat template lists them (apply_chat_template(tools=))
+                 max_length: int | None = None, tools: Sequence[Any] = (), tool_instructions: str | None = None):
+        # an episode's tools: the chat template lists them (apply_chat_template(tools=...)); a template that
+        # does not (no `tools` in it) gets tool_instructions at the end of the system prompt instead
+        self.tools = list(tools)
+        self.tool_instructions = tool_instructions
         self.processor = tokenizer if hasattr(tokenizer, "image_processor") else None
         self.tokenizer = tokenizer.tokenizer if self.processor is not None else tokenizer
         self.preset = resolve_prompt(preset) if isinstance(preset, str) else preset
@@ -230,7 +241,14 @@ class PromptBuilder:
                 raise ValueError("tools are listed to the model by its chat template, and data.chat_template is false; "
                                  "use the chat template (an instruct model) with rollout.tools")
             return f"{p.system_prompt}\n\n{body}" if p.system_prompt else body
-        messages: list[dict[str, Any]] = [{"role": "system", "content": p.system_prompt}] if p.system_prompt else []
+        system = p.system_prompt
+        if self.tools and not renders_tools(owner):
+            if self.tool_instructions is None:
+                raise ValueError("this model's chat template does not list tools, and the tools' call format has no "
+                                 "instructions to write into the system prompt; use a model whose template lists "
+                                 "tools (docs/agents.md)")
+            system = f"{system}\n\n{self.tool_instructions}" if system else self.tool_instructions
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
         if num_images:
             content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": body}]
             messages.append({"role": "user", "content": content})

@@ -121,6 +121,14 @@ def build_parser(prog: str = "gpgrl eval") -> argparse.ArgumentParser:
     )
     add("--min-pixels", type=int, default=None, help="vision: smallest image size in pixels (default: processor's)")
     add("--max-pixels", type=int, default=None, help="vision: largest image size in pixels (default: processor's)")
+    add("--tools", default=None, metavar="TOOL,...",
+        help="run multi-turn episodes with these tools, as training does (docs/agents.md): calculator, python, or "
+        "your own module:function; reports tool calls per episode beside pass@k")
+    add("--environment", default=None, help="run multi-turn episodes with this environment (a registered name or "
+        "module:Class)")
+    add("--environment-params", default=None, metavar="JSON", help="the environment's keyword arguments, as JSON")
+    add("--max-turns", type=int, default=4, help="tools / environment: most policy turns per episode (default: 4)")
+    add("--tool-timeout", type=float, default=10.0, help="tools: seconds one call may take (default: 10)")
     add("--dtype", default="auto", choices=DTYPES, help="model weights dtype (default: %(default)s)")
     add("--device", default="auto", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if available)")
     add("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
@@ -170,8 +178,18 @@ def prepare_output(output: str) -> str | None:
 
 
 def settings_from(args: argparse.Namespace) -> EvalSettings:
-    """The evaluation settings the flags ask for."""
-    return EvalSettings(
+    """The evaluation settings the flags ask for (the tools are loaded here: a bad one fails before the model)."""
+    import json
+
+    from gpgrl.rollout.episodes import episode_setup
+
+    try:
+        params = json.loads(args.environment_params) if args.environment_params else {}
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--environment-params is not JSON ({e}); e.g. '{{\"max_guesses\": 4}}'") from None
+    episodes = episode_setup(tools=[t for t in (args.tools or "").split(",") if t], environment=args.environment,
+                             environment_params=params, max_turns=args.max_turns, tool_timeout=args.tool_timeout)
+    return EvalSettings(episodes=episodes,
         samples=args.samples, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
         top_k=args.top_k, batch_size=args.batch_size, seed=args.seed, prompt=args.prompt,
         system_prompt=args.system_prompt, template=args.template,
@@ -221,9 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2): argparse already printed the message
         return e.code if isinstance(e.code, int) else 2
-    settings = settings_from(args)
     # Validate everything cheap before loading a model (minutes for a large one).
     try:
+        settings = settings_from(args)
         check_settings(settings)
         if args.output and (problem := prepare_output(args.output)):  # before hours of generation, not after
             raise ValueError(problem)
@@ -254,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
                 "from them") if args.output else ""
         print(f"gpgrl eval: interrupted{kept}", file=sys.stderr)
         return 130
+    finally:
+        if settings.episodes is not None:
+            settings.episodes.close()  # the tools' worker processes
     if args.output:
         print(f"wrote {args.output}/results.json and {args.output}/samples.jsonl")
     return 0

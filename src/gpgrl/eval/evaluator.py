@@ -24,7 +24,15 @@ from gpgrl.eval.report import PARTIAL_FILE, PartialFile, Progress, render_table,
 from gpgrl.eval.settings import EvalSettings, check_settings
 from gpgrl.eval.vision import image_labels, open_images
 from gpgrl.paths import data_dir
-from gpgrl.rollout.engine import HFGenerateEngine, Prompt, RolloutEngine, SamplingParams, text_tokenizer
+from gpgrl.rollout.engine import (
+    HFGenerateEngine,
+    Prompt,
+    RolloutEngine,
+    SamplingParams,
+    pad_token_id,
+    text_tokenizer,
+)
+from gpgrl.rollout.episodes import run_episodes
 
 __all__ = ["PARTIAL_FILE", "EvalSettings", "default_budget", "evaluate", "long_prompts", "prompt_lengths",
            "render_table", "write_outputs"]
@@ -69,7 +77,9 @@ def evaluate(
     specs = {name: _spec(name) for name in problems}
     check_settings(s, [name for name, spec in specs.items() if spec.vision])
     _check_vision(specs, model, tokenizer)
-    builders = {name: PromptBuilder(tokenizer, s.preset(spec.prompt())) for name, spec in specs.items()}
+    tools, how = (s.episodes.tools, s.episodes.tool_instructions) if s.episodes is not None else ((), None)
+    builders = {name: PromptBuilder(tokenizer, s.preset(spec.prompt()), tools=tools, tool_instructions=how)
+                for name, spec in specs.items()}  # the prompt lists an episode's tools
     rank, world, is_main = _processes(accelerator)
     engine = engine if engine is not None else _hf_engine(model, tokenizer, accelerator, s.batch_size)
     context = getattr(engine, "max_model_len", None)
@@ -298,16 +308,29 @@ def _sample_and_grade(engine: Any, items: list[Item], specs: dict[str, Benchmark
             batch = mine[start : start + per_call]
             built = [_build(builder, problem) for _, _, problem in batch]  # images opened per batch only
             progress.begin_batch(len(batch))
-            rollout = engine.generate([p for p, _ in built], params, s.samples)
+            if s.episodes is None:
+                rollout = engine.generate([p for p, _ in built], params, s.samples)
+            else:  # the same episodes as in training: the same tools, limits and turns
+                rollout = run_episodes(engine, [p for p, _ in built], [_episode_record(p) for _, _, p in batch],
+                                       params, s.samples, s.episodes.make_env, tokenizer=builder.tokenizer,
+                                       max_turns=s.episodes.max_turns, pad_id=pad_token_id(builder.tokenizer))
             lengths, truncated = rollout.lengths.tolist(), rollout.truncated.tolist()
             rows = [_record(spec, s, batch[row // s.samples], row % s.samples, built[row // s.samples], text,
                             int(lengths[row]), bool(truncated[row])) for row, text in enumerate(rollout.texts)]
+            for row, info in zip(rows, rollout.episodes or []):
+                row.update(turns=info.turns, tool_calls=info.tool_calls, tool_errors=sum(info.errors.values()),
+                           ended=info.ended)
             records.extend(rows)
             if partial is not None:
                 partial.append(rows)
             del built  # the batch's images and pixel values
             progress.batch_done(len(batch), tokens=sum(lengths))
     return records
+
+
+def _episode_record(problem: Problem) -> dict[str, Any]:
+    """What an episode's environment is reset with: the problem as a dataset row."""
+    return {**problem.meta, "question": problem.question, "answer": problem.gold, "id": problem.id}
 
 
 def _build(builder: PromptBuilder, problem: Problem) -> tuple[Prompt, list[tuple[int, int]]]:

@@ -173,6 +173,8 @@ def group_records(records: Iterable[dict[str, Any]]) -> dict[str, list[list[dict
 def summarize(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per-benchmark numbers: problems, samples (K), pass@1, maj@K, pass@K (K > 1), length, truncation.
 
+    Records of multi-turn episodes (with ``turns`` and ``tool_calls``) add ``turns``, ``tool_calls``,
+    ``tool_errors`` (per episode) and ``used_tools`` (the share of episodes that called a tool).
     Records with ``intersection`` and ``union`` (grounding) add ``gIoU`` and ``cIoU``
     (:func:`grounding_ious`, over every sample); records with a ``category`` add
     ``pass@1/<category>`` for each.
@@ -194,6 +196,11 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
             row[f"pass@{k}"] = sum(pass_at_k(len(c), sum(c), len(c)) for c in correct) / len(correct)
         row["mean_length"] = sum(float(r["length"]) for r in flat) / len(flat)
         row["truncation_rate"] = sum(bool(r["truncated"]) for r in flat) / len(flat)
+        if all("tool_calls" in r for r in flat):  # multi-turn episodes: tool use per episode
+            row["turns"] = sum(float(r["turns"]) for r in flat) / len(flat)
+            row["tool_calls"] = sum(float(r["tool_calls"]) for r in flat) / len(flat)
+            row["tool_errors"] = sum(float(r["tool_errors"]) for r in flat) / len(flat)
+            row["used_tools"] = sum(r["tool_calls"] > 0 for r in flat) / len(flat)
         if all("intersection" in r and "union" in r for r in flat):  # grounding (LISA): gIoU and cIoU
             row["gIoU"], row["cIoU"] = grounding_ious((float(r["intersection"]), float(r["union"])) for r in flat)
         categories = sorted({str(r["category"]) for r in flat if r.get("category") is not None})

@@ -69,6 +69,7 @@ class EvalSettings:
     show_table: bool | None = None
     model_name: str | None = None
     prefix: str = "eval"
+    episodes: Any = None  # a gpgrl.rollout.episodes.EpisodeSetup: multi-turn episodes (tools); None = one answer
 
     @classmethod
     def of(cls, settings: EvalSettings | None = None, sampling: SamplingParams | None = None,

@@ -44,6 +44,6 @@ def make_tool_errors(penalty: float = 1.0) -> RewardFn:
     def tool_errors(completions: list[Any], tool_errors: list[int] | None = None, **columns: Any) -> list[float | None]:
         if tool_errors is None:
             raise ValueError("the tool_errors reward needs multi-turn episodes (rollout.tools or rollout.environment)")
-        return [-penalty * float(n) for n in tool_errors]
+        return [-penalty * float(n) if n else 0.0 for n in tool_errors]
 
     return tool_errors

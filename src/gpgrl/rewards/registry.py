@@ -236,8 +236,9 @@ def load_user_object(path: str, what: str = "reward") -> Any:
     environment; ``what`` names it in the errors), imported as :func:`get_reward` imports a user reward."""
     module_name, _, attr = path.rpartition(":")  # rpartition: a file path may hold a drive's colon
     if not module_name or not attr:
-        raise RewardLoadError(f"{what} {path!r}: your own {what} is given as 'package.module:name' or "
-                              "'path/to/file.py:name'")
+        kind = "function" if what == "reward" else "name"
+        raise RewardLoadError(f"{what} {path!r}: your own {what} is given as 'package.module:{kind}' or "
+                              f"'path/to/file.py:{kind}'")
     if is_file_reference(module_name):
         module = _import_file(Path(module_name).expanduser(), path)
     else:
@@ -275,7 +276,7 @@ def get_reward(name_or_path: str, **params: Any) -> RewardFn:
     >>> get_reward("acuracy")
     Traceback (most recent call last):
     ...
-    ValueError: unknown reward 'acuracy' (did you mean 'accuracy'?); valid names: accuracy, choice_accuracy, classification, cosine, detection_confidence, detection_iou, format, grounding_giou, length, r1v_accuracy, reasoning_steps, repetition_penalty, tag_count, think_close, token_length, visual_format; or give your own function as 'package.module:function'
+    ValueError: unknown reward 'acuracy' (did you mean 'accuracy'?); valid names: accuracy, choice_accuracy, classification, cosine, detection_confidence, detection_iou, environment, format, grounding_giou, length, r1v_accuracy, reasoning_steps, repetition_penalty, tag_count, think_close, token_length, tool_errors, visual_format; or give your own function as 'package.module:function'
     """
     name_or_path = _ALIASES.get(name_or_path, name_or_path)
     if name_or_path in _REGISTRY:

@@ -186,7 +186,7 @@ def run_episodes(engine: RolloutEngine, prompts: Sequence[Prompt | Sequence[int]
                     e.done, e.info.ended = True, "length"
                     steps.append(None)
                 else:
-                    steps.append(pool.submit(e.env.step, out.texts[k]))
+                    steps.append(pool.submit(_step, e.env, out.texts[k]))
             for e, pending in zip(live, steps):
                 if pending is None:
                     continue
@@ -214,6 +214,27 @@ def run_episodes(engine: RolloutEngine, prompts: Sequence[Prompt | Sequence[int]
                     e.logps += [0.0] * len(obs)
                     e.info.env_tokens += len(obs)
     return _assemble(episodes, renderer.tokenizer, pad_id)
+
+
+def _step(env: Any, text: str) -> Step:
+    """``env.step(text)``; an environment that raises ends its episode (counted as ``environment_exception``,
+    logged once per kind of exception) instead of the whole batch."""
+    try:
+        step = env.step(text)
+    except Exception as e:  # a bug in one environment must not cost the other episodes of the step
+        key = f"{type(env).__name__}:{type(e).__name__}"
+        if key not in _LOGGED:
+            _LOGGED.add(key)
+            logger.warning("environment %s raised %s: %s; its episode ends there (counted in "
+                           "episode/tool_errors/environment_exception)", type(env).__name__, type(e).__name__, e)
+        return Step(done=True, errors=["environment_exception"])
+    if not isinstance(step, Step):
+        raise TypeError(f"environment {type(env).__name__}.step returned {type(step).__name__}, not a "
+                        "gpgrl.rollout.environments.Step")
+    return step
+
+
+_LOGGED: set[str] = set()
 
 
 def _assemble(episodes: list[_Live], tokenizer: Any, pad_id: int) -> RolloutBatch:
@@ -271,6 +292,7 @@ class EpisodeSetup:
     max_turns: int
     tools: list[Any] = field(default_factory=list)  # functions, for apply_chat_template(tools=...)
     toolbox: Any = None  # the run's gpgrl.tools.Toolbox, if it has tools
+    tool_instructions: str | None = None  # the tools in words, for a chat template that does not list them
 
     def close(self) -> None:
         if self.toolbox is not None:
@@ -299,8 +321,14 @@ def episode_setup(*, tools: Sequence[Any] = (), environment: str | None = None,
     from gpgrl.rollout.environments import environment_factory
 
     make_env = environment_factory(environment or "tools", params)
-    return EpisodeSetup(make_env=make_env, max_turns=max_turns, tools=list(toolbox.functions) if toolbox else [],
-                        toolbox=toolbox)
+    if toolbox is None:
+        return EpisodeSetup(make_env=make_env, max_turns=max_turns)
+    try:
+        instructions = toolbox.call_format.instructions(toolbox.schemas)
+    except NotImplementedError:
+        instructions = None
+    return EpisodeSetup(make_env=make_env, max_turns=max_turns, tools=list(toolbox.functions), toolbox=toolbox,
+                        tool_instructions=instructions)
 
 
 def episode_columns(infos: Sequence[EpisodeInfo] | None) -> dict[str, list[Any]]:

@@ -124,7 +124,8 @@ class Trainer:
                                       environment_params=r.environment_params, max_turns=r.max_turns,
                                       tool_timeout=r.tool_timeout, tool_call_format=r.tool_call_format)
         self.prompts = PromptBuilder(tokenizer, cfg.data.prompt_preset(), max_length=self.max_prompt_length,
-                                     tools=self.episodes.tools if self.episodes else ())
+                                     tools=self.episodes.tools if self.episodes else (),
+                                     tool_instructions=self.episodes.tool_instructions if self.episodes else None)
         optimizer = make_optimizer(cfg, model)
         self.model, self.optimizer, self.scheduler = self.acc.prepare(model, optimizer,
                                                                       make_scheduler(cfg, optimizer, self.total_steps))
@@ -457,7 +458,7 @@ class Trainer:
                                    budget_from="rollout.max_completion_length",
                                    progress_bar=False, show_table=False, seed=t.seed + self.step,
                                    output_dir=self.output_dir / "eval" / f"step-{self.step:06d}",
-                                   model_name=self.cfg.model.name_or_path or None)
+                                   model_name=self.cfg.model.name_or_path or None, episodes=self.episodes)
         with gathered_for_engine(self.acc, self.model, self.engine):
             return evaluate(None, self.tokenizer, self._eval_problems, settings, engine=self.engine,
                             accelerator=self.acc)
