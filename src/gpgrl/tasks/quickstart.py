@@ -123,22 +123,22 @@ VISION = Setup(
 
 # Tools: the same tiny text model learns to call the calculator for 4-digit products (builtin:multiplication),
 # which it cannot work out alone. Choices, each measured (benchmarks/results/tools_quickstart.md):
-# - the warm-start imitates a MIX of reference episodes: a share TOOL_SHARE of them call the calculator and copy
-#   its result into <answer>, the others answer directly (the right product, which a tiny model cannot compute:
-#   its unaided answers are almost never exact). The model thus learns both the call format and how to copy a
-#   result, but calls the tool only on some questions, and its greedy answers are mostly unaided and wrong:
-#   RL has room. A fixed number of warm-start steps (no accuracy target): copying must be learned for the tool
-#   episodes to pay.
+# - a two-phase warm-start of fixed length. Phase 1 (tool_steps) imitates calculator episodes only: the model
+#   learns the call format and to copy the question into the call and the tool's result into <answer> (copying
+#   over ~60 characters takes a tiny model several hundred steps to learn). Phase 2 (mix_steps) imitates a MIX:
+#   a share TOOL_SHARE of calculator episodes, the others direct answers (the right product, which a tiny model
+#   cannot compute: its unaided answers are almost never exact). The model then calls the tool only on some
+#   questions and its greedy answers are mostly unaided and wrong: RL has room.
 # - reward: accuracy on the last <answer> block with number: true (the answer must be a number written out:
 #   restating the question "1234*5678" in the block, which the grader would count equal, scores 0). The tool's
 #   result is in a <tool_response> block, never read as the answer: only what the policy copies counts.
-# - 2 turns at most (one call, then the answer) and a 160-token episode budget (the call is 89 tokens, the
-#   tool's message 41, the answer 11, with a 4-digit question).
+# - 2 turns at most (one call, then the answer) and a 160-token episode budget (the call is 88 tokens, the
+#   tool's message 41, the answer 10, with a 4-digit question; EOS included).
 TOOL_SHARE = 0.3
 TOOLS_MAX_TURNS = 2
 TOOLS = Setup(
     "tools", "tiny model, 4-digit multiplication with a calculator", "builtin:multiplication", False, 160,
-    {"max_steps": 300, "batch_size": 32, "lr": 3e-3, "tool_share": TOOL_SHARE}, 40,
+    {"max_steps": 700, "tool_steps": 600, "batch_size": 32, "lr": 3e-3, "tool_share": TOOL_SHARE}, 50,
     {"data": {"dataset": "builtin:multiplication", "prompt_column": "question", "answer_column": "answer"},
      "rollout": {"group_size": 8, "max_completion_length": 160, "temperature": 1.0, "tools": ["calculator"],
                  "max_turns": TOOLS_MAX_TURNS},
@@ -602,17 +602,24 @@ def _run_tools(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int
                                 max_new_tokens=raw["rollout"]["max_completion_length"],
                                 max_turns=raw["rollout"]["max_turns"], rewards=raw["rewards"])
 
-    # 1. supervised warm-start on a mix of calculator episodes and direct answers (fixed length)
+    # 1. supervised warm-start: calculator episodes, then a mix of them and direct answers (fixed length)
+    tool_steps = round(sft_steps * sft["tool_steps"] / sft["max_steps"])
+    mix_steps = sft_steps - tool_steps
     say(f"[quickstart] {setup.title}: {sum(p.numel() for p in model.parameters()) / 1e3:.0f}k parameters; "
-        f"SFT warm-start for {sft_steps} steps on reference episodes, {sft['tool_share']:.0%} of them calling "
-        f"the calculator, the others answering directly")
+        f"SFT warm-start: {tool_steps} steps on calculator episodes, then {mix_steps} steps on a mix "
+        f"({sft['tool_share']:.0%} calculator episodes, the others direct answers)")
     with Toolbox(tools) as box:
         functions = list(box.functions)
-    examples = tool_sft_examples(task, train_records, sft["tool_share"], random.Random(seed))
-    sft_hist = supervised_warm_start(
-        model, tok, [r["question"] for r in train_records], examples,
-        SFTConfig(steps=sft_steps, batch_size=sft["batch_size"], lr=sft["lr"], seed=seed), tools=functions)
-    say(f"[quickstart] warm-start done: training loss {sft_hist[-1]['sft/loss']:.3f}")
+    questions = [r["question"] for r in train_records]
+    sft_cfg = SFTConfig(steps=tool_steps, batch_size=sft["batch_size"], lr=sft["lr"], seed=seed)
+    only_tools = tool_sft_examples(task, train_records, 1.0, random.Random(seed))
+    tool_hist = supervised_warm_start(model, tok, questions, only_tools, sft_cfg, tools=functions) if tool_steps else []
+    mix_hist = supervised_warm_start(
+        model, tok, questions, tool_sft_examples(task, train_records, sft["tool_share"], random.Random(seed + 1)),
+        dataclasses.replace(sft_cfg, steps=mix_steps, seed=seed + 1), tools=functions) if mix_steps else []
+    sft_hist = tool_hist + mix_hist
+    say(f"[quickstart] warm-start done in {time.perf_counter() - t_start:.0f}s: training loss "
+        f"{sft_hist[-1]['sft/loss']:.3f}")
     with quiet_saving():
         model.save_pretrained(str(out / "sft"))
         tok.save_pretrained(str(out / "sft"))
@@ -671,6 +678,7 @@ def _run_tools(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int
         "seconds_sft": seconds_sft,
         "seconds_rl": seconds_rl,
         "sft_steps": len(sft_hist),
+        "sft_phases": {"tools": len(tool_hist), "mix": len(mix_hist)},
         "seed": seed,
         "quickstart": setup.name,
         "model": dict(MODEL),
