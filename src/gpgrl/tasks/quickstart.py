@@ -136,9 +136,10 @@ VISION = Setup(
 #   tool's message 41, the answer 10, with a 4-digit question; EOS included).
 TOOL_SHARE = 0.3
 TOOLS_MAX_TURNS = 2
+TOOLS_EVAL_EVERY = 2  # the tool choice flips within ~10 GPG steps: evaluate often enough to see it
 TOOLS = Setup(
     "tools", "tiny model, 4-digit multiplication with a calculator", "builtin:multiplication", False, 160,
-    {"max_steps": 700, "tool_steps": 600, "batch_size": 32, "lr": 3e-3, "tool_share": TOOL_SHARE}, 50,
+    {"max_steps": 700, "tool_steps": 600, "batch_size": 32, "lr": 3e-3, "tool_share": TOOL_SHARE}, 30,
     {"data": {"dataset": "builtin:multiplication", "prompt_column": "question", "answer_column": "answer"},
      "rollout": {"group_size": 8, "max_completion_length": 160, "temperature": 1.0, "tools": ["calculator"],
                  "max_turns": TOOLS_MAX_TURNS},
@@ -339,7 +340,7 @@ def clear_output(out: Path) -> None:
 
 
 def run(output: str | Path = "runs/quickstart", *, seed: int = 0, steps: int | None = None,
-        sft_steps: int | None = None, eval_every: int = DEFAULT_EVAL_EVERY, eval_size: int | None = None,
+        sft_steps: int | None = None, eval_every: int | None = None, eval_size: int | None = None,
         quiet: bool = False, rl_overrides: dict[str, Any] | None = None, vision: bool = False,
         overwrite: bool = False, tools: bool = False, baseline: bool = False) -> dict[str, Any]:
     """The whole quickstart (``vision``: the tiny vision-language one; ``tools``: the calculator one, with
@@ -363,12 +364,14 @@ def run(output: str | Path = "runs/quickstart", *, seed: int = 0, steps: int | N
         with quiet_libraries(quiet):
             if tools:
                 return _run_tools(Path(output), TOOLS, seed=seed, steps=steps or TOOLS.steps,
-                                  sft_steps=sft_steps or TOOLS.sft["max_steps"], eval_every=eval_every,
+                                  sft_steps=sft_steps or TOOLS.sft["max_steps"],
+                                  eval_every=eval_every or TOOLS_EVAL_EVERY,
                                   eval_size=eval_size, quiet=quiet, rl_overrides=rl_overrides or {}, removes=removes,
                                   baseline=baseline)
             setup = VISION if vision else TEXT
             return _run(Path(output), setup, seed=seed, steps=steps or setup.steps,
-                        sft_steps=sft_steps or setup.sft["max_steps"], eval_every=eval_every, eval_size=eval_size,
+                        sft_steps=sft_steps or setup.sft["max_steps"], eval_every=eval_every or DEFAULT_EVAL_EVERY,
+                        eval_size=eval_size,
                         quiet=quiet, rl_overrides=rl_overrides or {}, removes=removes)
     finally:
         torch.set_num_threads(threads)
@@ -794,8 +797,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"most warm-start steps (default: {SFT['max_steps']}, with --vision "
                              f"{VISION.sft['max_steps']}; it usually stops earlier; with --tools exactly "
                              f"{TOOLS.sft['max_steps']})")
-    parser.add_argument("--eval-every", type=int, default=DEFAULT_EVAL_EVERY,
-                        help=f"GPG steps between held-out evaluations (default: {DEFAULT_EVAL_EVERY})")
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help=f"GPG steps between held-out evaluations (default: {DEFAULT_EVAL_EVERY}; with --tools "
+                             f"{TOOLS_EVAL_EVERY})")
     parser.add_argument("--eval-size", type=int, default=None,
                         help="use only the first N test questions (default: all 200)")
     parser.add_argument("--quiet", action="store_true",
