@@ -5,6 +5,8 @@ Usage::
     gpgrl quickstart                          # writes runs/quickstart/{summary.json,quickstart.png,...}
     gpgrl quickstart --output DIR --seed 1    # another seed
     gpgrl quickstart --steps 30 --quiet       # fewer RL steps, only the final line
+    gpgrl quickstart --tools                  # a tiny model learns to call a calculator (runs/quickstart-tools)
+    gpgrl quickstart --tools --no-tools-baseline   # ... then the same RL without tools, for comparison
 
 What it does, with no download:
 
@@ -21,6 +23,13 @@ What it does, with no download:
 5. measures held-out accuracy **after** RL the same way as before, prints both, and writes
    ``summary.json`` (accuracies, steps, seconds, seed, the RL config), ``metrics.jsonl`` (one line per
    RL step and per evaluation) and ``quickstart.png`` (training reward and held-out accuracy per step).
+
+``--tools`` (:data:`TOOLS`): the same tiny text model on 4-digit products (``builtin:multiplication``), which it
+cannot work out alone; a two-phase warm-start on calculator episodes then a mix with direct answers; held-out
+accuracy and calculator calls per episode measured on greedy *episodes* (the calculator answers the model's
+calls, :func:`heldout_episodes`); GPG over multi-turn episodes (``rollout.tools: [calculator]``,
+``recipes/quickstart_tools_cpu.yaml``); with ``--no-tools-baseline``, the same warm-started model then gets
+the same GPG steps and settings without tools, written under ``no_tools`` in ``summary.json``.
 
 The RL stage is exactly ``gpgrl train --config recipes/quickstart_cpu.yaml`` (starting from the
 warm-started model in ``runs/quickstart/sft``), apart from the logging section: the quickstart prints
@@ -648,25 +657,13 @@ def _run_tools(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int
         say(f"[quickstart] held-out accuracy AFTER GPG: {after:.1%}, {calls_after:.2f} tool calls per episode")
 
         # 4. the comparison: the same warm-started model, the same RL settings and budget, no tools
-        base: dict[str, Any] | None = None
+        base = None
         if baseline:
-            t_base = time.perf_counter()
-            raw_base = copy.deepcopy(raw)
-            raw_base["rollout"] = {k: v for k, v in raw_base["rollout"].items() if k not in ("tools", "max_turns")}
-            raw_base["train"]["output_dir"] = str(out / "rl-no-tools")
-            b_before = evaluate(warm, test_records, with_tools=False)[0]
-            base_trainer = Trainer.from_config(from_dict(raw_base), model=warm, tokenizer=tok)
-            base_rows, base_evals = _rl_in_chunks(
-                base_trainer, steps, eval_every, lambda m: evaluate(m, eval_records, with_tools=False), log,
-                "no tools", say, t_start, len(eval_records))
-            b_after = evaluate(base_trainer.acc.unwrap_model(base_trainer.model), test_records, with_tools=False)[0]
-            base = {"accuracy_before": b_before, "accuracy_after": b_after, "seconds_rl": time.perf_counter() - t_base,
-                    "evals": [{"step": s, "heldout_accuracy": a} for s, a, _ in base_evals],
-                    "train": [{"step": int(r["train/step"]), "sampled_accuracy": r["reward/accuracy"]}
-                              for r in base_rows],
-                    "config": base_trainer.cfg.to_dict()}
-            say(f"[quickstart] no tools, same warm-start and RL budget: held-out accuracy {b_before:.1%} -> "
-                f"{b_after:.1%}")
+            def evaluate_plain(policy: torch.nn.Module, records: list[dict[str, Any]]) -> tuple[float, float]:
+                return evaluate(policy, records, with_tools=False)
+
+            base = _no_tools_run(raw, out, warm, tok, steps=steps, eval_every=eval_every, evaluate=evaluate_plain,
+                                 records=(test_records, eval_records), log=log, say=say, t_start=t_start)
 
     summary = {
         "accuracy_before": before,
@@ -704,6 +701,33 @@ def _run_tools(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int
     print(f"[quickstart] plot: {out / 'quickstart.png'}  summary: {out / 'summary.json'}  "
           f"RL metrics: {out / 'metrics.jsonl'}", flush=True)
     return summary
+
+
+def _no_tools_run(raw: dict[str, Any], out: Path, model: torch.nn.Module, tok: Any, *, steps: int, eval_every: int,
+                  evaluate: Any, records: tuple[list[dict[str, Any]], list[dict[str, Any]]], log: Any, say: Any,
+                  t_start: float) -> dict[str, Any]:
+    """The ``--no-tools-baseline`` run: ``raw`` without tools (single answers), from the warm-started ``model``;
+    ``evaluate(policy, records)`` measures it without tools; ``records`` are the test and the during-RL ones."""
+    import copy
+
+    from gpgrl.config import from_dict
+    from gpgrl.train.trainer import Trainer
+
+    test_records, eval_records = records
+    t_base = time.perf_counter()
+    raw_base = copy.deepcopy(raw)
+    raw_base["rollout"] = {k: v for k, v in raw_base["rollout"].items() if k not in ("tools", "max_turns")}
+    raw_base["train"]["output_dir"] = str(out / "rl-no-tools")
+    before = evaluate(model, test_records)[0]
+    trainer = Trainer.from_config(from_dict(raw_base), model=model, tokenizer=tok)
+    rows, evals = _rl_in_chunks(trainer, steps, eval_every, lambda m: evaluate(m, eval_records), log, "no tools",
+                                say, t_start, len(eval_records))
+    after = evaluate(trainer.acc.unwrap_model(trainer.model), test_records)[0]
+    say(f"[quickstart] no tools, same warm-start and RL budget: held-out accuracy {before:.1%} -> {after:.1%}")
+    return {"accuracy_before": before, "accuracy_after": after, "seconds_rl": time.perf_counter() - t_base,
+            "evals": [{"step": s, "heldout_accuracy": a} for s, a, _ in evals],
+            "train": [{"step": int(r["train/step"]), "sampled_accuracy": r["reward/accuracy"]} for r in rows],
+            "config": trainer.cfg.to_dict()}
 
 
 def _plot_tools(path: Path, summary: dict[str, Any], temperature: float, title: str) -> None:
