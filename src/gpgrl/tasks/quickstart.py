@@ -143,6 +143,8 @@ VISION = Setup(
 #   result is in a <tool_response> block, never read as the answer: only what the policy copies counts.
 # - 2 turns at most (one call, then the answer) and a 160-token episode budget (the call is 88 tokens, the
 #   tool's message 41, the answer 10, with a 4-digit question; EOS included).
+# - at most 2 rollout draws per step (threshold resampling): with tools, one draw almost always has signal; the
+#   no-tools comparison, whose answers are all wrong, would otherwise spend 20 draws on every step.
 TOOL_SHARE = 0.3
 TOOLS_MAX_TURNS = 2
 TOOLS_EVAL_EVERY = 2  # the tool choice flips within ~10 GPG steps: evaluate often enough to see it
@@ -153,6 +155,7 @@ TOOLS = Setup(
      "rollout": {"group_size": 8, "max_completion_length": 160, "temperature": 1.0, "tools": ["calculator"],
                  "max_turns": TOOLS_MAX_TURNS},
      "rewards": [{"name": "accuracy", "weight": 1.0, "params": {"number": True}}],
+     "algorithm": {"preset": "gpg", "max_resample_draws": 2},
      "optim": {"lr": 5e-4, "lr_scheduler": "cosine", "warmup_steps": 5, "max_grad_norm": 1.0},
      "train": {"prompts_per_step": 16}},
 )
