@@ -550,8 +550,9 @@ def tool_sft_examples(task: Any, records: list[dict[str, Any]], share: float,
     >>> from gpgrl.data.multiplication import MultiplicationTask
     >>> ex = tool_sft_examples(MultiplicationTask, [{"question": "12*34"}, {"question": "56*78"}], 0.5,
     ...                        random.Random(1))
-    >>> ex[0], ex[1][0]
-    ('<answer>408</answer>', '<tool_call>{"name": "calculator", "arguments": {"expression": "56*78"}}</tool_call>')
+    >>> print(ex[0][0]); ex[0][1:], ex[1]
+    <tool_call>{"name": "calculator", "arguments": {"expression": "12*34"}}</tool_call>
+    ([[{'role': 'tool', 'name': 'calculator', 'content': '408'}], '<answer>408</answer>'], '<answer>4368</answer>')
     """
     return [task.tool_episode(r["question"]) if rng.random() < share else task.solution(r["question"])
             for r in records]
