@@ -160,7 +160,7 @@ class RolloutBatch:
                                     if all(x is not None for x in optional) else None)
         if any(b.loss_mask is not None for b in batches):  # a single-turn part: its loss mask is its completion's
             out["loss_mask"] = torch.cat([pad(b.action_mask, T, 0, False) for b in batches])
-        for name in ("rewards", "rewards_per_fn", "prompt_index", "loss_mask"):
+        for name in ("rewards", "rewards_per_fn", "prompt_index"):  # loss_mask is padded above
             parts = [getattr(b, name) for b in batches]
             out[name] = torch.cat(parts) if all(p is not None for p in parts) else None
         for name in ("prompts", "records", "episodes"):
