@@ -342,3 +342,31 @@ def test_a_template_that_does_not_list_tools_gets_them_in_the_system_prompt(tok)
             PromptBuilder(tok, "plain", tools=setup.tools).text("2*3")
     finally:
         setup.close()
+
+
+def test_evaluate_runs_episodes_and_reports_tool_use(tok, tmp_path):
+    """gpgrl.eval.evaluate with tools: the same episodes as training, pass@1 with tool calls per episode."""
+    from gpgrl.eval import EvalSettings, evaluate
+    from gpgrl.eval.problem import Problem
+    from gpgrl.rollout.episodes import episode_setup
+
+    def script(turn, text, j):  # call the calculator on the question, then answer with what it said
+        question = text.split("<|user|>")[1].split("<|end|>")[0]
+        if turn == 0:
+            return ('<tool_call>{"name": "calculator", "arguments": {"expression": "' + question + '"}}</tool_call>'
+                    if "+" in question else "<answer>0</answer>")
+        return "<answer>" + text.rsplit("<tool_response>", 1)[1].split("</tool_response>")[0] + "</answer>"
+
+    problems = [Problem("arithmetic", str(i), q, a) for i, (q, a) in enumerate([("12+30", "42"), ("7-7", "0"),
+                                                                               ("5+5", "11")])]
+    setup = episode_setup(tools=["calculator"])
+    try:
+        m = evaluate(None, tok, {"arithmetic": problems}, EvalSettings(episodes=setup, max_new_tokens=200,
+                     output_dir=tmp_path / "eval", show_progress=False), engine=TurnEngine(tok, script))
+    finally:
+        setup.close()
+    assert m["eval/arithmetic/pass@1"] == pytest.approx(2 / 3)  # 42 and 0 right; 5+5 is 10, not the gold 11
+    assert m["eval/arithmetic/tool_calls"] == pytest.approx(2 / 3) and m["eval/arithmetic/used_tools"] == pytest.approx(2 / 3)
+    assert m["eval/arithmetic/turns"] == pytest.approx(5 / 3)
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
+    assert [(r["tool_calls"], r["turns"], r["ended"]) for r in rows] == [(1, 2, "done"), (0, 1, "done"), (1, 2, "done")]
