@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -370,3 +371,17 @@ def test_evaluate_runs_episodes_and_reports_tool_use(tok, tmp_path):
     assert m["eval/arithmetic/turns"] == pytest.approx(5 / 3)
     rows = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
     assert [(r["tool_calls"], r["turns"], r["ended"]) for r in rows] == [(1, 2, "done"), (0, 1, "done"), (1, 2, "done")]
+
+
+def test_a_turn_cut_by_the_models_context_ends_the_episode_as_context(tok):
+    prompts = _prompts(tok, ["1+2"])
+    context = len(prompts[0].ids) + 4  # the engine can write 4 tokens: the turn ("long" + EOS) does not end
+
+    class Capped(TurnEngine):
+        def generate(self, prompts, params, num_samples):
+            return super().generate(prompts, replace(params, max_new_tokens=min(params.max_new_tokens, 4)),
+                                    num_samples)
+
+    b = run_episodes(Capped(tok, lambda *a: "long", max_model_len=context), prompts, [{}], SamplingParams(100, 1.0), 1,
+                     Echo, tokenizer=tok, max_turns=3, pad_id=tok.pad_token_id)
+    assert (b.episodes[0].ended, bool(b.truncated[0]), int(b.completion_mask[0].sum())) == ("context", True, 4)

@@ -187,7 +187,8 @@ def run_episodes(engine: RolloutEngine, prompts: Sequence[Prompt | Sequence[int]
                 e.info.turns += 1
                 e.info.turn_spans.append((start, len(e.ids)))
                 if cut or bool(out.truncated[k]):  # the turn did not end: the budget or the context ran out
-                    e.done, e.info.ended = True, "length"
+                    full = context is not None and len(e.prompt.ids) + len(e.ids) >= context
+                    e.done, e.info.ended = True, "context" if full and not cut else "length"
                     steps.append(None)
                 else:
                     steps.append(pool.submit(_step, e.env, out.texts[k]))
