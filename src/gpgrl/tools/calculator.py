@@ -73,6 +73,9 @@ def calculator(expression: str) -> str:
         raise ValueError("the expression is nested too deeply") from e
 
 
+calculator.in_process = True  # type: ignore[attr-defined]  # bounded (sizes checked): the Toolbox calls it directly
+
+
 def _size_bits(x: Fraction) -> int:
     return max(x.numerator.bit_length(), x.denominator.bit_length())
 
