@@ -8,6 +8,7 @@ Usage::
     python benchmarks/real_model_tools.py --seeds 0,1 --steps 8 --heldout 50
     python benchmarks/real_model_tools.py --part base       # only the two base evaluations
     python benchmarks/real_model_tools.py --part train --seeds 1   # only the training of seed 1 (needs base)
+    python benchmarks/real_model_tools.py --part nudge      # a probe: told to use the calculator, does it?
     python benchmarks/real_model_tools.py --report          # rewrite results/real_model_tools.{md,json,png}
 
 Data: ``gsm8k/test.jsonl`` of the benchmark data folder (1319 problems, the gold answer after ``####``).
@@ -32,7 +33,10 @@ Steps:
    ``--steps`` steps of ``--prompts`` prompts x ``--group`` episodes, reward ``accuracy`` only (the last
    ``\\boxed{}``, else the last number, as the held-out grading reads); then held-out with the calculator
    AFTER. Per step: the training episodes' reward, tool calls, turns, errors, endings, seconds.
-3. ``report``: ``benchmarks/results/real_model_tools.{md,json,png}`` with the machine line and its load, and
+3. ``nudge`` (only when asked for): the base model with the calculator on the first ``--nudge-size``
+   held-out problems, the user turn asking for the calculator by name (:data:`NUDGE`): whether the model
+   calls the tool at all when told to. Reported next to the table, never trained on.
+4. ``report``: ``benchmarks/results/real_model_tools.{md,json,png}`` with the machine line and its load, and
    example episodes (with a tool call where there is one).
 
 Every part runs on ``--threads`` torch threads (default 1) and is resumable: a part with a ``summary.json``
@@ -60,8 +64,13 @@ RESULTS = Path(__file__).parent / "results"
 SMOL_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 #: The measurement's sizes (the machine: 2 shared cores; see docs/real_model.md for what a step costs).
 SETTINGS = {"heldout": 100, "steps": 8, "prompts": 2, "group": 4, "max_length": 200, "max_turns": 3,
-            "temperature": 0.8, "lr": 1e-5, "tool_timeout": 5.0, "eval_batch": 25}
+            "temperature": 0.8, "lr": 1e-5, "tool_timeout": 5.0, "eval_batch": 25,
+            "nudge_size": 20}
 QUICK = {"heldout": 4, "steps": 1, "prompts": 1, "group": 2, "max_length": 48, "max_turns": 2}
+#: ``--part nudge``: the user turn asks for the calculator by name (a probe of whether the model follows tool
+#: instructions at all when told to; not used in training or in the main table).
+NUDGE = ("{question}\nUse the calculator tool for every computation, and put your final answer within "
+         "\\boxed{{}}.")
 MAX_DRAWS = 2  # most rollout batches per step (the gpg preset's default is 20: far past this machine)
 # The accuracy reward's reading, as the gsm8k grading reads: the last box, else the last number; a number.
 READING = {"boxes": "last", "fallback": True, "number": True}
@@ -118,7 +127,7 @@ def problems(rows: list[dict[str, Any]]) -> list:
 
 
 def rl_config(*, seed: int, output_dir: str | Path, dataset: str | Path, s: dict[str, Any], threads: int,
-              tools: bool = True) -> dict[str, Any]:
+              tools: bool = True, template: str | None = None) -> dict[str, Any]:
     """The recipe of one training run as a raw dict (``gpgrl.config.from_dict`` reads it).
 
     >>> from gpgrl.config import from_dict
@@ -129,7 +138,8 @@ def rl_config(*, seed: int, output_dir: str | Path, dataset: str | Path, s: dict
     return {
         "model": {"name_or_path": "smollm2", "dtype": "float32"},
         "data": {"dataset": str(dataset), "prompt_column": "question", "answer_column": "answer",
-                 "prompt": "r1_distill", "system_prompt": SMOL_SYSTEM, "max_prompt_length": 768},
+                 "prompt": "r1_distill", "system_prompt": SMOL_SYSTEM, "max_prompt_length": 768,
+                 **({"template": template} if template else {})},
         "rollout": {"group_size": s["group"], "max_completion_length": s["max_length"],
                     "temperature": s["temperature"], **({"tools": ["calculator"]} if tools else {}),
                     "max_turns": s["max_turns"], "tool_timeout": s["tool_timeout"]},
@@ -223,6 +233,29 @@ def run_base(output: Path, s: dict[str, Any], *, threads: int, data_dir: str | N
     return out
 
 
+def run_nudge(output: Path, s: dict[str, Any], *, threads: int, data_dir: str | None, say=print) -> dict[str, Any]:
+    """The base model with the calculator on the first ``nudge_size`` held-out problems, the user turn asking
+    for the calculator (:data:`NUDGE`): does it call the tool when told to?"""
+    from gpgrl.config import from_dict
+
+    folder = output / "nudge"
+    if (folder / "summary.json").is_file():
+        return json.loads((folder / "summary.json").read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    held, _ = load_split(data_dir, s["heldout"])
+    held = held[: s["nudge_size"]]
+    cfg = from_dict(rl_config(seed=0, output_dir=folder / "unused", dataset="unused.jsonl", s=s, threads=threads,
+                              template=NUDGE))
+    tokenizer, model, _ = _load(threads)
+    t = time.perf_counter()
+    out = heldout(model, tokenizer, held, cfg, folder / "eval", tools=True, batch_size=s["eval_batch"])
+    out.update(seconds=time.perf_counter() - t, heldout=len(held), template=NUDGE, load=[os.getloadavg()[0]])
+    say(f"[nudge] held-out greedy accuracy {out['pass@1']:.1%} on {len(held)} problems; tool calls/episode "
+        f"{out['tool_calls']:.2f}; episodes calling it {out['used_tools']:.0%}; {out['seconds']:.0f}s")
+    _write_json(folder / "summary.json", out)
+    return out
+
+
 STEP_KEYS = ("reward/sampled_mean", "episode/tool_calls", "episode/turns", "episode/tool_errors",
              "episode/ended_done", "episode/ended_length", "episode/ended_max_turns", "episode/ended_context",
              "rollout/draws", "adv/alpha", "rollout/completion_length", "perf/step_seconds")
@@ -297,9 +330,11 @@ def collect(output: Path, settings: dict[str, Any]) -> dict[str, Any]:
         raise SystemExit(f"no {base_file}: run the base evaluations first (--part base)")
     base = json.loads(base_file.read_text())
     seeds = [json.loads(f.read_text()) for f in sorted(output.glob("seed*/summary.json"))]
+    nudge = output / "nudge" / "summary.json"
     return {"settings": settings, "max_draws": MAX_DRAWS, "system_prompt": SMOL_SYSTEM, "base": base,
-            "seeds": seeds,
+            "seeds": seeds, "nudge": json.loads(nudge.read_text()) if nudge.is_file() else None,
             "examples": {"base_tools": examples(output / "base" / "eval_tools" / "samples.jsonl"),
+                         "nudge": examples(output / "nudge" / "eval" / "samples.jsonl"),
                          "base_plain": examples(output / "base" / "eval_plain" / "samples.jsonl", n=1),
                          **{f"after_seed{r['seed']}": examples(output / f"seed{r['seed']}" / "eval_after" / "samples.jsonl")
                             for r in seeds[:1]}}}
@@ -329,7 +364,7 @@ def render(results: dict[str, Any]) -> str:
     """The markdown report of :func:`collect`'s dict (pure: the tests render a made-up one)."""
     s, base, seeds = results["settings"], results["base"], results["seeds"]
     n = base["heldout"]
-    loads = [x for x in base["load"]] + [x for r in seeds for x in r["load"]]
+    loads = [*base["load"], *(results.get("nudge") or {}).get("load", []), *(x for r in seeds for x in r["load"])]
     after = [r["after"] for r in seeds]
     lines = [
         "# SmolLM2-135M-Instruct with a calculator on GSM8K, on a 2-core CPU", "",
@@ -370,6 +405,13 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", f"Change with the calculator, after minus before: **{'+' if sum(delta) >= 0 else ''}"
                   f"{_pct(delta)} points** ({round(sum(delta) / len(delta) * n):+d} of {n} problems"
                   + (", mean over seeds" if len(delta) > 1 else "") + ")."]
+    nudge = results.get("nudge")
+    if nudge:
+        lines += ["", f"Probe (`--part nudge`, not trained on): the base model with the calculator, the user turn "
+                  f"asking for it (`{nudge['template']}`), on the first {nudge['heldout']} held-out problems: "
+                  f"accuracy {_pct([nudge['pass@1']])}% (right and not cut off {_pct([nudge['finished_correct']])}%), "
+                  f"**{nudge['tool_calls']:.2f} tool calls per episode**, {_pct([nudge['used_tools']])}% of episodes "
+                  f"called it, {nudge['tool_errors']:.2f} tool errors per episode ({nudge['seconds']:.0f}s)."]
     for r in seeds:
         reward = [x["reward/sampled_mean"] for x in r["rows"]]
         calls = [x["episode/tool_calls"] for x in r["rows"]]
@@ -451,10 +493,11 @@ def report(output: Path, settings: dict[str, Any], results_dir: Path = RESULTS) 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=("base", "train"), help="only the base evaluations, or only training")
+    p.add_argument("--part", choices=("base", "train", "nudge"),
+                   help="only the base evaluations, only training, or only the nudged probe (not in the default run)")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds (default: 0)")
     for key, kind in (("heldout", int), ("steps", int), ("prompts", int), ("group", int), ("max_length", int),
-                      ("max_turns", int), ("lr", float), ("eval_batch", int)):
+                      ("max_turns", int), ("lr", float), ("eval_batch", int), ("nudge_size", int)):
         p.add_argument("--" + key.replace("_", "-"), type=kind, default=None, help=f"default {SETTINGS[key]}")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     p.add_argument("--data-dir", default=None, help="benchmark data folder holding math/gsm8k/test.jsonl")
@@ -478,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
         say = lambda text: print(text, flush=True)  # noqa: E731
         if args.part in (None, "base"):
             run_base(output, s, threads=args.threads, data_dir=args.data_dir, say=say)
+        if args.part == "nudge":
+            run_nudge(output, s, threads=args.threads, data_dir=args.data_dir, say=say)
         if args.part in (None, "train"):
             for seed in (int(x) for x in args.seeds.split(",") if x):
                 run_seed(output, s, seed, threads=args.threads, data_dir=args.data_dir, say=say)

@@ -79,6 +79,10 @@ def _write_parts(output: Path) -> None:
          "tool_calls": 0, "turns": 1},
         {"problem_index": 1, "gold": "3", "extracted_answer": "3", "correct": True,
          "completion": '<tool_call>{"name": "calculator"}</tool_call> ``` 3', "tool_calls": 1, "turns": 2}]))
+    (output / "nudge").mkdir()
+    (output / "nudge" / "summary.json").write_text(json.dumps({**_eval(0.05, 0.0, calls=0.4, seconds=30.0),
+                                                               "heldout": 20, "template": "{question} Use it.",
+                                                               "load": [6.0]}))
     for seed, acc, finished, calls in ((0, 0.03, 0.02, 0.5), (1, 0.05, 0.03, 1.0)):
         folder = output / f"seed{seed}"
         folder.mkdir()
@@ -99,7 +103,9 @@ def test_report_from_made_up_parts(tmp_path):
             "| 0.00 +- 0.00 | 1.38 +- 0.18 | 40.0 +- 0.0 | 150 | 70 |") in lines
     # after minus before, seed by seed: +1 and +3 points of 100 problems
     assert "Change with the calculator, after minus before: **+2.0 +- 1.4 points** (+2 of 100 problems, mean over seeds)." in lines
-    assert "1-minute load average during the runs: 2.0-5.0" in text and "seeds: 0, 1." in text
+    assert ("on the first 20 held-out problems: accuracy 5.0% (right and not cut off 0.0%), **0.40 tool calls per "
+            "episode**, 20.0% of episodes called it, 0.00 tool errors per episode (30s).") in text
+    assert "1-minute load average during the runs: 2.0-6.0" in text and "seeds: 0, 1." in text
     assert "training reward by step: 0.00, 0.12; tool calls per episode by step: 0.25, 0.50." in text
     assert "| 2 | 0.125 | 0.50 | 1.50 | 0 | 6 / 2 / 0 | 1 | 1.00 | 90 | 3.5 |" in lines
     # the episode with a tool call comes first among the examples; code fences in it cannot end the block
