@@ -330,6 +330,11 @@ def collect(output: Path, settings: dict[str, Any]) -> dict[str, Any]:
         raise SystemExit(f"no {base_file}: run the base evaluations first (--part base)")
     base = json.loads(base_file.read_text())
     seeds = [json.loads(f.read_text()) for f in sorted(output.glob("seed*/summary.json"))]
+    for r in seeds:  # the optimizer steps applied: a step whose groups carry no signal is skipped (no update)
+        log = output / f"seed{r['seed']}" / "train" / "metrics.jsonl"
+        if "updates" not in r and log.is_file():
+            rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+            r["updates"] = sum(not m.get("optim/skipped", 0.0) for m in rows)
     nudge = output / "nudge" / "summary.json"
     return {"settings": settings, "max_draws": MAX_DRAWS, "system_prompt": SMOL_SYSTEM, "base": base,
             "seeds": seeds, "nudge": json.loads(nudge.read_text()) if nudge.is_file() else None,
@@ -416,7 +421,9 @@ def render(results: dict[str, Any]) -> str:
         reward = [x["reward/sampled_mean"] for x in r["rows"]]
         calls = [x["episode/tool_calls"] for x in r["rows"]]
         lines += ["", f"## Training, seed {r['seed']}", "",
-                  f"{r['steps']} steps in {r['seconds_train'] / 60:.1f} min ({r['episodes_trained']} episodes sampled); "
+                  f"{r['steps']} steps in {r['seconds_train'] / 60:.1f} min ({r['episodes_trained']} episodes sampled"
+                  + (f"; {r['updates']} of the {r['steps']} steps carried a signal and updated the weights, the "
+                     "others were skipped: every group all wrong" if "updates" in r else "") + "); "
                   f"training reward by step: {', '.join(f'{x:.2f}' for x in reward)}; tool calls per episode by "
                   f"step: {', '.join(f'{x:.2f}' for x in calls)}.", "",
                   "| step | reward | tool calls / ep. | turns | tool errors | ended: answer / length / max turns "

@@ -90,6 +90,8 @@ def _write_parts(output: Path) -> None:
             "seed": seed, "steps": 2, "after": _eval(acc, finished, calls=calls, seconds=70.0),
             "rows": [_step(1, 0.0, 0.25), _step(2, 0.125, 0.5)], "seconds_train": 180.0, "seconds_load": 20.0,
             "load": [3.0, 5.0], "train_prompts": 1219, "episodes_trained": 16, "machine": "m", "command": "c"}))
+        (folder / "train").mkdir()
+        (folder / "train" / "metrics.jsonl").write_text('{"optim/skipped": 1.0}\n{"optim/skipped": 0.0}\n')
 
 
 def test_report_from_made_up_parts(tmp_path):
@@ -106,6 +108,7 @@ def test_report_from_made_up_parts(tmp_path):
     assert ("on the first 20 held-out problems: accuracy 5.0% (right and not cut off 0.0%), **0.40 tool calls per "
             "episode**, 20.0% of episodes called it, 0.00 tool errors per episode (30s).") in text
     assert "1-minute load average during the runs: 2.0-6.0" in text and "seeds: 0, 1." in text
+    assert "episodes sampled; 1 of the 2 steps carried a signal and updated the weights" in text
     assert "training reward by step: 0.00, 0.12; tool calls per episode by step: 0.25, 0.50." in text
     assert "| 2 | 0.125 | 0.50 | 1.50 | 0 | 6 / 2 / 0 | 1 | 1.00 | 90 | 3.5 |" in lines
     # the episode with a tool call comes first among the examples; code fences in it cannot end the block
