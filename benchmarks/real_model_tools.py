@@ -311,12 +311,13 @@ def run_seed(output: Path, s: dict[str, Any], seed: int, *, threads: int, data_d
 
 
 def examples(samples: Path, n: int = 2, width: int = 1200) -> list[dict[str, Any]]:
-    """Up to ``n`` episodes of an evaluation's ``samples.jsonl``: those with a tool call first, then the
-    others, in problem order; each with its problem, gold, extracted answer, verdict, calls and text."""
+    """Up to ``n`` episodes of an evaluation's ``samples.jsonl``: those with a tool call first, then those
+    that name the calculator, then the others, in problem order; each with its problem, gold, extracted
+    answer, verdict, calls and text."""
     if not samples.is_file():
         return []
     rows = [json.loads(line) for line in samples.read_text().splitlines() if line.strip()]
-    rows.sort(key=lambda r: (not r.get("tool_calls"), r["problem_index"]))
+    rows.sort(key=lambda r: (not r.get("tool_calls"), "calculator" not in r["completion"].lower(), r["problem_index"]))
     return [{"problem_index": r["problem_index"], "gold": r["gold"], "extracted": r["extracted_answer"],
              "correct": r["correct"], "tool_calls": r.get("tool_calls", 0), "turns": r.get("turns", 1),
              "completion": r["completion"][:width] + ("..." if len(r["completion"]) > width else "")}
@@ -335,6 +336,12 @@ def collect(output: Path, settings: dict[str, Any]) -> dict[str, Any]:
         if "updates" not in r and log.is_file():
             rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
             r["updates"] = sum(not m.get("optim/skipped", 0.0) for m in rows)
+        after, before = (output / f"seed{r['seed']}" / "eval_after" / "samples.jsonl",
+                         output / "base" / "eval_tools" / "samples.jsonl")
+        if after.is_file() and before.is_file():  # greedy answers that did not change at all
+            r["same_answers"] = sum(a == b for a, b in zip(*(
+                [json.loads(line)["completion"] for line in f.read_text().splitlines() if line.strip()]
+                for f in (after, before))))
     nudge = output / "nudge" / "summary.json"
     return {"settings": settings, "max_draws": MAX_DRAWS, "system_prompt": SMOL_SYSTEM, "base": base,
             "seeds": seeds, "nudge": json.loads(nudge.read_text()) if nudge.is_file() else None,
@@ -413,7 +420,7 @@ def render(results: dict[str, Any]) -> str:
     nudge = results.get("nudge")
     if nudge:
         lines += ["", f"Probe (`--part nudge`, not trained on): the base model with the calculator, the user turn "
-                  f"asking for it (`{nudge['template']}`), on the first {nudge['heldout']} held-out problems: "
+                  f"asking for it (`{nudge['template'].replace(chr(10), ' / ')}`), on the first {nudge['heldout']} held-out problems: "
                   f"accuracy {_pct([nudge['pass@1']])}% (right and not cut off {_pct([nudge['finished_correct']])}%), "
                   f"**{nudge['tool_calls']:.2f} tool calls per episode**, {_pct([nudge['used_tools']])}% of episodes "
                   f"called it, {nudge['tool_errors']:.2f} tool errors per episode ({nudge['seconds']:.0f}s)."]
@@ -423,10 +430,12 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", f"## Training, seed {r['seed']}", "",
                   f"{r['steps']} steps in {r['seconds_train'] / 60:.1f} min ({r['episodes_trained']} episodes sampled"
                   + (f"; {r['updates']} of the {r['steps']} steps carried a signal and updated the weights, the "
-                     "others were skipped: every group all wrong" if "updates" in r else "") + "); "
+                     "others were skipped: every group all wrong" if "updates" in r else "")
+                  + (f"; after it, {r['same_answers']} of the {n} held-out answers are the base model's, word for word"
+                     if "same_answers" in r else "") + "); "
                   f"training reward by step: {', '.join(f'{x:.2f}' for x in reward)}; tool calls per episode by "
                   f"step: {', '.join(f'{x:.2f}' for x in calls)}.", "",
-                  "| step | reward | tool calls / ep. | turns | tool errors | ended: answer / length / max turns "
+                  "| step | reward | tool calls / ep. | turns | tool errors | trained batch ended: answer / length / max turns "
                   "| draws | alpha | s | load |", "|---|---|---|---|---|---|---|---|---|---|"]
         for x in r["rows"]:
             lines.append(f"| {x['step']} | {x['reward/sampled_mean']:.3f} | {x['episode/tool_calls']:.2f} "

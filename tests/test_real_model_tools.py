@@ -81,7 +81,7 @@ def _write_parts(output: Path) -> None:
          "completion": '<tool_call>{"name": "calculator"}</tool_call> ``` 3', "tool_calls": 1, "turns": 2}]))
     (output / "nudge").mkdir()
     (output / "nudge" / "summary.json").write_text(json.dumps({**_eval(0.05, 0.0, calls=0.4, seconds=30.0),
-                                                               "heldout": 20, "template": "{question} Use it.",
+                                                               "heldout": 20, "template": "{question}\nUse it.",
                                                                "load": [6.0]}))
     for seed, acc, finished, calls in ((0, 0.03, 0.02, 0.5), (1, 0.05, 0.03, 1.0)):
         folder = output / f"seed{seed}"
@@ -90,6 +90,11 @@ def _write_parts(output: Path) -> None:
             "seed": seed, "steps": 2, "after": _eval(acc, finished, calls=calls, seconds=70.0),
             "rows": [_step(1, 0.0, 0.25), _step(2, 0.125, 0.5)], "seconds_train": 180.0, "seconds_load": 20.0,
             "load": [3.0, 5.0], "train_prompts": 1219, "episodes_trained": 16, "machine": "m", "command": "c"}))
+        (folder / "eval_after").mkdir()
+        (folder / "eval_after" / "samples.jsonl").write_text(
+            "\n".join(json.dumps({"problem_index": i, "gold": "1", "extracted_answer": None, "correct": False,
+                                   "completion": c, "tool_calls": 0, "turns": 1})
+                      for i, c in enumerate(["no call" if seed else "other", "x"])))
         (folder / "train").mkdir()
         (folder / "train" / "metrics.jsonl").write_text('{"optim/skipped": 1.0}\n{"optim/skipped": 0.0}\n')
 
@@ -105,10 +110,12 @@ def test_report_from_made_up_parts(tmp_path):
             "| 0.00 +- 0.00 | 1.38 +- 0.18 | 40.0 +- 0.0 | 150 | 70 |") in lines
     # after minus before, seed by seed: +1 and +3 points of 100 problems
     assert "Change with the calculator, after minus before: **+2.0 +- 1.4 points** (+2 of 100 problems, mean over seeds)." in lines
-    assert ("on the first 20 held-out problems: accuracy 5.0% (right and not cut off 0.0%), **0.40 tool calls per "
+    assert ("asking for it (`{question} / Use it.`), on the first 20 held-out problems: accuracy 5.0% (right and not cut off 0.0%), **0.40 tool calls per "
             "episode**, 20.0% of episodes called it, 0.00 tool errors per episode (30s).") in text
     assert "1-minute load average during the runs: 2.0-6.0" in text and "seeds: 0, 1." in text
     assert "episodes sampled; 1 of the 2 steps carried a signal and updated the weights" in text
+    assert "after it, 0 of the 100 held-out answers are the base model's" in text  # seed 0: "other", "x"
+    assert "after it, 1 of the 100 held-out answers are the base model's" in text  # seed 1: "no call"
     assert "training reward by step: 0.00, 0.12; tool calls per episode by step: 0.25, 0.50." in text
     assert "| 2 | 0.125 | 0.50 | 1.50 | 0 | 6 / 2 / 0 | 1 | 1.00 | 90 | 3.5 |" in lines
     # the episode with a tool call comes first among the examples; code fences in it cannot end the block
