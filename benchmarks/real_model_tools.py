@@ -469,9 +469,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
         acc.append(sum(r["after"]["pass@1"] for r in seeds) / len(seeds))
         calls.append(sum(r["after"]["tool_calls"] for r in seeds) / len(seeds))
     x = range(len(names))
-    ax1.bar([i - 0.2 for i in x], [100 * a for a in acc], width=0.4, color="tab:blue", label="accuracy (%)")
+    bars = ax1.bar([i - 0.2 for i in x], [100 * a for a in acc], width=0.4, color="tab:blue", label="accuracy (%)")
+    ax1.bar_label(bars, [f"{100 * a:.1f}%" for a in acc], fontsize=7)
     twin = ax1.twinx()
-    twin.bar([i + 0.2 for i in x], calls, width=0.4, color="tab:orange", label="tool calls / episode")
+    bars = twin.bar([i + 0.2 for i in x], calls, width=0.4, color="tab:orange", label="tool calls / episode")
+    twin.bar_label(bars, ["(no tool)"] + [f"{c:.2f}" for c in calls[1:]], fontsize=7)
     ax1.set_xticks(list(x), names, fontsize=8)
     ax1.set(ylabel="held-out greedy accuracy (%)", title=f"held-out: first {base['heldout']} GSM8K test problems")
     twin.set_ylabel("tool calls per episode")
@@ -486,6 +488,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
                  label=f"tool calls / episode, seed {r['seed']}")
     ax2.set(xlabel="step", title="training episodes (sampled, temperature "
             f"{results['settings']['temperature']})")
+    top = max([0.5] + [max(x["reward/sampled_mean"], x["episode/tool_calls"]) for r in seeds for x in r["rows"]])
+    ax2.set_ylim(-0.02, top * 1.1)
     ax2.grid(alpha=0.3)
     if seeds:
         ax2.legend(fontsize=7)
