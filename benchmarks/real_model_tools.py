@@ -433,9 +433,9 @@ def render(results: dict[str, Any]) -> str:
                      "others were skipped: every group all wrong" if "updates" in r else "")
                   + (f"; after it, {r['same_answers']} of the {n} held-out answers are the base model's, word for word"
                      if "same_answers" in r else "") + "); "
-                  f"training reward by step: {', '.join(f'{x:.2f}' for x in reward)}; tool calls per episode by "
-                  f"step: {', '.join(f'{x:.2f}' for x in calls)}.", "",
-                  "| step | reward | tool calls / ep. | turns | tool errors | trained batch ended: answer / length / max turns "
+                  f"training reward by step (every episode sampled): {', '.join(f'{x:.2f}' for x in reward)}; tool calls "
+                  f"per episode of the trained batch by step: {', '.join(f'{x:.2f}' for x in calls)}.", "",
+                  "| step | reward (sampled) | trained batch: tool calls / ep. | turns | tool errors | ended: answer / length / max turns "
                   "| draws | alpha | s | load |", "|---|---|---|---|---|---|---|---|---|---|"]
         for x in r["rows"]:
             lines.append(f"| {x['step']} | {x['reward/sampled_mean']:.3f} | {x['episode/tool_calls']:.2f} "

@@ -116,7 +116,8 @@ def test_report_from_made_up_parts(tmp_path):
     assert "episodes sampled; 1 of the 2 steps carried a signal and updated the weights" in text
     assert "after it, 0 of the 100 held-out answers are the base model's" in text  # seed 0: "other", "x"
     assert "after it, 1 of the 100 held-out answers are the base model's" in text  # seed 1: "no call"
-    assert "training reward by step: 0.00, 0.12; tool calls per episode by step: 0.25, 0.50." in text
+    assert ("training reward by step (every episode sampled): 0.00, 0.12; tool calls per episode of the trained "
+            "batch by step: 0.25, 0.50.") in text
     assert "| 2 | 0.125 | 0.50 | 1.50 | 0 | 6 / 2 / 0 | 1 | 1.00 | 90 | 3.5 |" in lines
     # the episode with a tool call comes first among the examples; code fences in it cannot end the block
     first = text.index("**base_tools, problem 1**")
@@ -145,7 +146,7 @@ def test_script_end_to_end_on_smollm2(smollm2, tmp_path, capsys):
     (step,) = data["seeds"][0]["rows"]
     assert step["step"] == 1 and step["episode/turns"] >= 1.0
     rollouts = (out / "quick" / "seed0" / "train" / "rollouts.jsonl").read_text().splitlines()
-    assert len(rollouts) == step["rollout/draws"] * 2 and "episode" in json.loads(rollouts[0])
+    assert len(rollouts) == 1 * 2 and "episode" in json.loads(rollouts[0])  # the trained batch: 1 prompt x G = 2
     # the prompts: SmolLM2's own system prompt in both; the tool instructions after it, once, with the tool
     plain, tools = (json.loads((out / "quick" / "base" / f"eval_{k}" / "samples.jsonl").read_text().splitlines()[0])
                     ["prompt"] for k in ("plain", "tools"))
