@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from gpgrl.data.prompts import PromptBuilder
+from gpgrl.data.prompts import PromptBuilder, resolve_prompt
 from gpgrl.models.tiny import build_char_tokenizer
 from gpgrl.rollout.engine import HFGenerateEngine, SamplingParams
 from gpgrl.rollout.environments import GuessNumber, MultiplySteps, Step, environment_factory
@@ -336,9 +336,15 @@ def test_a_template_that_does_not_list_tools_gets_them_in_the_system_prompt(tok)
         assert listed == "<|system|>tools: calculator(expression)<|end|><|user|>2*3<|end|><|assistant|>"
         tok.chat_template = ("{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}"
                              "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")  # SmolLM2's kind
-        text = PromptBuilder(tok, "plain", tools=setup.tools, tool_instructions=setup.tool_instructions).text("2*3")
-        assert text.startswith("<|system|>You can use these tools") and '"name": "calculator"' in text
+        preset = resolve_prompt("plain", system_prompt="Be brief.")
+        text = PromptBuilder(tok, preset, tools=setup.tools, tool_instructions=setup.tool_instructions).text("2*3")
+        assert text.startswith("<|system|>Be brief.\n\nYou can use these tools") and '"name": "calculator"' in text
         assert text.endswith("without a tool call.<|end|><|user|>2*3<|end|><|assistant|>")
+        # no system prompt of the prompt's own: the instructions open the question, so that a template that
+        # adds a default system turn to a conversation without one (SmolLM2's) keeps it
+        text = PromptBuilder(tok, "plain", tools=setup.tools, tool_instructions=setup.tool_instructions).text("2*3")
+        assert text.startswith("<|user|>You can use these tools")
+        assert text.endswith("without a tool call.\n\n2*3<|end|><|assistant|>")
         with pytest.raises(ValueError, match="does not list tools"):
             PromptBuilder(tok, "plain", tools=setup.tools).text("2*3")
     finally:
