@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 import torch
 
-from gpgrl.data.prompts import PromptBuilder
+from gpgrl.data.prompts import PromptBuilder, resolve_prompt
 from gpgrl.models.tiny import build_char_tokenizer
 from gpgrl.rollout.engine import HFGenerateEngine, SamplingParams
 from gpgrl.rollout.environments import GuessNumber, MultiplySteps, Step, environment_factory
@@ -335,10 +336,58 @@ def test_a_template_that_does_not_list_tools_gets_them_in_the_system_prompt(tok)
         assert listed == "<|system|>tools: calculator(expression)<|end|><|user|>2*3<|end|><|assistant|>"
         tok.chat_template = ("{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}"
                              "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")  # SmolLM2's kind
-        text = PromptBuilder(tok, "plain", tools=setup.tools, tool_instructions=setup.tool_instructions).text("2*3")
-        assert text.startswith("<|system|>You can use these tools") and '"name": "calculator"' in text
+        preset = resolve_prompt("plain", system_prompt="Be brief.")
+        text = PromptBuilder(tok, preset, tools=setup.tools, tool_instructions=setup.tool_instructions).text("2*3")
+        assert text.startswith("<|system|>Be brief.\n\nYou can use these tools") and '"name": "calculator"' in text
         assert text.endswith("without a tool call.<|end|><|user|>2*3<|end|><|assistant|>")
+        # no system prompt of the prompt's own: the instructions open the question, so that a template that
+        # adds a default system turn to a conversation without one (SmolLM2's) keeps it
+        text = PromptBuilder(tok, "plain", tools=setup.tools, tool_instructions=setup.tool_instructions).text("2*3")
+        assert text.startswith("<|user|>You can use these tools")
+        assert text.endswith("without a tool call.\n\n2*3<|end|><|assistant|>")
         with pytest.raises(ValueError, match="does not list tools"):
             PromptBuilder(tok, "plain", tools=setup.tools).text("2*3")
     finally:
         setup.close()
+
+
+def test_evaluate_runs_episodes_and_reports_tool_use(tok, tmp_path):
+    """gpgrl.eval.evaluate with tools: the same episodes as training, pass@1 with tool calls per episode."""
+    from gpgrl.eval import EvalSettings, evaluate
+    from gpgrl.eval.problem import Problem
+    from gpgrl.rollout.episodes import episode_setup
+
+    def script(turn, text, j):  # call the calculator on the question, then answer with what it said
+        question = text.split("<|user|>")[1].split("<|end|>")[0]
+        if turn == 0:
+            return ('<tool_call>{"name": "calculator", "arguments": {"expression": "' + question + '"}}</tool_call>'
+                    if "+" in question else "<answer>0</answer>")
+        return "<answer>" + text.rsplit("<tool_response>", 1)[1].split("</tool_response>")[0] + "</answer>"
+
+    problems = [Problem("arithmetic", str(i), q, a) for i, (q, a) in enumerate([("12+30", "42"), ("7-7", "0"),
+                                                                               ("5+5", "11")])]
+    setup = episode_setup(tools=["calculator"])
+    try:
+        m = evaluate(None, tok, {"arithmetic": problems}, EvalSettings(episodes=setup, max_new_tokens=200,
+                     output_dir=tmp_path / "eval", show_progress=False), engine=TurnEngine(tok, script))
+    finally:
+        setup.close()
+    assert m["eval/arithmetic/pass@1"] == pytest.approx(2 / 3)  # 42 and 0 right; 5+5 is 10, not the gold 11
+    assert m["eval/arithmetic/tool_calls"] == pytest.approx(2 / 3) and m["eval/arithmetic/used_tools"] == pytest.approx(2 / 3)
+    assert m["eval/arithmetic/turns"] == pytest.approx(5 / 3)
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
+    assert [(r["tool_calls"], r["turns"], r["ended"]) for r in rows] == [(1, 2, "done"), (0, 1, "done"), (1, 2, "done")]
+
+
+def test_a_turn_cut_by_the_models_context_ends_the_episode_as_context(tok):
+    prompts = _prompts(tok, ["1+2"])
+    context = len(prompts[0].ids) + 4  # the engine can write 4 tokens: the turn ("long" + EOS) does not end
+
+    class Capped(TurnEngine):
+        def generate(self, prompts, params, num_samples):
+            return super().generate(prompts, replace(params, max_new_tokens=min(params.max_new_tokens, 4)),
+                                    num_samples)
+
+    b = run_episodes(Capped(tok, lambda *a: "long", max_model_len=context), prompts, [{}], SamplingParams(100, 1.0), 1,
+                     Echo, tokenizer=tok, max_turns=3, pad_id=tok.pad_token_id)
+    assert (b.episodes[0].ended, bool(b.truncated[0]), int(b.completion_mask[0].sum())) == ("context", True, 4)

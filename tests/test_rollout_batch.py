@@ -85,3 +85,18 @@ def test_importance_weights_scale_gpg_gradients_token_by_token():
     loss.backward()
     torch.testing.assert_close(logp.grad, torch.tensor([[-2.0 * 1.5 / 2, -2.0 * 0.5 / 2]]))  # -A w / N
     assert not w.requires_grad  # the weights are constants for the gradient
+
+
+def test_cat_pads_the_loss_masks_of_episodes_of_other_widths():
+    """Threshold resampling joins draws of different widths: each draw's loss mask is padded with it (a
+    single-turn draw's is its completion mask), and select keeps it aligned."""
+    ep = RolloutBatch(torch.tensor([[5]]), torch.tensor([[1]]), torch.tensor([[1, 2, 3]]), torch.tensor([[1, 1, 1]]),
+                      torch.tensor([False]), ["abc"], loss_mask=torch.tensor([[1, 0, 1]]), episodes=["info"])
+    single = RolloutBatch(torch.tensor([[6]]), torch.tensor([[1]]), torch.tensor([[4]]), torch.tensor([[1]]),
+                          torch.tensor([False]), ["d"])
+    both = RolloutBatch.cat([single, ep], pad_id=0)
+    assert both.loss_mask.tolist() == [[1, 0, 0], [1, 0, 1]]
+    assert both.episodes is None  # not every row is an episode
+    again = RolloutBatch.cat([ep, ep.select([0])], pad_id=0)
+    assert again.loss_mask.tolist() == [[1, 0, 1], [1, 0, 1]] and again.episodes == ["info", "info"]
+    assert again.select([1]).action_mask.tolist() == [[1, 0, 1]]

@@ -90,7 +90,7 @@ def test_the_import_reader_sees_function_level_imports():
 # evaluation reuses rollouts, prompts and rewards; the applications (tasks: the quickstart and its warm
 # start, which drive the trainer) and the command line sit on top. The generated datasets are data.
 LAYERS = (
-    ("runtime", "parallel", "algorithms", "model_files"),  # model_files: the packaged GGUF files (no torch)
+    ("runtime", "parallel", "algorithms", "model_files", "user_code"),  # model_files: the packaged GGUF files (no torch)
     ("models", "rewards", "paths", "tools"),  # paths: where the benchmark data is; tools: an episode's tools
     ("rollout",),
     ("data",),

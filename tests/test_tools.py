@@ -544,3 +544,10 @@ def running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_the_calculator_runs_in_the_calling_process():
+    """A bounded built-in needs no worker: a turn of many calculator calls starts no process."""
+    with Toolbox(["calculator"]) as box:
+        results = box.run_many(['<tool_call>{"name": "calculator", "arguments": {"expression": "6*7"}}</tool_call>'] * 8)
+        assert [r[0].content for r in results] == ["42"] * 8 and box._processes == []

@@ -215,7 +215,7 @@ def resolve_user_reward(name: str, folders: list[Path]) -> str:
     """
     import importlib.util
 
-    from gpgrl.rewards.registry import is_file_reference
+    from gpgrl.user_code import is_file_reference
 
     if ":" not in name:
         return name

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import queue
 import sys
+from typing import Any
 
 
 def is_main_process() -> bool:
@@ -45,3 +47,14 @@ def close_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def pump_lines(stream: Any, replies: queue.Queue[str | None]) -> None:
+    """Reader thread of a worker process's pipe: forward its lines (stripped) to ``replies``; None when the pipe
+    closes (the worker ended or was killed), so that the waiting side never blocks on a dead worker."""
+    try:
+        for line in stream:
+            replies.put(line.strip())
+    except (OSError, ValueError):
+        pass
+    replies.put(None)

@@ -211,7 +211,7 @@ class PromptBuilder:
     def __init__(self, tokenizer: PreTrainedTokenizerBase | Any, preset: PromptPreset | str = "plain", *,
                  max_length: int | None = None, tools: Sequence[Any] = (), tool_instructions: str | None = None):
         # an episode's tools: the chat template lists them (apply_chat_template(tools=...)); a template that
-        # does not (no `tools` in it) gets tool_instructions at the end of the system prompt instead
+        # does not (no `tools` in it) gets tool_instructions in words instead (see text())
         self.tools = list(tools)
         self.tool_instructions = tool_instructions
         self.processor = tokenizer if hasattr(tokenizer, "image_processor") else None
@@ -247,7 +247,12 @@ class PromptBuilder:
                 raise ValueError("this model's chat template does not list tools, and the tools' call format has no "
                                  "instructions to write into the system prompt; use a model whose template lists "
                                  "tools (docs/agents.md)")
-            system = f"{system}\n\n{self.tool_instructions}" if system else self.tool_instructions
+            # after the system prompt; with none, before the question, so that a template's own default
+            # system prompt (added to a conversation without a system turn, as SmolLM2's does) is kept
+            if system:
+                system = f"{system}\n\n{self.tool_instructions}"
+            else:
+                body = f"{self.tool_instructions}\n\n{body}"
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
         if num_images:
             content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": body}]

@@ -36,6 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gpgrl.runtime import pump_lines
+
 __all__ = [
     "GradingTimeout",
     "GradingWorker",
@@ -135,7 +137,7 @@ class GradingWorker:
             env=env,
         )
         replies: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=_pump_lines, args=(proc.stdout, replies), daemon=True).start()
+        threading.Thread(target=pump_lines, args=(proc.stdout, replies), daemon=True).start()
         self._proc, self._replies = proc, replies
         try:
             ready = replies.get(timeout=_WORKER_STARTUP_S)
@@ -174,16 +176,6 @@ class GradingWorker:
     def close(self) -> None:
         with self._lock:
             self._kill()
-
-
-def _pump_lines(stream: Any, replies: queue.Queue[str | None]) -> None:
-    """Reader thread: forward the child's output lines; None when the pipe closes."""
-    try:
-        for line in stream:
-            replies.put(line.strip())
-    except (OSError, ValueError):
-        pass
-    replies.put(None)
 
 
 def worker_main(target_path: str) -> None:

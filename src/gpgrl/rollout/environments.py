@@ -83,7 +83,7 @@ def environment_factory(name: str, params: dict[str, Any] | None = None) -> Envi
     if name in _REGISTRY:
         cls: Callable[..., Environment] = _REGISTRY[name]
     elif ":" in name:
-        from gpgrl.rewards.registry import load_user_object
+        from gpgrl.user_code import load_user_object
 
         cls = load_user_object(name, what="environment")
     else:

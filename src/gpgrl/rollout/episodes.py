@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -130,7 +130,8 @@ class TurnRenderer:
 
 def run_episodes(engine: RolloutEngine, prompts: Sequence[Prompt | Sequence[int]], records: Sequence[dict[str, Any]],
                  params: SamplingParams, num_samples: int, make_env: EnvironmentFactory, *, tokenizer: Any,
-                 max_turns: int, pad_id: int, workers: int = 16) -> RolloutBatch:
+                 max_turns: int, pad_id: int, workers: int = 16,
+                 on_turn: Callable[[int, int], None] | None = None) -> RolloutBatch:
     """``num_samples`` episodes per prompt, group by group (see the module docstring).
 
     Args:
@@ -140,6 +141,7 @@ def run_episodes(engine: RolloutEngine, prompts: Sequence[Prompt | Sequence[int]
         make_env: builds one episode's environment. tokenizer: the policy's (its chat template renders
             the environment's messages). max_turns: most policy turns. pad_id: the padding token.
         workers: environments stepped at once (threads).
+        on_turn: called as ``on_turn(turn, live_episodes)`` before each turn after the first (progress).
     """
     prompts = as_prompts(prompts)
     if len(records) != len(prompts):
@@ -161,6 +163,8 @@ def run_episodes(engine: RolloutEngine, prompts: Sequence[Prompt | Sequence[int]
                 break
             left = [params.max_new_tokens - len(e.ids) for e in live]
             budget = max(left)
+            if turn and on_turn is not None:
+                on_turn(turn + 1, len(live))
             if turn == 0:  # G per prompt in one call: the engine shares each group's prompt
                 out = engine.generate(prompts, replace(params, max_new_tokens=budget), num_samples)
             else:
@@ -183,7 +187,8 @@ def run_episodes(engine: RolloutEngine, prompts: Sequence[Prompt | Sequence[int]
                 e.info.turns += 1
                 e.info.turn_spans.append((start, len(e.ids)))
                 if cut or bool(out.truncated[k]):  # the turn did not end: the budget or the context ran out
-                    e.done, e.info.ended = True, "length"
+                    full = context is not None and len(e.prompt.ids) + len(e.ids) >= context
+                    e.done, e.info.ended = True, "context" if full and not cut else "length"
                     steps.append(None)
                 else:
                     steps.append(pool.submit(_step, e.env, out.texts[k]))

@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from gpgrl.runtime import pump_lines
 from gpgrl.tools._types import ToolFailed, ToolTimeout
 
 __all__ = ["ProcessTool", "RemoteError", "to_text", "worker_main"]
@@ -62,7 +63,7 @@ class _Worker:
             start_new_session=True,  # its own process group: a kill takes the tool's children with it
         )
         self.replies: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=_pump_lines, args=(self.proc.stdout, self.replies), daemon=True).start()
+        threading.Thread(target=pump_lines, args=(self.proc.stdout, self.replies), daemon=True).start()
         ready = self._get(WORKER_STARTUP_S)
         if ready is None or json.loads(ready) != "ready":
             error = json.loads(ready).get("error", "") if ready and ready.startswith("{") else ""
@@ -154,16 +155,6 @@ class ProcessTool:
             idle, self._idle = self._idle, []
         for worker in idle:
             worker.kill()
-
-
-def _pump_lines(stream: Any, replies: queue.Queue[str | None]) -> None:
-    """Reader thread: forward the child's reply lines; None when the pipe closes."""
-    try:
-        for line in stream:
-            replies.put(line.strip())
-    except (OSError, ValueError):
-        pass
-    replies.put(None)
 
 
 def _one_line(e: BaseException, limit: int = 300) -> str:

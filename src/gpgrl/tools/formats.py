@@ -80,7 +80,7 @@ class HermesFormat(CallFormat):
         <tools>
         {"type": "function", "function": {"name": "f", "description": "F.", "parameters": {}}}
         </tools>
-        To use one, write a call and end your turn; its result comes back as a <tool_response>:
+        To use one, write a call and end your turn; its result comes back in the next message:
         <tool_call>
         {"name": "<tool name>", "arguments": {"<parameter>": <value>}}
         </tool_call>
@@ -90,7 +90,7 @@ class HermesFormat(CallFormat):
 
         listed = "\n".join(json.dumps(s) for s in schemas)
         return (f"You can use these tools, each described by a JSON schema:\n<tools>\n{listed}\n</tools>\n"
-                "To use one, write a call and end your turn; its result comes back as a <tool_response>:\n"
+                "To use one, write a call and end your turn; its result comes back in the next message:\n"
                 f"{self.open_tag}\n{self.example}\n{self.close_tag}\n"
                 "When you have the answer, give it without a tool call.")
 

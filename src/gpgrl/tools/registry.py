@@ -33,15 +33,13 @@ TOOLS: dict[str, Callable[..., Any]] = {"calculator": calculator, "python": pyth
 
 def load_user_tool(spec: str) -> Callable[..., Any]:
     """Import a user's tool given as ``"package.module:function"`` or ``"path/to/file.py:function"`` (the
-    same rules as a user reward, :func:`gpgrl.rewards.registry.get_reward`); one-line errors naming the fix."""
-    from gpgrl.rewards.registry import RewardLoadError, load_user_object
+    same rules as a user reward, :func:`gpgrl.user_code.load_user_object`); one-line errors naming the fix."""
+    from gpgrl.user_code import UserCodeError, load_user_object
 
     try:
         return load_user_object(spec, "tool")
-    except RewardLoadError as e:
-        message = str(e)
-        raise ToolLoadError("tool " + message[len("reward "):] if message.startswith("reward ") else message) \
-            from e
+    except UserCodeError as e:
+        raise ToolLoadError(str(e)) from e
 
 
 def get_tool(spec: str | Callable[..., Any]) -> Callable[..., Any]:

@@ -161,7 +161,7 @@ class Toolbox:
         reference = None
         if isinstance(spec, str) and ":" in spec:
             module, _, attr = spec.rpartition(":")
-            from gpgrl.rewards.registry import is_file_reference
+            from gpgrl.user_code import is_file_reference
 
             reference = f"{Path(module).expanduser().resolve()}:{attr}" if is_file_reference(module) else spec
         elif not getattr(fn, "in_process", False):

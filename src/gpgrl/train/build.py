@@ -125,12 +125,12 @@ def build_objective(cfg: Config) -> Objective:
     """The run's objective (``algorithm``: the preset's, or ``algorithm.objective``; your own loaded from its
     ``file.py:Class`` / ``module:Class`` as a user reward is), with the run's importance correction."""
     from gpgrl.algorithms.objective import make_objective
-    from gpgrl.rewards.registry import RewardLoadError, load_user_object
+    from gpgrl.user_code import UserCodeError, load_user_object
 
     def load(path: str) -> object:
         try:
             return load_user_object(path, "objective")
-        except RewardLoadError as e:
-            raise ValueError(f"algorithm.objective: {str(e).replace('reward ', 'objective ', 1)}") from None
+        except UserCodeError as e:
+            raise ValueError(f"algorithm.objective: {e}") from None
 
     return make_objective(cfg.algo, importance=cfg.rollout.importance(), loader=load)

@@ -119,8 +119,12 @@ class Rollouts:
         """G answers to each prompt: one engine call, or a multi-turn episode each (one engine call per turn)."""
         if self.episodes is None:
             return self.engine.generate(prompts, self.sampling, G)
+        world = self.acc.num_processes
         return run_episodes(self.engine, prompts, records, self.sampling, G, self.episodes.make_env,
-                            tokenizer=self.prompts.tokenizer, max_turns=self.episodes.max_turns, pad_id=self.pad_id)
+                            tokenizer=self.prompts.tokenizer, max_turns=self.episodes.max_turns, pad_id=self.pad_id,
+                            on_turn=lambda turn, live: self.phases(
+                                f"turn {turn}: {live} episodes still running" + (" on this process" if world > 1
+                                                                                 else "")))
 
     def collect(self) -> tuple[RolloutBatch, dict[str, float]]:
         """Draw and score rollouts, with threshold resampling (:mod:`gpgrl.algorithms.resampling`).
