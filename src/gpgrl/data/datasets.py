@@ -26,6 +26,7 @@ LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv
 
 #: ``builtin:NAME`` -> ``"module:factory"``; the factory's keyword arguments are ``data.dataset_kwargs``.
 BUILTIN_DATASETS: dict[str, str] = {"arithmetic": "gpgrl.data.arithmetic:ArithmeticTask",
+                                    "multiplication": "gpgrl.data.multiplication:MultiplicationTask",
                                     "shapes": "gpgrl.data.shapes:ShapesTask"}
 
 

@@ -5,6 +5,8 @@ Usage::
     gpgrl quickstart                          # writes runs/quickstart/{summary.json,quickstart.png,...}
     gpgrl quickstart --output DIR --seed 1    # another seed
     gpgrl quickstart --steps 30 --quiet       # fewer RL steps, only the final line
+    gpgrl quickstart --tools                  # a tiny model learns to call a calculator (runs/quickstart-tools)
+    gpgrl quickstart --tools --no-tools-baseline   # ... then the same RL without tools, for comparison
 
 What it does, with no download:
 
@@ -22,6 +24,13 @@ What it does, with no download:
    ``summary.json`` (accuracies, steps, seconds, seed, the RL config), ``metrics.jsonl`` (one line per
    RL step and per evaluation) and ``quickstart.png`` (training reward and held-out accuracy per step).
 
+``--tools`` (:data:`TOOLS`): the same tiny text model on 4-digit products (``builtin:multiplication``), which it
+cannot work out alone; a two-phase warm-start on calculator episodes then a mix with direct answers; held-out
+accuracy and calculator calls per episode measured on greedy *episodes* (the calculator answers the model's
+calls, :func:`heldout_episodes`); GPG over multi-turn episodes (``rollout.tools: [calculator]``,
+``recipes/quickstart_tools_cpu.yaml``); with ``--no-tools-baseline``, the same warm-started model then gets
+the same GPG steps and settings without tools, written under ``no_tools`` in ``summary.json``.
+
 The RL stage is exactly ``gpgrl train --config recipes/quickstart_cpu.yaml`` (starting from the
 warm-started model in ``runs/quickstart/sft``), apart from the logging section: the quickstart prints
 its own short lines instead of a progress bar and writes its own ``metrics.jsonl``.
@@ -36,7 +45,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +127,37 @@ VISION = Setup(
      "optim": {"lr": 2e-3, "lr_scheduler": "cosine", "warmup_steps": 5, "max_grad_norm": 1.0},
      "train": {"prompts_per_step": 16}},
     chance=0.25,
+)
+
+
+# Tools: the same tiny text model learns to call the calculator for 4-digit products (builtin:multiplication),
+# which it cannot work out alone. Choices, each measured (benchmarks/results/tools_quickstart.md):
+# - a two-phase warm-start of fixed length. Phase 1 (tool_steps) imitates calculator episodes only: the model
+#   learns the call format and to copy the question into the call and the tool's result into <answer> (copying
+#   over ~60 characters takes a tiny model several hundred steps to learn). Phase 2 (mix_steps) imitates a MIX:
+#   a share TOOL_SHARE of calculator episodes, the others direct answers (the right product, which a tiny model
+#   cannot compute: its unaided answers are almost never exact). The model then calls the tool only on some
+#   questions and its greedy answers are mostly unaided and wrong: RL has room.
+# - reward: accuracy on the last <answer> block with number: true (the answer must be a number written out:
+#   restating the question "1234*5678" in the block, which the grader would count equal, scores 0). The tool's
+#   result is in a <tool_response> block, never read as the answer: only what the policy copies counts.
+# - 2 turns at most (one call, then the answer) and a 160-token episode budget (the call is 88 tokens, the
+#   tool's message 41, the answer 10, with a 4-digit question; EOS included).
+# - at most 2 rollout draws per step (threshold resampling): with tools, one draw almost always has signal; the
+#   no-tools comparison, whose answers are all wrong, would otherwise spend 20 draws on every step.
+TOOL_SHARE = 0.3
+TOOLS_MAX_TURNS = 2
+TOOLS_EVAL_EVERY = 2  # the tool choice flips within ~10 GPG steps: evaluate often enough to see it
+TOOLS = Setup(
+    "tools", "tiny model, 4-digit multiplication with a calculator", "builtin:multiplication", False, 160,
+    {"max_steps": 700, "tool_steps": 600, "batch_size": 32, "lr": 3e-3, "tool_share": TOOL_SHARE}, 30,
+    {"data": {"dataset": "builtin:multiplication", "prompt_column": "question", "answer_column": "answer"},
+     "rollout": {"group_size": 8, "max_completion_length": 160, "temperature": 1.0, "tools": ["calculator"],
+                 "max_turns": TOOLS_MAX_TURNS},
+     "rewards": [{"name": "accuracy", "weight": 1.0, "params": {"number": True}}],
+     "algorithm": {"preset": "gpg", "max_resample_draws": 2},
+     "optim": {"lr": 5e-4, "lr_scheduler": "cosine", "warmup_steps": 5, "max_grad_norm": 1.0},
+     "train": {"prompts_per_step": 16}},
 )
 
 
@@ -237,7 +277,7 @@ def _plot(path: Path, train_rows: list[dict[str, float]], evals: list[tuple[int,
 
 
 #: What a quickstart writes into its folder (``--overwrite`` deletes these and nothing else).
-QUICKSTART_FILES = ("sft", "rl", "metrics.jsonl", "summary.json", "quickstart.png", "config.yaml")
+QUICKSTART_FILES = ("sft", "rl", "rl-no-tools", "metrics.jsonl", "summary.json", "quickstart.png", "config.yaml")
 
 
 def _previous(out: Path) -> str:
@@ -259,7 +299,7 @@ def _free_folder(out: Path) -> Path:
     return out.with_name(f"{out.name}-{k}")
 
 
-def check_output(out: Path, *, overwrite: bool, vision: bool = False) -> str | None:
+def check_output(out: Path, *, overwrite: bool, vision: bool = False, tools: bool = False) -> str | None:
     """Whether the quickstart may write into ``out``; reads only.
 
     Raises ValueError (one line, with the fix) when ``out`` is a file (or sits under one), holds files
@@ -288,7 +328,7 @@ def check_output(out: Path, *, overwrite: bool, vision: bool = False) -> str | N
     entries = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     if not entries:
         return None
-    command = "gpgrl quickstart" + (" --vision" if vision else "")
+    command = "gpgrl quickstart" + (" --vision" if vision else "") + (" --tools" if tools else "")
     foreign = [name for name in entries if name not in QUICKSTART_FILES]
     if foreign:
         raise ValueError(f"{out} holds files that a quickstart does not write ({', '.join(foreign[:5])}"
@@ -312,26 +352,38 @@ def clear_output(out: Path) -> None:
 
 
 def run(output: str | Path = "runs/quickstart", *, seed: int = 0, steps: int | None = None,
-        sft_steps: int | None = None, eval_every: int = DEFAULT_EVAL_EVERY, eval_size: int | None = None,
+        sft_steps: int | None = None, eval_every: int | None = None, eval_size: int | None = None,
         quiet: bool = False, rl_overrides: dict[str, Any] | None = None, vision: bool = False,
-        overwrite: bool = False) -> dict[str, Any]:
-    """The whole quickstart (``vision``: the tiny vision-language one); returns what it writes to ``summary.json``.
+        overwrite: bool = False, tools: bool = False, baseline: bool = False) -> dict[str, Any]:
+    """The whole quickstart (``vision``: the tiny vision-language one; ``tools``: the calculator one, with
+    ``baseline`` the same RL without tools after it); returns what it writes to ``summary.json``.
 
     ``eval_size`` keeps only the first N test questions; ``rl_overrides`` changes sections of the RL
     recipe (e.g. ``{"train": {"prompts_per_step": 4}}``, for fast tests). A folder that holds an earlier
     quickstart is refused (ValueError, :func:`check_output`) unless ``overwrite``, which deletes it first
     and prints what it deleted.
     """
-    removes = check_output(Path(output), overwrite=overwrite, vision=vision)
+    if vision and tools:
+        raise ValueError("the quickstart is text, --vision or --tools, not both")
+    if baseline and not tools:
+        raise ValueError("--no-tools-baseline compares the --tools quickstart with RL without tools: add --tools")
+    removes = check_output(Path(output), overwrite=overwrite, vision=vision, tools=tools)
     # A tiny model is fastest on one thread: more threads only add synchronisation (and on a busy
     # machine they fight other jobs for the cores).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with quiet_libraries(quiet):
+            if tools:
+                return _run_tools(Path(output), TOOLS, seed=seed, steps=steps or TOOLS.steps,
+                                  sft_steps=sft_steps or TOOLS.sft["max_steps"],
+                                  eval_every=eval_every or TOOLS_EVAL_EVERY,
+                                  eval_size=eval_size, quiet=quiet, rl_overrides=rl_overrides or {}, removes=removes,
+                                  baseline=baseline)
             setup = VISION if vision else TEXT
             return _run(Path(output), setup, seed=seed, steps=steps or setup.steps,
-                        sft_steps=sft_steps or setup.sft["max_steps"], eval_every=eval_every, eval_size=eval_size,
+                        sft_steps=sft_steps or setup.sft["max_steps"], eval_every=eval_every or DEFAULT_EVAL_EVERY,
+                        eval_size=eval_size,
                         quiet=quiet, rl_overrides=rl_overrides or {}, removes=removes)
     finally:
         torch.set_num_threads(threads)
@@ -456,6 +508,268 @@ def _run(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int, eval
     return summary
 
 
+def heldout_episodes(model: torch.nn.Module, tokenizer: Any, records: list[dict[str, Any]], *, tools: Sequence[str],
+                     max_new_tokens: int, max_turns: int = TOOLS_MAX_TURNS,
+                     rewards: Sequence[dict[str, Any]] = TOOLS.rl["rewards"]) -> tuple[float, float]:
+    """Greedy pass@1 of episodes and tool calls per episode on ``records``: each question's episode is run with
+    the hf engine at temperature 0 exactly as in RL (:func:`~gpgrl.rollout.episodes.run_episodes`, the prompt
+    listing ``tools``; with no tools, one answer), and graded by the RL recipe's ``accuracy`` reward on its
+    last ``<answer>`` block."""
+    from gpgrl.data.prompts import PromptBuilder
+    from gpgrl.rewards import get_reward
+    from gpgrl.rollout.engine import HFGenerateEngine, SamplingParams
+    from gpgrl.rollout.episodes import episode_setup, run_episodes
+
+    setup = episode_setup(tools=list(tools), max_turns=max_turns)
+    try:
+        builder = PromptBuilder(tokenizer, "plain", tools=setup.tools if setup else ())
+        prompts = [builder.build(r["question"])[0] for r in records]
+        engine = HFGenerateEngine(model, builder.tokenizer, batch_size=256)
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
+        if setup is None:
+            out = engine.generate(prompts, params, num_samples=1)
+            calls = 0.0
+        else:
+            out = run_episodes(engine, prompts, records, params, 1, setup.make_env, tokenizer=tokenizer,
+                               max_turns=setup.max_turns, pad_id=builder.tokenizer.pad_token_id)
+            calls = sum(e.tool_calls for e in out.episodes) / len(records)
+    finally:
+        if setup is not None:
+            setup.close()
+    spec = dict(rewards[0])
+    scores = get_reward(spec["name"], **spec.get("params", {}))(out.texts, answer=[r["answer"] for r in records])
+    return sum(s or 0.0 for s in scores) / len(records), calls
+
+
+def tool_sft_examples(task: Any, records: list[dict[str, Any]], share: float,
+                      rng: random.Random) -> list[str | list[Any]]:
+    """The warm-start's reference episodes: for a share ``share`` of the questions (drawn with ``rng``) the
+    calculator episode (:meth:`~gpgrl.data.multiplication.MultiplicationTask.tool_episode`), for the others the
+    direct answer.
+
+    >>> from gpgrl.data.multiplication import MultiplicationTask
+    >>> ex = tool_sft_examples(MultiplicationTask, [{"question": "12*34"}, {"question": "56*78"}], 0.5,
+    ...                        random.Random(1))
+    >>> print(ex[0][0]); ex[0][1:], ex[1]
+    <tool_call>{"name": "calculator", "arguments": {"expression": "12*34"}}</tool_call>
+    ([[{'role': 'tool', 'name': 'calculator', 'content': '408'}], '<answer>408</answer>'], '<answer>4368</answer>')
+    """
+    return [task.tool_episode(r["question"]) if rng.random() < share else task.solution(r["question"])
+            for r in records]
+
+
+def _rl_in_chunks(trainer: Any, steps: int, eval_every: int, evaluate: Any, log: Any, label: str, say: Any,
+                  t_start: float, num_eval: int) -> tuple[list[dict[str, float]], list[tuple[int, float, float]]]:
+    """Train to ``steps`` in chunks of ``eval_every``, evaluating after each; rows and evals (step, acc, calls)."""
+    rows_all: list[dict[str, float]] = []
+    evals = [(0, *evaluate(trainer.acc.unwrap_model(trainer.model)))]
+    log.write(json.dumps({"run": label, "step": 0, "eval/heldout_accuracy": evals[0][1],
+                          "eval/tool_calls": evals[0][2]}) + "\n")
+    while trainer.step < steps:
+        rows = trainer.train(stop_at_step=min(trainer.step + eval_every, steps))
+        rows_all += rows
+        evals.append((trainer.step, *evaluate(trainer.acc.unwrap_model(trainer.model))))
+        for r in rows:
+            log.write(json.dumps({"run": label, "step": int(r["train/step"]), **_finite(r)}) + "\n")
+        log.write(json.dumps({"run": label, "step": trainer.step, "eval/heldout_accuracy": evals[-1][1],
+                              "eval/tool_calls": evals[-1][2]}) + "\n")
+        last = rows[-1]
+        say(f"[quickstart] {label}: GPG step {trainer.step:3d}/{steps}  sampled answers "
+            f"{last['reward/accuracy']:.0%} right  tool calls {last.get('episode/tool_calls', 0.0):.2f}/episode  "
+            f"held-out accuracy ({num_eval} questions) {evals[-1][1]:.0%} with {evals[-1][2]:.2f} calls/episode  "
+            f"[{time.perf_counter() - t_start:.0f}s]")
+    return rows_all, evals
+
+
+def _run_tools(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int, eval_every: int,
+               eval_size: int | None, quiet: bool, rl_overrides: dict[str, Any], removes: str | None,
+               baseline: bool) -> dict[str, Any]:
+    """``gpgrl quickstart --tools`` (see :func:`run`)."""
+    import copy
+
+    from gpgrl.config import from_dict, save_config
+    from gpgrl.tasks.sft import SFTConfig, supervised_warm_start
+    from gpgrl.tools import Toolbox
+    from gpgrl.train.checkpoint import quiet_saving
+    from gpgrl.train.trainer import Trainer
+
+    def say(text: str) -> None:
+        if not quiet:
+            print(text, flush=True)
+
+    t_start = time.perf_counter()
+    if removes:
+        print(f"[quickstart] {removes}", flush=True)
+        clear_output(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    raw = _merge(rl_config(out, seed=seed, steps=steps, setup=setup), rl_overrides)
+    tools = list(raw["rollout"]["tools"])
+    task = setup.task()
+    train_records, test_records = task.records("train"), task.records("test")
+    if eval_size is not None:
+        test_records = test_records[:eval_size]
+    eval_records = test_records[:EVAL_SIZE_DURING_RL]
+    model, tok = setup.build(seed)
+    sft = setup.sft
+
+    def evaluate(policy: torch.nn.Module, records: list[dict[str, Any]], with_tools: bool = True) -> tuple[float, float]:
+        return heldout_episodes(policy, tok, records, tools=tools if with_tools else (),
+                                max_new_tokens=raw["rollout"]["max_completion_length"],
+                                max_turns=raw["rollout"]["max_turns"], rewards=raw["rewards"])
+
+    # 1. supervised warm-start: calculator episodes, then a mix of them and direct answers (fixed length)
+    tool_steps = round(sft_steps * sft["tool_steps"] / sft["max_steps"])
+    mix_steps = sft_steps - tool_steps
+    say(f"[quickstart] {setup.title}: {sum(p.numel() for p in model.parameters()) / 1e3:.0f}k parameters; "
+        f"SFT warm-start: {tool_steps} steps on calculator episodes, then {mix_steps} steps on a mix "
+        f"({sft['tool_share']:.0%} calculator episodes, the others direct answers)")
+    with Toolbox(tools) as box:
+        functions = list(box.functions)
+    questions = [r["question"] for r in train_records]
+    sft_cfg = SFTConfig(steps=tool_steps, batch_size=sft["batch_size"], lr=sft["lr"], seed=seed)
+    only_tools = tool_sft_examples(task, train_records, 1.0, random.Random(seed))
+    tool_hist = supervised_warm_start(model, tok, questions, only_tools, sft_cfg, tools=functions) if tool_steps else []
+    mix_hist = supervised_warm_start(
+        model, tok, questions, tool_sft_examples(task, train_records, sft["tool_share"], random.Random(seed + 1)),
+        dataclasses.replace(sft_cfg, steps=mix_steps, seed=seed + 1), tools=functions) if mix_steps else []
+    sft_hist = tool_hist + mix_hist
+    say(f"[quickstart] warm-start done in {time.perf_counter() - t_start:.0f}s: training loss "
+        f"{sft_hist[-1]['sft/loss']:.3f}")
+    with quiet_saving():
+        model.save_pretrained(str(out / "sft"))
+        tok.save_pretrained(str(out / "sft"))
+    seconds_sft = time.perf_counter() - t_start
+    warm = copy.deepcopy(model) if baseline else None
+
+    # 2. held-out accuracy before RL: greedy episodes with the calculator
+    before, calls_before = evaluate(model, test_records)
+    say(f"[quickstart] held-out accuracy BEFORE GPG (greedy episodes with the calculator, {len(test_records)} test "
+        f"questions): {before:.1%}, {calls_before:.2f} tool calls per episode")
+
+    # 3. GPG with the real trainer and the calculator, held-out evaluations interleaved
+    raw["log"] = {"report_to": [], "sample_every": 0, "progress": False, "save_rollouts": False}
+    cfg = from_dict(raw)
+    t_rl = time.perf_counter()
+    trainer = Trainer.from_config(cfg, model=model, tokenizer=tok)
+    with open(out / "metrics.jsonl", "w") as log:
+        train_rows, evals = _rl_in_chunks(trainer, steps, eval_every, lambda m: evaluate(m, eval_records), log,
+                                          "tools", say, t_start, len(eval_records))
+        seconds_rl = time.perf_counter() - t_rl
+        after, calls_after = evaluate(trainer.acc.unwrap_model(trainer.model), test_records)
+        seconds = time.perf_counter() - t_start
+        say(f"[quickstart] held-out accuracy AFTER GPG: {after:.1%}, {calls_after:.2f} tool calls per episode")
+
+        # 4. the comparison: the same warm-started model, the same RL settings and budget, no tools
+        base = None
+        if baseline:
+            def evaluate_plain(policy: torch.nn.Module, records: list[dict[str, Any]]) -> tuple[float, float]:
+                return evaluate(policy, records, with_tools=False)
+
+            base = _no_tools_run(raw, out, warm, tok, steps=steps, eval_every=eval_every, evaluate=evaluate_plain,
+                                 records=(test_records, eval_records), log=log, say=say, t_start=t_start)
+
+    summary = {
+        "accuracy_before": before,
+        "accuracy_after": after,
+        "accuracy_delta": after - before,
+        "tool_calls_before": calls_before,
+        "tool_calls_after": calls_after,
+        "accuracy_metric": f"greedy pass@1 of episodes with the calculator on {len(test_records)} held-out test "
+                           "questions (accuracy reward, number: true)",
+        "steps": trainer.step,
+        "seconds": seconds,
+        "seconds_sft": seconds_sft,
+        "seconds_rl": seconds_rl,
+        "sft_steps": len(sft_hist),
+        "sft_phases": {"tools": len(tool_hist), "mix": len(mix_hist)},
+        "seed": seed,
+        "quickstart": setup.name,
+        "model": dict(MODEL),
+        "sft": {**sft, "max_steps": sft_steps},
+        "evals": [{"step": s, "heldout_accuracy": a, "tool_calls": c} for s, a, c in evals],
+        "train": [{"step": int(r["train/step"]), "sampled_accuracy": r["reward/accuracy"],
+                   "tool_calls": r.get("episode/tool_calls")} for r in train_rows],
+        "config": cfg.to_dict(),
+    }
+    if base is not None:
+        summary["no_tools"] = base
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    save_config(cfg, out / "config.yaml")
+    _plot_tools(out / "quickstart.png", summary, cfg.rollout.temperature, setup.title)
+    line = f"before GPG {before:.1%} -> after GPG {after:.1%} ({(after - before) * 100:+.1f} points)"
+    if base is not None:
+        line += f"; without tools {base['accuracy_before']:.1%} -> {base['accuracy_after']:.1%}"
+    print(f"[quickstart] held-out accuracy (greedy, {len(test_records)} test questions): {line}; tool calls per "
+          f"episode {calls_before:.2f} -> {calls_after:.2f}; {trainer.step} steps, {seconds:.0f}s", flush=True)
+    print(f"[quickstart] plot: {out / 'quickstart.png'}  summary: {out / 'summary.json'}  "
+          f"RL metrics: {out / 'metrics.jsonl'}", flush=True)
+    return summary
+
+
+def _no_tools_run(raw: dict[str, Any], out: Path, model: torch.nn.Module, tok: Any, *, steps: int, eval_every: int,
+                  evaluate: Any, records: tuple[list[dict[str, Any]], list[dict[str, Any]]], log: Any, say: Any,
+                  t_start: float) -> dict[str, Any]:
+    """The ``--no-tools-baseline`` run: ``raw`` without tools (single answers), from the warm-started ``model``;
+    ``evaluate(policy, records)`` measures it without tools; ``records`` are the test and the during-RL ones."""
+    import copy
+
+    from gpgrl.config import from_dict
+    from gpgrl.train.trainer import Trainer
+
+    test_records, eval_records = records
+    t_base = time.perf_counter()
+    raw_base = copy.deepcopy(raw)
+    raw_base["rollout"] = {k: v for k, v in raw_base["rollout"].items() if k not in ("tools", "max_turns")}
+    raw_base["train"]["output_dir"] = str(out / "rl-no-tools")
+    before = evaluate(model, test_records)[0]
+    trainer = Trainer.from_config(from_dict(raw_base), model=model, tokenizer=tok)
+    rows, evals = _rl_in_chunks(trainer, steps, eval_every, lambda m: evaluate(m, eval_records), log, "no tools",
+                                say, t_start, len(eval_records))
+    after = evaluate(trainer.acc.unwrap_model(trainer.model), test_records)[0]
+    say(f"[quickstart] no tools, same warm-start and RL budget: held-out accuracy {before:.1%} -> {after:.1%}")
+    return {"accuracy_before": before, "accuracy_after": after, "seconds_rl": time.perf_counter() - t_base,
+            "evals": [{"step": s, "heldout_accuracy": a} for s, a, _ in evals],
+            "train": [{"step": int(r["train/step"]), "sampled_accuracy": r["reward/accuracy"]} for r in rows],
+            "config": trainer.cfg.to_dict()}
+
+
+def _plot_tools(path: Path, summary: dict[str, Any], temperature: float, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4))
+    train, evals = summary["train"], summary["evals"]
+    ax.plot([r["step"] for r in train], [r["sampled_accuracy"] for r in train], color="tab:blue", alpha=0.5,
+            label=f"sampled episodes right (training, T={temperature:g})")
+    ax.plot([e["step"] for e in evals], [e["heldout_accuracy"] for e in evals], "o-", color="tab:orange",
+            label="held-out greedy accuracy, with the calculator")
+    base = summary.get("no_tools")
+    if base:
+        ax.plot([e["step"] for e in base["evals"]], [e["heldout_accuracy"] for e in base["evals"]], "s--",
+                color="tab:gray", label="held-out greedy accuracy, RL without tools")
+    ax.set_xlabel("GPG step")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center right", fontsize=8)
+    bx.plot([r["step"] for r in train], [r["tool_calls"] for r in train], color="tab:blue", alpha=0.5,
+            label="sampled episodes (training)")
+    bx.plot([e["step"] for e in evals], [e["tool_calls"] for e in evals], "o-", color="tab:orange",
+            label="held-out greedy episodes")
+    bx.set_xlabel("GPG step")
+    bx.set_ylabel("calculator calls per episode")
+    bx.set_ylim(0, 1.05)
+    bx.grid(alpha=0.3)
+    bx.legend(loc="lower right", fontsize=8)
+    fig.suptitle(plot_title(title, width=120), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def step_line(step: int, steps: int, row: dict[str, float], heldout: float, num_heldout: int, seconds: float,
               rewards: list[dict[str, Any]]) -> str:
     """One progress line of the RL stage, in the plot's terms: the accuracy of the sampled answers (the
@@ -494,16 +808,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--vision", action="store_true",
                         help="the vision-language quickstart (needs the vision extra: pip install 'gpgrl[vision]')")
+    parser.add_argument("--tools", action="store_true",
+                        help="the tool-use quickstart: the tiny model learns to call a calculator for 4-digit "
+                             "products it cannot work out alone (RL over multi-turn episodes, rollout.tools)")
+    parser.add_argument("--no-tools-baseline", action="store_true",
+                        help="with --tools: then run the same RL (same warm-started model, steps and settings) "
+                             "without tools, and report both")
     parser.add_argument("--output", default=None,
-                        help="output folder (default: runs/quickstart, or runs/quickstart-vision with --vision)")
+                        help="output folder (default: runs/quickstart, runs/quickstart-vision with --vision, "
+                             "runs/quickstart-tools with --tools)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model, the warm-start and RL (default: 0)")
     parser.add_argument("--steps", type=int, default=None,
-                        help=f"GPG steps (default: {TEXT.steps}; with --vision {VISION.steps})")
+                        help=f"GPG steps (default: {TEXT.steps}; with --vision {VISION.steps}; with --tools "
+                             f"{TOOLS.steps})")
     parser.add_argument("--sft-steps", type=int, default=None,
                         help=f"most warm-start steps (default: {SFT['max_steps']}, with --vision "
-                             f"{VISION.sft['max_steps']}; it usually stops earlier)")
-    parser.add_argument("--eval-every", type=int, default=DEFAULT_EVAL_EVERY,
-                        help=f"GPG steps between held-out evaluations (default: {DEFAULT_EVAL_EVERY})")
+                             f"{VISION.sft['max_steps']}; it usually stops earlier; with --tools exactly "
+                             f"{TOOLS.sft['max_steps']})")
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help=f"GPG steps between held-out evaluations (default: {DEFAULT_EVAL_EVERY}; with --tools "
+                             f"{TOOLS_EVAL_EVERY})")
     parser.add_argument("--eval-size", type=int, default=None,
                         help="use only the first N test questions (default: all 200)")
     parser.add_argument("--quiet", action="store_true",
@@ -515,6 +839,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("steps", "sft_steps", "eval_every", "eval_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.vision and args.tools:
+        parser.error("choose one of --vision and --tools")
+    if args.no_tools_baseline and not args.tools:
+        parser.error("--no-tools-baseline goes with --tools")
     if args.vision:
         from gpgrl.models.vision import require_vision
 
@@ -522,16 +850,18 @@ def main(argv: list[str] | None = None) -> int:
             require_vision()
         except ImportError as e:
             parser.error(str(e))
-    output = args.output or ("runs/quickstart-vision" if args.vision else "runs/quickstart")
+    output = args.output or ("runs/quickstart-vision" if args.vision else "runs/quickstart-tools" if args.tools
+                             else "runs/quickstart")
     try:
-        check_output(Path(output), overwrite=args.overwrite, vision=args.vision)  # before anything is built
+        check_output(Path(output), overwrite=args.overwrite, vision=args.vision, tools=args.tools)  # before anything is built
     except ValueError as e:
         from gpgrl.runtime import error
 
         error("quickstart", str(e))
         return 2
     run(output, seed=args.seed, steps=args.steps, sft_steps=args.sft_steps, eval_every=args.eval_every,
-        eval_size=args.eval_size, quiet=args.quiet, vision=args.vision, overwrite=args.overwrite)
+        eval_size=args.eval_size, quiet=args.quiet, vision=args.vision, overwrite=args.overwrite, tools=args.tools,
+        baseline=args.no_tools_baseline)
     return 0
 
 

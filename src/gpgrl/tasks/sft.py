@@ -76,6 +76,79 @@ def build_sft_batch(
     return batch
 
 
+#: One reference episode: the policy's turns (text, each ended by EOS) and, between them, the environment's
+#: messages (a list of chat messages, e.g. a tool's result). A one-turn answer is ``[text]``.
+Episode = Sequence[str | Sequence[dict[str, Any]]]
+
+
+def episode_row(tokenizer: PreTrainedTokenizerBase, episode: Episode, renderer: Any) -> tuple[list[int], list[int]]:
+    """The completion ids of ``episode`` (what follows its prompt), and its loss mask (1 = the policy's token), exactly as
+    :func:`gpgrl.rollout.episodes.run_episodes` lays an episode out: each policy turn's tokens and EOS, then
+    each observation as ``renderer`` (a :class:`~gpgrl.rollout.episodes.TurnRenderer`) renders it after that
+    EOS (the messages and the opening of the next assistant turn).
+
+    >>> from gpgrl.models.tiny import build_char_tokenizer
+    >>> from gpgrl.rollout.episodes import TurnRenderer
+    >>> tok = build_char_tokenizer()
+    >>> ids, mask = episode_row(tok, ["<tool_call>2*3</tool_call>",
+    ...                               [{"role": "tool", "content": "6"}], "<answer>6</answer>"], TurnRenderer(tok))
+    >>> tok.decode(ids)
+    '<tool_call>2*3</tool_call><eos><|user|><tool_response>6</tool_response><|end|><|assistant|><answer>6</answer><eos>'
+    >>> tok.decode([t for t, m in zip(ids, mask) if m])    # the policy's tokens: the two turns and their EOS
+    '<tool_call>2*3</tool_call><eos><answer>6</answer><eos>'
+    """
+    eos = tokenizer.eos_token_id
+    ids: list[int] = []
+    mask: list[int] = []
+    for part in episode:
+        if isinstance(part, str):  # a policy turn
+            turn = tokenizer(part, add_special_tokens=False)["input_ids"] + [eos]
+            ids += turn
+            mask += [1] * len(turn)
+        else:  # the environment's messages, after the policy's last token
+            obs = renderer.ids(list(part), ids[-1] if ids else None)
+            ids += obs
+            mask += [0] * len(obs)
+    if not episode or not isinstance(episode[-1], str):
+        raise ValueError("an episode ends with a policy turn (its answer), not with the environment's messages")
+    return ids, mask
+
+
+def build_episode_sft_batch(
+    tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], episodes: Sequence[Episode],
+    tools: Sequence[Any] = (),
+) -> dict[str, torch.Tensor]:
+    """:func:`build_sft_batch` for multi-turn episodes: right-padded ``input_ids``, ``attention_mask`` and
+    ``labels`` [N, L], each row the prompt (listing ``tools`` through the chat template, as
+    ``PromptBuilder(tokenizer, "plain", tools=tools)`` builds it for RL) then the episode's tokens
+    (:func:`episode_row`); the labels are the policy's tokens only, never the prompt's, the tool's or padding.
+    A string in ``episodes`` is a one-turn answer.
+    """
+    from gpgrl.rollout.episodes import TurnRenderer
+
+    if len(questions) != len(episodes):
+        raise ValueError(f"{len(questions)} questions but {len(episodes)} episodes")
+    builder = PromptBuilder(tokenizer, "plain", tools=tools)
+    tok = builder.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    renderer = TurnRenderer(tokenizer)
+    rows = []
+    for question, episode in zip(questions, episodes):
+        prompt = builder.build(question)[0].ids
+        ids, mask = episode_row(tok, [episode] if isinstance(episode, str) else episode, renderer)
+        rows.append((prompt, ids, mask))
+    width = max(len(p) + len(c) for p, c, _ in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)  # [N, L]
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # [N, L]
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)  # [N, L]
+    for i, (p, c, m) in enumerate(rows):
+        n = len(p) + len(c)
+        input_ids[i, :n] = torch.tensor(p + c, dtype=torch.long)
+        attention_mask[i, :n] = 1
+        labels[i, len(p) : n] = torch.tensor([t if keep else IGNORE_INDEX for t, keep in zip(c, m)], dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
 @dataclass
 class SFTConfig:
     """Settings of :func:`supervised_warm_start`."""
@@ -95,19 +168,22 @@ def supervised_warm_start(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     questions: Sequence[str],
-    completions: Sequence[str],
+    completions: Sequence[str] | Sequence[Episode],
     cfg: SFTConfig,
     *,
     check: Callable[[], float] | None = None,
     log: Callable[[str], None] | None = None,
     images: Sequence[Sequence[Any]] | None = None,
+    tools: Sequence[Any] | None = None,
 ) -> list[dict[str, float]]:
     """Fine-tune ``model`` in place on (question, completion) pairs with AdamW; returns per-step metrics.
 
     Every ``cfg.check_every`` steps ``check()`` (e.g. greedy accuracy on a validation set) is called and
     recorded as ``sft/check``; training stops early once it reaches ``cfg.target_accuracy``. This is
     how the quickstart stops "partly right" at a similar point whatever the seed. For a vision model,
-    ``tokenizer`` is its processor and ``images`` holds each question's images.
+    ``tokenizer`` is its processor and ``images`` holds each question's images. With ``tools`` (the functions
+    the prompt lists; ``[]`` lists none), ``completions`` are episodes (:data:`Episode`, or a one-turn answer
+    as a string) and the rows are :func:`build_episode_sft_batch`'s.
     """
     if not questions:
         raise ValueError("supervised_warm_start needs at least one example")
@@ -126,8 +202,12 @@ def supervised_warm_start(
             rng.shuffle(fresh)
             order += fresh
         idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
-        batch = build_sft_batch(tokenizer, [questions[i] for i in idx], [completions[i] for i in idx],
-                                [images[i] for i in idx] if images is not None else None)
+        if tools is not None:
+            batch = build_episode_sft_batch(tokenizer, [questions[i] for i in idx], [completions[i] for i in idx],
+                                            tools)
+        else:
+            batch = build_sft_batch(tokenizer, [questions[i] for i in idx], [completions[i] for i in idx],
+                                    [images[i] for i in idx] if images is not None else None)
         batch.update(token_type_inputs(model, batch["input_ids"]) if images is not None else {})
         device = next(model.parameters()).device
         out = model(**{k: v.to(device) for k, v in batch.items()})  # mean CE over completion tokens
