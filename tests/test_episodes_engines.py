@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import vllm_standin
@@ -96,3 +97,32 @@ def test_the_server_engine_sends_every_turn_as_token_ids():
     policy = batch.loss_mask.bool()
     torch.testing.assert_close(batch.sampling_logprobs[policy], mine[policy], atol=1e-4, rtol=1e-4)
     assert (batch.sampling_logprobs[~policy & batch.completion_mask.bool()] == 0).all()
+
+
+@pytest.mark.slow
+def test_a_warm_started_model_calls_the_calculator_through_the_vllm_standin(tmp_path):
+    """The tools quickstart's warm-started model, trained as a user would with the colocated engine (the CPU
+    stand-in of vLLM) and the calculator: its calls are run, their results masked, and the second turn's
+    prompt is the first turn's ids plus the tool message's."""
+    from gpgrl.tasks.quickstart import run
+
+    run(tmp_path / "qs", steps=1, eval_size=8, quiet=True, tools=True,
+        rl_overrides={"train": {"prompts_per_step": 4}})
+    out, log = tmp_path / "run", tmp_path / "calls.jsonl"
+    args = ["train", "--config", str(REPO / "recipes" / "quickstart_tools_cpu.yaml"), "--model", str(tmp_path / "qs" / "sft"),
+            "--rollout.engine", "vllm", "--train.steps", "2", "--train.prompts_per_step", "4", "--output_dir", str(out),
+            "--log.progress", "false", "--log.report_to", "jsonl"]
+    done = subprocess.run([sys.executable, "-m", "gpgrl.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          env=vllm_standin.subprocess_env(log), timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
+    called = [r for r in rows if r["episode"]["env_tokens"]]  # a call answered (not cut by the episode's budget)
+    assert called, "the warm-started model never called the calculator"
+    generates = [c for c in vllm_standin.record().read_log(log) if c["call"] == "generate"]
+    for r in called:
+        _, end = r["episode"]["turn_spans"][0]
+        observed = r["episode"]["env_tokens"]
+        assert r["loss_mask"][end : end + observed] == [0] * observed and "<tool_response>" in r["text"]
+        assert len(r["prompt_ids"]) + end + observed in {n for g in generates for n in g["prompt_lens"]}
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(m["episode/tool_calls"] > 0 for m in metrics) and all(m["is/logp_diff_abs"] < 1e-4 for m in metrics)
