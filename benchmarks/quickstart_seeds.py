@@ -31,9 +31,11 @@ sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scr
 from _machine import machine  # noqa: E402
 
 
-def run_seed(seed: int, output: Path, vision: bool = False) -> dict:
+def run_seed(seed: int, output: Path, vision: bool = False, extra: tuple[str, ...] = ()) -> dict:
+    """One ``gpgrl quickstart`` process (``extra``: more flags, e.g. ``--tools``); its summary.json, with the
+    process's wall time in ``process_seconds``."""
     cmd = [sys.executable, "-m", "gpgrl.cli", "quickstart", "--output", str(output), "--seed", str(seed), "--quiet",
-           "--overwrite"]  # a re-run of the benchmark replaces its own seed's folder
+           "--overwrite", *extra]  # a re-run of the benchmark replaces its own seed's folder
     cmd += ["--vision"] if vision else []
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -23,28 +23,17 @@ import argparse
 import datetime
 import json
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
 from _machine import machine  # noqa: E402
+from quickstart_seeds import run_seed as quickstart_seed  # noqa: E402
 
 
 def run_seed(seed: int, output: Path) -> dict:
-    cmd = [sys.executable, "-m", "gpgrl.cli", "quickstart", "--tools", "--no-tools-baseline", "--output", str(output),
-           "--seed", str(seed), "--quiet", "--overwrite"]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"seed {seed} failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    summary = json.loads((output / "summary.json").read_text())
-    summary["process_seconds"] = wall
-    print(next(line for line in reversed(proc.stdout.splitlines()) if "before GPG" in line), flush=True)
-    return summary
+    return quickstart_seed(seed, output, extra=("--tools", "--no-tools-baseline"))
 
 
 def _mean(xs: list[float]) -> float:

@@ -45,7 +45,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -389,6 +389,22 @@ def run(output: str | Path = "runs/quickstart", *, seed: int = 0, steps: int | N
         torch.set_num_threads(threads)
 
 
+def _begin(out: Path, removes: str | None, seed: int, quiet: bool) -> Callable[[str], None]:
+    """A quickstart's start: the earlier run it replaces deleted (saying so), the folder made, the seed set;
+    returns its ``say`` (a line unless ``quiet``)."""
+    if removes:
+        print(f"[quickstart] {removes}", flush=True)
+        clear_output(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+
+    def say(text: str) -> None:
+        if not quiet:
+            print(text, flush=True)
+
+    return say
+
+
 def _run(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int, eval_every: int, eval_size: int | None,
          quiet: bool, rl_overrides: dict[str, Any], removes: str | None) -> dict[str, Any]:
     from gpgrl.config import from_dict, save_config
@@ -396,16 +412,8 @@ def _run(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int, eval
     from gpgrl.train.checkpoint import quiet_saving
     from gpgrl.train.trainer import Trainer
 
-    def say(text: str) -> None:
-        if not quiet:
-            print(text, flush=True)
-
     t_start = time.perf_counter()
-    if removes:
-        print(f"[quickstart] {removes}", flush=True)
-        clear_output(out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
+    say = _begin(out, removes, seed, quiet)
     task = setup.task()  # the same questions as the RL recipe's data.dataset
     train_records, test_records = task.records("train"), task.records("test")
     if eval_size is not None:
@@ -593,16 +601,8 @@ def _run_tools(out: Path, setup: Setup, *, seed: int, steps: int, sft_steps: int
     from gpgrl.train.checkpoint import quiet_saving
     from gpgrl.train.trainer import Trainer
 
-    def say(text: str) -> None:
-        if not quiet:
-            print(text, flush=True)
-
     t_start = time.perf_counter()
-    if removes:
-        print(f"[quickstart] {removes}", flush=True)
-        clear_output(out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
+    say = _begin(out, removes, seed, quiet)
     raw = _merge(rl_config(out, seed=seed, steps=steps, setup=setup), rl_overrides)
     tools = list(raw["rollout"]["tools"])
     task = setup.task()
