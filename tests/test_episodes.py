@@ -391,3 +391,19 @@ def test_a_turn_cut_by_the_models_context_ends_the_episode_as_context(tok):
     b = run_episodes(Capped(tok, lambda *a: "long", max_model_len=context), prompts, [{}], SamplingParams(100, 1.0), 1,
                      Echo, tokenizer=tok, max_turns=3, pad_id=tok.pad_token_id)
     assert (b.episodes[0].ended, bool(b.truncated[0]), int(b.completion_mask[0].sum())) == ("context", True, 4)
+
+
+def test_gpgrl_eval_with_tools_reports_tool_use(tmp_path):
+    from gpgrl.eval.cli import main
+    from gpgrl.models.tiny import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "model", seed=0)
+    code = main(["--model", str(model), "--benchmarks", "arithmetic", "--limit", "3", "--tools", "calculator",
+                 "--max-turns", "2", "--max-new-tokens", "12", "--output", str(tmp_path / "out"), "--quiet"])
+    assert code == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    metrics = results["metrics"] if "metrics" in results else results
+    assert metrics["eval/arithmetic/tool_calls"] == 0.0 and metrics["eval/arithmetic/turns"] == 1.0  # never calls
+    rows = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(r["ended"] in ("length", "done") and r["tool_calls"] == 0 for r in rows)
+    assert main(["--model", str(model), "--benchmarks", "arithmetic", "--tools", "calculater", "--quiet"]) == 2
