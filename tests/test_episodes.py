@@ -402,7 +402,7 @@ def test_gpgrl_eval_with_tools_reports_tool_use(tmp_path):
                  "--max-turns", "2", "--max-new-tokens", "12", "--output", str(tmp_path / "out"), "--quiet"])
     assert code == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
-    metrics = results["metrics"] if "metrics" in results else results
+    metrics = results["metrics"]
     assert metrics["eval/arithmetic/tool_calls"] == 0.0 and metrics["eval/arithmetic/turns"] == 1.0  # never calls
     rows = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(r["ended"] in ("length", "done") and r["tool_calls"] == 0 for r in rows)
