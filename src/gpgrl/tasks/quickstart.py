@@ -530,7 +530,8 @@ def heldout_episodes(model: torch.nn.Module, tokenizer: Any, records: list[dict[
 
     setup = episode_setup(tools=list(tools), max_turns=max_turns)
     try:
-        builder = PromptBuilder(tokenizer, "plain", tools=setup.tools if setup else ())
+        builder = PromptBuilder(tokenizer, "plain", tools=setup.tools if setup else (),
+                                tool_instructions=setup.tool_instructions if setup else None)  # as the trainer's
         prompts = [builder.build(r["question"])[0] for r in records]
         engine = HFGenerateEngine(model, builder.tokenizer, batch_size=256)
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)

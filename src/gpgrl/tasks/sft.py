@@ -54,23 +54,14 @@ def build_sft_batch(
     tok = builder.tokenizer  # a processor's own tokenizer
     eos = tok.eos_token_id
     pad = tok.pad_token_id if tok.pad_token_id is not None else eos
-    rows: list[tuple[list[int], list[int]]] = []
+    rows: list[tuple[list[int], list[int], list[int]]] = []
     extra: list[dict[str, torch.Tensor]] = []
     for i, (question, completion) in enumerate(zip(questions, completions)):
         prompt = builder.build(question, images[i] if images is not None else ())[0]
         extra.append(prompt.model_inputs)
         completion_ids = tok(completion, add_special_tokens=False)["input_ids"] + [eos]
-        rows.append((prompt.ids, completion_ids))
-    width = max(len(p) + len(c) for p, c in rows)
-    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)  # [N, L]
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # [N, L]
-    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)  # [N, L]
-    for i, (p, c) in enumerate(rows):
-        n = len(p) + len(c)
-        input_ids[i, :n] = torch.tensor(p + c, dtype=torch.long)
-        attention_mask[i, :n] = 1
-        labels[i, len(p) : n] = torch.tensor(c, dtype=torch.long)  # completion tokens only
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        rows.append((prompt.ids, completion_ids, [1] * len(completion_ids)))  # completion tokens only
+    batch = _padded(rows, pad)
     if any(extra):  # per-image inputs, concatenated in row order
         batch.update({k: torch.cat([e[k] for e in extra]) for k in extra[0]})
     return batch
@@ -137,6 +128,13 @@ def build_episode_sft_batch(
         prompt = builder.build(question)[0].ids
         ids, mask = episode_row(tok, [episode] if isinstance(episode, str) else episode, renderer)
         rows.append((prompt, ids, mask))
+    return _padded(rows, pad)
+
+
+def _padded(rows: Sequence[tuple[list[int], list[int], list[int]]], pad: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` [N, L] of ``(prompt ids, completion ids,
+    completion mask)`` rows: the labels are the completion's tokens where its mask is 1, :data:`IGNORE_INDEX`
+    on the prompt, the masked tokens and padding."""
     width = max(len(p) + len(c) for p, c, _ in rows)
     input_ids = torch.full((len(rows), width), pad, dtype=torch.long)  # [N, L]
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # [N, L]
